@@ -1,0 +1,573 @@
+//! Makoto attestations of Delta commits: the predicate built from a commit's facts, the signed
+//! envelope, the attestation digest and the chain.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::delta::{ActionCounts, DeletionVector, Protocol, TimestampSource};
+use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use crate::keys::{KeyId, Signer};
+use crate::state::STATE_ALGORITHM;
+use crate::statement::{Statement, Subject};
+use crate::{Error, Sha256Digest, canonical};
+
+pub const ORIGIN_V1: &str = "https://makoto.dev/origin/v1";
+pub const TRANSFORM_V1: &str = "https://makoto.dev/transform/v1";
+pub const STREAM_WINDOW_V1: &str = "https://makoto.dev/stream-window/v1";
+
+/// Prefix of `transform.type` for Delta operations (`…/write`, `…/merge`, …).
+pub const DELTA_TRANSFORM_TYPE_PREFIX: &str = "https://makoto.dev/transforms/delta/";
+
+/// At most this many file changes are listed inside a statement; beyond it the statement keeps
+/// only their digest and counts and the list lives in `system.makoto.files`.
+pub const INLINE_CHANGES_LIMIT: usize = 1000;
+
+/// Version of the `predicate.delta` block layout.
+pub const DELTA_BLOCK_FORMAT: u32 = 1;
+
+/// Makoto assurance level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MakotoLevel {
+    /// Provenance recorded, unsigned.
+    L1,
+    /// Signed provenance.
+    L2,
+    /// Signed by an isolated, hardened attestor.
+    L3,
+}
+
+impl MakotoLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MakotoLevel::L1 => "L1",
+            MakotoLevel::L2 => "L2",
+            MakotoLevel::L3 => "L3",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "L1" => Some(MakotoLevel::L1),
+            "L2" => Some(MakotoLevel::L2),
+            "L3" => Some(MakotoLevel::L3),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for MakotoLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `urn:makoto:attestation:sha256:<hex>`: a location-independent reference to an attestation
+/// by the digest of its statement payload.
+pub fn attestation_ref(digest: &Sha256Digest) -> String {
+    format!("urn:makoto:attestation:sha256:{digest}")
+}
+
+/// `<table>@v<N>`.
+pub fn subject_name(table_uri: &str, version: u64) -> String {
+    format!("{table_uri}@v{version}")
+}
+
+/// What happened to a file in a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    Add,
+    Remove,
+    Cdc,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Add => "add",
+            ChangeKind::Remove => "remove",
+            ChangeKind::Cdc => "cdc",
+        }
+    }
+}
+
+/// One file a commit adds, removes or writes as change data, with its digests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    kind: ChangeKind,
+    path: String,
+    size: Option<u64>,
+    sha256: Option<Sha256Digest>,
+    data_change: bool,
+    partition_values: BTreeMap<String, Option<String>>,
+    num_records: Option<u64>,
+    deletion_vector: Option<(DeletionVector, Option<Sha256Digest>)>,
+}
+
+impl FileChange {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        kind: ChangeKind,
+        path: String,
+        size: Option<u64>,
+        sha256: Option<Sha256Digest>,
+        data_change: bool,
+        partition_values: BTreeMap<String, Option<String>>,
+        num_records: Option<u64>,
+        deletion_vector: Option<(DeletionVector, Option<Sha256Digest>)>,
+    ) -> Self {
+        FileChange {
+            kind,
+            path,
+            size,
+            sha256,
+            data_change,
+            partition_values,
+            num_records,
+            deletion_vector,
+        }
+    }
+    pub fn kind(&self) -> ChangeKind {
+        self.kind
+    }
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+    pub fn sha256(&self) -> Option<Sha256Digest> {
+        self.sha256
+    }
+    pub fn data_change(&self) -> bool {
+        self.data_change
+    }
+    pub fn partition_values(&self) -> &BTreeMap<String, Option<String>> {
+        &self.partition_values
+    }
+    pub fn num_records(&self) -> Option<u64> {
+        self.num_records
+    }
+    /// The deletion vector and the SHA-256 of its file (`None` for inline vectors).
+    pub fn deletion_vector(&self) -> Option<&(DeletionVector, Option<Sha256Digest>)> {
+        self.deletion_vector.as_ref()
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "action": self.kind.as_str(),
+            "path": self.path,
+            "size": self.size,
+            "sha256": self.sha256.map(|d| d.to_hex()),
+            "dataChange": self.data_change,
+            "partitionValues": self.partition_values,
+            "numRecords": self.num_records,
+            "deletionVector": self.deletion_vector.as_ref().map(|(dv, sha)| {
+                let mut d = dv.descriptor_json();
+                if let Some(m) = d.as_object_mut() {
+                    m.insert("uniqueId".into(), json!(dv.unique_id()));
+                    m.insert("file".into(), json!(dv.file()));
+                    m.insert("sha256".into(), json!(sha.map(|s| s.to_hex())));
+                }
+                d
+            }),
+        })
+    }
+}
+
+/// SHA-256 of the canonical JSON array of a commit's file changes, in log order.
+pub fn changes_digest(changes: &[FileChange]) -> Sha256Digest {
+    let v = Value::Array(changes.iter().map(FileChange::to_json).collect());
+    Sha256Digest::of(&canonical::to_vec(&v))
+}
+
+/// The attestation this one chains to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousAttestation {
+    pub version: u64,
+    pub state_root: Sha256Digest,
+    pub digest: Sha256Digest,
+    pub level: MakotoLevel,
+}
+
+/// Who produced the attestation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestorInfo {
+    pub name: String,
+    pub version: String,
+    pub deltalake_version: String,
+}
+
+/// Everything known about one commit, gathered from the log and the data files.
+#[derive(Debug, Clone)]
+pub struct CommitFacts {
+    pub table_uri: String,
+    pub table_id: String,
+    pub table_name: Option<String>,
+    pub version: u64,
+    pub timestamp_ms: i64,
+    pub timestamp_source: TimestampSource,
+    pub commit_path: String,
+    pub commit_size: u64,
+    pub commit_file_digest: Sha256Digest,
+    pub commit_actions_digest: Sha256Digest,
+    pub action_counts: ActionCounts,
+    pub operation: Option<String>,
+    pub operation_parameters: Option<Value>,
+    pub engine: Option<String>,
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    pub job: Option<Value>,
+    pub notebook: Option<Value>,
+    pub cluster_id: Option<String>,
+    pub txn_id: Option<String>,
+    pub protocol: Protocol,
+    pub schema_digest: Sha256Digest,
+    pub changes: Vec<FileChange>,
+    pub state_root: Sha256Digest,
+    pub live_files: u64,
+    pub live_bytes: u64,
+    pub previous: Option<PreviousAttestation>,
+}
+
+/// Totals over a commit's changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChangeCounts {
+    pub files_added: u64,
+    pub files_removed: u64,
+    pub cdc_files: u64,
+    pub bytes_added: u64,
+    pub bytes_removed: u64,
+    /// Physical rows in the added files; `None` when a writer omitted statistics.
+    pub records_added: Option<u64>,
+}
+
+impl CommitFacts {
+    pub fn subject_name(&self) -> String {
+        subject_name(&self.table_uri, self.version)
+    }
+
+    pub fn predicate_type(&self) -> &'static str {
+        if self.previous.is_none() {
+            ORIGIN_V1
+        } else {
+            TRANSFORM_V1
+        }
+    }
+
+    pub fn counts(&self) -> ChangeCounts {
+        let mut c = ChangeCounts {
+            records_added: Some(0),
+            ..ChangeCounts::default()
+        };
+        for ch in &self.changes {
+            let size = ch.size.unwrap_or(0);
+            match ch.kind {
+                ChangeKind::Add => {
+                    c.files_added += 1;
+                    c.bytes_added += size;
+                    c.records_added = match (c.records_added, ch.num_records) {
+                        (Some(a), Some(b)) => Some(a + b),
+                        _ => None,
+                    };
+                }
+                ChangeKind::Remove => {
+                    c.files_removed += 1;
+                    c.bytes_removed += size;
+                }
+                ChangeKind::Cdc => c.cdc_files += 1,
+            }
+        }
+        c
+    }
+}
+
+fn rfc3339(ms: i64) -> Result<String, Error> {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .ok_or_else(|| Error::InvalidStatement {
+            reason: format!("timestamp {ms} ms is out of range"),
+        })
+}
+
+fn slug(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    if out.is_empty() {
+        "unknown".into()
+    } else {
+        out
+    }
+}
+
+/// `Apache-Spark/3.5.0 Delta-Lake/3.0.0` → `{"Apache-Spark": "3.5.0", "Delta-Lake": "3.0.0"}`.
+fn engine_versions(engine: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    for token in engine.split_whitespace() {
+        if let Some((name, version)) = token.split_once('/') {
+            m.insert(name.to_owned(), json!(version));
+        }
+    }
+    if m.is_empty() && !engine.is_empty() {
+        m.insert("engine".into(), json!(engine));
+    }
+    m
+}
+
+fn platform(engine: Option<&str>) -> &'static str {
+    match engine {
+        Some(e) if e.contains("Databricks") => "databricks",
+        Some(e) if e.contains("Apache-Spark") => "spark",
+        Some(e) if e.starts_with("delta-rs") => "delta-rs",
+        Some(_) => "other",
+        None => "unknown",
+    }
+}
+
+/// Builds the in-toto statement for one commit: `origin/v1` for the first attested version of
+/// a table, `transform/v1` (with the previous version as input) for every later one.
+pub fn build_commit_statement(
+    facts: &CommitFacts,
+    attestor: &AttestorInfo,
+) -> Result<Statement, Error> {
+    let ts = rfc3339(facts.timestamp_ms)?;
+    let counts = facts.counts();
+    let inline = facts.changes.len() <= INLINE_CHANGES_LIMIT;
+    let mut changes = json!({
+        "digest": {"sha256": changes_digest(&facts.changes).to_hex()},
+        "filesAdded": counts.files_added,
+        "filesRemoved": counts.files_removed,
+        "cdcFiles": counts.cdc_files,
+        "bytesAdded": counts.bytes_added,
+        "bytesRemoved": counts.bytes_removed,
+        "recordsAdded": counts.records_added,
+        "entriesInline": inline,
+    });
+    if inline && let Some(m) = changes.as_object_mut() {
+        m.insert(
+            "entries".into(),
+            Value::Array(facts.changes.iter().map(FileChange::to_json).collect()),
+        );
+    }
+    let delta = json!({
+        "formatVersion": DELTA_BLOCK_FORMAT,
+        "table": {"uri": facts.table_uri, "id": facts.table_id, "name": facts.table_name},
+        "version": facts.version,
+        "timestamp": ts,
+        "timestampMs": facts.timestamp_ms,
+        "timestampSource": facts.timestamp_source.as_str(),
+        "commit": {
+            "path": facts.commit_path,
+            "size": facts.commit_size,
+            "digest": {"sha256": facts.commit_file_digest.to_hex()},
+            "actionsDigest": {"sha256": facts.commit_actions_digest.to_hex()},
+            "actionCounts": facts.action_counts,
+        },
+        "protocol": {
+            "minReaderVersion": facts.protocol.min_reader_version(),
+            "minWriterVersion": facts.protocol.min_writer_version(),
+            "readerFeatures": facts.protocol.reader_features(),
+            "writerFeatures": facts.protocol.writer_features(),
+        },
+        "schemaDigest": {"sha256": facts.schema_digest.to_hex()},
+        "state": {
+            "algorithm": STATE_ALGORITHM,
+            "root": facts.state_root.to_hex(),
+            "files": facts.live_files,
+            "bytes": facts.live_bytes,
+        },
+        "changes": changes,
+        "previousAttestation": facts.previous.as_ref().map(|p| json!({
+            "version": p.version,
+            "digest": {"sha256": p.digest.to_hex()},
+        })),
+        "attestor": {
+            "name": attestor.name,
+            "version": attestor.version,
+            "deltalake": attestor.deltalake_version,
+        },
+    });
+
+    let engine = facts.engine.as_deref();
+    let versions = engine.map(engine_versions).unwrap_or_default();
+    let executor_id = engine.unwrap_or("unknown").to_owned();
+    let mut identity = Map::new();
+    if let Some(u) = &facts.user_id {
+        identity.insert("userId".into(), json!(u));
+    }
+    if let Some(u) = &facts.user_name {
+        identity.insert("userName".into(), json!(u));
+    }
+    if let Some(j) = &facts.job {
+        identity.insert("job".into(), j.clone());
+    }
+    if let Some(n) = &facts.notebook {
+        identity.insert("notebook".into(), n.clone());
+    }
+    if let Some(c) = &facts.cluster_id {
+        identity.insert("clusterId".into(), json!(c));
+    }
+
+    let subject = Subject::new(
+        facts.subject_name(),
+        BTreeMap::from([("sha256".to_owned(), facts.state_root.to_hex())]),
+    );
+
+    let mut predicate = match &facts.previous {
+        None => {
+            let mut collector = json!({"id": executor_id, "platform": platform(engine)});
+            if let Some(c) = collector.as_object_mut() {
+                if !versions.is_empty() {
+                    c.insert("version".into(), Value::Object(versions));
+                }
+                c.extend(identity);
+            }
+            let mut metadata = json!({"bytesCollected": counts.bytes_added});
+            if let (Some(r), Some(m)) = (counts.records_added, metadata.as_object_mut()) {
+                m.insert("recordsCollected".into(), json!(r));
+            }
+            json!({
+                "origin": {
+                    "source": facts.table_uri,
+                    "collectionTimestamp": ts,
+                },
+                "collector": collector,
+                "schema": {
+                    "format": "delta",
+                    "schemaDigest": {"sha256": facts.schema_digest.to_hex()},
+                },
+                "metadata": metadata,
+            })
+        }
+        Some(prev) => {
+            let operation = facts.operation.as_deref().unwrap_or("UNKNOWN");
+            let mut transform = json!({
+                "type": format!("{DELTA_TRANSFORM_TYPE_PREFIX}{}", slug(operation)),
+                "name": operation,
+            });
+            if let (Some(p @ Value::Object(_)), Some(t)) =
+                (&facts.operation_parameters, transform.as_object_mut())
+            {
+                t.insert("parameters".into(), p.clone());
+            }
+            let mut executor = json!({"id": executor_id, "platform": platform(engine)});
+            if let Some(e) = executor.as_object_mut() {
+                if !versions.is_empty() {
+                    e.insert("version".into(), Value::Object(versions));
+                }
+                e.extend(identity);
+            }
+            let mut metadata = json!({
+                "startedOn": ts,
+                "finishedOn": ts,
+                "bytesOutput": counts.bytes_added,
+            });
+            if let Some(m) = metadata.as_object_mut() {
+                if let Some(r) = counts.records_added {
+                    m.insert("recordsOutput".into(), json!(r));
+                }
+                if let Some(id) = &facts.txn_id {
+                    m.insert("invocationId".into(), json!(id));
+                }
+            }
+            json!({
+                "inputs": [{
+                    "name": subject_name(&facts.table_uri, prev.version),
+                    "digest": {"sha256": prev.state_root.to_hex()},
+                    "attestationRef": attestation_ref(&prev.digest),
+                    "makotoLevel": prev.level.as_str(),
+                }],
+                "transform": transform,
+                "executor": executor,
+                "metadata": metadata,
+            })
+        }
+    };
+    if let Some(p) = predicate.as_object_mut() {
+        p.insert("delta".into(), delta);
+    }
+    Ok(Statement::new(
+        vec![subject],
+        facts.predicate_type(),
+        predicate,
+    ))
+}
+
+/// A statement sealed in a DSSE envelope: signed (L2) or not (L1).
+#[derive(Debug, Clone)]
+pub struct Attestation {
+    statement: Statement,
+    envelope: Envelope,
+    digest: Sha256Digest,
+    level: MakotoLevel,
+    keyid: Option<KeyId>,
+}
+
+impl Attestation {
+    /// Serializes `statement` canonically and signs it when a signer is given.
+    pub fn seal(statement: Statement, signer: Option<&dyn Signer>) -> Result<Self, Error> {
+        let payload = statement.to_payload();
+        let digest = Sha256Digest::of(&payload);
+        let (envelope, level, keyid) = match signer {
+            Some(s) => (
+                Envelope::sign(IN_TOTO_PAYLOAD_TYPE, payload, s)?,
+                MakotoLevel::L2,
+                Some(s.keyid().clone()),
+            ),
+            None => (
+                Envelope::unsigned(IN_TOTO_PAYLOAD_TYPE, payload),
+                MakotoLevel::L1,
+                None,
+            ),
+        };
+        Ok(Attestation {
+            statement,
+            envelope,
+            digest,
+            level,
+            keyid,
+        })
+    }
+
+    pub fn statement(&self) -> &Statement {
+        &self.statement
+    }
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+    /// SHA-256 of the statement payload: what the next attestation chains to.
+    pub fn digest(&self) -> Sha256Digest {
+        self.digest
+    }
+    pub fn level(&self) -> MakotoLevel {
+        self.level
+    }
+    pub fn keyid(&self) -> Option<&KeyId> {
+        self.keyid.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_and_engines() {
+        assert_eq!(slug("CREATE TABLE AS SELECT"), "create-table-as-select");
+        assert_eq!(slug("MERGE"), "merge");
+        assert_eq!(slug(""), "unknown");
+        let v = engine_versions("Apache-Spark/3.5.0 Delta-Lake/3.0.0");
+        assert_eq!(v.get("Delta-Lake"), Some(&json!("3.0.0")));
+        assert_eq!(platform(Some("delta-rs.1.1.2")), "delta-rs");
+    }
+}

@@ -1,0 +1,127 @@
+//! Canonical JSON: RFC 8785 (JCS) serialization, with integers written exactly.
+//!
+//! Used for every byte string that is hashed or signed: Delta actions (commit digest), state-tree
+//! leaf values, change lists and in-toto statements. Objects are written with members sorted by
+//! the UTF-16 code units of their names, no insignificant whitespace, strings with only the
+//! escapes JCS allows, floating-point numbers in ECMAScript shortest form. Unlike strict JCS,
+//! integers outside ±2^53 are written exactly instead of being rounded through a double; for
+//! every value Makoto itself produces this is identical to Python's
+//! `json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`.
+
+use serde_json::Value;
+
+/// Serializes `value` canonically.
+pub fn to_vec(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    write_value(value, &mut out);
+    out
+}
+
+/// Serializes `value` canonically into `out`.
+pub fn write_value(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                out.extend_from_slice(i.to_string().as_bytes());
+            } else if let Some(u) = n.as_u64() {
+                out.extend_from_slice(u.to_string().as_bytes());
+            } else if let Some(f) = n.as_f64() {
+                let mut buf = ryu_js::Buffer::new();
+                out.extend_from_slice(buf.format(f).as_bytes());
+            } else {
+                // serde_json without `arbitrary_precision` always has one of the three.
+                out.extend_from_slice(n.to_string().as_bytes());
+            }
+        }
+        Value::String(s) => write_string(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(k, out);
+                out.push(b':');
+                write_value(v, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\u{08}' => out.extend_from_slice(b"\\b"),
+            '\u{0c}' => out.extend_from_slice(b"\\f"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn canon(v: Value) -> String {
+        String::from_utf8(to_vec(&v)).unwrap_or_default()
+    }
+
+    #[rstest]
+    #[case(json!({"b": 1, "a": [true, null, "x"]}), r#"{"a":[true,null,"x"],"b":1}"#)]
+    #[case(json!({"k": "tab\there \u{1} \"q\" \\ é 😈"}), "{\"k\":\"tab\\there \\u0001 \\\"q\\\" \\\\ é 😈\"}")]
+    #[case(json!(9007199254740993u64), "9007199254740993")]
+    #[case(json!(-5), "-5")]
+    #[case(json!(1.5), "1.5")]
+    #[case(json!(1e21), "1e+21")]
+    #[case(json!(0.000001), "0.000001")]
+    #[case(json!(1e-7), "1e-7")]
+    fn canonical_forms(#[case] input: Value, #[case] expected: &str) {
+        assert_eq!(canon(input), expected);
+    }
+
+    #[test]
+    fn keys_sort_by_utf16_code_units() {
+        // U+FFFD sorts after U+1F600 in UTF-16 (0xFFFD > 0xD83D) but before it by code point.
+        let v = json!({"\u{1F600}": 1, "\u{FFFD}": 2});
+        assert_eq!(canon(v), "{\"\u{1F600}\":1,\"\u{FFFD}\":2}");
+    }
+
+    #[test]
+    fn reordered_input_gives_same_bytes() {
+        let a: Value =
+            serde_json::from_str(r#"{"x": {"q": 1, "p": 2}, "a": "z"}"#).unwrap_or_default();
+        let b: Value = serde_json::from_str(r#"{"a":"z","x":{"p":2,"q":1}}"#).unwrap_or_default();
+        assert_eq!(to_vec(&a), to_vec(&b));
+    }
+}

@@ -1,0 +1,43 @@
+use crate::Sha256Digest;
+
+/// Errors of the attestation model. Every message is one line and names what it is about.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("invalid SHA-256 digest {value:?} (expected 64 lowercase hex characters)")]
+    InvalidDigest { value: String },
+
+    #[error("invalid Delta action: {reason}")]
+    InvalidAction { reason: String },
+
+    #[error("corrupt commit at version {version}, line {line}: {reason}")]
+    CorruptCommit {
+        version: u64,
+        line: usize,
+        reason: String,
+    },
+
+    #[error("invalid state page: {reason}")]
+    InvalidStatePage { reason: String },
+
+    #[error("state page {page} is not loaded")]
+    StatePageNotLoaded { page: Sha256Digest },
+
+    #[error("membership proof does not match: {reason}")]
+    ProofMismatch { reason: String },
+
+    #[error("invalid key {what}: {reason}")]
+    InvalidKey { what: String, reason: String },
+
+    #[error("signing failed for key {keyid}: {reason}")]
+    Signing { keyid: String, reason: String },
+
+    #[error("invalid DSSE envelope: {reason}")]
+    InvalidEnvelope { reason: String },
+
+    #[error("invalid in-toto statement: {reason}")]
+    InvalidStatement { reason: String },
+
+    #[error("signature check failed: {reason}")]
+    SignatureInvalid { reason: String },
+}

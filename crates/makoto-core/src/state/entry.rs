@@ -1,0 +1,187 @@
+use serde_json::{Value, json};
+
+use super::LEAF_PREFIX;
+use crate::{Error, Sha256Digest, canonical};
+
+/// The deletion vector attached to a live file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DvEntry {
+    unique_id: String,
+    size_in_bytes: u64,
+    cardinality: u64,
+    /// SHA-256 of the whole DV file; `None` for inline vectors (their bytes are the id).
+    file_sha256: Option<Sha256Digest>,
+}
+
+impl DvEntry {
+    pub fn new(
+        unique_id: String,
+        size_in_bytes: u64,
+        cardinality: u64,
+        file_sha256: Option<Sha256Digest>,
+    ) -> Self {
+        DvEntry {
+            unique_id,
+            size_in_bytes,
+            cardinality,
+            file_sha256,
+        }
+    }
+    pub fn unique_id(&self) -> &str {
+        &self.unique_id
+    }
+    pub fn size_in_bytes(&self) -> u64 {
+        self.size_in_bytes
+    }
+    pub fn cardinality(&self) -> u64 {
+        self.cardinality
+    }
+    pub fn file_sha256(&self) -> Option<Sha256Digest> {
+        self.file_sha256
+    }
+}
+
+/// A live file of a table version: one leaf of the state tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    path: String,
+    size: u64,
+    sha256: Sha256Digest,
+    dv: Option<DvEntry>,
+}
+
+/// The leaf key of `(path, dvUniqueId)`.
+pub fn leaf_key(path: &str, dv_unique_id: Option<&str>) -> Sha256Digest {
+    Sha256Digest::of_parts(&[
+        path.as_bytes(),
+        &[0u8],
+        dv_unique_id.unwrap_or("").as_bytes(),
+    ])
+}
+
+impl FileEntry {
+    pub fn new(path: String, size: u64, sha256: Sha256Digest, dv: Option<DvEntry>) -> Self {
+        FileEntry {
+            path,
+            size,
+            sha256,
+            dv,
+        }
+    }
+    /// Decoded path relative to the table root (or absolute URI).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    pub fn sha256(&self) -> Sha256Digest {
+        self.sha256
+    }
+    pub fn dv(&self) -> Option<&DvEntry> {
+        self.dv.as_ref()
+    }
+
+    pub fn key(&self) -> Sha256Digest {
+        leaf_key(&self.path, self.dv.as_ref().map(|d| d.unique_id.as_str()))
+    }
+
+    /// The entry as the JSON object whose canonical form is hashed into the leaf.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "path": self.path,
+            "size": self.size,
+            "sha256": self.sha256.to_hex(),
+            "deletionVector": self.dv.as_ref().map(|d| json!({
+                "uniqueId": d.unique_id,
+                "sizeInBytes": d.size_in_bytes,
+                "cardinality": d.cardinality,
+                "sha256": d.file_sha256.map(|h| h.to_hex()),
+            })),
+        })
+    }
+
+    /// The canonical leaf value bytes.
+    pub fn value_bytes(&self) -> Vec<u8> {
+        canonical::to_vec(&self.to_json())
+    }
+
+    /// `SHA-256(0x00 ‖ value_bytes)`.
+    pub fn leaf_hash(&self) -> Sha256Digest {
+        Sha256Digest::of_parts(&[&[LEAF_PREFIX], &self.value_bytes()])
+    }
+
+    /// Parses the canonical JSON produced by [`FileEntry::value_bytes`]; rejects anything that
+    /// would not re-serialize to the same bytes.
+    pub fn from_value_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let bad = |reason: &str| Error::InvalidStatePage {
+            reason: format!("leaf value: {reason}"),
+        };
+        let v: Value = serde_json::from_slice(bytes).map_err(|_| bad("not JSON"))?;
+        let str_field = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        let u64_field = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64);
+        let digest = |s: Option<String>| -> Result<Sha256Digest, Error> {
+            s.ok_or_else(|| bad("missing sha256"))?.parse()
+        };
+        let dv = match v.get("deletionVector") {
+            None => return Err(bad("missing deletionVector")),
+            Some(Value::Null) => None,
+            Some(d) => Some(DvEntry {
+                unique_id: str_field(d, "uniqueId").ok_or_else(|| bad("missing uniqueId"))?,
+                size_in_bytes: u64_field(d, "sizeInBytes")
+                    .ok_or_else(|| bad("missing sizeInBytes"))?,
+                cardinality: u64_field(d, "cardinality")
+                    .ok_or_else(|| bad("missing cardinality"))?,
+                file_sha256: match d.get("sha256") {
+                    Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(s.parse()?),
+                    _ => return Err(bad("bad DV sha256")),
+                },
+            }),
+        };
+        let entry = FileEntry {
+            path: str_field(&v, "path").ok_or_else(|| bad("missing path"))?,
+            size: u64_field(&v, "size").ok_or_else(|| bad("missing size"))?,
+            sha256: digest(str_field(&v, "sha256"))?,
+            dv,
+        };
+        if entry.value_bytes() != bytes {
+            return Err(bad("not in canonical form"));
+        }
+        Ok(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaf_hash_is_prefix_zero_over_canonical_json() {
+        let e = FileEntry::new(
+            "a=1/part-0.parquet".into(),
+            42,
+            Sha256Digest::of(b"x"),
+            None,
+        );
+        let json = format!(
+            r#"{{"deletionVector":null,"path":"a=1/part-0.parquet","sha256":"{}","size":42}}"#,
+            Sha256Digest::of(b"x")
+        );
+        assert_eq!(e.value_bytes(), json.as_bytes());
+        let mut pre = vec![0u8];
+        pre.extend_from_slice(json.as_bytes());
+        assert_eq!(e.leaf_hash(), Sha256Digest::of(&pre));
+        assert_eq!(e.key(), Sha256Digest::of(b"a=1/part-0.parquet\0"));
+        assert_eq!(FileEntry::from_value_bytes(json.as_bytes()).unwrap(), e);
+    }
+
+    #[test]
+    fn non_canonical_values_are_rejected() {
+        let json = format!(
+            r#"{{"path":"p","size":1,"sha256":"{}","deletionVector":null}}"#,
+            Sha256Digest::of(b"x")
+        );
+        assert!(FileEntry::from_value_bytes(json.as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,530 @@
+use std::collections::HashSet;
+
+use super::entry::FileEntry;
+use super::page::{self, PageRequest};
+use super::proof::MembershipProof;
+use super::{LEAF_PREFIX, node_hash};
+use crate::{Error, Sha256Digest};
+
+pub(super) enum Node {
+    Empty,
+    Leaf(Box<LeafNode>),
+    Branch(Box<BranchNode>),
+    /// A subtree not loaded from storage; its page id is its hash.
+    Stub(Sha256Digest),
+}
+
+pub(super) struct LeafNode {
+    pub(super) key: Sha256Digest,
+    pub(super) hash: Sha256Digest,
+    pub(super) entry: FileEntry,
+}
+
+pub(super) struct BranchNode {
+    pub(super) hash: Sha256Digest,
+    pub(super) left: Node,
+    pub(super) right: Node,
+}
+
+impl Node {
+    pub(super) fn hash(&self) -> Sha256Digest {
+        match self {
+            Node::Empty => Sha256Digest::ZERO,
+            Node::Leaf(l) => l.hash,
+            Node::Branch(b) => b.hash,
+            Node::Stub(h) => *h,
+        }
+    }
+
+    pub(super) fn branch(left: Node, right: Node) -> Node {
+        let hash = node_hash(&left.hash(), &right.hash());
+        Node::Branch(Box::new(BranchNode { hash, left, right }))
+    }
+}
+
+/// The live-file set of one table version, as a sparse Merkle tree that can be partly loaded.
+///
+/// Subtrees rooted at depths that are multiples of [`PAGE_STRIDE`] are stored as pages named
+/// by their hash; a tree resumed from a stored root loads only the pages on the paths of the
+/// keys it touches ([`StateTree::missing_page`] / [`StateTree::attach_page`]).
+pub struct StateTree {
+    root: Node,
+    files: u64,
+    bytes: u64,
+    persisted: HashSet<Sha256Digest>,
+}
+
+impl std::fmt::Debug for StateTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateTree")
+            .field("root", &self.root.hash())
+            .field("files", &self.files)
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl Default for StateTree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StateTree {
+    /// The empty table.
+    pub fn new() -> Self {
+        StateTree {
+            root: Node::Empty,
+            files: 0,
+            bytes: 0,
+            persisted: HashSet::new(),
+        }
+    }
+
+    /// A tree known only by its root, file count and byte total (from the last attestation);
+    /// pages are loaded on demand.
+    pub fn resume(root: Sha256Digest, files: u64, bytes: u64) -> Self {
+        let mut persisted = HashSet::new();
+        let node = if root == Sha256Digest::ZERO {
+            Node::Empty
+        } else {
+            persisted.insert(root);
+            Node::Stub(root)
+        };
+        StateTree {
+            root: node,
+            files,
+            bytes,
+            persisted,
+        }
+    }
+
+    /// Builds a fully loaded tree from a set of live files.
+    pub fn from_entries(entries: impl IntoIterator<Item = FileEntry>) -> Result<Self, Error> {
+        let mut t = StateTree::new();
+        for e in entries {
+            t.insert(e)?;
+        }
+        Ok(t)
+    }
+
+    /// The state digest.
+    pub fn root(&self) -> Sha256Digest {
+        self.root.hash()
+    }
+
+    /// Number of live files.
+    pub fn files(&self) -> u64 {
+        self.files
+    }
+
+    /// Total size in bytes of the live files.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The first page that must be loaded before `key` can be looked up, inserted or removed.
+    pub fn missing_page(&self, key: &Sha256Digest) -> Option<PageRequest> {
+        let mut node = &self.root;
+        let mut depth = 0usize;
+        loop {
+            match node {
+                Node::Empty | Node::Leaf(_) => return None,
+                Node::Stub(h) => return Some(PageRequest::new(*h, depth, *key)),
+                Node::Branch(b) => {
+                    node = if key.bit(depth) { &b.right } else { &b.left };
+                    depth += 1;
+                }
+            }
+        }
+    }
+
+    /// Replaces the stub named by `request` with the page `bytes` fetched for it. The page must
+    /// hash to the requested id.
+    pub fn attach_page(&mut self, request: &PageRequest, bytes: &[u8]) -> Result<(), Error> {
+        let node = page::decode(bytes, request)?;
+        let mut slot = &mut self.root;
+        let mut depth = 0usize;
+        while depth < request.depth() {
+            slot = match slot {
+                Node::Branch(b) => {
+                    if request.key().bit(depth) {
+                        &mut b.right
+                    } else {
+                        &mut b.left
+                    }
+                }
+                _ => {
+                    return Err(Error::InvalidStatePage {
+                        reason: format!(
+                            "no subtree at depth {} for page {}",
+                            request.depth(),
+                            request.page()
+                        ),
+                    });
+                }
+            };
+            depth += 1;
+        }
+        match slot {
+            Node::Stub(h) if *h == request.page() => {
+                self.persisted.insert(*h);
+                *slot = node;
+                Ok(())
+            }
+            _ => Err(Error::InvalidStatePage {
+                reason: format!(
+                    "page {} is not pending at depth {}",
+                    request.page(),
+                    request.depth()
+                ),
+            }),
+        }
+    }
+
+    /// The live file with this key, if any. The key's path must be loaded.
+    pub fn get(&self, key: &Sha256Digest) -> Result<Option<&FileEntry>, Error> {
+        let mut node = &self.root;
+        let mut depth = 0usize;
+        loop {
+            match node {
+                Node::Empty => return Ok(None),
+                Node::Leaf(l) => return Ok((l.key == *key).then_some(&l.entry)),
+                Node::Stub(h) => return Err(Error::StatePageNotLoaded { page: *h }),
+                Node::Branch(b) => {
+                    node = if key.bit(depth) { &b.right } else { &b.left };
+                    depth += 1;
+                }
+            }
+        }
+    }
+
+    /// Adds a live file, replacing one with the same key; returns the replaced entry.
+    pub fn insert(&mut self, entry: FileEntry) -> Result<Option<FileEntry>, Error> {
+        let size = entry.size();
+        let key = entry.key();
+        let hash = Sha256Digest::of_parts(&[&[LEAF_PREFIX], &entry.value_bytes()]);
+        let leaf = Box::new(LeafNode { key, hash, entry });
+        let replaced = insert_at(&mut self.root, 0, leaf)?;
+        self.files += 1;
+        self.bytes += size;
+        if let Some(old) = &replaced {
+            self.files -= 1;
+            self.bytes = self.bytes.saturating_sub(old.size());
+        }
+        Ok(replaced)
+    }
+
+    /// Removes the live file with this key; returns it, or `None` if it was not live.
+    pub fn remove(&mut self, key: &Sha256Digest) -> Result<Option<FileEntry>, Error> {
+        let removed = remove_at(&mut self.root, 0, key)?;
+        if let Some(old) = &removed {
+            self.files = self.files.saturating_sub(1);
+            self.bytes = self.bytes.saturating_sub(old.size());
+        }
+        Ok(removed)
+    }
+
+    /// A proof that the file with `key` is live in this version (its path must be loaded).
+    pub fn prove(&self, key: &Sha256Digest) -> Result<Option<MembershipProof>, Error> {
+        let mut siblings = Vec::new();
+        let mut node = &self.root;
+        let mut depth = 0usize;
+        loop {
+            match node {
+                Node::Empty => return Ok(None),
+                Node::Stub(h) => return Err(Error::StatePageNotLoaded { page: *h }),
+                Node::Leaf(l) => {
+                    return Ok(
+                        (l.key == *key).then(|| MembershipProof::new(l.entry.clone(), siblings))
+                    );
+                }
+                Node::Branch(b) => {
+                    let (next, sibling) = if key.bit(depth) {
+                        (&b.right, &b.left)
+                    } else {
+                        (&b.left, &b.right)
+                    };
+                    siblings.push(sibling.hash());
+                    node = next;
+                    depth += 1;
+                }
+            }
+        }
+    }
+
+    /// Every live file of the loaded part of the tree, in key order.
+    pub fn loaded_entries(&self) -> Vec<&FileEntry> {
+        fn walk<'a>(n: &'a Node, out: &mut Vec<&'a FileEntry>) {
+            match n {
+                Node::Leaf(l) => out.push(&l.entry),
+                Node::Branch(b) => {
+                    walk(&b.left, out);
+                    walk(&b.right, out);
+                }
+                Node::Empty | Node::Stub(_) => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut out);
+        out
+    }
+
+    /// Pages of the current tree that storage does not have yet, as `(page id, bytes)`.
+    /// Unchanged subtrees are skipped without being visited.
+    pub fn unpersisted_pages(&self) -> Vec<(Sha256Digest, Vec<u8>)> {
+        let mut out = Vec::new();
+        page::collect(&self.root, 0, &self.persisted, &mut out);
+        out
+    }
+
+    /// Records that these pages are now in storage.
+    pub fn mark_persisted(&mut self, pages: impl IntoIterator<Item = Sha256Digest>) {
+        self.persisted.extend(pages);
+    }
+}
+
+fn insert_at(
+    node: &mut Node,
+    depth: usize,
+    leaf: Box<LeafNode>,
+) -> Result<Option<FileEntry>, Error> {
+    match node {
+        Node::Empty => {
+            *node = Node::Leaf(leaf);
+            Ok(None)
+        }
+        Node::Stub(h) => Err(Error::StatePageNotLoaded { page: *h }),
+        Node::Leaf(existing) if existing.key == leaf.key => {
+            let old = std::mem::replace(existing, leaf);
+            Ok(Some(old.entry))
+        }
+        Node::Leaf(_) => {
+            let Node::Leaf(existing) = std::mem::replace(node, Node::Empty) else {
+                return Ok(None);
+            };
+            *node = split(existing, leaf, depth)?;
+            Ok(None)
+        }
+        Node::Branch(b) => {
+            let r = if leaf.key.bit(depth) {
+                insert_at(&mut b.right, depth + 1, leaf)?
+            } else {
+                insert_at(&mut b.left, depth + 1, leaf)?
+            };
+            b.hash = node_hash(&b.left.hash(), &b.right.hash());
+            Ok(r)
+        }
+    }
+}
+
+/// Two leaves with different keys that meet at `depth`: branch until their keys differ.
+fn split(a: Box<LeafNode>, b: Box<LeafNode>, depth: usize) -> Result<Node, Error> {
+    if depth >= 256 {
+        return Err(Error::InvalidStatePage {
+            reason: "two leaves with the same key".into(),
+        });
+    }
+    Ok(match (a.key.bit(depth), b.key.bit(depth)) {
+        (false, true) => Node::branch(Node::Leaf(a), Node::Leaf(b)),
+        (true, false) => Node::branch(Node::Leaf(b), Node::Leaf(a)),
+        (false, false) => Node::branch(split(a, b, depth + 1)?, Node::Empty),
+        (true, true) => Node::branch(Node::Empty, split(a, b, depth + 1)?),
+    })
+}
+
+fn remove_at(
+    node: &mut Node,
+    depth: usize,
+    key: &Sha256Digest,
+) -> Result<Option<FileEntry>, Error> {
+    match node {
+        Node::Empty => Ok(None),
+        Node::Stub(h) => Err(Error::StatePageNotLoaded { page: *h }),
+        Node::Leaf(l) => {
+            if l.key != *key {
+                return Ok(None);
+            }
+            match std::mem::replace(node, Node::Empty) {
+                Node::Leaf(l) => Ok(Some(l.entry)),
+                _ => Ok(None),
+            }
+        }
+        Node::Branch(b) => {
+            let removed = if key.bit(depth) {
+                remove_at(&mut b.right, depth + 1, key)?
+            } else {
+                remove_at(&mut b.left, depth + 1, key)?
+            };
+            if removed.is_none() {
+                return Ok(None);
+            }
+            let collapse = matches!(
+                (&b.left, &b.right),
+                (Node::Leaf(_) | Node::Empty, Node::Empty) | (Node::Empty, Node::Leaf(_))
+            );
+            if collapse {
+                let left = std::mem::replace(&mut b.left, Node::Empty);
+                let right = std::mem::replace(&mut b.right, Node::Empty);
+                *node = match (left, right) {
+                    (Node::Empty, other) | (other, Node::Empty) => other,
+                    (l, r) => Node::branch(l, r),
+                };
+            } else {
+                b.hash = node_hash(&b.left.hash(), &b.right.hash());
+            }
+            Ok(removed)
+        }
+    }
+}
+
+/// The state root of a set of files, computed directly from the recursive definition (no
+/// tree kept). Used to cross-check the incremental tree.
+pub fn root_of(entries: &[FileEntry]) -> Sha256Digest {
+    let mut leaves: Vec<(Sha256Digest, Sha256Digest)> =
+        entries.iter().map(|e| (e.key(), e.leaf_hash())).collect();
+    leaves.sort_by_key(|l| l.0);
+    leaves.dedup_by(|a, b| a.0 == b.0);
+    fn rec(leaves: &[(Sha256Digest, Sha256Digest)], depth: usize) -> Sha256Digest {
+        match leaves {
+            [] => Sha256Digest::ZERO,
+            [(_, h)] => *h,
+            _ => {
+                let split = leaves.partition_point(|(k, _)| !k.bit(depth));
+                node_hash(
+                    &rec(&leaves[..split], depth + 1),
+                    &rec(&leaves[split..], depth + 1),
+                )
+            }
+        }
+    }
+    rec(&leaves, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::verify_membership;
+
+    fn entry(i: usize) -> FileEntry {
+        FileEntry::new(
+            format!("part-{i:05}.parquet"),
+            100 + i as u64,
+            Sha256Digest::of(format!("content {i}").as_bytes()),
+            None,
+        )
+    }
+
+    #[test]
+    fn empty_single_and_pair_roots_follow_the_definition() {
+        let mut t = StateTree::new();
+        assert_eq!(t.root(), Sha256Digest::ZERO);
+        t.insert(entry(1)).unwrap();
+        assert_eq!(t.root(), entry(1).leaf_hash());
+        t.insert(entry(2)).unwrap();
+        let (a, b) = (entry(1), entry(2));
+        // Find the first differing bit and build the chain by hand.
+        let (ka, kb) = (a.key(), b.key());
+        let d = (0..256).find(|&i| ka.bit(i) != kb.bit(i)).unwrap();
+        let mut h = if ka.bit(d) {
+            node_hash(&b.leaf_hash(), &a.leaf_hash())
+        } else {
+            node_hash(&a.leaf_hash(), &b.leaf_hash())
+        };
+        for i in (0..d).rev() {
+            h = if ka.bit(i) {
+                node_hash(&Sha256Digest::ZERO, &h)
+            } else {
+                node_hash(&h, &Sha256Digest::ZERO)
+            };
+        }
+        assert_eq!(t.root(), h);
+    }
+
+    #[test]
+    fn incremental_matches_recursive_definition_under_churn() {
+        let mut t = StateTree::new();
+        let mut live: Vec<FileEntry> = Vec::new();
+        for i in 0..400 {
+            t.insert(entry(i)).unwrap();
+            live.push(entry(i));
+            if i % 3 == 0 {
+                let victim = live.remove(i / 5 % live.len());
+                assert_eq!(t.remove(&victim.key()).unwrap(), Some(victim));
+            }
+            if i % 37 == 0 {
+                assert_eq!(t.root(), root_of(&live), "after step {i}");
+            }
+        }
+        assert_eq!(t.root(), root_of(&live));
+        assert_eq!(t.files(), live.len() as u64);
+        assert_eq!(t.bytes(), live.iter().map(FileEntry::size).sum::<u64>());
+        // Order independence.
+        let mut rev = live.clone();
+        rev.reverse();
+        assert_eq!(StateTree::from_entries(rev).unwrap().root(), t.root());
+        // Remove everything.
+        for e in &live {
+            t.remove(&e.key()).unwrap();
+        }
+        assert_eq!(t.root(), Sha256Digest::ZERO);
+        assert_eq!(t.files(), 0);
+    }
+
+    #[test]
+    fn removing_an_absent_key_changes_nothing() {
+        let mut t = StateTree::from_entries((0..10).map(entry)).unwrap();
+        let before = t.root();
+        assert_eq!(t.remove(&entry(99).key()).unwrap(), None);
+        assert_eq!(t.root(), before);
+    }
+
+    #[test]
+    fn proofs_verify_and_fail_on_change() {
+        let t = StateTree::from_entries((0..50).map(entry)).unwrap();
+        let p = t.prove(&entry(7).key()).unwrap().unwrap();
+        assert!(verify_membership(&p, &t.root()).is_ok());
+        assert!(t.prove(&entry(70).key()).unwrap().is_none());
+        let other = StateTree::from_entries((0..49).map(entry)).unwrap();
+        assert!(verify_membership(&p, &other.root()).is_err());
+    }
+
+    #[test]
+    fn pages_round_trip_and_load_lazily() {
+        let mut full = StateTree::from_entries((0..3000).map(entry)).unwrap();
+        let pages = full.unpersisted_pages();
+        assert!(pages.len() > 1, "a 3000-file tree spans several pages");
+        full.mark_persisted(pages.iter().map(|(id, _)| *id));
+        assert!(full.unpersisted_pages().is_empty());
+        let store: std::collections::HashMap<_, _> = pages.into_iter().collect();
+        for (id, bytes) in &store {
+            assert_eq!(*id, crate::state::page::decode_root_hash(bytes).unwrap());
+        }
+
+        let original_root = full.root();
+        let mut lazy = StateTree::resume(original_root, full.files(), full.bytes());
+        let victim = entry(1234);
+        while let Some(req) = lazy.missing_page(&victim.key()) {
+            lazy.attach_page(&req, &store[&req.page()]).unwrap();
+        }
+        assert_eq!(lazy.get(&victim.key()).unwrap(), Some(&victim));
+        lazy.remove(&victim.key()).unwrap();
+        full.remove(&victim.key()).unwrap();
+        assert_eq!(lazy.root(), full.root());
+        // Only the pages along one path changed.
+        let changed = lazy.unpersisted_pages();
+        assert!(
+            !changed.is_empty() && changed.len() <= 3,
+            "{} pages",
+            changed.len()
+        );
+
+        // A tampered page is refused.
+        let mut again = StateTree::resume(original_root, 0, 0);
+        let req = again.missing_page(&victim.key()).unwrap();
+        let mut bad = store[&req.page()].clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(again.attach_page(&req, &bad).is_err());
+    }
+}
