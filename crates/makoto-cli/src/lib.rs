@@ -1,1 +1,88 @@
+//! The `makoto` command line: argument parsing, then library calls. `main` is a thin wrapper
+//! around [`run_to`], which tests call in-process.
+//!
+//! ```
+//! let mut out = Vec::new();
+//! let code = makoto_cli::run_to(["makoto", "--version"], &mut out);
+//! assert_eq!(code, std::process::ExitCode::SUCCESS);
+//! ```
 
+pub mod args;
+mod commands;
+mod progress;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use commands::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses `args` and runs the command, writing results to `out` and diagnostics to stderr.
+pub fn run_to<I, T>(args: I, out: &mut dyn Write) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match args::Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_ERROR } else { EXIT_OK };
+            if e.use_stderr() {
+                let _ = e.print();
+            } else {
+                let _ = write!(out, "{e}");
+            }
+            return ExitCode::from(code);
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(commands::run(cli, out)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause its parent already quotes.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out.replace('\n', " ")
+}
+
+/// Entry point of the `makoto` binary.
+pub fn main() -> ExitCode {
+    run_to(std::env::args_os(), &mut std::io::stdout().lock())
+}

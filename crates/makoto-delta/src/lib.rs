@@ -1,1 +1,36 @@
+//! Delta Lake side of Makoto: reads a table's transaction log commit by commit through
+//! delta-rs and `object_store`, hashes the files each commit adds, and keeps the attestation
+//! store (`system.makoto.attestations`, `system.makoto.files` and the state-tree pages).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), makoto_delta::Error> {
+//! use std::sync::Arc;
+//! use makoto_delta::{AttestOptions, Attestor, AttestationStore, Location, SourceTable, StorageOptions};
+//!
+//! let options = StorageOptions::default();
+//! let table = SourceTable::open(Location::existing("data/sample/sales")?, &options)?;
+//! let store = AttestationStore::open(Location::create("/tmp/warehouse")?, options).await?;
+//! let key = makoto_delta::keyfile::load_signing_key("makoto.key".as_ref())?;
+//! let summary = Attestor::new(table, store, Some(Arc::new(key)), AttestOptions::default())
+//!     .run()
+//!     .await?;
+//! println!("attested through {:?}", summary.attested_through());
+//! # Ok(()) }
+//! ```
 
+pub mod attest;
+mod error;
+pub mod hashing;
+pub mod keyfile;
+pub mod location;
+pub mod log;
+pub mod pages;
+pub mod store;
+
+pub use attest::{
+    AttestOptions, AttestSummary, AttestedVersion, Attestor, Event, NoObserver, Observer, Phase,
+};
+pub use error::Error;
+pub use location::{Location, StorageOptions};
+pub use log::SourceTable;
+pub use store::{AttestationRow, AttestationStore, FileRow};

@@ -1,0 +1,69 @@
+//! Command-line arguments, parsed into plain structs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Makoto data attestations for Delta Lake: signed, chained, per-commit provenance.
+#[derive(Debug, Parser)]
+#[command(name = "makoto", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an Ed25519 key pair: <PREFIX>.key (PKCS#8 PEM, mode 0600) and <PREFIX>.pub.
+    Keygen(KeygenArgs),
+    /// Attest every unattested commit of a Delta table into the warehouse.
+    Attest(AttestArgs),
+    /// Attest the bundled sample table into a local warehouse and show the result.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Path prefix of the key files (e.g. keys/prod writes keys/prod.key and keys/prod.pub).
+    pub prefix: PathBuf,
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AttestArgs {
+    /// The Delta table: a local path or a URL (file://, s3://, az://, abfss://, gs://).
+    pub table: String,
+    /// Where the system.makoto.* tables live (local path or URL).
+    #[arg(long, env = "MAKOTO_WAREHOUSE")]
+    pub warehouse: String,
+    /// Private key (PKCS#8 PEM) to sign with. Without it attestations are unsigned (Makoto L1).
+    #[arg(long, env = "MAKOTO_KEY")]
+    pub key: Option<PathBuf>,
+    /// Attest up to this version instead of the latest.
+    #[arg(long, value_name = "N")]
+    pub to_version: Option<u64>,
+    /// Commits attested per write to the system tables.
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub batch_size: usize,
+    /// Files hashed in parallel (default: twice the number of cores).
+    #[arg(long, value_name = "N")]
+    pub parallelism: Option<usize>,
+    /// Print a JSON summary instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The sample table to attest.
+    #[arg(long, default_value = "data/sample/sales")]
+    pub table: String,
+    /// Working directory for the demo key and warehouse.
+    #[arg(long, default_value = "target/makoto-demo")]
+    pub dir: PathBuf,
+    /// Print a JSON summary instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

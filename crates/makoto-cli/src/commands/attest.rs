@@ -1,0 +1,151 @@
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use makoto_core::keys::Signer;
+use makoto_delta::{
+    AttestOptions, AttestSummary, AttestationStore, Attestor, Location, SourceTable,
+    StorageOptions, keyfile,
+};
+use serde_json::json;
+
+use super::{human_bytes, short};
+use crate::args::AttestArgs;
+use crate::progress::TerminalProgress;
+
+pub(crate) struct AttestRequest {
+    pub table: String,
+    pub warehouse: String,
+    pub key: Option<std::path::PathBuf>,
+    pub to_version: Option<u64>,
+    pub batch_size: usize,
+    pub parallelism: Option<usize>,
+    pub quiet: bool,
+}
+
+pub(crate) async fn attest(req: AttestRequest) -> anyhow::Result<AttestSummary> {
+    let storage = StorageOptions::default();
+    let signer: Option<Arc<dyn Signer>> = match &req.key {
+        Some(path) => Some(Arc::new(keyfile::load_signing_key(path)?)),
+        None => None,
+    };
+    let table = SourceTable::open(Location::existing(&req.table)?, &storage)?;
+    let store = AttestationStore::open(Location::create(&req.warehouse)?, storage.clone()).await?;
+    let mut options = AttestOptions {
+        to_version: req.to_version,
+        batch_size: req.batch_size.max(1),
+        storage,
+        ..AttestOptions::default()
+    };
+    if let Some(p) = req.parallelism {
+        options.parallelism = p.max(1);
+    }
+    let progress = Arc::new(TerminalProgress::new(req.quiet));
+    let attestor = Attestor::new(table, store, signer, options).with_observer(progress.clone());
+    let result = attestor.run().await;
+    progress.finish();
+    Ok(result?)
+}
+
+pub fn summary_json(s: &AttestSummary) -> serde_json::Value {
+    json!({
+        "table": s.table_uri,
+        "tableId": s.table_id,
+        "warehouse": s.warehouse,
+        "latestVersion": s.latest_version,
+        "previouslyAttested": s.previously_attested,
+        "attestedThrough": s.attested_through(),
+        "level": s.level.as_str(),
+        "keyid": s.keyid,
+        "filesHashed": s.files_hashed,
+        "bytesHashed": s.bytes_hashed,
+        "concurrentRuns": s.concurrent_runs,
+        "runId": s.run_id,
+        "attested": s.attested.iter().map(|a| json!({
+            "version": a.version,
+            "operation": a.operation,
+            "predicateType": a.predicate_type,
+            "stateDigest": a.state_digest.to_hex(),
+            "attestationDigest": a.attestation_digest.to_hex(),
+            "filesAdded": a.files_added,
+            "filesRemoved": a.files_removed,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn print_summary(s: &AttestSummary, out: &mut dyn Write) -> std::io::Result<()> {
+    if s.attested.is_empty() {
+        match s.previously_attested {
+            Some(v) => writeln!(
+                out,
+                "{}: up to date (versions 0..={v} attested)",
+                s.table_uri
+            )?,
+            None => writeln!(out, "{}: nothing to attest", s.table_uri)?,
+        }
+        return Ok(());
+    }
+    let first = s.attested.first().map_or(0, |a| a.version);
+    let last = s.attested.last().map_or(0, |a| a.version);
+    writeln!(
+        out,
+        "attested {} versions {first}..={last} of {} into {}",
+        s.attested.len(),
+        s.table_uri,
+        s.warehouse
+    )?;
+    match &s.keyid {
+        Some(k) => writeln!(out, "level {} (signed with key {k})", s.level)?,
+        None => writeln!(out, "level {} (unsigned)", s.level)?,
+    }
+    writeln!(
+        out,
+        "hashed {} files, {}",
+        s.files_hashed,
+        human_bytes(s.bytes_hashed)
+    )?;
+    writeln!(
+        out,
+        "{:>8}  {:<24} {:<10} {:<14} {:<14} {:>5} {:>5}",
+        "version", "operation", "predicate", "state", "attestation", "+fil", "-fil"
+    )?;
+    for a in &s.attested {
+        let pred = a.predicate_type.rsplit('/').nth(1).unwrap_or("?");
+        writeln!(
+            out,
+            "{:>8}  {:<24} {:<10} {:<14} {:<14} {:>5} {:>5}",
+            a.version,
+            a.operation.as_deref().unwrap_or("-"),
+            pred,
+            short(&a.state_digest.to_hex()),
+            short(&a.attestation_digest.to_hex()),
+            a.files_added,
+            a.files_removed
+        )?;
+    }
+    Ok(())
+}
+
+pub async fn run(args: AttestArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    if args.key.is_none() {
+        eprintln!(
+            "warning: no --key (or MAKOTO_KEY): writing unsigned attestations (Makoto L1); sign with a key for L2"
+        );
+    }
+    let summary = attest(AttestRequest {
+        table: args.table,
+        warehouse: args.warehouse,
+        key: args.key,
+        to_version: args.to_version,
+        batch_size: args.batch_size,
+        parallelism: args.parallelism,
+        quiet: args.json,
+    })
+    .await?;
+    if args.json {
+        writeln!(out, "{}", summary_json(&summary))?;
+    } else {
+        print_summary(&summary, out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,37 @@
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use makoto_delta::keyfile;
+use serde_json::json;
+
+use crate::args::KeygenArgs;
+
+pub fn run(args: KeygenArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let key = keyfile::generate(&args.prefix)?;
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            json!({
+                "keyid": key.keyid.as_str(),
+                "privateKey": key.private_key.display().to_string(),
+                "publicKey": key.public_key.display().to_string(),
+            })
+        )
+        .context("writing output")?;
+    } else {
+        writeln!(out, "keyid {}", key.keyid).context("writing output")?;
+        writeln!(
+            out,
+            "private key {} (mode 0600; keep it secret)",
+            key.private_key.display()
+        )?;
+        writeln!(
+            out,
+            "public key  {} (give this to verifiers)",
+            key.public_key.display()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

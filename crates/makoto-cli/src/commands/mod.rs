@@ -1,0 +1,42 @@
+mod attest;
+mod demo;
+mod keygen;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use crate::args::{Cli, Command};
+
+/// Exit status: the run did its job.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: verification found a problem.
+pub const EXIT_FINDINGS: u8 = 1;
+/// Exit status: could not run.
+pub const EXIT_ERROR: u8 = 2;
+
+pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Keygen(a) => keygen::run(a, out),
+        Command::Attest(a) => attest::run(a, out).await,
+        Command::Demo(a) => demo::run(a, out).await,
+    }
+}
+
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub(crate) fn short(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
+}

@@ -1,0 +1,1053 @@
+//! The attest job: every new commit of a table becomes one signed attestation row.
+//!
+//! A run reads the last attested version of the table from `system.makoto.attestations`
+//! (its `txn` application transaction), then works through the newer commits in batches. For
+//! each batch it reads and parses the commits, hashes every data, change-data and
+//! deletion-vector file they add (in parallel, streamed), updates the state tree commit by
+//! commit, builds and signs one statement per commit, and then writes, in this order: the new
+//! state-tree pages, the file rows (one commit to `system.makoto.files` with its own `txn`),
+//! and the attestation rows (one commit to `system.makoto.attestations` whose `txn` records the
+//! batch's last version). A run that dies anywhere leaves no attestation row for an
+//! unfinished batch; the next run redoes the batch, reusing file rows already written only if
+//! they agree with what it recomputes. Two runs at once conflict on the `txn`; the loser
+//! starts over from what the winner wrote.
+
+mod context;
+mod observer;
+
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::Utc;
+use makoto_core::Sha256Digest;
+use makoto_core::attestation::{
+    Attestation, AttestorInfo, ChangeKind, CommitFacts, FileChange, MakotoLevel,
+    PreviousAttestation, build_commit_statement, changes_digest,
+};
+use makoto_core::delta::{Commit, DeletionVector, TimestampSource, commit_file_name};
+use makoto_core::dsse::Envelope;
+use makoto_core::keys::Signer;
+use makoto_core::state::{DvEntry, FileEntry, StateTree, leaf_key};
+use makoto_core::statement::Statement;
+
+pub use observer::{Event, NoObserver, Observer, Phase};
+
+use crate::Error;
+use crate::hashing::{FileHasher, HashFailure, HashRequest, Hashed};
+use crate::location::StorageOptions;
+use crate::log::{LogListing, SourceTable};
+use crate::store::{
+    AppendOutcome, AttestationRow, AttestationStore, FileRow, attestations_app_id, files_app_id,
+};
+use context::TableContext;
+
+/// Tuning and limits of a run.
+#[derive(Debug, Clone)]
+pub struct AttestOptions {
+    /// Attest up to this version instead of the latest.
+    pub to_version: Option<u64>,
+    /// Commits attested per write to the system tables.
+    pub batch_size: usize,
+    /// Files hashed at once.
+    pub parallelism: usize,
+    /// Commit files read at once.
+    pub read_concurrency: usize,
+    /// How many times to start over after losing a race with another run.
+    pub max_attempts: u32,
+    pub storage: StorageOptions,
+}
+
+impl Default for AttestOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        AttestOptions {
+            to_version: None,
+            batch_size: 500,
+            parallelism: (cores * 2).max(2),
+            read_concurrency: 16,
+            max_attempts: 20,
+            storage: StorageOptions::default(),
+        }
+    }
+}
+
+/// One attested version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestedVersion {
+    pub version: u64,
+    pub operation: Option<String>,
+    pub predicate_type: String,
+    pub state_digest: Sha256Digest,
+    pub attestation_digest: Sha256Digest,
+    pub files_added: u64,
+    pub files_removed: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct AttestSummary {
+    pub table_uri: String,
+    pub table_id: Option<String>,
+    pub warehouse: String,
+    /// Latest version of the table when the run looked.
+    pub latest_version: u64,
+    /// Last attested version before this run.
+    pub previously_attested: Option<u64>,
+    pub attested: Vec<AttestedVersion>,
+    pub level: MakotoLevel,
+    pub keyid: Option<String>,
+    pub files_hashed: u64,
+    pub bytes_hashed: u64,
+    pub concurrent_runs: u32,
+    pub run_id: String,
+}
+
+impl AttestSummary {
+    /// Last version attested (by this run or an earlier one).
+    pub fn attested_through(&self) -> Option<u64> {
+        self.attested
+            .last()
+            .map(|a| a.version)
+            .or(self.previously_attested)
+    }
+}
+
+/// The attest job for one table.
+pub struct Attestor {
+    source: SourceTable,
+    store: AttestationStore,
+    signer: Option<Arc<dyn Signer>>,
+    options: AttestOptions,
+    observer: Arc<dyn Observer>,
+    info: AttestorInfo,
+    run_id: String,
+}
+
+impl std::fmt::Debug for Attestor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attestor")
+            .field("table", &self.source.uri())
+            .field("warehouse", &self.store.warehouse().as_uri())
+            .field(
+                "keyid",
+                &self.signer.as_ref().map(|s| s.keyid().to_string()),
+            )
+            .finish()
+    }
+}
+
+/// Where the previous attestation left the table.
+struct Head {
+    row: Option<AttestationRow>,
+    statement: Option<Statement>,
+}
+
+struct RunState {
+    ctx: Option<TableContext>,
+    tree: StateTree,
+    previous: Option<PreviousAttestation>,
+    files_hashed: u64,
+    bytes_hashed: u64,
+    attested: Vec<AttestedVersion>,
+}
+
+struct BatchOutput {
+    attestation_rows: Vec<AttestationRow>,
+    file_rows: Vec<FileRow>,
+    attested: Vec<AttestedVersion>,
+}
+
+enum Progress {
+    Done,
+    Restart,
+}
+
+pub fn attestor_version() -> String {
+    format!(
+        "makoto {} (deltalake {})",
+        env!("CARGO_PKG_VERSION"),
+        deltalake::crate_version()
+    )
+}
+
+impl Attestor {
+    pub fn new(
+        source: SourceTable,
+        store: AttestationStore,
+        signer: Option<Arc<dyn Signer>>,
+        options: AttestOptions,
+    ) -> Self {
+        Attestor {
+            source,
+            store,
+            signer,
+            options,
+            observer: Arc::new(NoObserver),
+            info: AttestorInfo {
+                name: "makoto".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                deltalake_version: deltalake::crate_version().into(),
+            },
+            run_id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn level(&self) -> MakotoLevel {
+        if self.signer.is_some() {
+            MakotoLevel::L2
+        } else {
+            MakotoLevel::L1
+        }
+    }
+
+    fn emit(&self, event: Event<'_>) -> Result<(), Error> {
+        match self.observer.on_event(&event) {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(()) => Err(Error::Interrupted {
+                phase: match event {
+                    Event::Reached { phase, .. } => phase.as_str().to_owned(),
+                    other => format!("{other:?}"),
+                },
+            }),
+        }
+    }
+
+    /// Attests every unattested version up to the latest (or `to_version`).
+    pub async fn run(&self) -> Result<AttestSummary, Error> {
+        let mut concurrent = 0u32;
+        let mut totals = (0u64, 0u64, Vec::new());
+        loop {
+            match self.attempt(&mut totals).await? {
+                (Progress::Done, summary) => {
+                    let mut s = summary;
+                    s.concurrent_runs = concurrent;
+                    return Ok(s);
+                }
+                (Progress::Restart, _) => {
+                    concurrent += 1;
+                    self.emit(Event::ConcurrentRun {
+                        attempt: concurrent,
+                    })?;
+                    if concurrent >= self.options.max_attempts {
+                        return Err(Error::TooManyConflicts {
+                            table: self.source.uri().to_owned(),
+                            attempts: concurrent,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read_head(&self) -> Result<Head, Error> {
+        let uri = self.source.uri();
+        let table = self.store.load_attestations().await?;
+        let Some(version) =
+            AttestationStore::txn_version(&table, &attestations_app_id(uri)).await?
+        else {
+            return Ok(Head {
+                row: None,
+                statement: None,
+            });
+        };
+        let store_name = self.store.attestations_location().as_uri();
+        let row = self
+            .store
+            .attestation_row(&table, uri, version)
+            .await?
+            .ok_or_else(|| Error::StoreCorrupt {
+                store: store_name.clone(),
+                reason: format!(
+                    "the txn of {uri} says version {version} is attested but its row is missing"
+                ),
+            })?;
+        let statement = self.check_head_row(&row, &store_name)?;
+        Ok(Head {
+            row: Some(row),
+            statement: Some(statement),
+        })
+    }
+
+    /// The last row is the base of the chain: its columns must agree with its signed payload,
+    /// and its signature must verify when it was made with this run's key.
+    fn check_head_row(&self, row: &AttestationRow, store: &str) -> Result<Statement, Error> {
+        let corrupt = |reason: String| Error::StoreCorrupt {
+            store: store.to_owned(),
+            reason: format!(
+                "row {}@v{}: {reason}; run `makoto verify`",
+                row.table_uri, row.version
+            ),
+        };
+        let env =
+            Envelope::from_json(row.envelope.as_bytes()).map_err(|e| corrupt(e.to_string()))?;
+        if Sha256Digest::of(env.payload()) != row.attestation_digest {
+            return Err(corrupt(
+                "attestation_digest does not match the envelope payload".into(),
+            ));
+        }
+        let statement =
+            Statement::from_payload(env.payload()).map_err(|e| corrupt(e.to_string()))?;
+        let subject_digest = statement.subject().first().and_then(|s| s.sha256());
+        if subject_digest != Some(row.state_digest.to_hex().as_str()) {
+            return Err(corrupt(
+                "state_digest does not match the signed subject".into(),
+            ));
+        }
+        if let Some(signer) = &self.signer
+            && row.keyid.as_deref() == Some(signer.keyid().as_str())
+        {
+            let trusted = makoto_core::verify::TrustedKeys::new(vec![signer.public_key().clone()]);
+            makoto_core::verify::verify_statement(&env, &trusted)
+                .map_err(|e| corrupt(e.to_string()))?;
+        }
+        Ok(statement)
+    }
+
+    async fn attempt(
+        &self,
+        totals: &mut (u64, u64, Vec<AttestedVersion>),
+    ) -> Result<(Progress, AttestSummary), Error> {
+        let uri = self.source.uri().to_owned();
+        let head = self.read_head().await?;
+        let previously = head.row.as_ref().map(|r| r.version);
+        let start = previously.map_or(0, |v| v + 1);
+
+        let listing = self.source.list_commits(start).await?;
+        let latest = match (listing.latest(), &head.row) {
+            (Some(l), _) => l,
+            (None, None) => {
+                return Err(Error::NotADeltaTable { table: uri });
+            }
+            (None, Some(row)) => {
+                if !self.source.commit_exists(row.version).await? {
+                    return Err(Error::LogBehindAttestations {
+                        table: uri,
+                        attested: row.version,
+                        latest: self.latest_anywhere().await?,
+                    });
+                }
+                row.version
+            }
+        };
+        if start == 0
+            && let Some(first) = listing.first().filter(|f| *f > 0)
+        {
+            return Err(Error::LogCleaned { table: uri, first });
+        }
+        let target = match self.options.to_version {
+            Some(v) if v > latest => {
+                return Err(Error::VersionNotFound {
+                    table: uri,
+                    requested: v,
+                    latest,
+                });
+            }
+            Some(v) => v,
+            None => latest,
+        };
+
+        let mut summary = AttestSummary {
+            table_uri: uri.clone(),
+            table_id: head.row.as_ref().map(|r| r.table_id.clone()),
+            warehouse: self.store.warehouse().as_uri(),
+            latest_version: latest,
+            previously_attested: previously,
+            attested: Vec::new(),
+            level: self.level(),
+            keyid: self.signer.as_ref().map(|s| s.keyid().to_string()),
+            files_hashed: 0,
+            bytes_hashed: 0,
+            concurrent_runs: 0,
+            run_id: self.run_id.clone(),
+        };
+
+        if previously.is_some_and(|p| p >= target) {
+            self.emit(Event::UpToDate {
+                table: &uri,
+                through: previously,
+            })?;
+            summary.attested = std::mem::take(&mut totals.2);
+            summary.files_hashed = totals.0;
+            summary.bytes_hashed = totals.1;
+            return Ok((Progress::Done, summary));
+        }
+        if let Some(row) = &head.row {
+            self.check_log_matches_head(row).await?;
+        }
+        self.emit(Event::Planned {
+            table: &uri,
+            from: start,
+            to: target,
+        })?;
+
+        let mut state = match (&head.row, &head.statement) {
+            (Some(row), Some(statement)) => RunState {
+                ctx: Some(TableContext::from_statement(
+                    &self.store.attestations_location().as_uri(),
+                    statement,
+                )?),
+                tree: StateTree::resume(row.state_digest, row.live_files, row.live_bytes),
+                previous: Some(PreviousAttestation {
+                    version: row.version,
+                    state_root: row.state_digest,
+                    digest: row.attestation_digest,
+                    level: row.level,
+                }),
+                files_hashed: 0,
+                bytes_hashed: 0,
+                attested: Vec::new(),
+            },
+            _ => RunState {
+                ctx: None,
+                tree: StateTree::new(),
+                previous: None,
+                files_hashed: 0,
+                bytes_hashed: 0,
+                attested: Vec::new(),
+            },
+        };
+
+        let mut from = start;
+        while from <= target {
+            let to = target.min(from + self.options.batch_size.max(1) as u64 - 1);
+            let output = self.attest_batch(&mut state, &listing, from, to).await?;
+            match self.persist_batch(&mut state, output, from, to).await? {
+                Progress::Done => {}
+                Progress::Restart => {
+                    totals.0 += state.files_hashed;
+                    totals.1 += state.bytes_hashed;
+                    totals.2.append(&mut state.attested);
+                    return Ok((Progress::Restart, summary));
+                }
+            }
+            from = to + 1;
+        }
+        totals.0 += state.files_hashed;
+        totals.1 += state.bytes_hashed;
+        totals.2.append(&mut state.attested);
+        summary.attested = std::mem::take(&mut totals.2);
+        summary.files_hashed = totals.0;
+        summary.bytes_hashed = totals.1;
+        summary.table_id = state.ctx.map(|c| c.table_id).or(summary.table_id);
+        Ok((Progress::Done, summary))
+    }
+
+    async fn latest_anywhere(&self) -> Result<u64, Error> {
+        Ok(self.source.list_commits(0).await?.latest().unwrap_or(0))
+    }
+
+    /// The commit the chain continues from must still be the one that was attested.
+    async fn check_log_matches_head(&self, row: &AttestationRow) -> Result<(), Error> {
+        if !self.source.commit_exists(row.version).await? {
+            tracing::debug!(
+                version = row.version,
+                "attested commit file was cleaned up; cannot re-check it"
+            );
+            return Ok(());
+        }
+        let bytes = self.source.read_commit_bytes(row.version).await?;
+        if Sha256Digest::of(&bytes) != row.commit_file_digest {
+            return Err(Error::InvalidLog {
+                table: self.source.uri().to_owned(),
+                version: row.version,
+                reason: format!(
+                    "commit file {} is not the one attested (SHA-256 {} instead of {}); the log was rewritten or the table replaced — run `makoto verify`",
+                    commit_file_name(row.version),
+                    Sha256Digest::of(&bytes),
+                    row.commit_file_digest
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    async fn attest_batch(
+        &self,
+        state: &mut RunState,
+        listing: &LogListing,
+        from: u64,
+        to: u64,
+    ) -> Result<BatchOutput, Error> {
+        let uri = self.source.uri().to_owned();
+        let commits = self
+            .source
+            .read_commits(from..=to, self.options.read_concurrency)
+            .await?;
+
+        // Effective protocol/metadata per commit, and every file to hash.
+        let mut contexts = Vec::with_capacity(commits.len());
+        let mut requests: Vec<HashRequest> = Vec::new();
+        let mut requested: HashSet<String> = HashSet::new();
+        let mut first_use: HashMap<String, u64> = HashMap::new();
+        for commit in &commits {
+            let ctx = match state.ctx.take() {
+                None => TableContext::from_first_commit(&uri, commit)?,
+                Some(c) => c,
+            };
+            let mut ctx = ctx;
+            ctx.apply(&uri, commit)?;
+            contexts.push(ctx.clone());
+            state.ctx = Some(ctx);
+
+            let removed_paths: HashSet<&str> =
+                commit.removes().map(|r| r.path().as_str()).collect();
+            let mut want = |path: &str, size: Option<u64>| -> Result<(), Error> {
+                if path.contains("://") || path.starts_with('/') {
+                    return Err(Error::InvalidLog {
+                        table: uri.clone(),
+                        version: commit.version(),
+                        reason: format!(
+                            "file {path} has an absolute path, which makoto does not attest yet"
+                        ),
+                    });
+                }
+                first_use.entry(path.to_owned()).or_insert(commit.version());
+                if requested.insert(path.to_owned()) {
+                    requests.push(HashRequest {
+                        path: path.to_owned(),
+                        expected_size: size,
+                    });
+                }
+                Ok(())
+            };
+            for add in commit.adds() {
+                if !removed_paths.contains(add.path().as_str()) {
+                    want(add.path().as_str(), Some(add.size()))?;
+                }
+                if let Some(f) = add.deletion_vector().and_then(DeletionVector::file) {
+                    want(f, None)?;
+                }
+            }
+            for cdc in commit.cdc_files() {
+                want(cdc.path().as_str(), Some(cdc.size()))?;
+            }
+        }
+
+        let total_bytes: u64 = requests.iter().filter_map(|r| r.expected_size).sum();
+        self.emit(Event::HashingStarted {
+            files: requests.len(),
+            bytes: total_bytes,
+        })?;
+        let hasher = FileHasher::new(Arc::clone(self.source.store()), self.options.parallelism);
+        let hashed_bytes = AtomicU64::new(0);
+        let observer = Arc::clone(&self.observer);
+        let results = hasher
+            .hash_all(requests, &|n| {
+                hashed_bytes.fetch_add(n, Ordering::Relaxed);
+                let _ = observer.on_event(&Event::Hashed { bytes: n });
+            })
+            .await;
+        let mut hashes: HashMap<String, Hashed> = HashMap::with_capacity(results.len());
+        for (path, r) in results {
+            match r {
+                Ok(h) => {
+                    hashes.insert(path, h);
+                }
+                Err(failure) => {
+                    let version = first_use.get(&path).copied().unwrap_or(from);
+                    return Err(self
+                        .hash_error(&commits, listing, path, version, failure)
+                        .await);
+                }
+            }
+        }
+        state.files_hashed += hashes.len() as u64;
+        state.bytes_hashed += hashed_bytes.load(Ordering::Relaxed);
+
+        let mut out = BatchOutput {
+            attestation_rows: Vec::with_capacity(commits.len()),
+            file_rows: Vec::new(),
+            attested: Vec::with_capacity(commits.len()),
+        };
+        let attested_at_us = Utc::now().timestamp_micros();
+        for (commit, ctx) in commits.iter().zip(contexts) {
+            self.attest_commit(
+                state,
+                commit,
+                &ctx,
+                listing,
+                &mut hashes,
+                attested_at_us,
+                &mut out,
+            )
+            .await?;
+        }
+        self.emit(Event::Reached {
+            phase: Phase::Signed,
+            from,
+            through: to,
+        })?;
+        Ok(out)
+    }
+
+    async fn hash_error(
+        &self,
+        commits: &[Commit],
+        listing: &LogListing,
+        path: String,
+        version: u64,
+        failure: HashFailure,
+    ) -> Error {
+        let table = self.source.uri().to_owned();
+        match failure {
+            HashFailure::Missing => {
+                let mut removed_at = commits
+                    .iter()
+                    .filter(|c| c.version() > version)
+                    .find(|c| c.removes().any(|r| r.path().as_str() == path))
+                    .map(Commit::version);
+                if removed_at.is_none()
+                    && let Some(last) = commits.last().map(Commit::version)
+                    && let Some(latest) = listing.latest()
+                {
+                    for v in last + 1..=latest {
+                        let Ok(bytes) = self.source.read_commit_bytes(v).await else {
+                            break;
+                        };
+                        let Ok(c) = Commit::parse(v, &bytes) else {
+                            break;
+                        };
+                        if c.removes().any(|r| r.path().as_str() == path) {
+                            removed_at = Some(v);
+                            break;
+                        }
+                    }
+                }
+                Error::FileMissing {
+                    table,
+                    version,
+                    path,
+                    removed_at,
+                }
+            }
+            HashFailure::Storage(e) => Error::storage(format!("{table}/{path}"), e),
+            HashFailure::Task(reason) => Error::Task { reason },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn attest_commit(
+        &self,
+        state: &mut RunState,
+        commit: &Commit,
+        ctx: &TableContext,
+        listing: &LogListing,
+        hashes: &mut HashMap<String, Hashed>,
+        attested_at_us: i64,
+        out: &mut BatchOutput,
+    ) -> Result<(), Error> {
+        let uri = self.source.uri().to_owned();
+        let version = commit.version();
+
+        // Load the state pages this commit touches.
+        let mut keys: Vec<Sha256Digest> = Vec::new();
+        for r in commit.removes() {
+            keys.push(leaf_key(
+                r.path().as_str(),
+                r.deletion_vector().map(|d| d.unique_id()).as_deref(),
+            ));
+        }
+        for a in commit.adds() {
+            keys.push(leaf_key(
+                a.path().as_str(),
+                a.deletion_vector().map(|d| d.unique_id()).as_deref(),
+            ));
+        }
+        self.store
+            .pages()
+            .load_paths(&mut state.tree, &keys)
+            .await?;
+
+        // Removes first: they free the keys that adds of the same path (new deletion vector)
+        // take, and carry the data file's digest to them.
+        let mut removed: HashMap<String, FileEntry> = HashMap::new();
+        let mut removed_by_key: HashMap<Sha256Digest, FileEntry> = HashMap::new();
+        for r in commit.removes() {
+            let key = leaf_key(
+                r.path().as_str(),
+                r.deletion_vector().map(|d| d.unique_id()).as_deref(),
+            );
+            let old = state
+                .tree
+                .remove(&key)
+                .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
+            if let Some(old) = old {
+                removed.insert(r.path().as_str().to_owned(), old.clone());
+                removed_by_key.insert(key, old);
+            }
+        }
+
+        let mut changes = Vec::new();
+        for action in commit.actions() {
+            match action {
+                makoto_core::delta::Action::Remove(r) => {
+                    let key = leaf_key(
+                        r.path().as_str(),
+                        r.deletion_vector().map(|d| d.unique_id()).as_deref(),
+                    );
+                    let old = removed_by_key.get(&key);
+                    let dv = r.deletion_vector().map(|d| {
+                        (
+                            d.clone(),
+                            old.and_then(|o| o.dv()).and_then(DvEntry::file_sha256),
+                        )
+                    });
+                    changes.push(FileChange::new(
+                        ChangeKind::Remove,
+                        r.path().as_str().to_owned(),
+                        r.size().or(old.map(FileEntry::size)),
+                        old.map(FileEntry::sha256),
+                        r.data_change(),
+                        Default::default(),
+                        None,
+                        dv,
+                    ));
+                }
+                makoto_core::delta::Action::Add(a) => {
+                    let path = a.path().as_str();
+                    let data = match removed.get(path).filter(|o| o.size() == a.size()) {
+                        Some(old) => Hashed {
+                            sha256: old.sha256(),
+                            size: old.size(),
+                        },
+                        None => {
+                            self.hash_now(hashes, path, Some(a.size()), version, listing)
+                                .await?
+                        }
+                    };
+                    if data.size != a.size() {
+                        return Err(Error::FileSizeMismatch {
+                            table: uri,
+                            version,
+                            path: path.to_owned(),
+                            expected: a.size(),
+                            actual: data.size,
+                        });
+                    }
+                    let (dv_entry, dv_change) = match a.deletion_vector() {
+                        None => (None, None),
+                        Some(d) => {
+                            let file_sha = match d.file() {
+                                Some(f) => Some(
+                                    self.hash_now(hashes, f, None, version, listing)
+                                        .await?
+                                        .sha256,
+                                ),
+                                None => None,
+                            };
+                            (
+                                Some(DvEntry::new(
+                                    d.unique_id(),
+                                    d.size_in_bytes(),
+                                    d.cardinality(),
+                                    file_sha,
+                                )),
+                                Some((d.clone(), file_sha)),
+                            )
+                        }
+                    };
+                    state
+                        .tree
+                        .insert(FileEntry::new(
+                            path.to_owned(),
+                            a.size(),
+                            data.sha256,
+                            dv_entry,
+                        ))
+                        .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
+                    changes.push(FileChange::new(
+                        ChangeKind::Add,
+                        path.to_owned(),
+                        Some(a.size()),
+                        Some(data.sha256),
+                        a.data_change(),
+                        a.partition_values().clone(),
+                        a.num_records(),
+                        dv_change,
+                    ));
+                }
+                makoto_core::delta::Action::Cdc(c) => {
+                    let path = c.path().as_str();
+                    let data = self
+                        .hash_now(hashes, path, Some(c.size()), version, listing)
+                        .await?;
+                    if data.size != c.size() {
+                        return Err(Error::FileSizeMismatch {
+                            table: uri,
+                            version,
+                            path: path.to_owned(),
+                            expected: c.size(),
+                            actual: data.size,
+                        });
+                    }
+                    changes.push(FileChange::new(
+                        ChangeKind::Cdc,
+                        path.to_owned(),
+                        Some(c.size()),
+                        Some(data.sha256),
+                        false,
+                        c.partition_values().clone(),
+                        None,
+                        None,
+                    ));
+                }
+                _ => {}
+            }
+        }
+
+        let (timestamp_ms, timestamp_source) = match commit.timestamp() {
+            Some(t) => t,
+            None => match listing.get(version) {
+                Some(meta) => (
+                    meta.last_modified.timestamp_millis(),
+                    TimestampSource::FileModificationTime,
+                ),
+                None => (0, TimestampSource::FileModificationTime),
+            },
+        };
+        let info = commit.commit_info();
+        let facts = CommitFacts {
+            table_uri: uri.clone(),
+            table_id: ctx.table_id.clone(),
+            table_name: ctx.table_name.clone(),
+            version,
+            timestamp_ms,
+            timestamp_source,
+            commit_path: format!("_delta_log/{}", commit_file_name(version)),
+            commit_size: commit.file_size(),
+            commit_file_digest: commit.file_digest(),
+            commit_actions_digest: commit.actions_digest(),
+            action_counts: commit.action_counts(),
+            operation: info.and_then(|i| i.operation()).map(str::to_owned),
+            operation_parameters: info.and_then(|i| i.operation_parameters()).cloned(),
+            engine: info.and_then(|i| i.engine()).map(str::to_owned),
+            user_id: info.and_then(|i| i.user_id()).map(str::to_owned),
+            user_name: info.and_then(|i| i.user_name()).map(str::to_owned),
+            job: info.and_then(|i| i.job()).cloned(),
+            notebook: info.and_then(|i| i.notebook()).cloned(),
+            cluster_id: info.and_then(|i| i.cluster_id()).map(str::to_owned),
+            txn_id: info.and_then(|i| i.txn_id()).map(str::to_owned),
+            protocol: ctx.protocol.clone(),
+            schema_digest: ctx.schema_digest,
+            changes,
+            state_root: state.tree.root(),
+            live_files: state.tree.files(),
+            live_bytes: state.tree.bytes(),
+            previous: state.previous.clone(),
+        };
+        let statement = build_commit_statement(&facts, &self.info)
+            .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
+        let attestation = Attestation::seal(statement, self.signer.as_deref())
+            .map_err(|e| Error::core(format!("signing {uri} version {version}"), e))?;
+
+        let counts = facts.counts();
+        for ch in &facts.changes {
+            out.file_rows.push(FileRow::from_change(
+                &uri,
+                &ctx.table_id,
+                version,
+                timestamp_ms,
+                ch,
+                &self.run_id,
+            ));
+        }
+        out.attestation_rows.push(AttestationRow {
+            table_uri: uri.clone(),
+            table_id: ctx.table_id.clone(),
+            version,
+            commit_timestamp_ms: timestamp_ms,
+            timestamp_source: timestamp_source.as_str().to_owned(),
+            operation: facts.operation.clone(),
+            engine: facts.engine.clone(),
+            user_name: facts.user_name.clone().or(facts.user_id.clone()),
+            predicate_type: facts.predicate_type().to_owned(),
+            subject: facts.subject_name(),
+            state_digest: facts.state_root,
+            commit_digest: facts.commit_actions_digest,
+            commit_file_digest: facts.commit_file_digest,
+            changes_digest: changes_digest(&facts.changes),
+            files_added: counts.files_added,
+            files_removed: counts.files_removed,
+            cdc_files: counts.cdc_files,
+            bytes_added: counts.bytes_added,
+            bytes_removed: counts.bytes_removed,
+            records_added: counts.records_added,
+            live_files: facts.live_files,
+            live_bytes: facts.live_bytes,
+            previous_attestation_digest: facts.previous.as_ref().map(|p| p.digest),
+            attestation_digest: attestation.digest(),
+            keyid: attestation.keyid().map(|k| k.to_string()),
+            level: attestation.level(),
+            envelope: attestation.envelope().to_json(),
+            attested_at_us,
+            attestor_version: attestor_version(),
+            run_id: self.run_id.clone(),
+            data_availability: "complete".into(),
+        });
+        out.attested.push(AttestedVersion {
+            version,
+            operation: facts.operation.clone(),
+            predicate_type: facts.predicate_type().to_owned(),
+            state_digest: facts.state_root,
+            attestation_digest: attestation.digest(),
+            files_added: counts.files_added,
+            files_removed: counts.files_removed,
+        });
+        state.previous = Some(PreviousAttestation {
+            version,
+            state_root: facts.state_root,
+            digest: attestation.digest(),
+            level: attestation.level(),
+        });
+        Ok(())
+    }
+
+    /// The digest of a file hashed for this batch, or hashed now if the plan did not include
+    /// it (an add that was expected to carry its digest from a removed entry but could not).
+    async fn hash_now(
+        &self,
+        hashes: &mut HashMap<String, Hashed>,
+        path: &str,
+        size: Option<u64>,
+        version: u64,
+        listing: &LogListing,
+    ) -> Result<Hashed, Error> {
+        if let Some(h) = hashes.get(path) {
+            return Ok(*h);
+        }
+        let hasher = FileHasher::new(Arc::clone(self.source.store()), 1);
+        let mut r = hasher
+            .hash_all(
+                vec![HashRequest {
+                    path: path.to_owned(),
+                    expected_size: size,
+                }],
+                &|_| {},
+            )
+            .await;
+        match r.remove(path) {
+            Some(Ok(h)) => {
+                hashes.insert(path.to_owned(), h);
+                Ok(h)
+            }
+            Some(Err(f)) => Err(self
+                .hash_error(&[], listing, path.to_owned(), version, f)
+                .await),
+            None => Err(Error::Task {
+                reason: format!("no hash result for {path}"),
+            }),
+        }
+    }
+
+    async fn persist_batch(
+        &self,
+        state: &mut RunState,
+        output: BatchOutput,
+        from: u64,
+        to: u64,
+    ) -> Result<Progress, Error> {
+        let uri = self.source.uri().to_owned();
+
+        let pages = state.tree.unpersisted_pages();
+        let ids: Vec<Sha256Digest> = pages.iter().map(|(id, _)| *id).collect();
+        self.store.pages().put_all(pages).await?;
+        state.tree.mark_persisted(ids);
+        self.emit(Event::Reached {
+            phase: Phase::PagesWritten,
+            from,
+            through: to,
+        })?;
+
+        // File rows: skip versions an interrupted or concurrent run already wrote, after
+        // checking that they agree with what this run computed.
+        let files_table = self.store.load_files().await?;
+        let files_done = AttestationStore::txn_version(&files_table, &files_app_id(&uri)).await?;
+        let written_through = files_done.filter(|v| *v >= from);
+        if let Some(done) = written_through {
+            let existing = self
+                .store
+                .file_rows(&files_table, &uri, from, done.min(to))
+                .await?;
+            let mut ours: Vec<_> = output
+                .file_rows
+                .iter()
+                .filter(|r| r.version <= done)
+                .map(FileRow::identity)
+                .collect();
+            let mut theirs: Vec<_> = existing.iter().map(FileRow::identity).collect();
+            ours.sort();
+            theirs.sort();
+            if ours != theirs {
+                let first = ours
+                    .iter()
+                    .zip(theirs.iter())
+                    .find(|(a, b)| a != b)
+                    .map(|(a, _)| format!("version {} file {}", a.0, a.2))
+                    .unwrap_or_else(|| {
+                        format!("{} rows recomputed, {} stored", ours.len(), theirs.len())
+                    });
+                return Err(Error::StoreCorrupt {
+                    store: self.store.files_location().as_uri(),
+                    reason: format!(
+                        "file rows of {uri} written by an earlier interrupted run disagree with the table now ({first}); the data changed after it was first hashed — run `makoto verify`"
+                    ),
+                });
+            }
+        }
+        if written_through.is_none_or(|d| d < to) {
+            let new_rows: Vec<FileRow> = output
+                .file_rows
+                .iter()
+                .filter(|r| written_through.is_none_or(|d| r.version > d))
+                .cloned()
+                .collect();
+            match self
+                .store
+                .append_files(files_table, &new_rows, &uri, to, &self.run_id)
+                .await?
+            {
+                AppendOutcome::Committed { .. } => {}
+                AppendOutcome::Conflict => return Ok(Progress::Restart),
+            }
+        }
+        self.emit(Event::Reached {
+            phase: Phase::FilesCommitted,
+            from,
+            through: to,
+        })?;
+
+        let att_table = self.store.load_attestations().await?;
+        let att_done =
+            AttestationStore::txn_version(&att_table, &attestations_app_id(&uri)).await?;
+        let expected = from.checked_sub(1);
+        if att_done != expected {
+            return Ok(Progress::Restart);
+        }
+        match self
+            .store
+            .append_attestations(att_table, &output.attestation_rows, &uri, to, &self.run_id)
+            .await?
+        {
+            AppendOutcome::Committed { .. } => {}
+            AppendOutcome::Conflict => return Ok(Progress::Restart),
+        }
+        state.attested.extend(output.attested);
+        self.emit(Event::Reached {
+            phase: Phase::AttestationsCommitted,
+            from,
+            through: to,
+        })?;
+        Ok(Progress::Done)
+    }
+}

@@ -1,0 +1,168 @@
+use makoto_core::Sha256Digest;
+
+/// Errors of reading tables, hashing and keeping the attestation store. One line each, naming
+/// the table, version, file or key concerned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("invalid location {input:?}: {reason}")]
+    InvalidLocation { input: String, reason: String },
+
+    #[error("{table} is not a Delta table (no commit files under _delta_log/)")]
+    NotADeltaTable { table: String },
+
+    #[error(
+        "{table}: commit file for version {version} is missing from _delta_log/ although later versions exist"
+    )]
+    LogGap { table: String, version: u64 },
+
+    #[error(
+        "{table}: commits before version {first} were removed by log cleanup; attesting from a checkpoint baseline is not supported, so the table's history cannot be attested from version 0"
+    )]
+    LogCleaned { table: String, first: u64 },
+
+    #[error("{table}: version {requested} does not exist (latest is {latest})")]
+    VersionNotFound {
+        table: String,
+        requested: u64,
+        latest: u64,
+    },
+
+    #[error("{table}: {source}")]
+    CorruptCommit {
+        table: String,
+        #[source]
+        source: makoto_core::Error,
+    },
+
+    #[error("{table} version {version}: {reason}")]
+    InvalidLog {
+        table: String,
+        version: u64,
+        reason: String,
+    },
+
+    #[error(
+        "{table} version {version}: requires reader feature {feature:?}, which makoto does not support"
+    )]
+    UnsupportedReaderFeature {
+        table: String,
+        version: u64,
+        feature: String,
+    },
+
+    #[error("{table} version {version}: file {path} is missing{}", explain_missing(*.removed_at))]
+    FileMissing {
+        table: String,
+        version: u64,
+        path: String,
+        removed_at: Option<u64>,
+    },
+
+    #[error("{table} version {version}: file {path} is {actual} bytes but the log says {expected}")]
+    FileSizeMismatch {
+        table: String,
+        version: u64,
+        path: String,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error("storage error on {location}: {source}")]
+    Storage {
+        location: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+
+    #[error("Delta error on {table}: {source}")]
+    Delta {
+        table: String,
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+
+    #[error("query on {table} failed: {source}")]
+    Query {
+        table: String,
+        #[source]
+        source: Box<datafusion::error::DataFusionError>,
+    },
+
+    #[error(
+        "{table} has been replaced: the attestations are for table id {attested_id}, the log now has {found_id}"
+    )]
+    TableReplaced {
+        table: String,
+        attested_id: String,
+        found_id: String,
+    },
+
+    #[error(
+        "{table}: version {attested} is attested but the log ends at version {latest}; the table was rewritten or replaced"
+    )]
+    LogBehindAttestations {
+        table: String,
+        attested: u64,
+        latest: u64,
+    },
+
+    #[error("attestation store {store}: {reason}")]
+    StoreCorrupt { store: String, reason: String },
+
+    #[error("state page {page} is missing from {store}")]
+    StatePageMissing { store: String, page: Sha256Digest },
+
+    #[error("key file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
+
+    #[error("{context}: {source}")]
+    Core {
+        context: String,
+        #[source]
+        source: makoto_core::Error,
+    },
+
+    #[error("another run attested {table} at the same time; gave up after {attempts} attempts")]
+    TooManyConflicts { table: String, attempts: u32 },
+
+    #[error("run interrupted at {phase}")]
+    Interrupted { phase: String },
+
+    #[error("internal task failed: {reason}")]
+    Task { reason: String },
+}
+
+fn explain_missing(removed_at: Option<u64>) -> String {
+    match removed_at {
+        Some(v) => format!(
+            "; it was removed from the table at version {v} and then deleted from storage (VACUUM after the retention period), so this version can no longer be attested from its data"
+        ),
+        None => {
+            "; no later commit removes it, so it was deleted while still part of the table".into()
+        }
+    }
+}
+
+impl Error {
+    pub(crate) fn core(context: impl Into<String>, source: makoto_core::Error) -> Self {
+        Error::Core {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn delta(table: impl Into<String>, source: deltalake::DeltaTableError) -> Self {
+        Error::Delta {
+            table: table.into(),
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn storage(location: impl Into<String>, source: object_store::Error) -> Self {
+        Error::Storage {
+            location: location.into(),
+            source: Box::new(source),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Storage of state-tree pages under the warehouse (`system/makoto/state/<aa>/<id>.page`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use makoto_core::Sha256Digest;
+use makoto_core::state::{PageRequest, StateTree};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::Error;
+
+const CONCURRENCY: usize = 16;
+
+/// Content-addressed page storage.
+#[derive(Debug, Clone)]
+pub struct PageStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    display: String,
+}
+
+impl PageStore {
+    /// `store` is rooted at the warehouse; pages go under `prefix`.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, display: String) -> Self {
+        PageStore {
+            store,
+            prefix: prefix.trim_matches('/').to_owned(),
+            display,
+        }
+    }
+
+    fn path(&self, id: &Sha256Digest) -> Path {
+        let hex = id.to_hex();
+        Path::from(format!("{}/{}/{}.page", self.prefix, &hex[..2], hex))
+    }
+
+    pub async fn get(&self, id: &Sha256Digest) -> Result<bytes::Bytes, Error> {
+        let path = self.path(id);
+        match self.store.get(&path).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map_err(|e| Error::storage(format!("{}/{path}", self.display), e)),
+            Err(object_store::Error::NotFound { .. }) => Err(Error::StatePageMissing {
+                store: self.display.clone(),
+                page: *id,
+            }),
+            Err(e) => Err(Error::storage(format!("{}/{path}", self.display), e)),
+        }
+    }
+
+    /// Writes pages that are not stored yet. Pages are immutable; an existing one is kept.
+    pub async fn put_all(&self, pages: Vec<(Sha256Digest, Vec<u8>)>) -> Result<usize, Error> {
+        let n = pages.len();
+        futures::stream::iter(pages)
+            .map(|(id, bytes)| async move {
+                let path = self.path(&id);
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    ..PutOptions::default()
+                };
+                match self
+                    .store
+                    .put_opts(&path, PutPayload::from(bytes), opts)
+                    .await
+                {
+                    Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+                    Err(e) => Err(Error::storage(format!("{}/{path}", self.display), e)),
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(n)
+    }
+
+    /// Loads every page needed to look up, insert or remove `keys`, level by level, fetching
+    /// each level's pages concurrently.
+    pub async fn load_paths(
+        &self,
+        tree: &mut StateTree,
+        keys: &[Sha256Digest],
+    ) -> Result<usize, Error> {
+        let mut loaded = 0;
+        loop {
+            let mut wanted: BTreeMap<Sha256Digest, PageRequest> = BTreeMap::new();
+            for k in keys {
+                if let Some(req) = tree.missing_page(k) {
+                    wanted.entry(req.page()).or_insert(req);
+                }
+            }
+            if wanted.is_empty() {
+                return Ok(loaded);
+            }
+            let fetched: Vec<(PageRequest, bytes::Bytes)> =
+                futures::stream::iter(wanted.into_values())
+                    .map(|req| async move {
+                        let bytes = self.get(&req.page()).await?;
+                        Ok::<_, Error>((req, bytes))
+                    })
+                    .buffer_unordered(CONCURRENCY)
+                    .try_collect()
+                    .await?;
+            for (req, bytes) in fetched {
+                tree.attach_page(&req, &bytes)
+                    .map_err(|e| Error::core(format!("{} page {}", self.display, req.page()), e))?;
+                loaded += 1;
+            }
+        }
+    }
+}

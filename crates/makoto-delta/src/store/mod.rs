@@ -1,0 +1,408 @@
+//! The attestation store: the Delta tables `system.makoto.attestations` and
+//! `system.makoto.files` under a warehouse, and the state-tree pages beside them.
+
+mod columns;
+mod rows;
+
+use datafusion::prelude::{SessionContext, col, lit};
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::{CommitConflictError, CommitProperties, TransactionError};
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+
+pub use rows::{AttestationRow, FileRow};
+
+use crate::Error;
+use crate::location::{Location, StorageOptions};
+use crate::pages::PageStore;
+use columns::{delta_fields, to_batch};
+use rows::{ATTESTATION_COLUMNS, FILE_COLUMNS};
+
+/// SQL name of the attestations table.
+pub const ATTESTATIONS_TABLE: &str = "system.makoto.attestations";
+/// SQL name of the per-file digests table.
+pub const FILES_TABLE: &str = "system.makoto.files";
+
+/// Path of the attestations table under the warehouse.
+pub const ATTESTATIONS_PATH: &str = "system/makoto/attestations";
+/// Path of the files table under the warehouse.
+pub const FILES_PATH: &str = "system/makoto/files";
+/// Prefix of the state-tree pages under the warehouse.
+pub const STATE_PAGES_PATH: &str = "system/makoto/state";
+
+/// `txn.appId` recording, in the attestations table, the last attested version of a table.
+pub fn attestations_app_id(table_uri: &str) -> String {
+    format!("makoto.attestations:{table_uri}")
+}
+
+/// `txn.appId` recording, in the files table, the last version whose file rows were written.
+pub fn files_app_id(table_uri: &str) -> String {
+    format!("makoto.files:{table_uri}")
+}
+
+/// Column name, type and meaning, for documentation and the SQL layer.
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnDoc {
+    pub name: &'static str,
+    pub sql_type: &'static str,
+    pub nullable: bool,
+    pub doc: &'static str,
+}
+
+fn docs(cols: &[columns::Col]) -> Vec<ColumnDoc> {
+    cols.iter()
+        .map(|c| ColumnDoc {
+            name: c.name,
+            sql_type: match c.kind {
+                columns::Kind::Str => "STRING",
+                columns::Kind::Long => "BIGINT",
+                columns::Kind::Bool => "BOOLEAN",
+                columns::Kind::Ts => "TIMESTAMP (UTC, µs)",
+            },
+            nullable: c.nullable,
+            doc: c.doc,
+        })
+        .collect()
+}
+
+/// The columns of `system.makoto.attestations`.
+pub fn attestation_columns() -> Vec<ColumnDoc> {
+    docs(ATTESTATION_COLUMNS)
+}
+
+/// The columns of `system.makoto.files`.
+pub fn file_columns() -> Vec<ColumnDoc> {
+    docs(FILE_COLUMNS)
+}
+
+/// Result of an idempotent append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Committed {
+        table_version: u64,
+    },
+    /// Another writer recorded the same application transaction first.
+    Conflict,
+}
+
+/// Handle on the system tables of one warehouse.
+#[derive(Debug, Clone)]
+pub struct AttestationStore {
+    warehouse: Location,
+    options: StorageOptions,
+    attestations: Location,
+    files: Location,
+    pages: PageStore,
+}
+
+impl AttestationStore {
+    /// Opens the store, creating the system tables if they do not exist.
+    pub async fn open(warehouse: Location, options: StorageOptions) -> Result<Self, Error> {
+        let attestations = warehouse.join(ATTESTATIONS_PATH)?;
+        let files = warehouse.join(FILES_PATH)?;
+        let pages = PageStore::new(
+            warehouse.object_store(&options)?,
+            STATE_PAGES_PATH,
+            format!("{}/{STATE_PAGES_PATH}", warehouse.as_uri()),
+        );
+        let store = AttestationStore {
+            warehouse,
+            options,
+            attestations,
+            files,
+            pages,
+        };
+        store
+            .ensure_table(
+                &store.attestations,
+                ATTESTATION_COLUMNS,
+                "attestations",
+                "Makoto attestations: one signed in-toto statement per attested Delta commit.",
+            )
+            .await?;
+        store
+            .ensure_table(&store.files, FILE_COLUMNS, "files",
+                "Makoto per-file digests: every file added, removed or written as change data by an attested commit.")
+            .await?;
+        Ok(store)
+    }
+
+    pub fn warehouse(&self) -> &Location {
+        &self.warehouse
+    }
+    pub fn options(&self) -> &StorageOptions {
+        &self.options
+    }
+    pub fn attestations_location(&self) -> &Location {
+        &self.attestations
+    }
+    pub fn files_location(&self) -> &Location {
+        &self.files
+    }
+    pub fn pages(&self) -> &PageStore {
+        &self.pages
+    }
+
+    async fn ensure_table(
+        &self,
+        location: &Location,
+        cols: &[columns::Col],
+        name: &str,
+        comment: &str,
+    ) -> Result<(), Error> {
+        if location.is_local()
+            && let Ok(dir) = location.url().to_file_path()
+        {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::InvalidLocation {
+                input: location.as_uri(),
+                reason: format!("cannot create directory: {e}"),
+            })?;
+        }
+        if !self.has_log(location).await? {
+            return self.create_table(location, cols, name, comment).await;
+        }
+        let mut table = location.delta_table(&self.options)?;
+        let load_error = match table.load().await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        Err(Error::delta(location.as_uri(), load_error))
+    }
+
+    async fn has_log(&self, location: &Location) -> Result<bool, Error> {
+        use futures::TryStreamExt;
+        let store = location.object_store(&self.options)?;
+        let prefix = object_store::path::Path::from("_delta_log");
+        let mut listing = store.list(Some(&prefix));
+        match listing.try_next().await {
+            Ok(first) => Ok(first.is_some()),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::storage(format!("{location}/_delta_log"), e)),
+        }
+    }
+
+    async fn create_table(
+        &self,
+        location: &Location,
+        cols: &[columns::Col],
+        name: &str,
+        comment: &str,
+    ) -> Result<(), Error> {
+        let table = location.delta_table(&self.options)?;
+        let created = table
+            .create()
+            .with_columns(delta_fields(cols))
+            .with_table_name(name)
+            .with_comment(comment)
+            .with_configuration_property(deltalake::TableProperty::AppendOnly, Some("true"))
+            .with_save_mode(SaveMode::ErrorIfExists)
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(create_err) => {
+                // A concurrent run may have created it first.
+                let mut again = location.delta_table(&self.options)?;
+                match again.load().await {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(Error::delta(location.as_uri(), create_err)),
+                }
+            }
+        }
+    }
+
+    async fn load(&self, location: &Location) -> Result<DeltaTable, Error> {
+        let mut t = location.delta_table(&self.options)?;
+        t.load()
+            .await
+            .map_err(|e| Error::delta(location.as_uri(), e))?;
+        Ok(t)
+    }
+
+    pub async fn load_attestations(&self) -> Result<DeltaTable, Error> {
+        self.load(&self.attestations).await
+    }
+
+    pub async fn load_files(&self) -> Result<DeltaTable, Error> {
+        self.load(&self.files).await
+    }
+
+    /// The last version recorded for `app_id` in `table`.
+    pub async fn txn_version(table: &DeltaTable, app_id: &str) -> Result<Option<u64>, Error> {
+        let snapshot = table
+            .snapshot()
+            .map_err(|e| Error::delta(table.table_url().as_str(), e))?;
+        let v = snapshot
+            .transaction_version(table.log_store().as_ref(), app_id)
+            .await
+            .map_err(|e| Error::delta(table.table_url().as_str(), e))?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()))
+    }
+
+    async fn query(
+        &self,
+        table: &DeltaTable,
+        filter: datafusion::prelude::Expr,
+    ) -> Result<Vec<arrow::array::RecordBatch>, Error> {
+        let name = table.table_url().to_string();
+        let query_err = |source| Error::Query {
+            table: name.clone(),
+            source: Box::new(source),
+        };
+        let ctx = SessionContext::new();
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| Error::delta(name.clone(), e))?;
+        let provider = table.table_provider().await.map_err(query_err)?;
+        ctx.read_table(provider)
+            .and_then(|df| df.filter(filter))
+            .map_err(query_err)?
+            .collect()
+            .await
+            .map_err(query_err)
+    }
+
+    /// The attestation row of `table_uri` at `version`, from an already loaded table.
+    pub async fn attestation_row(
+        &self,
+        table: &DeltaTable,
+        table_uri: &str,
+        version: u64,
+    ) -> Result<Option<AttestationRow>, Error> {
+        let filter = col("table_uri")
+            .eq(lit(table_uri))
+            .and(col("version").eq(lit(version as i64)));
+        let store = self.attestations.as_uri();
+        let mut rows = Vec::new();
+        for b in self.query(table, filter).await? {
+            for i in 0..b.num_rows() {
+                rows.push(AttestationRow::read(&b, i, &store)?);
+            }
+        }
+        match rows.len() {
+            0 => Ok(None),
+            1 => Ok(rows.pop()),
+            n => Err(Error::StoreCorrupt {
+                store,
+                reason: format!("{n} rows for {table_uri}@v{version}"),
+            }),
+        }
+    }
+
+    /// All attestation rows of `table_uri`, ordered by version.
+    pub async fn attestation_rows(&self, table_uri: &str) -> Result<Vec<AttestationRow>, Error> {
+        let table = self.load_attestations().await?;
+        let store = self.attestations.as_uri();
+        let mut rows = Vec::new();
+        for b in self
+            .query(&table, col("table_uri").eq(lit(table_uri)))
+            .await?
+        {
+            for i in 0..b.num_rows() {
+                rows.push(AttestationRow::read(&b, i, &store)?);
+            }
+        }
+        rows.sort_by_key(|r| r.version);
+        Ok(rows)
+    }
+
+    /// File rows of `table_uri` for versions in `from..=to`, ordered by version.
+    pub async fn file_rows(
+        &self,
+        table: &DeltaTable,
+        table_uri: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<FileRow>, Error> {
+        let filter = col("table_uri")
+            .eq(lit(table_uri))
+            .and(col("version").gt_eq(lit(from as i64)))
+            .and(col("version").lt_eq(lit(to as i64)));
+        let store = self.files.as_uri();
+        let mut rows = Vec::new();
+        for b in self.query(table, filter).await? {
+            for i in 0..b.num_rows() {
+                rows.push(FileRow::read(&b, i, &store)?);
+            }
+        }
+        rows.sort_by_key(|r| r.version);
+        Ok(rows)
+    }
+
+    async fn append(
+        &self,
+        table: DeltaTable,
+        location: &Location,
+        batch: arrow::array::RecordBatch,
+        app_id: String,
+        through: u64,
+        run_id: &str,
+    ) -> Result<AppendOutcome, Error> {
+        let props = CommitProperties::default()
+            .with_application_transaction(Transaction::new(app_id, through as i64))
+            .with_metadata([
+                ("makoto.run".to_owned(), serde_json::json!(run_id)),
+                ("makoto.through".to_owned(), serde_json::json!(through)),
+            ]);
+        match table
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(props)
+            .await
+        {
+            Ok(t) => Ok(AppendOutcome::Committed {
+                table_version: t.version().unwrap_or(0),
+            }),
+            Err(DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
+            }) => Ok(AppendOutcome::Conflict),
+            Err(e) => Err(Error::delta(location.as_uri(), e)),
+        }
+    }
+
+    /// Appends attestation rows in one commit that also records `through` as the table's last
+    /// attested version. `table` must be the snapshot on which the caller checked the previous
+    /// version; a concurrent append for the same table makes this a [`AppendOutcome::Conflict`].
+    pub async fn append_attestations(
+        &self,
+        table: DeltaTable,
+        rows: &[AttestationRow],
+        table_uri: &str,
+        through: u64,
+        run_id: &str,
+    ) -> Result<AppendOutcome, Error> {
+        let cells: Vec<_> = rows.iter().map(AttestationRow::to_cells).collect();
+        let batch = to_batch(ATTESTATION_COLUMNS, &cells).map_err(|e| Error::StoreCorrupt {
+            store: self.attestations.as_uri(),
+            reason: format!("cannot build rows: {e}"),
+        })?;
+        let loc = self.attestations.clone();
+        self.append(
+            table,
+            &loc,
+            batch,
+            attestations_app_id(table_uri),
+            through,
+            run_id,
+        )
+        .await
+    }
+
+    /// Appends file rows, recording `through` as the last version covered.
+    pub async fn append_files(
+        &self,
+        table: DeltaTable,
+        rows: &[FileRow],
+        table_uri: &str,
+        through: u64,
+        run_id: &str,
+    ) -> Result<AppendOutcome, Error> {
+        let cells: Vec<_> = rows.iter().map(FileRow::to_cells).collect();
+        let batch = to_batch(FILE_COLUMNS, &cells).map_err(|e| Error::StoreCorrupt {
+            store: self.files.as_uri(),
+            reason: format!("cannot build rows: {e}"),
+        })?;
+        let loc = self.files.clone();
+        self.append(table, &loc, batch, files_app_id(table_uri), through, run_id)
+            .await
+    }
+}
