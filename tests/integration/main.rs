@@ -1,1 +1,15 @@
+//! Integration tests: real Delta tables (the bundled sample, tables written here with
+//! delta-rs, and the shared corpus written by Spark, Databricks and delta-rs), attested and
+//! checked against digests recomputed independently from the raw bytes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod concurrency;
+mod corpus;
+mod crash;
+mod errors;
+mod operations;
+mod python;
+mod sample;
+mod support;

@@ -34,6 +34,15 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    ExitCode::from(run_status(args, out))
+}
+
+/// Like [`run_to`], returning the exit status as a number (0 ok, 1 findings, 2 error).
+pub fn run_status<I, T>(args: I, out: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
     let cli = match args::Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -43,7 +52,7 @@ where
             } else {
                 let _ = write!(out, "{e}");
             }
-            return ExitCode::from(code);
+            return code;
         }
     };
     init_logging();
@@ -54,14 +63,14 @@ where
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_ERROR);
+            return EXIT_ERROR;
         }
     };
     match runtime.block_on(commands::run(cli, out)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
-            ExitCode::from(EXIT_ERROR)
+            EXIT_ERROR
         }
     }
 }

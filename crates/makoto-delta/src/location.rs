@@ -101,7 +101,9 @@ pub(crate) fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().trim().to_owned()
 }
 
-/// The object-store path of a data file named in the log (already percent-decoded once).
+/// The object-store path of a data file named in the log (already percent-decoded once): the
+/// decoded path is the literal object key, which `Path::parse` keeps as is.
 pub fn object_path(decoded: &str) -> object_store::path::Path {
-    object_store::path::Path::from(decoded)
+    object_store::path::Path::parse(decoded)
+        .unwrap_or_else(|_| object_store::path::Path::from(decoded))
 }

@@ -1,5 +1,4 @@
 use std::io::Write;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use makoto_core::keys::Signer;
@@ -126,7 +125,7 @@ pub fn print_summary(s: &AttestSummary, out: &mut dyn Write) -> std::io::Result<
     Ok(())
 }
 
-pub async fn run(args: AttestArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+pub async fn run(args: AttestArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     if args.key.is_none() {
         eprintln!(
             "warning: no --key (or MAKOTO_KEY): writing unsigned attestations (Makoto L1); sign with a key for L2"
@@ -147,5 +146,5 @@ pub async fn run(args: AttestArgs, out: &mut dyn Write) -> anyhow::Result<ExitCo
     } else {
         print_summary(&summary, out)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(super::EXIT_OK)
 }

@@ -1,6 +1,5 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use makoto_core::dsse::Envelope;
@@ -26,7 +25,7 @@ fn sample_table(requested: &str) -> anyhow::Result<PathBuf> {
     bail!("sample table {requested} not found (run from the repository root, or pass --table)")
 }
 
-pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let table = sample_table(&args.table)?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
@@ -113,7 +112,7 @@ pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode
                 "rowsVerified": rows.len(),
             })
         )?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(super::EXIT_OK);
     }
 
     writeln!(
@@ -171,5 +170,5 @@ pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode
         warehouse.display(),
         pub_path.display()
     )?;
-    Ok(ExitCode::SUCCESS)
+    Ok(super::EXIT_OK)
 }

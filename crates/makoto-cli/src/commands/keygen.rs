@@ -1,5 +1,4 @@
 use std::io::Write;
-use std::process::ExitCode;
 
 use anyhow::Context;
 use makoto_delta::keyfile;
@@ -7,7 +6,7 @@ use serde_json::json;
 
 use crate::args::KeygenArgs;
 
-pub fn run(args: KeygenArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+pub fn run(args: KeygenArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let key = keyfile::generate(&args.prefix)?;
     if args.json {
         writeln!(
@@ -33,5 +32,5 @@ pub fn run(args: KeygenArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             key.public_key.display()
         )?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(super::EXIT_OK)
 }

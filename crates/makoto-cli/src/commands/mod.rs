@@ -3,7 +3,6 @@ mod demo;
 mod keygen;
 
 use std::io::Write;
-use std::process::ExitCode;
 
 use crate::args::{Cli, Command};
 
@@ -14,7 +13,7 @@ pub const EXIT_FINDINGS: u8 = 1;
 /// Exit status: could not run.
 pub const EXIT_ERROR: u8 = 2;
 
-pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
     match cli.command {
         Command::Keygen(a) => keygen::run(a, out),
         Command::Attest(a) => attest::run(a, out).await,

@@ -1,0 +1,107 @@
+//! Independent tools read and verify what makoto writes: the Python `deltalake` package reads
+//! both system tables and `securesystemslib` verifies every DSSE envelope
+//! (scripts/check_attestations.py).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use makoto_core::keys::Signer;
+use serde_json::Value;
+
+use crate::support::*;
+
+/// The Python interpreter with the test packages, from `MAKOTO_PYTHON` (set by scripts/test)
+/// or `python3` if it has them.
+fn python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("MAKOTO_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "python3".into());
+    let ok = Command::new(&candidate)
+        .args([
+            "-c",
+            "import deltalake, securesystemslib, cryptography, jsonschema",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(candidate);
+    }
+    let reason = format!(
+        "{} cannot import deltalake, securesystemslib, cryptography and jsonschema; run scripts/test, which installs them",
+        candidate.display()
+    );
+    if std::env::var("MAKOTO_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
+        panic!("{reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+    None
+}
+
+fn write_pub(dir: &std::path::Path, seed: u8) -> PathBuf {
+    let p = dir.join(format!("key{seed}.pub"));
+    std::fs::write(&p, key(seed).public_key_pem()).unwrap();
+    p
+}
+
+trait PubPem {
+    fn public_key_pem(&self) -> String;
+}
+
+impl PubPem for std::sync::Arc<makoto_core::keys::SigningKeyPair> {
+    fn public_key_pem(&self) -> String {
+        self.public_key().to_spki_pem().unwrap()
+    }
+}
+
+fn check(py: &std::path::Path, wh: &std::path::Path, pubkey: &std::path::Path) -> (i32, Value) {
+    let out = Command::new(py)
+        .arg(repo_root().join("scripts/check_attestations.py"))
+        .arg(wh)
+        .arg(pubkey)
+        .arg("--schemas")
+        .arg(schema_root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{e}: {stdout} / {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_deltalake_reads_and_securesystemslib_verifies() {
+    let Some(py) = python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = tmp.path().join("wh");
+    let sample = repo_root().join("data/sample/sales");
+    let dv = corpus_table("basic-dv-with-checkpoint", tmp.path());
+    Run::new(&sample, &wh).run().await.unwrap();
+    Run::new(&dv, &wh).run().await.unwrap();
+    let expected_rows =
+        attestation_rows(&wh, &sample).await.len() + attestation_rows(&wh, &dv).await.len();
+    let expected_files = file_rows(&wh, &sample).await.len() + file_rows(&wh, &dv).await.len();
+
+    let (code, v) = check(&py, &wh, &write_pub(tmp.path(), 1));
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["attestationRows"], expected_rows);
+    assert_eq!(v["fileRows"], expected_files);
+    assert_eq!(v["signaturesVerified"], expected_rows);
+    assert_eq!(v["schemaValid"], expected_rows);
+    assert_eq!(v["tables"], 2);
+    assert_eq!(v["keyid"], key(1).keyid().as_str());
+
+    // The same check fails for rows signed by a key it was not given.
+    let other = corpus_table("table-with-dv-small", tmp.path());
+    let mut run = Run::new(&other, &wh);
+    run.key = Some(key(2));
+    run.run().await.unwrap();
+    let (code, v) = check(&py, &wh, &write_pub(tmp.path(), 1));
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        v["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.as_str().unwrap().contains("table-with-dv-small"))
+    );
+}
