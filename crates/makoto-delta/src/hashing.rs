@@ -1,18 +1,29 @@
-//! Streaming SHA-256 of files through `object_store`: bounded memory (a chunk being hashed and
-//! the next one in flight per file), several files in parallel, hashing off the async threads.
+//! Streaming SHA-256 of files through `object_store`, several files in parallel, with memory
+//! bounded by the number of files in flight, not by their size.
+//!
+//! Each file is one `get` request. When the store hands back a local file (`file://` tables),
+//! it is read on a blocking thread into one reused buffer and hashed as it is read, which is as
+//! fast as hashing from memory; otherwise the response body is hashed chunk by chunk as it
+//! arrives.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use makoto_core::{Sha256Digest, StreamHasher};
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetResultPayload, ObjectStore};
 
 use crate::location::object_path;
 
-/// Bytes fetched per request.
-pub const DEFAULT_CHUNK_SIZE: usize = 8 * 1024 * 1024;
+/// Size of the read buffer for local files.
+pub const DEFAULT_CHUNK_SIZE: usize = 2 * 1024 * 1024;
+
+/// Local files up to this size are hashed on the calling task.
+const SMALL_FILE: u64 = 64 * 1024;
+
+/// Called with the number of bytes hashed, as they are hashed.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// A file to hash: its path relative to the table root (decoded once) and the size the log
 /// records for it.
@@ -34,6 +45,7 @@ pub struct Hashed {
 pub enum HashFailure {
     Missing,
     Storage(object_store::Error),
+    Io(std::io::Error),
     Task(String),
 }
 
@@ -59,16 +71,19 @@ impl FileHasher {
         self
     }
 
-    /// Hashes every request; `progress` is called with the number of bytes hashed as they are.
+    /// Hashes every request, `parallelism` at a time.
     pub async fn hash_all(
         &self,
         requests: Vec<HashRequest>,
-        progress: &(dyn Fn(u64) + Sync),
+        progress: Progress,
     ) -> HashMap<String, Result<Hashed, HashFailure>> {
         futures::stream::iter(requests)
-            .map(|r| async move {
-                let result = self.hash_one(&r, progress).await;
-                (r.path, result)
+            .map(|r| {
+                let progress = Arc::clone(&progress);
+                async move {
+                    let result = self.hash_one(&r, progress).await;
+                    (r.path, result)
+                }
             })
             .buffer_unordered(self.parallelism)
             .collect()
@@ -78,68 +93,61 @@ impl FileHasher {
     async fn hash_one(
         &self,
         request: &HashRequest,
-        progress: &(dyn Fn(u64) + Sync),
+        progress: Progress,
     ) -> Result<Hashed, HashFailure> {
         let path = object_path(&request.path);
-        let small = request
-            .expected_size
-            .is_some_and(|s| s <= self.chunk_size as u64);
-        if small {
-            let bytes = match self.store.get(&path).await {
-                Ok(r) => r.bytes().await.map_err(classify)?,
-                Err(e) => return Err(classify(e)),
-            };
-            let len = bytes.len() as u64;
-            let sha256 = if bytes.len() > 256 * 1024 {
-                tokio::task::spawn_blocking(move || Sha256Digest::of(&bytes))
+        let result = self
+            .store
+            .get_opts(&path, GetOptions::default())
+            .await
+            .map_err(classify)?;
+        match result.payload {
+            GetResultPayload::File(file, _) => {
+                // Small files need no more buffer than their size (one more byte sees EOF), and
+                // are read in place: a read that short costs less than a hop to another thread.
+                let chunk = usize::try_from(result.meta.size).map_or(self.chunk_size, |s| {
+                    s.saturating_add(1).min(self.chunk_size)
+                });
+                if result.meta.size <= SMALL_FILE {
+                    return hash_reader(file, chunk, &progress);
+                }
+                tokio::task::spawn_blocking(move || hash_reader(file, chunk, &progress))
                     .await
                     .map_err(|e| HashFailure::Task(e.to_string()))?
-            } else {
-                Sha256Digest::of(&bytes)
-            };
-            progress(len);
-            return Ok(Hashed { sha256, size: len });
-        }
-        let size = self.store.head(&path).await.map_err(classify)?.size;
-        let mut hasher = StreamHasher::new();
-        let mut offset = 0u64;
-        let mut pending = (size > 0).then(|| self.fetch(&path, 0, size));
-        while let Some(fetch) = pending.take() {
-            let chunk = fetch
-                .await
-                .map_err(|e| HashFailure::Task(e.to_string()))?
-                .map_err(classify)?;
-            if chunk.is_empty() {
-                break;
             }
-            offset += chunk.len() as u64;
-            if offset < size {
-                pending = Some(self.fetch(&path, offset, size));
+            GetResultPayload::Stream(mut stream) => {
+                let mut hasher = StreamHasher::new();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(classify)?;
+                    hasher.update(&chunk);
+                    progress(chunk.len() as u64);
+                }
+                let (sha256, size) = hasher.finish();
+                Ok(Hashed { sha256, size })
             }
-            let n = chunk.len() as u64;
-            hasher = tokio::task::spawn_blocking(move || {
-                hasher.update(&chunk);
-                hasher
-            })
-            .await
-            .map_err(|e| HashFailure::Task(e.to_string()))?;
-            progress(n);
         }
-        let (sha256, size) = hasher.finish();
-        Ok(Hashed { sha256, size })
     }
+}
 
-    fn fetch(
-        &self,
-        path: &Path,
-        offset: u64,
-        size: u64,
-    ) -> tokio::task::JoinHandle<Result<bytes::Bytes, object_store::Error>> {
-        let store = Arc::clone(&self.store);
-        let path = path.clone();
-        let end = (offset + self.chunk_size as u64).min(size);
-        tokio::spawn(async move { store.get_range(&path, offset..end).await })
+fn hash_reader(
+    mut file: impl Read,
+    chunk: usize,
+    progress: &Progress,
+) -> Result<Hashed, HashFailure> {
+    let mut buf = vec![0u8; chunk];
+    let mut hasher = StreamHasher::new();
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(HashFailure::Io(e)),
+        };
+        hasher.update(&buf[..n]);
+        progress(n as u64);
     }
+    let (sha256, size) = hasher.finish();
+    Ok(Hashed { sha256, size })
 }
 
 fn classify(e: object_store::Error) -> HashFailure {

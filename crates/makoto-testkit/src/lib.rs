@@ -4,6 +4,8 @@
 //! region STRING` (partitioned by `region`) and one method per kind of commit: append,
 //! overwrite, delete, update, merge (upsert), optimize, checkpoint and vacuum.
 
+pub mod synthetic;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

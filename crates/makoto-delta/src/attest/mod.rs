@@ -164,6 +164,28 @@ enum Progress {
     Restart,
 }
 
+/// What earlier attempts of the same run (before a restart) achieved.
+#[derive(Default)]
+struct Totals {
+    files_hashed: u64,
+    bytes_hashed: u64,
+    attested: Vec<AttestedVersion>,
+}
+
+impl Totals {
+    fn absorb(&mut self, state: &mut RunState) {
+        self.files_hashed += std::mem::take(&mut state.files_hashed);
+        self.bytes_hashed += std::mem::take(&mut state.bytes_hashed);
+        self.attested.append(&mut state.attested);
+    }
+
+    fn fill(&mut self, summary: &mut AttestSummary) {
+        summary.attested = std::mem::take(&mut self.attested);
+        summary.files_hashed = self.files_hashed;
+        summary.bytes_hashed = self.bytes_hashed;
+    }
+}
+
 pub fn attestor_version() -> String {
     format!(
         "makoto {} (deltalake {})",
@@ -226,7 +248,7 @@ impl Attestor {
     /// Attests every unattested version up to the latest (or `to_version`).
     pub async fn run(&self) -> Result<AttestSummary, Error> {
         let mut concurrent = 0u32;
-        let mut totals = (0u64, 0u64, Vec::new());
+        let mut totals = Totals::default();
         loop {
             match self.attempt(&mut totals).await? {
                 (Progress::Done, summary) => {
@@ -314,10 +336,7 @@ impl Attestor {
         Ok(statement)
     }
 
-    async fn attempt(
-        &self,
-        totals: &mut (u64, u64, Vec<AttestedVersion>),
-    ) -> Result<(Progress, AttestSummary), Error> {
+    async fn attempt(&self, totals: &mut Totals) -> Result<(Progress, AttestSummary), Error> {
         let uri = self.source.uri().to_owned();
         let head = self.read_head().await?;
         let previously = head.row.as_ref().map(|r| r.version);
@@ -377,9 +396,7 @@ impl Attestor {
                 table: &uri,
                 through: previously,
             })?;
-            summary.attested = std::mem::take(&mut totals.2);
-            summary.files_hashed = totals.0;
-            summary.bytes_hashed = totals.1;
+            totals.fill(&mut summary);
             return Ok((Progress::Done, summary));
         }
         if let Some(row) = &head.row {
@@ -425,20 +442,14 @@ impl Attestor {
             match self.persist_batch(&mut state, output, from, to).await? {
                 Progress::Done => {}
                 Progress::Restart => {
-                    totals.0 += state.files_hashed;
-                    totals.1 += state.bytes_hashed;
-                    totals.2.append(&mut state.attested);
+                    totals.absorb(&mut state);
                     return Ok((Progress::Restart, summary));
                 }
             }
             from = to + 1;
         }
-        totals.0 += state.files_hashed;
-        totals.1 += state.bytes_hashed;
-        totals.2.append(&mut state.attested);
-        summary.attested = std::mem::take(&mut totals.2);
-        summary.files_hashed = totals.0;
-        summary.bytes_hashed = totals.1;
+        totals.absorb(&mut state);
+        totals.fill(&mut summary);
         summary.table_id = state.ctx.map(|c| c.table_id).or(summary.table_id);
         Ok((Progress::Done, summary))
     }
@@ -540,14 +551,15 @@ impl Attestor {
             bytes: total_bytes,
         })?;
         let hasher = FileHasher::new(Arc::clone(self.source.store()), self.options.parallelism);
-        let hashed_bytes = AtomicU64::new(0);
-        let observer = Arc::clone(&self.observer);
-        let results = hasher
-            .hash_all(requests, &|n| {
-                hashed_bytes.fetch_add(n, Ordering::Relaxed);
+        let hashed_bytes = Arc::new(AtomicU64::new(0));
+        let progress = {
+            let (counter, observer) = (Arc::clone(&hashed_bytes), Arc::clone(&self.observer));
+            Arc::new(move |n: u64| {
+                counter.fetch_add(n, Ordering::Relaxed);
                 let _ = observer.on_event(&Event::Hashed { bytes: n });
             })
-            .await;
+        };
+        let results = hasher.hash_all(requests, progress).await;
         let mut hashes: HashMap<String, Hashed> = HashMap::with_capacity(results.len());
         for (path, r) in results {
             match r {
@@ -632,6 +644,11 @@ impl Attestor {
                 }
             }
             HashFailure::Storage(e) => Error::storage(format!("{table}/{path}"), e),
+            HashFailure::Io(e) => Error::InvalidLog {
+                table,
+                version,
+                reason: format!("cannot read file {path}: {e}"),
+            },
             HashFailure::Task(reason) => Error::Task { reason },
         }
     }
@@ -933,7 +950,7 @@ impl Attestor {
                     path: path.to_owned(),
                     expected_size: size,
                 }],
-                &|_| {},
+                Arc::new(|_| {}),
             )
             .await;
         match r.remove(path) {
