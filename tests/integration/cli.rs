@@ -183,3 +183,46 @@ fn demo_runs_twice_on_the_sample() {
     assert_eq!(v["summary"]["attested"], Value::Array(vec![]));
     assert_eq!(v["rowsVerified"], 10);
 }
+
+#[test]
+fn documented_table_schemas_match_the_code() {
+    let doc = std::fs::read_to_string(repo_root().join("docs/attestation-table.md")).unwrap();
+    for (section, cols) in [
+        (
+            "## `system.makoto.attestations`",
+            makoto_delta::store::attestation_columns(),
+        ),
+        (
+            "## `system.makoto.files`",
+            makoto_delta::store::file_columns(),
+        ),
+    ] {
+        let start = doc
+            .find(section)
+            .unwrap_or_else(|| panic!("{section} missing"));
+        let body = &doc[start..];
+        let table: Vec<&str> = body
+            .lines()
+            .skip_while(|l| !l.starts_with("| column"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let names: Vec<String> = table
+            .iter()
+            .map(|l| {
+                l.split('|')
+                    .nth(1)
+                    .unwrap()
+                    .trim()
+                    .trim_matches('`')
+                    .to_owned()
+            })
+            .collect();
+        let expected: Vec<String> = cols.iter().map(|c| c.name.to_owned()).collect();
+        assert_eq!(names, expected, "{section}");
+        for (line, c) in table.iter().zip(&cols) {
+            let nullable = line.split('|').nth(3).unwrap().trim();
+            assert_eq!(nullable == "yes", c.nullable, "{}", c.name);
+        }
+    }
+}
