@@ -10,9 +10,9 @@ attestation rows.
     python3 scripts/recompute_digests.py TABLE_DIR
 """
 
+import decimal
 import hashlib
 import json
-import math
 import pathlib
 import sys
 import urllib.parse
@@ -23,15 +23,31 @@ def _number(v):
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
-        return str(v)
-    if math.isfinite(v) and v == int(v) and abs(v) < 1e21:
-        return str(int(v))
-    r = repr(v)  # shortest round-trip digits, like ECMAScript
-    if "e" in r:
-        mant, exp = r.split("e")
-        sign = "-" if exp.startswith("-") else "+"
-        r = f"{mant}e{sign}{exp.lstrip('+-').lstrip('0') or '0'}"
-    return r
+        if -(2**63) <= v < 2**64:
+            return str(v)
+        v = float(v)  # beyond 64 bits: the nearest double, like every non-integer
+    return _ecmascript(v)
+
+
+def _ecmascript(v):
+    """ECMAScript Number.prototype.toString for a finite double (the form RFC 8785 uses)."""
+    if v == 0:
+        return "0"
+    if v < 0:
+        return "-" + _ecmascript(-v)
+    _, digits, exponent = decimal.Decimal(repr(v)).as_tuple()  # shortest round-trip digits
+    s = "".join(map(str, digits)).rstrip("0") or "0"
+    k = len(s)
+    n = exponent + len(digits)  # v = 0.s × 10^n
+    if k <= n <= 21:
+        return s + "0" * (n - k)
+    if 0 < n <= 21:
+        return s[:n] + "." + s[n:]
+    if -6 < n <= 0:
+        return "0." + "0" * (-n) + s
+    e = n - 1
+    exp = ("+" if e >= 0 else "-") + str(abs(e))
+    return (s if k == 1 else s[0] + "." + s[1:]) + "e" + exp
 
 
 def _string(s):

@@ -3,10 +3,11 @@
 //! Used for every byte string that is hashed or signed: Delta actions (commit digest), state-tree
 //! leaf values, change lists and in-toto statements. Objects are written with members sorted by
 //! the UTF-16 code units of their names, no insignificant whitespace, strings with only the
-//! escapes JCS allows, floating-point numbers in ECMAScript shortest form. Unlike strict JCS,
-//! integers outside ±2^53 are written exactly instead of being rounded through a double; for
-//! every value Makoto itself produces this is identical to Python's
-//! `json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`.
+//! escapes JCS allows. Integer literals within the 64-bit range (`-2^63 ..= 2^64-1`) are
+//! written exactly (strict JCS would round those beyond ±2^53 through a double); every other
+//! number is read as the nearest IEEE-754 double (serde_json's `float_roundtrip` parser) and
+//! written in ECMAScript shortest form. For every value Makoto itself produces this is
+//! identical to Python's `json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`.
 
 use serde_json::Value;
 
@@ -108,6 +109,17 @@ mod tests {
     #[case(json!(1e-7), "1e-7")]
     fn canonical_forms(#[case] input: Value, #[case] expected: &str) {
         assert_eq!(canon(input), expected);
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_go_through_a_correctly_rounded_double() {
+        // Found by the canonical fuzz target: without correctly rounded parsing the output
+        // parsed back to a neighboring double.
+        let v: Value = serde_json::from_str("198888884444488888888").unwrap();
+        let c = to_vec(&v);
+        assert_eq!(c, b"198888884444488900000");
+        let back: Value = serde_json::from_slice(&c).unwrap();
+        assert_eq!(to_vec(&back), c);
     }
 
     #[test]
