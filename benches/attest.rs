@@ -57,12 +57,13 @@ fn prepare(name: &str, make: impl FnOnce(&Path) -> anyhow::Result<()>) -> PathBu
     dir
 }
 
-fn attest_once(
+/// One attest run of `table` into `warehouse`: (seconds, bytes hashed, versions attested).
+fn attest_into(
     rt: &tokio::runtime::Runtime,
     table: &Path,
-    signer: Arc<dyn Signer>,
+    warehouse: &Path,
+    signer: &Arc<dyn Signer>,
 ) -> (f64, u64, usize) {
-    let wh = tempfile::tempdir().unwrap();
     let storage = StorageOptions::default();
     rt.block_on(async {
         let source = SourceTable::open(
@@ -71,16 +72,21 @@ fn attest_once(
         )
         .unwrap();
         let store = AttestationStore::open(
-            Location::create(wh.path().to_str().unwrap()).unwrap(),
+            Location::create(warehouse.to_str().unwrap()).unwrap(),
             storage,
         )
         .await
         .unwrap();
         let start = Instant::now();
-        let s = Attestor::new(source, store, Some(signer), AttestOptions::default())
-            .run()
-            .await
-            .unwrap();
+        let s = Attestor::new(
+            source,
+            store,
+            Some(Arc::clone(signer)),
+            AttestOptions::default(),
+        )
+        .run()
+        .await
+        .unwrap();
         (
             start.elapsed().as_secs_f64(),
             s.bytes_hashed,
@@ -126,7 +132,8 @@ fn large(name: &str, files: usize, size: u64) -> serde_json::Value {
         let (t, b) = sha256_single_thread(&paths);
         base = base.min(t);
         bytes = b;
-        let (t, hashed, _) = attest_once(&rt, &dir, Arc::clone(&key));
+        let wh = tempfile::tempdir().unwrap();
+        let (t, hashed, _) = attest_into(&rt, &dir, wh.path(), &key);
         assert_eq!(hashed, bytes);
         att = att.min(t);
     }
@@ -171,42 +178,15 @@ fn commits() -> serde_json::Value {
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let key: Arc<dyn Signer> = Arc::new(SigningKeyPair::from_seed(&[7; 32]));
-    let (t, _, n) = attest_once(&rt, &dir, Arc::clone(&key));
-    assert_eq!(n as u64, N + 1);
-
-    // Incremental: 10 more commits on a copy, attested on top of the 10,001 already attested.
+    // Attest a copy (the incremental step below adds commits to it).
     let work = tempfile::tempdir().unwrap();
     let table = work.path().join("t");
-    copy_tree(&dir, &table);
+    makoto_testkit::copy_dir(&dir, &table).unwrap();
     let wh = work.path().join("wh");
-    let storage = StorageOptions::default();
-    let run = |table: &Path| {
-        rt.block_on(async {
-            let source = SourceTable::open(
-                Location::existing(table.to_str().unwrap()).unwrap(),
-                &storage,
-            )
-            .unwrap();
-            let store = AttestationStore::open(
-                Location::create(wh.to_str().unwrap()).unwrap(),
-                storage.clone(),
-            )
-            .await
-            .unwrap();
-            let start = Instant::now();
-            let s = Attestor::new(
-                source,
-                store,
-                Some(Arc::clone(&key)),
-                AttestOptions::default(),
-            )
-            .run()
-            .await
-            .unwrap();
-            (start.elapsed().as_secs_f64(), s.attested.len())
-        })
-    };
-    run(&table);
+    let (t, _, n) = attest_into(&rt, &table, &wh, &key);
+    assert_eq!(n as u64, N + 1);
+
+    // Incremental: 10 more commits attested on top of the 10,001.
     for v in N + 1..=N + 10 {
         let name = format!("extra-{v}.parquet");
         std::fs::write(table.join(&name), vec![1u8; 1024]).unwrap();
@@ -218,7 +198,7 @@ fn commits() -> serde_json::Value {
         )
         .unwrap();
     }
-    let (inc, m) = run(&table);
+    let (inc, _, m) = attest_into(&rt, &table, &wh, &key);
     assert_eq!(m, 10);
     serde_json::json!({
         "scenario": "commits",
@@ -228,19 +208,6 @@ fn commits() -> serde_json::Value {
         "incremental_10_commits_ms": (inc * 1000.0).round(),
         "peak_rss_MiB": peak_rss_mib().round(),
     })
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 fn run_scenario(name: &str) -> serde_json::Value {

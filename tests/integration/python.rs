@@ -179,7 +179,9 @@ async fn python_reimplementation_of_the_digest_spec_agrees(#[case] name: &str) {
 /// values where JCS, ECMAScript formatting and the 64-bit integer rule are easy to get wrong.
 #[test]
 fn canonical_numbers_agree_with_the_python_reimplementation() {
-    let py = std::env::var_os("MAKOTO_PYTHON").map(PathBuf::from).unwrap_or_else(|| "python3".into());
+    let py = std::env::var_os("MAKOTO_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "python3".into());
     let input = r#"[0, -0.0, 1.0, 1.5, -5, 100.0, 0.1, 1e-7, 0.000001, 123.456, 1e20, 1e21, 5e-324,
         1.7976931348623157e308, 9007199254740993, 18446744073709551615, 18446744073709551616,
         -9223372036854775808, 198888884444488888888, {"b": [1, {"a": "é\u0001\n"}], "A": null}]"#;
@@ -190,7 +192,10 @@ fn canonical_numbers_agree_with_the_python_reimplementation() {
          spec = importlib.util.spec_from_file_location('r', {:?})\n\
          m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n\
          sys.stdout.write(m.canonical(json.loads(sys.stdin.read())))",
-        repo_root().join("scripts/recompute_digests.py").to_str().unwrap()
+        repo_root()
+            .join("scripts/recompute_digests.py")
+            .to_str()
+            .unwrap()
     );
     let mut child = Command::new(py)
         .args(["-c", &script])
@@ -199,7 +204,12 @@ fn canonical_numbers_agree_with_the_python_reimplementation() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), rust);

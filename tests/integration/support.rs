@@ -43,22 +43,9 @@ pub fn key(seed: u8) -> Arc<SigningKeyPair> {
     Arc::new(SigningKeyPair::from_seed(&[seed; 32]))
 }
 
-/// Copies a directory tree (files only; permissions made writable).
+/// Copies a directory tree.
 pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-            let mut perm = std::fs::metadata(&target).unwrap().permissions();
-            #[allow(clippy::permissions_set_readonly_false)]
-            perm.set_readonly(false);
-            std::fs::set_permissions(&target, perm).unwrap();
-        }
-    }
+    makoto_testkit::copy_dir(from, to).unwrap();
 }
 
 /// A corpus table copied into `dir`.

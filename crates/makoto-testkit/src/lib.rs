@@ -228,6 +228,25 @@ impl SampleTable {
     }
 }
 
+/// Copies a directory tree (regular files and directories), making the copies writable.
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+            let mut perm = std::fs::metadata(&target)?.permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perm.set_readonly(false);
+            std::fs::set_permissions(&target, perm)?;
+        }
+    }
+    Ok(())
+}
+
 /// Builds the bundled sample history at `path` (versions 0–9): create, two appends, delete,
 /// merge, update, overwrite of one partition, two appends, a checkpoint at version 8, optimize.
 pub async fn build_sample(path: &Path) -> Result<SampleTable> {

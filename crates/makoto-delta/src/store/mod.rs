@@ -261,6 +261,23 @@ impl AttestationStore {
             .map_err(query_err)
     }
 
+    async fn rows<T>(
+        &self,
+        table: &DeltaTable,
+        filter: datafusion::prelude::Expr,
+        store: &Location,
+        read: fn(&arrow::array::RecordBatch, usize, &str) -> Result<T, Error>,
+    ) -> Result<Vec<T>, Error> {
+        let store = store.as_uri();
+        let mut rows = Vec::new();
+        for b in self.query(table, filter).await? {
+            for i in 0..b.num_rows() {
+                rows.push(read(&b, i, &store)?);
+            }
+        }
+        Ok(rows)
+    }
+
     /// The attestation row of `table_uri` at `version`, from an already loaded table.
     pub async fn attestation_row(
         &self,
@@ -271,18 +288,14 @@ impl AttestationStore {
         let filter = col("table_uri")
             .eq(lit(table_uri))
             .and(col("version").eq(lit(version as i64)));
-        let store = self.attestations.as_uri();
-        let mut rows = Vec::new();
-        for b in self.query(table, filter).await? {
-            for i in 0..b.num_rows() {
-                rows.push(AttestationRow::read(&b, i, &store)?);
-            }
-        }
+        let mut rows = self
+            .rows(table, filter, &self.attestations, AttestationRow::read)
+            .await?;
         match rows.len() {
             0 => Ok(None),
             1 => Ok(rows.pop()),
             n => Err(Error::StoreCorrupt {
-                store,
+                store: self.attestations.as_uri(),
                 reason: format!("{n} rows for {table_uri}@v{version}"),
             }),
         }
@@ -291,16 +304,10 @@ impl AttestationStore {
     /// All attestation rows of `table_uri`, ordered by version.
     pub async fn attestation_rows(&self, table_uri: &str) -> Result<Vec<AttestationRow>, Error> {
         let table = self.load_attestations().await?;
-        let store = self.attestations.as_uri();
-        let mut rows = Vec::new();
-        for b in self
-            .query(&table, col("table_uri").eq(lit(table_uri)))
-            .await?
-        {
-            for i in 0..b.num_rows() {
-                rows.push(AttestationRow::read(&b, i, &store)?);
-            }
-        }
+        let filter = col("table_uri").eq(lit(table_uri));
+        let mut rows = self
+            .rows(&table, filter, &self.attestations, AttestationRow::read)
+            .await?;
         rows.sort_by_key(|r| r.version);
         Ok(rows)
     }
@@ -317,13 +324,7 @@ impl AttestationStore {
             .eq(lit(table_uri))
             .and(col("version").gt_eq(lit(from as i64)))
             .and(col("version").lt_eq(lit(to as i64)));
-        let store = self.files.as_uri();
-        let mut rows = Vec::new();
-        for b in self.query(table, filter).await? {
-            for i in 0..b.num_rows() {
-                rows.push(FileRow::read(&b, i, &store)?);
-            }
-        }
+        let mut rows = self.rows(table, filter, &self.files, FileRow::read).await?;
         rows.sort_by_key(|r| r.version);
         Ok(rows)
     }
@@ -332,13 +333,18 @@ impl AttestationStore {
         &self,
         table: DeltaTable,
         location: &Location,
-        batch: arrow::array::RecordBatch,
-        app_id: String,
-        through: u64,
+        cols: &[columns::Col],
+        cells: Vec<Vec<columns::Cell>>,
+        txn: Transaction,
         run_id: &str,
     ) -> Result<AppendOutcome, Error> {
+        let batch = to_batch(cols, &cells).map_err(|e| Error::StoreCorrupt {
+            store: location.as_uri(),
+            reason: format!("cannot build rows: {e}"),
+        })?;
+        let through = txn.version;
         let props = CommitProperties::default()
-            .with_application_transaction(Transaction::new(app_id, through as i64))
+            .with_application_transaction(txn)
             .with_metadata([
                 ("makoto.run".to_owned(), serde_json::json!(run_id)),
                 ("makoto.through".to_owned(), serde_json::json!(through)),
@@ -370,18 +376,14 @@ impl AttestationStore {
         through: u64,
         run_id: &str,
     ) -> Result<AppendOutcome, Error> {
-        let cells: Vec<_> = rows.iter().map(AttestationRow::to_cells).collect();
-        let batch = to_batch(ATTESTATION_COLUMNS, &cells).map_err(|e| Error::StoreCorrupt {
-            store: self.attestations.as_uri(),
-            reason: format!("cannot build rows: {e}"),
-        })?;
-        let loc = self.attestations.clone();
+        let cells = rows.iter().map(AttestationRow::to_cells).collect();
+        let txn = Transaction::new(attestations_app_id(table_uri), through as i64);
         self.append(
             table,
-            &loc,
-            batch,
-            attestations_app_id(table_uri),
-            through,
+            &self.attestations,
+            ATTESTATION_COLUMNS,
+            cells,
+            txn,
             run_id,
         )
         .await
@@ -396,13 +398,9 @@ impl AttestationStore {
         through: u64,
         run_id: &str,
     ) -> Result<AppendOutcome, Error> {
-        let cells: Vec<_> = rows.iter().map(FileRow::to_cells).collect();
-        let batch = to_batch(FILE_COLUMNS, &cells).map_err(|e| Error::StoreCorrupt {
-            store: self.files.as_uri(),
-            reason: format!("cannot build rows: {e}"),
-        })?;
-        let loc = self.files.clone();
-        self.append(table, &loc, batch, files_app_id(table_uri), through, run_id)
+        let cells = rows.iter().map(FileRow::to_cells).collect();
+        let txn = Transaction::new(files_app_id(table_uri), through as i64);
+        self.append(table, &self.files, FILE_COLUMNS, cells, txn, run_id)
             .await
     }
 }
