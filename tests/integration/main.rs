@@ -13,3 +13,4 @@ mod operations;
 mod python;
 mod sample;
 mod support;
+mod verify;

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// Makoto data attestations for Delta Lake: signed, chained, per-commit provenance.
 #[derive(Debug, Parser)]
-#[command(name = "makoto", version, about, long_about = None, propagate_version = true)]
+#[command(name = "makoto", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -18,6 +18,8 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Attest every unattested commit of a Delta table into the warehouse.
     Attest(AttestArgs),
+    /// Verify a table version against its attestations, or say exactly what changed.
+    Verify(VerifyArgs),
     /// Attest the bundled sample table into a local warehouse and show the result.
     Demo(DemoArgs),
 }
@@ -56,6 +58,36 @@ pub struct AttestArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The Delta table: a local path or a URL.
+    pub table: String,
+    /// Where the system.makoto.* tables live.
+    #[arg(long, env = "MAKOTO_WAREHOUSE")]
+    pub warehouse: String,
+    /// Trusted key: a public key PEM (.pub), or a trust file (JSON) listing keys with validity windows.
+    #[arg(long, env = "MAKOTO_TRUST")]
+    pub trust: std::path::PathBuf,
+    /// Verify the table as of this version (default: latest).
+    #[arg(long, value_name = "N", conflicts_with = "timestamp")]
+    pub version: Option<u64>,
+    /// Verify the version current at this time (RFC 3339, e.g. 2026-11-21T12:00:00Z).
+    #[arg(long, value_name = "T")]
+    pub timestamp: Option<String>,
+    /// Check the log and the attestations only; do not read data files.
+    #[arg(long)]
+    pub log_only: bool,
+    /// Report unsigned (L1) attestations as warnings instead of failing.
+    #[arg(long)]
+    pub allow_unsigned: bool,
+    /// Files hashed in parallel (default: twice the number of cores).
+    #[arg(long, value_name = "N")]
+    pub parallelism: Option<usize>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct DemoArgs {
     /// The sample table to attest.
     #[arg(long, default_value = "data/sample/sales")]
@@ -66,4 +98,13 @@ pub struct DemoArgs {
     /// Print a JSON summary instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -229,6 +229,9 @@ pub struct CommitFacts {
     pub live_files: u64,
     pub live_bytes: u64,
     pub previous: Option<PreviousAttestation>,
+    /// When the attestation is made (signed inside the statement; key validity windows are
+    /// checked against it).
+    pub attested_at_ms: i64,
 }
 
 /// Totals over a commit's changes.
@@ -283,7 +286,7 @@ impl CommitFacts {
     }
 }
 
-fn rfc3339(ms: i64) -> Result<String, Error> {
+pub(crate) fn rfc3339(ms: i64) -> Result<String, Error> {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
         .ok_or_else(|| Error::InvalidStatement {
@@ -395,6 +398,7 @@ pub fn build_commit_statement(
             "name": attestor.name,
             "version": attestor.version,
             "deltalake": attestor.deltalake_version,
+            "attestedAt": rfc3339(facts.attested_at_ms)?,
         },
     });
 

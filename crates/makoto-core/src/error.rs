@@ -40,4 +40,16 @@ pub enum Error {
 
     #[error("signature check failed: {reason}")]
     SignatureInvalid { reason: String },
+
+    #[error("the envelope is unsigned")]
+    Unsigned,
+
+    #[error("no signature verifies under a trusted key (signatures name {})", if keyids.is_empty() { "no key".to_owned() } else { keyids.join(", ") })]
+    UntrustedSignature { keyids: Vec<String> },
+
+    #[error("signed by trusted key {keyid}, but {reason}")]
+    KeyNotValid { keyid: String, reason: String },
+
+    #[error("invalid trust file: {reason}")]
+    InvalidTrust { reason: String },
 }

@@ -24,6 +24,7 @@
 //! ```
 
 pub mod attestation;
+pub mod attested;
 pub mod canonical;
 pub mod delta;
 mod digest;

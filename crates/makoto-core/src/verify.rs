@@ -1,31 +1,178 @@
-//! Signature verification against keys the verifier was given. [`Verified`] values can only
-//! be made here.
+//! Signature verification against keys the verifier was given, with validity windows.
+//! [`Verified`] values can only be made here.
+//!
+//! A trust file lists keys and when each may sign:
+//!
+//! ```json
+//! {"keys": [
+//!   {"name": "attestor-2026", "publicKey": "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n",
+//!    "validFrom": "2026-01-01T00:00:00Z", "validUntil": "2027-01-01T00:00:00Z",
+//!    "revokedAt": null, "keyid": "<optional; checked when present>"}
+//! ]}
+//! ```
+//!
+//! A signature counts only if it verifies under one of these keys and the statement's signed
+//! time (`predicate.delta.attestor.attestedAt`, or `predicate.createdAt`) lies in
+//! `[validFrom, min(validUntil, revokedAt))`. A signature's `keyid` only chooses which trusted
+//! key to try first; it never makes a key trusted.
 
-use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE, pae};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::dsse::{Envelope, pae};
 use crate::keys::{KeyId, PublicKey};
 use crate::statement::Statement;
 use crate::{Error, Sha256Digest};
 
-/// The keys a verifier trusts. A signature's `keyid` only selects among these; a key the
-/// verifier was not given is never used.
+/// A key the verifier trusts, and when.
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    key: PublicKey,
+    name: Option<String>,
+    valid_from: Option<DateTime<Utc>>,
+    valid_until: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TrustedKey {
+    pub fn new(key: PublicKey) -> Self {
+        TrustedKey {
+            key,
+            name: None,
+            valid_from: None,
+            valid_until: None,
+            revoked_at: None,
+        }
+    }
+    pub fn key(&self) -> &PublicKey {
+        &self.key
+    }
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    fn has_window(&self) -> bool {
+        self.valid_from.is_some() || self.valid_until.is_some() || self.revoked_at.is_some()
+    }
+
+    /// Why a signature made at `at` does not count, if it does not.
+    fn outside_window(&self, at: Option<DateTime<Utc>>) -> Option<String> {
+        if !self.has_window() {
+            return None;
+        }
+        let Some(at) = at else {
+            return Some(
+                "the statement carries no signing time to check the key's validity window against"
+                    .into(),
+            );
+        };
+        if let Some(from) = self.valid_from.filter(|f| at < *f) {
+            return Some(format!(
+                "the key is valid only from {from} and the statement was signed at {at}"
+            ));
+        }
+        if let Some(r) = self.revoked_at.filter(|r| at >= *r) {
+            return Some(format!(
+                "the key was revoked at {r} and the statement was signed at {at}"
+            ));
+        }
+        if let Some(u) = self.valid_until.filter(|u| at >= *u) {
+            return Some(format!(
+                "the key expired at {u} and the statement was signed at {at}"
+            ));
+        }
+        None
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawTrustFile {
+    keys: Vec<RawTrustedKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawTrustedKey {
+    name: Option<String>,
+    public_key: String,
+    keyid: Option<String>,
+    valid_from: Option<DateTime<Utc>>,
+    valid_until: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+/// The keys a verifier trusts.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedKeys {
-    keys: Vec<PublicKey>,
+    keys: Vec<TrustedKey>,
 }
 
 impl TrustedKeys {
+    /// Keys trusted at all times.
     pub fn new(keys: Vec<PublicKey>) -> Self {
-        TrustedKeys { keys }
+        TrustedKeys {
+            keys: keys.into_iter().map(TrustedKey::new).collect(),
+        }
     }
-    pub fn keys(&self) -> &[PublicKey] {
+
+    /// Parses either a public key PEM (trusted at all times) or a trust file (JSON).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        if text.trim_start().starts_with('{') {
+            return Self::from_trust_file(text);
+        }
+        Ok(Self::new(vec![PublicKey::from_spki_pem(text)?]))
+    }
+
+    /// Parses a trust file.
+    pub fn from_trust_file(text: &str) -> Result<Self, Error> {
+        let raw: RawTrustFile = serde_json::from_str(text).map_err(|e| Error::InvalidTrust {
+            reason: e.to_string(),
+        })?;
+        if raw.keys.is_empty() {
+            return Err(Error::InvalidTrust {
+                reason: "no keys".into(),
+            });
+        }
+        let mut keys = Vec::with_capacity(raw.keys.len());
+        for (i, k) in raw.keys.into_iter().enumerate() {
+            let key = PublicKey::from_spki_pem(&k.public_key).map_err(|e| Error::InvalidTrust {
+                reason: format!("keys[{i}]: {e}"),
+            })?;
+            if let Some(id) = &k.keyid
+                && id != key.keyid().as_str()
+            {
+                return Err(Error::InvalidTrust {
+                    reason: format!(
+                        "keys[{i}]: keyid {id} does not match the public key (its id is {})",
+                        key.keyid()
+                    ),
+                });
+            }
+            keys.push(TrustedKey {
+                key,
+                name: k.name,
+                valid_from: k.valid_from,
+                valid_until: k.valid_until,
+                revoked_at: k.revoked_at,
+            });
+        }
+        Ok(TrustedKeys { keys })
+    }
+
+    pub fn keys(&self) -> &[TrustedKey] {
         &self.keys
     }
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+    pub fn keyids(&self) -> Vec<&KeyId> {
+        self.keys.iter().map(|k| k.key.keyid()).collect()
+    }
 }
 
-/// A value whose signature was checked against a trusted key.
+/// A value whose signature was checked against a trusted key valid at its signing time.
 #[derive(Debug, Clone)]
 pub struct Verified<T> {
     value: T,
@@ -50,31 +197,36 @@ impl<T> Verified<T> {
     }
 }
 
-/// Verifies a DSSE envelope holding an in-toto statement: at least one signature must verify
-/// under a trusted key over the PAE of the payload.
+/// The signing time a statement records: `predicate.delta.attestor.attestedAt` for commit
+/// attestations, `predicate.createdAt` for other Makoto statements.
+pub fn signing_time(statement: &Statement) -> Option<DateTime<Utc>> {
+    let p = statement.predicate();
+    p.get("delta")
+        .and_then(|d| d.get("attestor"))
+        .and_then(|a| a.get("attestedAt"))
+        .or_else(|| p.get("createdAt"))
+        .and_then(Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Verifies a DSSE envelope holding an in-toto statement: a signature must verify under a
+/// trusted key over the PAE of the payload, and the key must be valid at the statement's
+/// signing time.
 pub fn verify_statement(
     envelope: &Envelope,
     trusted: &TrustedKeys,
 ) -> Result<Verified<Statement>, Error> {
-    if envelope.payload_type() != IN_TOTO_PAYLOAD_TYPE {
-        return Err(Error::SignatureInvalid {
-            reason: format!(
-                "payloadType is {:?}, expected {IN_TOTO_PAYLOAD_TYPE}",
-                envelope.payload_type()
-            ),
-        });
-    }
     if !envelope.is_signed() {
-        return Err(Error::SignatureInvalid {
-            reason: "the envelope is unsigned".into(),
-        });
+        return Err(Error::Unsigned);
     }
     let message = pae(envelope.payload_type(), envelope.payload());
+    let mut window_problem = None;
     for sig in envelope.signatures() {
-        let hinted: Vec<&PublicKey> = trusted
+        let hinted: Vec<&TrustedKey> = trusted
             .keys
             .iter()
-            .filter(|k| sig.keyid() == Some(k.keyid().as_str()))
+            .filter(|k| sig.keyid() == Some(k.key.keyid().as_str()))
             .collect();
         let candidates = if hinted.is_empty() {
             trusted.keys.iter().collect()
@@ -82,74 +234,86 @@ pub fn verify_statement(
             hinted
         };
         for key in candidates {
-            if key.verify(&message, sig.sig()).is_ok() {
-                let statement = Statement::from_payload(envelope.payload())?;
-                return Ok(Verified {
-                    value: statement,
-                    keyid: key.keyid().clone(),
-                    payload_digest: Sha256Digest::of(envelope.payload()),
-                });
+            if key.key.verify(&message, sig.sig()).is_err() {
+                continue;
+            }
+            let statement = Statement::from_payload(envelope.payload())?;
+            match key.outside_window(signing_time(&statement)) {
+                None => {
+                    return Ok(Verified {
+                        value: statement,
+                        keyid: key.key.keyid().clone(),
+                        payload_digest: Sha256Digest::of(envelope.payload()),
+                    });
+                }
+                Some(reason) => window_problem = Some((key.key.keyid().to_string(), reason)),
             }
         }
     }
-    let named: Vec<&str> = envelope
-        .signatures()
-        .iter()
-        .filter_map(|s| s.keyid())
-        .collect();
-    Err(Error::SignatureInvalid {
-        reason: format!(
-            "no signature verifies under a trusted key (signatures name {})",
-            if named.is_empty() {
-                "no key".to_owned()
-            } else {
-                named.join(", ")
-            }
-        ),
+    if let Some((keyid, reason)) = window_problem {
+        return Err(Error::KeyNotValid { keyid, reason });
+    }
+    Err(Error::UntrustedSignature {
+        keyids: envelope
+            .signatures()
+            .iter()
+            .filter_map(|s| s.keyid().map(str::to_owned))
+            .collect(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dsse::IN_TOTO_PAYLOAD_TYPE;
     use crate::keys::{Signer, SigningKeyPair};
     use crate::statement::Subject;
     use serde_json::json;
 
-    fn statement() -> Statement {
+    fn statement(at: &str) -> Statement {
         Statement::new(
             vec![Subject::new("t@v0", Default::default())],
             "p",
-            json!({}),
+            json!({"delta": {"attestor": {"attestedAt": at}}}),
         )
     }
 
     #[test]
     fn verifies_with_trusted_key_only() {
         let k = SigningKeyPair::from_seed(&[4u8; 32]);
-        let env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, statement().to_payload(), &k).unwrap();
+        let env = Envelope::sign(
+            IN_TOTO_PAYLOAD_TYPE,
+            statement("2026-01-01T00:00:00Z").to_payload(),
+            &k,
+        )
+        .unwrap();
         let ok = verify_statement(&env, &TrustedKeys::new(vec![k.public_key().clone()])).unwrap();
         assert_eq!(ok.keyid(), k.keyid());
         let other = SigningKeyPair::from_seed(&[5u8; 32]);
-        assert!(
-            verify_statement(&env, &TrustedKeys::new(vec![other.public_key().clone()])).is_err()
+        assert!(matches!(
+            verify_statement(&env, &TrustedKeys::new(vec![other.public_key().clone()])),
+            Err(Error::UntrustedSignature { .. })
+        ));
+        let unsigned = Envelope::unsigned(
+            IN_TOTO_PAYLOAD_TYPE,
+            statement("2026-01-01T00:00:00Z").to_payload(),
         );
-        assert!(
-            verify_statement(
-                &Envelope::unsigned(IN_TOTO_PAYLOAD_TYPE, statement().to_payload()),
-                &TrustedKeys::new(vec![k.public_key().clone()])
-            )
-            .is_err()
-        );
+        assert!(matches!(
+            verify_statement(&unsigned, &TrustedKeys::new(vec![k.public_key().clone()])),
+            Err(Error::Unsigned)
+        ));
     }
 
     #[test]
     fn a_keyid_that_names_a_trusted_key_does_not_help_a_forged_signature() {
         let trusted = SigningKeyPair::from_seed(&[6u8; 32]);
         let attacker = SigningKeyPair::from_seed(&[7u8; 32]);
-        let env =
-            Envelope::sign(IN_TOTO_PAYLOAD_TYPE, statement().to_payload(), &attacker).unwrap();
-        // Rewrite the keyid to the trusted key's id.
+        let env = Envelope::sign(
+            IN_TOTO_PAYLOAD_TYPE,
+            statement("2026-01-01T00:00:00Z").to_payload(),
+            &attacker,
+        )
+        .unwrap();
         let forged = env
             .to_json()
             .replace(attacker.keyid().as_str(), trusted.keyid().as_str());
@@ -160,6 +324,65 @@ mod tests {
                 &TrustedKeys::new(vec![trusted.public_key().clone()])
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn validity_windows_and_revocation() {
+        let k = SigningKeyPair::from_seed(&[8u8; 32]);
+        let pem = k.public_key().to_spki_pem().unwrap();
+        let trust = |extra: &str| {
+            TrustedKeys::parse(&format!(
+                r#"{{"keys":[{{"name":"k","publicKey":{},{extra}}}]}}"#,
+                serde_json::to_string(&pem).unwrap()
+            ))
+            .unwrap()
+        };
+        let at =
+            |t: &str| Envelope::sign(IN_TOTO_PAYLOAD_TYPE, statement(t).to_payload(), &k).unwrap();
+        let window =
+            trust(r#""validFrom":"2026-01-01T00:00:00Z","validUntil":"2027-01-01T00:00:00Z""#);
+        assert!(verify_statement(&at("2026-06-01T00:00:00Z"), &window).is_ok());
+        let err = verify_statement(&at("2027-06-01T00:00:00Z"), &window).unwrap_err();
+        assert!(
+            matches!(err, Error::KeyNotValid { .. }) && err.to_string().contains("expired"),
+            "{err}"
+        );
+        assert!(
+            verify_statement(&at("2025-06-01T00:00:00Z"), &window)
+                .unwrap_err()
+                .to_string()
+                .contains("valid only from")
+        );
+        let revoked = trust(r#""revokedAt":"2026-03-01T00:00:00Z""#);
+        assert!(verify_statement(&at("2026-02-01T00:00:00Z"), &revoked).is_ok());
+        assert!(
+            verify_statement(&at("2026-04-01T00:00:00Z"), &revoked)
+                .unwrap_err()
+                .to_string()
+                .contains("revoked")
+        );
+    }
+
+    #[test]
+    fn trust_file_errors() {
+        assert!(TrustedKeys::parse(r#"{"keys": []}"#).is_err());
+        assert!(TrustedKeys::parse(r#"{"keys": [{"publicKey": "nope"}]}"#).is_err());
+        let k = SigningKeyPair::from_seed(&[9u8; 32]);
+        let pem = serde_json::to_string(&k.public_key().to_spki_pem().unwrap()).unwrap();
+        let wrong_id = format!(
+            r#"{{"keys":[{{"publicKey":{pem},"keyid":"{}"}}]}}"#,
+            "0".repeat(64)
+        );
+        assert!(
+            TrustedKeys::parse(&wrong_id)
+                .unwrap_err()
+                .to_string()
+                .contains("does not match")
+        );
+        assert!(
+            TrustedKeys::parse(&format!(r#"{{"keys":[{{"publicKey":{pem},"bogus":1}}]}}"#))
+                .is_err()
         );
     }
 }

@@ -26,6 +26,7 @@ pub mod location;
 pub mod log;
 pub mod pages;
 pub mod store;
+pub mod verify;
 
 pub use attest::{
     AttestOptions, AttestSummary, AttestedVersion, Attestor, Event, NoObserver, Observer, Phase,
@@ -34,3 +35,6 @@ pub use error::Error;
 pub use location::{Location, StorageOptions};
 pub use log::SourceTable;
 pub use store::{AttestationRow, AttestationStore, FileRow};
+pub use verify::{
+    Finding, FindingKind, Severity, Verifier, VerifyMode, VerifyOptions, VerifyReport, VersionSpec,
+};

@@ -44,6 +44,36 @@ impl LogListing {
     }
 }
 
+/// Every file of `_delta_log/` at or after some version, by kind.
+#[derive(Debug, Clone, Default)]
+pub struct LogFiles {
+    commits: BTreeMap<u64, CommitFileMeta>,
+    checkpoints: BTreeMap<u64, Vec<String>>,
+}
+
+impl LogFiles {
+    /// Commit files, by version (with any gaps left in).
+    pub fn commits(&self) -> &BTreeMap<u64, CommitFileMeta> {
+        &self.commits
+    }
+    /// Checkpoint file names (classic, multi-part or v2), by version.
+    pub fn checkpoints(&self) -> &BTreeMap<u64, Vec<String>> {
+        &self.checkpoints
+    }
+    pub fn latest_commit(&self) -> Option<u64> {
+        self.commits.keys().next_back().copied()
+    }
+}
+
+/// `00000000000000000012.checkpoint.parquet`, `….checkpoint.0000000001.0000000003.parquet`,
+/// `….checkpoint.<uuid>.json` → 12.
+fn parse_checkpoint_name(name: &str) -> Option<u64> {
+    let (digits, rest) = name.split_at_checked(20)?;
+    (digits.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with(".checkpoint."))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
 /// A Delta table being read.
 #[derive(Debug, Clone)]
 pub struct SourceTable {
@@ -87,9 +117,9 @@ impl SourceTable {
         &self.store
     }
 
-    /// Lists commit files with version `>= from`. Fails on a gap between `from` (or the first
-    /// listed commit) and the latest one.
-    pub async fn list_commits(&self, from: u64) -> Result<LogListing, Error> {
+    /// Lists the commit and checkpoint files of `_delta_log/` with version `>= from` (files
+    /// in subdirectories such as `_sidecars/` are not listed).
+    pub async fn list_log(&self, from: u64) -> Result<LogFiles, Error> {
         let prefix = Path::from("_delta_log");
         let stream = if from == 0 {
             self.store.list(Some(&prefix))
@@ -102,26 +132,39 @@ impl SourceTable {
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
             Err(e) => return Err(Error::storage(format!("{}/_delta_log", self.uri), e)),
         };
-        let mut commits = BTreeMap::new();
+        let mut files = LogFiles::default();
         for m in metas {
             let Some(name) = m.location.filename() else {
                 continue;
             };
-            // Only direct children of _delta_log/ are commits.
             if m.location.parts().count() != 2 {
                 continue;
             }
             if let Some(v) = parse_commit_name(name).filter(|v| *v >= from) {
-                commits.insert(
+                files.commits.insert(
                     v,
                     CommitFileMeta {
                         size: m.size,
                         last_modified: m.last_modified,
                     },
                 );
+            } else if let Some(v) = parse_checkpoint_name(name).filter(|v| *v >= from) {
+                files
+                    .checkpoints
+                    .entry(v)
+                    .or_default()
+                    .push(name.to_owned());
             }
         }
-        let listing = LogListing { commits };
+        Ok(files)
+    }
+
+    /// Lists commit files with version `>= from`. Fails on a gap between `from` (or the first
+    /// listed commit) and the latest one.
+    pub async fn list_commits(&self, from: u64) -> Result<LogListing, Error> {
+        let listing = LogListing {
+            commits: self.list_log(from).await?.commits,
+        };
         if let (Some(first), Some(latest)) = (listing.first(), listing.latest()) {
             let expected_first = from.max(first);
             if let Some(gap) = (expected_first..=latest).find(|v| !listing.commits.contains_key(v))
@@ -193,6 +236,26 @@ impl SourceTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checkpoint_names() {
+        assert_eq!(
+            parse_checkpoint_name("00000000000000000010.checkpoint.parquet"),
+            Some(10)
+        );
+        assert_eq!(
+            parse_checkpoint_name("00000000000000000010.checkpoint.0000000001.0000000003.parquet"),
+            Some(10)
+        );
+        assert_eq!(
+            parse_checkpoint_name(
+                "00000000000000000002.checkpoint.80a083e8-7026-4e79-81be-64bd76c43a11.json"
+            ),
+            Some(2)
+        );
+        assert_eq!(parse_checkpoint_name("00000000000000000010.json"), None);
+        assert_eq!(parse_checkpoint_name("_last_checkpoint"), None);
+    }
 
     #[test]
     fn commit_names() {

@@ -1,6 +1,7 @@
 mod attest;
 mod demo;
 mod keygen;
+mod verify;
 
 use std::io::Write;
 
@@ -17,6 +18,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
     match cli.command {
         Command::Keygen(a) => keygen::run(a, out),
         Command::Attest(a) => attest::run(a, out).await,
+        Command::Verify(a) => verify::run(a, out).await,
         Command::Demo(a) => demo::run(a, out).await,
     }
 }

@@ -111,6 +111,24 @@ fn uuid_relative_path(encoded: &str) -> Result<String, String> {
 }
 
 impl DeletionVector {
+    /// Builds a descriptor from its protocol fields (as stored in `system.makoto.files`).
+    pub fn from_fields(
+        storage_type: &str,
+        path_or_inline_dv: &str,
+        offset: Option<i64>,
+        size_in_bytes: i64,
+        cardinality: i64,
+    ) -> Result<Self, Error> {
+        RawDeletionVector {
+            storage_type: storage_type.to_owned(),
+            path_or_inline_dv: path_or_inline_dv.to_owned(),
+            offset,
+            size_in_bytes,
+            cardinality,
+        }
+        .try_into()
+    }
+
     pub fn storage(&self) -> DvStorage {
         self.storage
     }

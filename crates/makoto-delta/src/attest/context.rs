@@ -2,9 +2,8 @@
 //! commit to commit and across runs through the last attested statement.
 
 use makoto_core::Sha256Digest;
+use makoto_core::attested::AttestedCommit;
 use makoto_core::delta::{Commit, Protocol, ReaderFeatureSupport, check_reader_features};
-use makoto_core::statement::Statement;
-use serde_json::Value;
 
 use crate::Error;
 
@@ -37,59 +36,14 @@ impl TableContext {
         })
     }
 
-    /// From the `predicate.delta` block of the last attested statement.
-    pub fn from_statement(store: &str, statement: &Statement) -> Result<Self, Error> {
-        let bad = |what: &str| Error::StoreCorrupt {
-            store: store.to_owned(),
-            reason: format!(
-                "statement {} lacks {what}",
-                statement.subject().first().map(|s| s.name()).unwrap_or("?")
-            ),
-        };
-        let d = statement
-            .predicate()
-            .get("delta")
-            .ok_or_else(|| bad("predicate.delta"))?;
-        let p = d.get("protocol").ok_or_else(|| bad("delta.protocol"))?;
-        let ver = |k: &str| -> Result<u32, Error> {
-            p.get(k)
-                .and_then(Value::as_u64)
-                .and_then(|v| u32::try_from(v).ok())
-                .ok_or_else(|| bad(&format!("delta.protocol.{k}")))
-        };
-        let features = |k: &str| -> Vec<String> {
-            p.get(k)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let protocol = Protocol::new(
-            ver("minReaderVersion")?,
-            ver("minWriterVersion")?,
-            features("readerFeatures"),
-            features("writerFeatures"),
-        );
-        let table = d.get("table").ok_or_else(|| bad("delta.table"))?;
-        let schema_digest = d
-            .get("schemaDigest")
-            .and_then(|s| s.get("sha256"))
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad("delta.schemaDigest"))?;
-        Ok(TableContext {
-            protocol,
-            table_id: table
-                .get("id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("delta.table.id"))?
-                .to_owned(),
-            table_name: table.get("name").and_then(Value::as_str).map(str::to_owned),
-            schema_digest,
-        })
+    /// From the last attested statement.
+    pub fn from_attested(attested: &AttestedCommit) -> Self {
+        TableContext {
+            protocol: attested.protocol().clone(),
+            table_id: attested.table_id().to_owned(),
+            table_name: attested.table_name().map(str::to_owned),
+            schema_digest: attested.schema_digest(),
+        }
     }
 
     /// Applies the protocol and metaData actions of `commit`, refusing unsupported reader

@@ -26,6 +26,7 @@ use makoto_core::attestation::{
     Attestation, AttestorInfo, ChangeKind, CommitFacts, FileChange, MakotoLevel,
     PreviousAttestation, build_commit_statement, changes_digest,
 };
+use makoto_core::attested::AttestedCommit;
 use makoto_core::delta::{Commit, DeletionVector, TimestampSource, commit_file_name};
 use makoto_core::dsse::Envelope;
 use makoto_core::keys::Signer;
@@ -410,10 +411,14 @@ impl Attestor {
 
         let mut state = match (&head.row, &head.statement) {
             (Some(row), Some(statement)) => RunState {
-                ctx: Some(TableContext::from_statement(
-                    &self.store.attestations_location().as_uri(),
-                    statement,
-                )?),
+                ctx: Some(TableContext::from_attested(
+                    &AttestedCommit::from_statement(statement).map_err(|e| {
+                        Error::StoreCorrupt {
+                            store: self.store.attestations_location().as_uri(),
+                            reason: format!("row {}@v{}: {e}", row.table_uri, row.version),
+                        }
+                    })?,
+                )),
                 tree: StateTree::resume(row.state_digest, row.live_files, row.live_bytes),
                 previous: Some(PreviousAttestation {
                     version: row.version,
@@ -862,6 +867,7 @@ impl Attestor {
             live_files: state.tree.files(),
             live_bytes: state.tree.bytes(),
             previous: state.previous.clone(),
+            attested_at_ms: attested_at_us.div_euclid(1000),
         };
         let statement = build_commit_statement(&facts, &self.info)
             .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
@@ -869,11 +875,12 @@ impl Attestor {
             .map_err(|e| Error::core(format!("signing {uri} version {version}"), e))?;
 
         let counts = facts.counts();
-        for ch in &facts.changes {
+        for (ordinal, ch) in facts.changes.iter().enumerate() {
             out.file_rows.push(FileRow::from_change(
                 &uri,
                 &ctx.table_id,
                 version,
+                ordinal as u64,
                 timestamp_ms,
                 ch,
                 &self.run_id,

@@ -325,7 +325,7 @@ impl AttestationStore {
             .and(col("version").gt_eq(lit(from as i64)))
             .and(col("version").lt_eq(lit(to as i64)));
         let mut rows = self.rows(table, filter, &self.files, FileRow::read).await?;
-        rows.sort_by_key(|r| r.version);
+        rows.sort_by_key(|r| (r.version, r.ordinal));
         Ok(rows)
     }
 

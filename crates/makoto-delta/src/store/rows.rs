@@ -3,6 +3,7 @@
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::{ChangeKind, FileChange, MakotoLevel};
 use makoto_core::canonical;
+use makoto_core::delta::DeletionVector;
 
 use super::columns::{Cell, Col, Kind, RowReader, col};
 use crate::Error;
@@ -189,6 +190,12 @@ pub(crate) const FILE_COLUMNS: &[Col] = &[
         Kind::Long,
         false,
         "Version whose commit holds the action.",
+    ),
+    col(
+        "ordinal",
+        Kind::Long,
+        false,
+        "Position of the action among the commit's add, remove and cdc actions (from 0).",
     ),
     col(
         "commit_timestamp",
@@ -484,6 +491,7 @@ pub struct FileRow {
     pub table_uri: String,
     pub table_id: String,
     pub version: u64,
+    pub ordinal: u64,
     pub commit_timestamp_ms: i64,
     pub action: String,
     pub path: String,
@@ -508,6 +516,7 @@ impl FileRow {
         table_uri: &str,
         table_id: &str,
         version: u64,
+        ordinal: u64,
         commit_timestamp_ms: i64,
         change: &FileChange,
         run_id: &str,
@@ -517,6 +526,7 @@ impl FileRow {
             table_uri: table_uri.to_owned(),
             table_id: table_id.to_owned(),
             version,
+            ordinal,
             commit_timestamp_ms,
             action: change.kind().as_str().to_owned(),
             path: change.path().to_owned(),
@@ -538,6 +548,48 @@ impl FileRow {
             dv_sha256: dv.and_then(|(_, h)| *h),
             run_id: run_id.to_owned(),
         }
+    }
+
+    /// The change this row records, as the attest job built it (its JSON is what the changes
+    /// digest covers).
+    pub fn to_change(&self) -> Result<FileChange, Error> {
+        let bad = |reason: String| Error::StoreCorrupt {
+            store: "system.makoto.files".into(),
+            reason: format!(
+                "row {}@v{} {}: {reason}",
+                self.table_uri, self.version, self.path
+            ),
+        };
+        let kind = self
+            .kind()
+            .ok_or_else(|| bad(format!("unknown action {:?}", self.action)))?;
+        let partition_values = serde_json::from_str(&self.partition_values)
+            .map_err(|e| bad(format!("partition_values: {e}")))?;
+        let dv = match (&self.dv_storage_type, &self.dv_path_or_inline) {
+            (Some(t), Some(p)) => {
+                let as_i64 = |v: Option<u64>| v.map(|x| i64::try_from(x).unwrap_or(i64::MAX));
+                let d = DeletionVector::from_fields(
+                    t,
+                    p,
+                    as_i64(self.dv_offset),
+                    as_i64(self.dv_size_in_bytes).unwrap_or(0),
+                    as_i64(self.dv_cardinality).unwrap_or(0),
+                )
+                .map_err(|e| bad(e.to_string()))?;
+                Some((d, self.dv_sha256))
+            }
+            _ => None,
+        };
+        Ok(FileChange::new(
+            kind,
+            self.path.clone(),
+            self.size,
+            self.sha256,
+            self.data_change,
+            partition_values,
+            self.num_records,
+            dv,
+        ))
     }
 
     pub fn kind(&self) -> Option<ChangeKind> {
@@ -575,6 +627,7 @@ impl FileRow {
             s(&self.table_uri),
             s(&self.table_id),
             long(self.version),
+            long(self.ordinal),
             Cell::Ts(Some(self.commit_timestamp_ms.saturating_mul(1000))),
             s(&self.action),
             s(&self.path),
@@ -616,6 +669,7 @@ impl FileRow {
             table_uri: r.req_str("table_uri")?,
             table_id: r.req_str("table_id")?,
             version: r.req_u64("version")?,
+            ordinal: r.req_u64("ordinal")?,
             commit_timestamp_ms: r.ts("commit_timestamp")?.div_euclid(1000),
             action: r.req_str("action")?,
             path: r.req_str("path")?,

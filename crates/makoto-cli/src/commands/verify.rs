@@ -1,0 +1,136 @@
+use std::io::Write;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use makoto_core::verify::TrustedKeys;
+use makoto_delta::verify::UnsignedRows;
+use makoto_delta::{
+    AttestationStore, Location, Severity, SourceTable, StorageOptions, Verifier, VerifyMode,
+    VerifyOptions, VerifyReport, VersionSpec,
+};
+
+use super::{EXIT_FINDINGS, EXIT_OK, human_bytes};
+use crate::args::VerifyArgs;
+
+pub(crate) fn load_trust(path: &std::path::Path) -> anyhow::Result<TrustedKeys> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("trust file {}: cannot read", path.display()))?;
+    TrustedKeys::parse(&text).with_context(|| format!("trust file {}", path.display()))
+}
+
+fn parse_time(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .with_context(|| {
+            format!("--timestamp {s:?} is not an RFC 3339 time such as 2026-11-21T12:00:00Z")
+        })
+}
+
+pub fn print_report(r: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()> {
+    let mode = match r.mode {
+        VerifyMode::Deep => "deep",
+        VerifyMode::LogOnly => "log only",
+    };
+    if r.verified {
+        writeln!(
+            out,
+            "VERIFIED {} at version {} ({mode}): {} attestation rows, {} commits, {} checkpoints, {} files rehashed ({})",
+            r.table,
+            r.version,
+            r.attestation_rows,
+            r.commits_checked,
+            r.checkpoints_checked,
+            r.files_hashed,
+            human_bytes(r.bytes_hashed)
+        )?;
+    } else {
+        writeln!(
+            out,
+            "NOT VERIFIED {} at version {} ({mode}): {} errors, {} warnings",
+            r.table,
+            r.version,
+            r.errors(),
+            r.warnings()
+        )?;
+    }
+    if let Some(d) = &r.state_digest {
+        writeln!(out, "attested state digest {d}")?;
+    }
+    if r.findings.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<8} {:<24} {:>8}  {:<40} detail",
+        "severity", "finding", "version", "file / attestation row"
+    )?;
+    for f in &r.findings {
+        let place = match (&f.path, &f.row) {
+            (Some(p), _) => p.clone(),
+            (None, Some(row)) => format!(
+                "row v{} {} run {}",
+                row.version,
+                &row.attestation_digest[..12.min(row.attestation_digest.len())],
+                row.run_id
+            ),
+            (None, None) => "-".into(),
+        };
+        writeln!(
+            out,
+            "{:<8} {:<24} {:>8}  {:<40} {}",
+            match f.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            },
+            f.kind.code(),
+            f.version.map_or("-".to_owned(), |v| v.to_string()),
+            place,
+            f.detail
+        )?;
+    }
+    Ok(())
+}
+
+pub async fn run(args: VerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let trust = load_trust(&args.trust)?;
+    let storage = StorageOptions::default();
+    let source = SourceTable::open(Location::existing(&args.table)?, &storage)?;
+    let store =
+        AttestationStore::open(Location::existing(&args.warehouse)?, storage.clone()).await?;
+    let at = match (args.version, &args.timestamp) {
+        (Some(v), _) => VersionSpec::Version(v),
+        (None, Some(t)) => VersionSpec::Timestamp(parse_time(t)?),
+        (None, None) => VersionSpec::Latest,
+    };
+    let mut options = VerifyOptions {
+        at,
+        mode: if args.log_only {
+            VerifyMode::LogOnly
+        } else {
+            VerifyMode::Deep
+        },
+        unsigned: if args.allow_unsigned {
+            UnsignedRows::Warn
+        } else {
+            UnsignedRows::Fail
+        },
+        storage,
+        ..VerifyOptions::default()
+    };
+    if let Some(p) = args.parallelism {
+        options.parallelism = p.max(1);
+    }
+    let report = Verifier::new(&source, &store, &trust, options)
+        .run()
+        .await?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        print_report(&report, out)?;
+    }
+    Ok(if report.verified {
+        EXIT_OK
+    } else {
+        EXIT_FINDINGS
+    })
+}

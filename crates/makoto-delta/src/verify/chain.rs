@@ -1,0 +1,337 @@
+//! Checks of the attestation rows themselves: each row against its signed statement and the
+//! trusted keys, then the chain of versions.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use makoto_core::Sha256Digest;
+use makoto_core::attestation::MakotoLevel;
+use makoto_core::attested::{AttestedCommit, check_commit_statement};
+use makoto_core::dsse::Envelope;
+use makoto_core::statement::Statement;
+use makoto_core::verify::{TrustedKeys, verify_statement};
+
+use super::findings::{Finding, FindingKind, RowRef};
+use crate::store::AttestationRow;
+
+/// A row after its individual checks.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedRow {
+    pub row: AttestationRow,
+    pub row_ref: RowRef,
+    pub attested: Option<AttestedCommit>,
+    pub payload_digest: Option<Sha256Digest>,
+    /// The signature verified under a trusted key valid at the signing time.
+    pub trusted: bool,
+}
+
+impl CheckedRow {
+    /// The version this row attests: its statement's, else its column's.
+    pub fn version(&self) -> u64 {
+        self.attested
+            .as_ref()
+            .map_or(self.row.version, AttestedCommit::version)
+    }
+}
+
+pub(crate) fn row_ref(row: &AttestationRow) -> RowRef {
+    RowRef {
+        version: row.version,
+        attestation_digest: row.attestation_digest.to_hex(),
+        run_id: row.run_id.clone(),
+        attested_at: DateTime::<Utc>::from_timestamp_micros(row.attested_at_us)
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+            .unwrap_or_default(),
+    }
+}
+
+/// Checks one row: envelope, payload digest, signature and key validity, statement shape, and
+/// every column against the signed statement.
+pub(crate) fn check_row(
+    row: AttestationRow,
+    table_uri: &str,
+    trust: &TrustedKeys,
+    allow_unsigned: bool,
+    findings: &mut Vec<Finding>,
+) -> CheckedRow {
+    let r = row_ref(&row);
+    let at = row.version;
+    let mut push = |f: Finding| findings.push(f.at(at).row(r.clone()));
+    let mut checked = CheckedRow {
+        row_ref: r.clone(),
+        attested: None,
+        payload_digest: None,
+        trusted: false,
+        row,
+    };
+    let env = match Envelope::from_json(checked.row.envelope.as_bytes()) {
+        Ok(e) => e,
+        Err(e) => {
+            push(Finding::new(
+                FindingKind::AttestationAltered,
+                format!("the envelope column is not a DSSE envelope ({e})"),
+            ));
+            return checked;
+        }
+    };
+    let payload_digest = Sha256Digest::of(env.payload());
+    checked.payload_digest = Some(payload_digest);
+    if payload_digest != checked.row.attestation_digest {
+        push(Finding::new(
+            FindingKind::AttestationAltered,
+            format!(
+                "attestation_digest column is {} but the signed payload hashes to {payload_digest}",
+                checked.row.attestation_digest
+            ),
+        ));
+    }
+    let statement = match Statement::from_payload(env.payload()) {
+        Ok(s) => s,
+        Err(e) => {
+            push(Finding::new(FindingKind::StatementInvalid, e.to_string()));
+            return checked;
+        }
+    };
+    match verify_statement(&env, trust) {
+        Ok(_) => checked.trusted = true,
+        Err(makoto_core::Error::Unsigned) => {
+            let f = Finding::new(
+                FindingKind::AttestationUnsigned,
+                "the envelope has no signature (Makoto L1)",
+            );
+            push(if allow_unsigned { f.warning() } else { f });
+        }
+        Err(makoto_core::Error::UntrustedSignature { keyids }) => {
+            let names_trusted = keyids
+                .iter()
+                .any(|k| trust.keyids().iter().any(|t| t.as_str() == k));
+            if names_trusted {
+                push(Finding::new(
+                    FindingKind::SignatureInvalid,
+                    format!(
+                        "the signature names trusted key {} but does not verify",
+                        keyids.join(", ")
+                    ),
+                ));
+            } else {
+                push(Finding::new(
+                    FindingKind::SignatureUntrusted,
+                    format!(
+                        "signed by {}, which is not a trusted key",
+                        if keyids.is_empty() {
+                            "an unnamed key".to_owned()
+                        } else {
+                            keyids.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        Err(makoto_core::Error::KeyNotValid { keyid, reason }) => {
+            push(Finding::new(
+                FindingKind::KeyNotValid,
+                format!("key {keyid}: {reason}"),
+            ));
+        }
+        Err(e) => push(Finding::new(FindingKind::StatementInvalid, e.to_string())),
+    }
+    let problems = check_commit_statement(&statement);
+    if let Some(first) = problems.first() {
+        push(Finding::new(
+            FindingKind::StatementInvalid,
+            if problems.len() > 1 {
+                format!("{first} (and {} more)", problems.len() - 1)
+            } else {
+                first.clone()
+            },
+        ));
+    }
+    let Ok(attested) = AttestedCommit::from_statement(&statement) else {
+        return checked;
+    };
+
+    let row = &checked.row;
+    let mut differ: Vec<String> = Vec::new();
+    if attested.table_uri() != table_uri {
+        push(Finding::new(
+            FindingKind::AttestationAltered,
+            format!(
+                "the signed statement is about table {}, not {table_uri}",
+                attested.table_uri()
+            ),
+        ));
+    }
+    if attested.version() != row.version {
+        push(Finding::new(
+            FindingKind::AttestationAltered,
+            format!(
+                "the row says version {} but its signed statement attests version {}",
+                row.version,
+                attested.version()
+            ),
+        ));
+    }
+    let mut cmp = |name: &str, ok: bool| {
+        if !ok {
+            differ.push(name.to_owned());
+        }
+    };
+    cmp("state_digest", row.state_digest == attested.state_root());
+    cmp(
+        "commit_digest",
+        row.commit_digest == attested.commit_actions_digest(),
+    );
+    cmp(
+        "commit_file_digest",
+        row.commit_file_digest == attested.commit_file_digest(),
+    );
+    cmp(
+        "changes_digest",
+        row.changes_digest == attested.changes_digest(),
+    );
+    cmp(
+        "previous_attestation_digest",
+        row.previous_attestation_digest == attested.previous().map(|p| p.1),
+    );
+    cmp("live_files", row.live_files == attested.live_files());
+    cmp("live_bytes", row.live_bytes == attested.live_bytes());
+    cmp("table_id", row.table_id == attested.table_id());
+    cmp("subject", row.subject == attested.subject_name());
+    cmp(
+        "predicate_type",
+        row.predicate_type == attested.predicate_type(),
+    );
+    cmp(
+        "commit_timestamp",
+        row.commit_timestamp_ms == attested.timestamp_ms(),
+    );
+    let signed = env.is_signed();
+    cmp("level", (row.level == MakotoLevel::L2) == signed);
+    cmp(
+        "keyid",
+        row.keyid.as_deref() == env.signatures().first().and_then(|s| s.keyid()),
+    );
+    if !differ.is_empty() {
+        push(Finding::new(
+            FindingKind::AttestationAltered,
+            format!(
+                "column{} {} disagree{} with the signed statement",
+                if differ.len() > 1 { "s" } else { "" },
+                differ.join(", "),
+                if differ.len() > 1 { "" } else { "s" }
+            ),
+        ));
+    }
+    checked.attested = Some(attested);
+    checked
+}
+
+/// Chooses one row per version `from..=to` and checks the links between them. `base` is the
+/// attestation digest at `from - 1` when verification starts after a recorded one.
+pub(crate) fn select_chain(
+    rows: Vec<CheckedRow>,
+    from: u64,
+    to: u64,
+    base: Option<Sha256Digest>,
+    findings: &mut Vec<Finding>,
+) -> BTreeMap<u64, CheckedRow> {
+    let mut by_version: BTreeMap<u64, Vec<CheckedRow>> = BTreeMap::new();
+    for r in rows {
+        by_version.entry(r.version()).or_default().push(r);
+    }
+    let mut chain: BTreeMap<u64, CheckedRow> = BTreeMap::new();
+    let mut expected_prev = base;
+    for v in from..=to {
+        let Some(mut cands) = by_version.remove(&v) else {
+            findings.push(
+                Finding::new(
+                    FindingKind::AttestationMissing,
+                    format!("no attestation row for version {v}"),
+                )
+                .at(v),
+            );
+            expected_prev = None;
+            continue;
+        };
+        let links = |c: &CheckedRow| match (
+            c.attested.as_ref().and_then(AttestedCommit::previous),
+            expected_prev,
+        ) {
+            (Some((pv, pd)), Some(e)) => pv + 1 == v && pd == e,
+            (None, None) => v == 0,
+            _ => false,
+        };
+        if cands.len() > 1 {
+            let mut trusted_payloads: Vec<Sha256Digest> = cands
+                .iter()
+                .filter(|c| c.trusted)
+                .filter_map(|c| c.payload_digest)
+                .collect();
+            trusted_payloads.sort();
+            trusted_payloads.dedup();
+            let refs: Vec<String> = cands
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} (run {})",
+                        c.row_ref.attestation_digest, c.row_ref.run_id
+                    )
+                })
+                .collect();
+            if trusted_payloads.len() > 1 {
+                findings.push(
+                    Finding::new(
+                        FindingKind::ChainFork,
+                        format!(
+                            "{} different signed statements for version {v}: {}",
+                            trusted_payloads.len(),
+                            refs.join(", ")
+                        ),
+                    )
+                    .at(v),
+                );
+            } else {
+                findings.push(
+                    Finding::new(
+                        FindingKind::AttestationDuplicated,
+                        format!("{} rows for version {v}: {}", cands.len(), refs.join(", ")),
+                    )
+                    .at(v),
+                );
+            }
+        }
+        let best = cands
+            .iter()
+            .position(|c| c.trusted && links(c))
+            .or_else(|| cands.iter().position(|c| c.trusted))
+            .or_else(|| cands.iter().position(|c| c.attested.is_some()))
+            .unwrap_or(0);
+        let chosen = cands.swap_remove(best);
+        let link_known = v == 0 || expected_prev.is_some() || (v == from && base.is_some());
+        if chosen.attested.is_some() && link_known && !links(&chosen) {
+            let points_to = chosen
+                .attested
+                .as_ref()
+                .and_then(AttestedCommit::previous)
+                .map_or("nothing".to_owned(), |(pv, pd)| {
+                    format!("version {pv} attestation {pd}")
+                });
+            let expected = expected_prev.map_or("no previous attestation".to_owned(), |e| {
+                format!("version {} attestation {e}", v.saturating_sub(1))
+            });
+            findings.push(
+                Finding::new(
+                    FindingKind::ChainBroken,
+                    format!(
+                        "the attestation of version {v} points to {points_to}, expected {expected}"
+                    ),
+                )
+                .at(v)
+                .row(chosen.row_ref.clone()),
+            );
+        }
+        expected_prev = chosen.payload_digest;
+        chain.insert(v, chosen);
+    }
+    chain
+}

@@ -1,0 +1,133 @@
+//! What verification can find, where, and how serious it is.
+
+use serde::Serialize;
+
+/// How a finding affects the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The table or its attestations are not what was attested: verification fails.
+    Error,
+    /// Something could not be checked or looks unusual without contradicting an attestation.
+    Warning,
+}
+
+macro_rules! kinds {
+    ($($variant:ident => ($code:literal, $severity:ident, $meaning:literal),)*) => {
+        /// The kinds of finding. `code()` is the stable name used in reports.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[non_exhaustive]
+        pub enum FindingKind {
+            $(#[doc = $meaning] $variant,)*
+        }
+
+        impl FindingKind {
+            pub const ALL: &'static [FindingKind] = &[$(FindingKind::$variant,)*];
+
+            pub fn code(self) -> &'static str {
+                match self { $(FindingKind::$variant => $code,)* }
+            }
+            pub fn severity(self) -> Severity {
+                match self { $(FindingKind::$variant => Severity::$severity,)* }
+            }
+            pub fn meaning(self) -> &'static str {
+                match self { $(FindingKind::$variant => $meaning,)* }
+            }
+        }
+    };
+}
+
+kinds! {
+    DataFileChanged => ("data-file-changed", Error, "A live data file's bytes or size differ from what was attested."),
+    DataFileMissing => ("data-file-missing", Error, "A data file live at the verified version is gone and no later commit removed it: it was deleted while part of the table."),
+    DataFileVacuumed => ("data-file-vacuumed", Warning, "A data file of the verified (past) version is gone after a later commit removed it (VACUUM): that version's data can no longer be checked. Not tampering."),
+    DeletionVectorChanged => ("deletion-vector-changed", Error, "A deletion-vector file differs from what was attested."),
+    DeletionVectorMissing => ("deletion-vector-missing", Error, "A deletion-vector file of a live file is gone."),
+    UnreferencedFile => ("unreferenced-file", Warning, "A file in the table directory that no commit references appeared after the last attestation."),
+    CommitRewritten => ("commit-rewritten", Error, "A commit file's actions differ from the attested ones."),
+    CommitReserialized => ("commit-reserialized", Error, "A commit file's bytes differ from the attested ones although its actions are the same (re-serialized)."),
+    CommitMissing => ("commit-missing", Error, "An attested commit file is gone from the log (or the log was shifted by a removed commit)."),
+    CommitInserted => ("commit-inserted", Error, "The log holds a commit the attestations do not (a commit inserted into the history)."),
+    CommitExpired => ("commit-expired", Warning, "An early commit file was removed by log cleanup after a checkpoint; it cannot be rechecked."),
+    CheckpointMismatch => ("checkpoint-mismatch", Error, "A checkpoint's live files differ from the JSON log at its version."),
+    CheckpointUnreadable => ("checkpoint-unreadable", Error, "A checkpoint cannot be read."),
+    LastCheckpointInvalid => ("last-checkpoint-invalid", Error, "_delta_log/_last_checkpoint points to a checkpoint that does not exist or beyond the log."),
+    StateMismatch => ("state-mismatch", Error, "The live files recomputed from the log and the attested file digests do not give the attested state digest."),
+    TableReplaced => ("table-replaced", Error, "The log's table id differs from the attested one: another table was put at this location."),
+    AttestationMissing => ("attestation-missing", Error, "A version up to the verified one has no attestation row."),
+    AttestationAltered => ("attestation-altered", Error, "An attestation row's columns disagree with its signed statement, or the statement is for another version or table."),
+    AttestationDuplicated => ("attestation-duplicated", Error, "A version has more than one attestation row (a replayed or duplicated row)."),
+    AttestationUnsigned => ("attestation-unsigned", Error, "An attestation row is unsigned (Makoto L1)."),
+    ChainBroken => ("chain-broken", Error, "An attestation does not point to the previous version's attestation: rows were removed, reordered or replaced."),
+    ChainFork => ("chain-fork", Error, "Two different validly signed statements exist for one version."),
+    SignatureUntrusted => ("signature-untrusted", Error, "No signature of the row verifies under a trusted key (signed by another key)."),
+    SignatureInvalid => ("signature-invalid", Error, "The row names a trusted key but its signature does not verify (altered statement or signature)."),
+    KeyNotValid => ("key-not-valid", Error, "Signed by a trusted key outside its validity window (expired, revoked or not yet valid)."),
+    StatementInvalid => ("statement-invalid", Error, "The signed statement does not have the fields the Makoto schemas require."),
+    FileRowsAltered => ("file-rows-altered", Error, "The system.makoto.files rows of a version do not match the attested changes digest."),
+    AttestationsTruncated => ("attestations-truncated", Error, "The attestation table ends before a version recorded in a trusted anchor (head)."),
+    AnchorMismatch => ("anchor-mismatch", Error, "The attestation at an anchored version differs from the one the anchor recorded."),
+}
+
+impl Serialize for FindingKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
+/// The attestation-table row a finding is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RowRef {
+    /// The row's `version` column.
+    pub version: u64,
+    /// The row's `attestation_digest` column.
+    pub attestation_digest: String,
+    pub run_id: String,
+    /// The row's `attested_at` column, RFC 3339.
+    pub attested_at: String,
+}
+
+/// One thing verification found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    /// The table version concerned.
+    pub version: Option<u64>,
+    /// The file concerned (relative to the table root, or `_delta_log/…`).
+    pub path: Option<String>,
+    /// The attestation row concerned.
+    pub row: Option<RowRef>,
+    pub detail: String,
+}
+
+impl Finding {
+    pub fn new(kind: FindingKind, detail: impl Into<String>) -> Self {
+        Finding {
+            kind,
+            severity: kind.severity(),
+            version: None,
+            path: None,
+            row: None,
+            detail: detail.into(),
+        }
+    }
+    pub fn at(mut self, version: u64) -> Self {
+        self.version = Some(version);
+        self
+    }
+    pub fn file(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+    pub fn row(mut self, row: RowRef) -> Self {
+        self.row = Some(row);
+        self
+    }
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+}

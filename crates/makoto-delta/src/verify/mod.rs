@@ -1,0 +1,460 @@
+//! Forensic verification of a table version against its attestations.
+//!
+//! `Verifier::run` checks, for table version `N` (latest, given, or current at a timestamp):
+//! every attestation row of versions `0..=N` against its signed statement and the trusted keys,
+//! the chain between them, every commit file against its attested digests, the state digest of
+//! every version recomputed from the log and the attested file digests, every checkpoint
+//! against the JSON log, `_last_checkpoint`, and (deep mode) the bytes of every file live at
+//! `N` and files nobody references. It reports every finding, each with its kind, version,
+//! file and attestation row; see `docs/verification.md`.
+
+mod chain;
+mod checkpoints;
+mod data;
+mod findings;
+mod replay;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use makoto_core::Sha256Digest;
+use makoto_core::delta::{Action, Commit, TimestampSource};
+use makoto_core::state::StateTree;
+use makoto_core::verify::TrustedKeys;
+use serde::Serialize;
+
+pub use findings::{Finding, FindingKind, RowRef, Severity};
+
+use crate::Error;
+use crate::location::StorageOptions;
+use crate::log::SourceTable;
+use crate::store::{AttestationStore, FileRow};
+use chain::{check_row, select_chain};
+use replay::{Replay, attested_changes, compare_commit, read_commit};
+
+/// Which version to verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionSpec {
+    Latest,
+    Version(u64),
+    /// The latest version whose commit time is at or before this instant.
+    Timestamp(DateTime<Utc>),
+}
+
+/// How much to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyMode {
+    /// Log and attestations, and the bytes of every file live at the version.
+    Deep,
+    /// Log and attestations only; data files are not read.
+    LogOnly,
+}
+
+/// Whether unsigned (L1) attestations fail verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsignedRows {
+    Fail,
+    Warn,
+}
+
+/// Options of a verification.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    pub at: VersionSpec,
+    pub mode: VerifyMode,
+    pub unsigned: UnsignedRows,
+    /// Files hashed at once in deep mode.
+    pub parallelism: usize,
+    pub storage: StorageOptions,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            at: VersionSpec::Latest,
+            mode: VerifyMode::Deep,
+            unsigned: UnsignedRows::Fail,
+            parallelism: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            storage: StorageOptions::default(),
+        }
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyReport {
+    pub table: String,
+    pub table_id: Option<String>,
+    /// The verified version.
+    pub version: u64,
+    pub latest_version: u64,
+    pub mode: VerifyMode,
+    /// No error-severity finding.
+    pub verified: bool,
+    pub findings: Vec<Finding>,
+    pub attestation_rows: u64,
+    pub commits_checked: u64,
+    pub checkpoints_checked: u64,
+    pub files_hashed: u64,
+    pub bytes_hashed: u64,
+    /// The attested state digest of the verified version, when its attestation was found.
+    pub state_digest: Option<String>,
+    /// The attestation digest of the verified version's row.
+    pub attestation_digest: Option<String>,
+}
+
+impl VerifyReport {
+    pub fn errors(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
+    }
+    pub fn warnings(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+            .count()
+    }
+}
+
+/// Verifies one table of a warehouse against trusted keys.
+#[derive(Debug)]
+pub struct Verifier<'a> {
+    source: &'a SourceTable,
+    store: &'a AttestationStore,
+    trust: &'a TrustedKeys,
+    options: VerifyOptions,
+}
+
+fn commit_time(commit: &Commit, mtime: DateTime<Utc>) -> (i64, TimestampSource) {
+    commit.timestamp().unwrap_or((
+        mtime.timestamp_millis(),
+        TimestampSource::FileModificationTime,
+    ))
+}
+
+/// Merges per-version "attestation missing" findings into ranges.
+fn merge_missing(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
+    let mut run: Option<(u64, u64)> = None;
+    let flush = |run: &mut Option<(u64, u64)>, out: &mut Vec<Finding>| {
+        if let Some((a, b)) = run.take() {
+            let detail = if a == b {
+                format!("no attestation row for version {a}")
+            } else {
+                format!("no attestation rows for versions {a}..={b}")
+            };
+            out.push(Finding::new(FindingKind::AttestationMissing, detail).at(a));
+        }
+    };
+    for f in findings {
+        if f.kind == FindingKind::AttestationMissing
+            && let Some(v) = f.version
+        {
+            match run {
+                Some((a, b)) if b + 1 == v => run = Some((a, v)),
+                _ => {
+                    flush(&mut run, &mut out);
+                    run = Some((v, v));
+                }
+            }
+            continue;
+        }
+        out.push(f);
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+impl<'a> Verifier<'a> {
+    pub fn new(
+        source: &'a SourceTable,
+        store: &'a AttestationStore,
+        trust: &'a TrustedKeys,
+        options: VerifyOptions,
+    ) -> Self {
+        Verifier {
+            source,
+            store,
+            trust,
+            options,
+        }
+    }
+
+    /// Runs the verification. An `Err` means it could not be done (exit code 2); findings,
+    /// however serious, are in the report.
+    pub async fn run(&self) -> Result<VerifyReport, Error> {
+        let uri = self.source.uri().to_owned();
+        let log = self.source.list_log(0).await?;
+        let latest = log
+            .latest_commit()
+            .ok_or_else(|| Error::NotADeltaTable { table: uri.clone() })?;
+        let target = self.resolve_version(&log, latest).await?;
+        let mut findings = Vec::new();
+
+        // Attestation rows, each on its own, then the chain.
+        let rows = self.store.attestation_rows(&uri).await?;
+        let attestation_rows = rows.len() as u64;
+        let attested_beyond: Vec<u64> = rows
+            .iter()
+            .map(|r| r.version)
+            .filter(|v| *v > latest)
+            .collect();
+        if let (Some(first), Some(last)) =
+            (attested_beyond.iter().min(), attested_beyond.iter().max())
+            && target == latest
+        {
+            findings.push(
+                Finding::new(
+                    FindingKind::CommitMissing,
+                    format!("versions {first}..={last} are attested but the log ends at version {latest}: commits were removed or the table replaced"),
+                )
+                .at(*first),
+            );
+        }
+        let checked: Vec<_> = rows
+            .into_iter()
+            .filter(|r| r.version <= target)
+            .map(|r| {
+                check_row(
+                    r,
+                    &uri,
+                    self.trust,
+                    self.options.unsigned == UnsignedRows::Warn,
+                    &mut findings,
+                )
+            })
+            .collect();
+        let chain = select_chain(checked, 0, target, None, &mut findings);
+
+        // File rows and the attested changes of each version.
+        let files_table = self.store.load_files().await?;
+        let mut by_version: BTreeMap<u64, Vec<FileRow>> = BTreeMap::new();
+        for r in self.store.file_rows(&files_table, &uri, 0, target).await? {
+            by_version.entry(r.version).or_default().push(r);
+        }
+        let changes = attested_changes(&chain, &by_version, &mut findings);
+
+        // Replay the log.
+        let checkpoint_versions: HashSet<u64> = log
+            .checkpoints()
+            .keys()
+            .copied()
+            .filter(|c| *c <= target)
+            .collect();
+        let first_commit = log.commits().keys().next().copied().unwrap_or(0);
+        let mut replay = Replay::new(StateTree::new());
+        let mut referenced: HashSet<String> = HashSet::new();
+        for v in 0..=target {
+            if !log.commits().contains_key(&v) {
+                if v < first_commit && log.checkpoints().keys().any(|c| *c >= v) {
+                    findings.push(
+                        Finding::new(
+                            FindingKind::CommitExpired,
+                            "the commit file was removed by log cleanup after a checkpoint",
+                        )
+                        .at(v)
+                        .warning(),
+                    );
+                } else {
+                    findings.push(
+                        Finding::new(
+                            FindingKind::CommitMissing,
+                            "the commit file is gone from the log",
+                        )
+                        .at(v)
+                        .file(format!(
+                            "_delta_log/{}",
+                            makoto_core::delta::commit_file_name(v)
+                        )),
+                    );
+                }
+                replay.known = false;
+                continue;
+            }
+            let (bytes, commit) = read_commit(self.source, v).await?;
+            let matches = compare_commit(&bytes, commit.as_ref(), v, &chain, &mut findings);
+            let Some(commit) = commit else {
+                replay.known = false;
+                continue;
+            };
+            note_references(&commit, &mut referenced);
+            if let (Some(m), Some(att)) = (
+                commit.metadata(),
+                chain.get(&v).and_then(|r| r.attested.as_ref()),
+            ) && m.id() != att.table_id()
+            {
+                findings.push(
+                    Finding::new(
+                        FindingKind::TableReplaced,
+                        format!(
+                            "the log's table id is {}, the attested one {}",
+                            m.id(),
+                            att.table_id()
+                        ),
+                    )
+                    .at(v),
+                );
+            }
+            let unknown = replay.apply(&commit, changes.get(&v).map(Vec::as_slice))?;
+            if !unknown.is_empty() && matches {
+                tracing::debug!(
+                    version = v,
+                    files = unknown.len(),
+                    "file digests unknown; state not recomputed from here"
+                );
+            }
+            if replay.known
+                && matches
+                && let Some(att) = chain.get(&v).and_then(|r| r.attested.as_ref())
+                && replay.tree.root() != att.state_root()
+            {
+                findings.push(
+                    Finding::new(
+                        FindingKind::StateMismatch,
+                        format!(
+                            "the log and the attested file digests give state {} ({} files), the attestation says {} ({} files)",
+                            replay.tree.root(),
+                            replay.tree.files(),
+                            att.state_root(),
+                            att.live_files()
+                        ),
+                    )
+                    .at(v),
+                );
+            }
+            if checkpoint_versions.contains(&v) && replay.known {
+                replay.at_checkpoints.insert(v, replay.live_set());
+            }
+        }
+
+        // Later commits: what they remove explains files missing at a past version.
+        let mut removed_later: HashMap<String, u64> = HashMap::new();
+        for v in target + 1..=latest {
+            if !log.commits().contains_key(&v) {
+                continue;
+            }
+            let (_, commit) = read_commit(self.source, v).await?;
+            if let Some(c) = commit {
+                note_references(&c, &mut referenced);
+                for r in c.removes() {
+                    removed_later
+                        .entry(r.path().as_str().to_owned())
+                        .or_insert(v);
+                }
+            }
+        }
+
+        let checkpoints_checked = checkpoints::check_checkpoints(
+            self.source,
+            &self.options.storage,
+            &log,
+            &replay.at_checkpoints,
+            &mut findings,
+        )
+        .await;
+        checkpoints::check_last_checkpoint(self.source, &log, &mut findings).await;
+
+        let (mut files_hashed, mut bytes_hashed) = (0, 0);
+        if self.options.mode == VerifyMode::Deep {
+            let live = replay.live_files();
+            (files_hashed, bytes_hashed) = data::check_live_files(
+                self.source,
+                &live,
+                &removed_later,
+                self.options.parallelism,
+                &mut findings,
+            )
+            .await;
+            let cutoff = chain
+                .values()
+                .filter_map(|r| DateTime::<Utc>::from_timestamp_micros(r.row.attested_at_us))
+                .max();
+            data::check_unreferenced(self.source, &referenced, cutoff, &mut findings).await?;
+        }
+
+        let head = chain.get(&target);
+        let mut findings = merge_missing(findings);
+        findings.sort_by_key(|f| (f.version, f.kind));
+        let verified = !findings.iter().any(|f| f.severity == Severity::Error);
+        Ok(VerifyReport {
+            table: uri,
+            table_id: head.map(|r| r.row.table_id.clone()),
+            version: target,
+            latest_version: latest,
+            mode: self.options.mode,
+            verified,
+            findings,
+            attestation_rows,
+            commits_checked: replay.commits_checked,
+            checkpoints_checked,
+            files_hashed,
+            bytes_hashed,
+            state_digest: head
+                .and_then(|r| r.attested.as_ref())
+                .map(|a| a.state_root().to_hex()),
+            attestation_digest: head
+                .and_then(|r| r.payload_digest)
+                .map(|d: Sha256Digest| d.to_hex()),
+        })
+    }
+
+    async fn resolve_version(&self, log: &crate::log::LogFiles, latest: u64) -> Result<u64, Error> {
+        match self.options.at {
+            VersionSpec::Latest => Ok(latest),
+            VersionSpec::Version(v) if v <= latest => Ok(v),
+            VersionSpec::Version(v) => Err(Error::VersionNotFound {
+                table: self.source.uri().to_owned(),
+                requested: v,
+                latest,
+            }),
+            VersionSpec::Timestamp(t) => {
+                let mut found = None;
+                for (v, meta) in log.commits() {
+                    let (_, commit) = read_commit(self.source, *v).await?;
+                    let ts = commit
+                        .as_ref()
+                        .map_or(meta.last_modified.timestamp_millis(), |c| {
+                            commit_time(c, meta.last_modified).0
+                        });
+                    if ts <= t.timestamp_millis() {
+                        found = Some(*v);
+                    } else {
+                        break;
+                    }
+                }
+                found.ok_or_else(|| Error::InvalidLog {
+                    table: self.source.uri().to_owned(),
+                    version: 0,
+                    reason: format!("no version was committed at or before {t}"),
+                })
+            }
+        }
+    }
+}
+
+fn note_references(commit: &Commit, referenced: &mut HashSet<String>) {
+    for a in commit.actions() {
+        match a {
+            Action::Add(x) => {
+                referenced.insert(x.path().as_str().to_owned());
+                if let Some(f) = x.deletion_vector().and_then(|d| d.file()) {
+                    referenced.insert(f.to_owned());
+                }
+            }
+            Action::Remove(x) => {
+                referenced.insert(x.path().as_str().to_owned());
+                if let Some(f) = x.deletion_vector().and_then(|d| d.file()) {
+                    referenced.insert(f.to_owned());
+                }
+            }
+            Action::Cdc(x) => {
+                referenced.insert(x.path().as_str().to_owned());
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Replaying the log against the attestations: each commit compared with its attested
+//! digests, the live files rebuilt with the attested file digests, and the state digest of
+//! every version recomputed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use makoto_core::Sha256Digest;
+use makoto_core::attestation::{ChangeKind, changes_digest};
+use makoto_core::attested::AttestedChange;
+use makoto_core::delta::{Action, Commit, commit_file_name};
+use makoto_core::state::{DvEntry, FileEntry, StateTree, leaf_key};
+
+use super::chain::CheckedRow;
+use super::findings::{Finding, FindingKind};
+use crate::Error;
+use crate::log::SourceTable;
+use crate::store::FileRow;
+
+/// A live file as a checkpoint must list it: path, deletion-vector id, size.
+pub(crate) type LiveKey = (String, Option<String>, u64);
+
+pub(crate) struct Replay {
+    pub tree: StateTree,
+    /// False once some live file's digest could not be determined (the state digest of later
+    /// versions is then not recomputed).
+    pub known: bool,
+    /// Live sets at the checkpoint versions asked for.
+    pub at_checkpoints: BTreeMap<u64, BTreeSet<LiveKey>>,
+    /// The version each live file was added at, and its deletion-vector file.
+    pub added_at: HashMap<Sha256Digest, (u64, Option<String>)>,
+    pub commits_checked: u64,
+}
+
+/// The attested changes of each version: from the statement when it lists them, else from the
+/// files table rows, which must reproduce the attested changes digest.
+pub(crate) fn attested_changes(
+    chain: &BTreeMap<u64, CheckedRow>,
+    file_rows: &BTreeMap<u64, Vec<FileRow>>,
+    findings: &mut Vec<Finding>,
+) -> BTreeMap<u64, Vec<AttestedChange>> {
+    let mut out = BTreeMap::new();
+    for (v, row) in chain {
+        let Some(attested) = &row.attested else {
+            continue;
+        };
+        let rows = file_rows.get(v).map(Vec::as_slice).unwrap_or_default();
+        let from_rows: Result<Vec<_>, Error> = rows.iter().map(FileRow::to_change).collect();
+        let rows_ok = match &from_rows {
+            Ok(changes) => changes_digest(changes) == attested.changes_digest(),
+            Err(_) => false,
+        };
+        if !rows_ok {
+            let detail = match &from_rows {
+                Err(e) => e.to_string(),
+                Ok(_) => format!(
+                    "{} rows whose changes digest is not the attested {}",
+                    rows.len(),
+                    attested.changes_digest()
+                ),
+            };
+            findings.push(
+                Finding::new(
+                    FindingKind::FileRowsAltered,
+                    format!("system.makoto.files for version {v}: {detail}"),
+                )
+                .at(*v),
+            );
+        }
+        if let Some(c) = attested.changes() {
+            out.insert(*v, c.to_vec());
+        } else if rows_ok && let Ok(changes) = from_rows {
+            let parsed = changes
+                .iter()
+                .map(|c| makoto_core::attested::change_from_json(&c.to_json()))
+                .collect::<Result<Vec<_>, _>>();
+            if let Ok(p) = parsed {
+                out.insert(*v, p);
+            }
+        }
+    }
+    out
+}
+
+fn dv_id(dv: Option<&makoto_core::delta::DeletionVector>) -> Option<String> {
+    dv.map(makoto_core::delta::DeletionVector::unique_id)
+}
+
+impl Replay {
+    pub fn new(tree: StateTree) -> Self {
+        Replay {
+            tree,
+            known: true,
+            at_checkpoints: BTreeMap::new(),
+            added_at: HashMap::new(),
+            commits_checked: 0,
+        }
+    }
+
+    /// Applies one commit with the attested digests of its files. Returns the paths whose
+    /// digest is unknown.
+    pub fn apply(
+        &mut self,
+        commit: &Commit,
+        attested: Option<&[AttestedChange]>,
+    ) -> Result<Vec<String>, Error> {
+        let v = commit.version();
+        let core = |e| Error::core(format!("replay of version {v}"), e);
+        let mut removed: HashMap<String, FileEntry> = HashMap::new();
+        for r in commit.removes() {
+            let key = leaf_key(r.path().as_str(), dv_id(r.deletion_vector()).as_deref());
+            if let Some(old) = self.tree.remove(&key).map_err(core)? {
+                self.added_at.remove(&key);
+                removed.insert(r.path().as_str().to_owned(), old);
+            }
+        }
+        let mut unknown = Vec::new();
+        for action in commit.actions() {
+            let Action::Add(a) = action else { continue };
+            let path = a.path().as_str();
+            let dv = a.deletion_vector();
+            let uid = dv_id(dv);
+            let from_attested = attested.and_then(|changes| {
+                changes
+                    .iter()
+                    .find(|c| c.kind == ChangeKind::Add && c.path == path && c.dv_unique_id == uid)
+            });
+            let carried = removed.get(path).filter(|o| o.size() == a.size());
+            let sha = from_attested
+                .and_then(|c| c.sha256)
+                .or_else(|| carried.map(FileEntry::sha256));
+            let Some(sha) = sha else {
+                unknown.push(path.to_owned());
+                self.known = false;
+                continue;
+            };
+            let dv_entry = dv.map(|d| {
+                DvEntry::new(
+                    d.unique_id(),
+                    d.size_in_bytes(),
+                    d.cardinality(),
+                    from_attested.and_then(|c| c.dv_sha256),
+                )
+            });
+            let entry = FileEntry::new(path.to_owned(), a.size(), sha, dv_entry);
+            let key = entry.key();
+            self.tree.insert(entry).map_err(core)?;
+            self.added_at
+                .insert(key, (v, dv.and_then(|d| d.file()).map(str::to_owned)));
+        }
+        self.commits_checked += 1;
+        Ok(unknown)
+    }
+
+    /// The loaded live files with where they came from.
+    pub fn live_files(&self) -> Vec<super::data::LiveFile> {
+        self.tree
+            .loaded_entries()
+            .into_iter()
+            .map(|e| {
+                let (added_at, dv_file) = self.added_at.get(&e.key()).cloned().unwrap_or((0, None));
+                super::data::LiveFile {
+                    entry: e.clone(),
+                    added_at,
+                    dv_file,
+                }
+            })
+            .collect()
+    }
+
+    pub fn live_set(&self) -> BTreeSet<LiveKey> {
+        self.tree
+            .loaded_entries()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.path().to_owned(),
+                    e.dv().map(|d| d.unique_id().to_owned()),
+                    e.size(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// What the log at one version says against its attestation.
+pub(crate) fn compare_commit(
+    commit_bytes: &[u8],
+    commit: Option<&Commit>,
+    version: u64,
+    chain: &BTreeMap<u64, CheckedRow>,
+    findings: &mut Vec<Finding>,
+) -> bool {
+    let path = format!("_delta_log/{}", commit_file_name(version));
+    let Some(attested) = chain.get(&version).and_then(|r| r.attested.as_ref()) else {
+        return false;
+    };
+    let digest = Sha256Digest::of(commit_bytes);
+    if digest == attested.commit_file_digest() {
+        return true;
+    }
+    if let Some(c) = commit
+        && c.actions_digest() == attested.commit_actions_digest()
+    {
+        findings.push(
+            Finding::new(
+                FindingKind::CommitReserialized,
+                format!("the commit file's bytes changed (SHA-256 {digest}, attested {}) but its actions are the attested ones", attested.commit_file_digest()),
+            )
+            .at(version)
+            .file(path),
+        );
+        return false;
+    }
+    let attested_digest_of = |v: u64| {
+        chain
+            .get(&v)
+            .and_then(|r| r.attested.as_ref())
+            .map(|a| a.commit_file_digest())
+    };
+    if version > 0 && attested_digest_of(version - 1) == Some(digest) {
+        findings.push(
+            Finding::new(
+                FindingKind::CommitInserted,
+                format!("the commit at version {version} is the one attested for version {}: a commit was inserted before it", version - 1),
+            )
+            .at(version)
+            .file(path),
+        );
+        return false;
+    }
+    if attested_digest_of(version + 1) == Some(digest) {
+        findings.push(
+            Finding::new(
+                FindingKind::CommitMissing,
+                format!("the commit at version {version} is the one attested for version {}: the attested commit {version} was removed and later ones renumbered", version + 1),
+            )
+            .at(version)
+            .file(path),
+        );
+        return false;
+    }
+    let detail = match (commit, attested.changes()) {
+        (None, _) => "the commit file is not a valid Delta commit any more".to_owned(),
+        (Some(c), Some(att)) => describe_difference(c, att),
+        (Some(_), None) => String::new(),
+    };
+    findings.push(
+        Finding::new(
+            FindingKind::CommitRewritten,
+            format!(
+                "the commit file differs from the attested one (SHA-256 {digest}, attested {}){}",
+                attested.commit_file_digest(),
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {detail}")
+                }
+            ),
+        )
+        .at(version)
+        .file(path),
+    );
+    false
+}
+
+fn describe_difference(commit: &Commit, attested: &[AttestedChange]) -> String {
+    let log: BTreeMap<(String, String), Option<u64>> = commit
+        .actions()
+        .iter()
+        .filter_map(|a| match a {
+            Action::Add(x) => Some((
+                ("add".to_owned(), x.path().as_str().to_owned()),
+                Some(x.size()),
+            )),
+            Action::Remove(x) => Some((
+                ("remove".to_owned(), x.path().as_str().to_owned()),
+                x.size(),
+            )),
+            Action::Cdc(x) => Some((
+                ("cdc".to_owned(), x.path().as_str().to_owned()),
+                Some(x.size()),
+            )),
+            _ => None,
+        })
+        .collect();
+    let att: BTreeMap<(String, String), Option<u64>> = attested
+        .iter()
+        .map(|c| ((c.kind.as_str().to_owned(), c.path.clone()), c.size))
+        .collect();
+    let show = |s: Option<u64>| s.map_or("no size".to_owned(), |s| format!("{s} bytes"));
+    let mut parts = Vec::new();
+    for ((kind, path), size) in &log {
+        match att.get(&(kind.clone(), path.clone())) {
+            None => parts.push(format!("{kind} {path} is not attested")),
+            Some(a) if a != size => parts.push(format!(
+                "{kind} {path} has {} in the log, {} attested",
+                show(*size),
+                show(*a)
+            )),
+            Some(_) => {}
+        }
+    }
+    for (kind, path) in att.keys() {
+        if !log.contains_key(&(kind.clone(), path.clone())) {
+            parts.push(format!("attested {kind} {path} is gone"));
+        }
+    }
+    if parts.is_empty() {
+        return "the file actions are the attested ones; other actions or fields changed".into();
+    }
+    let more = parts.len().saturating_sub(3);
+    parts.truncate(3);
+    if more > 0 {
+        parts.push(format!("{more} more"));
+    }
+    parts.join("; ")
+}
+
+/// Reads and parses a commit, turning a parse failure into a finding (`None`).
+pub(crate) async fn read_commit(
+    source: &SourceTable,
+    version: u64,
+) -> Result<(bytes::Bytes, Option<Commit>), Error> {
+    let bytes = source.read_commit_bytes(version).await?;
+    let commit = Commit::parse(version, &bytes).ok();
+    Ok((bytes, commit))
+}

@@ -1,0 +1,803 @@
+//! `makoto verify`: an untampered table verifies; each tamper is reported with the right kind
+//! and location; a legitimate VACUUM is not tampering.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{Array, Int64Array, RecordBatch, StringArray};
+use deltalake::datafusion::prelude::SessionContext;
+use makoto_core::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use makoto_core::keys::Signer;
+use makoto_core::verify::TrustedKeys;
+use makoto_delta::verify::UnsignedRows;
+use makoto_delta::{
+    AttestationStore, FindingKind, Location, Severity, SourceTable, StorageOptions, Verifier,
+    VerifyMode, VerifyOptions, VerifyReport, VersionSpec,
+};
+use rstest::rstest;
+use serde_json::Value;
+
+use crate::support::*;
+
+pub fn trust(seed: u8) -> TrustedKeys {
+    TrustedKeys::new(vec![key(seed).public_key().clone()])
+}
+
+pub async fn verify_with(
+    table: &Path,
+    wh: &Path,
+    trust: &TrustedKeys,
+    options: VerifyOptions,
+) -> VerifyReport {
+    let storage = StorageOptions::default();
+    let source = SourceTable::open(
+        Location::existing(table.to_str().unwrap()).unwrap(),
+        &storage,
+    )
+    .unwrap();
+    let store = AttestationStore::open(Location::existing(wh.to_str().unwrap()).unwrap(), storage)
+        .await
+        .unwrap();
+    Verifier::new(&source, &store, trust, options)
+        .run()
+        .await
+        .unwrap()
+}
+
+pub async fn verify(table: &Path, wh: &Path) -> VerifyReport {
+    verify_with(table, wh, &trust(1), VerifyOptions::default()).await
+}
+
+/// A copy of a table (the sample or a corpus table), attested with key 1.
+pub async fn attested_copy(name: &str, dir: &Path) -> (PathBuf, PathBuf) {
+    let table = if name == "sample" {
+        let t = dir.join("sales");
+        copy_dir(&repo_root().join("data/sample/sales"), &t);
+        t
+    } else {
+        corpus_table(name, dir)
+    };
+    let wh = dir.join("wh");
+    Run::new(&table, &wh).run().await.unwrap();
+    (table, wh)
+}
+
+fn kinds(r: &VerifyReport) -> Vec<(FindingKind, Option<u64>)> {
+    r.findings.iter().map(|f| (f.kind, f.version)).collect()
+}
+
+fn summary(r: &VerifyReport) -> String {
+    r.findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} v{:?} {:?} {}",
+                f.kind.code(),
+                f.version,
+                f.path,
+                f.detail
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn add_paths(table: &Path, version: u64) -> Vec<String> {
+    std::fs::read_to_string(table.join(format!("_delta_log/{version:020}.json")))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["add"]["path"].as_str().map(str::to_owned))
+        .map(|p| {
+            percent_encoding::percent_decode_str(&p)
+                .decode_utf8()
+                .unwrap()
+                .into_owned()
+        })
+        .collect()
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    let i = at.min(b.len() - 1);
+    b[i] ^= 0x01;
+    std::fs::write(path, b).unwrap();
+}
+
+// ----- tampering with the attestation tables, as someone with write access to the warehouse.
+
+async fn system_table(wh: &Path, name: &str) -> DeltaTable {
+    let url = url::Url::from_directory_path(
+        std::fs::canonicalize(wh.join("system/makoto").join(name)).unwrap(),
+    )
+    .unwrap();
+    let mut t = deltalake::DeltaTableBuilder::from_url(url)
+        .unwrap()
+        .build()
+        .unwrap();
+    t.load().await.unwrap();
+    // An attacker simply turns the append-only property off.
+    t.set_tbl_properties()
+        .with_properties(HashMap::from([(
+            "delta.appendOnly".to_owned(),
+            "false".to_owned(),
+        )]))
+        .await
+        .unwrap()
+}
+
+async fn update_rows(wh: &Path, table: &str, predicate: &str, column: &str, value_sql: &str) {
+    let t = system_table(wh, table).await;
+    let (_, metrics) = t
+        .update()
+        .with_predicate(predicate.to_owned())
+        .with_update(column.to_owned(), value_sql.to_owned())
+        .await
+        .unwrap();
+    assert!(metrics.num_updated_rows > 0, "{predicate} matched no row");
+}
+
+async fn delete_rows(wh: &Path, predicate: &str) {
+    let t = system_table(wh, "attestations").await;
+    let (_, metrics) = t
+        .delete()
+        .with_predicate(predicate.to_owned())
+        .await
+        .unwrap();
+    assert!(metrics.num_deleted_rows.unwrap_or(0) > 0);
+}
+
+/// Rows of the attestations table matching `predicate`, as record batches with the table's types.
+async fn select_rows(wh: &Path, predicate: &str) -> Vec<RecordBatch> {
+    let t = system_table(wh, "attestations").await;
+    let ctx = SessionContext::new();
+    t.update_datafusion_session(&ctx.state()).unwrap();
+    ctx.register_table("a", t.table_provider().await.unwrap())
+        .unwrap();
+    let df = ctx
+        .sql(&format!("SELECT * FROM a WHERE {predicate}"))
+        .await
+        .unwrap();
+    let schema: deltalake::arrow::datatypes::Schema = t
+        .snapshot()
+        .unwrap()
+        .snapshot()
+        .arrow_schema()
+        .as_ref()
+        .clone();
+    let batches = df.collect().await.unwrap();
+    batches
+        .into_iter()
+        .map(|b| {
+            let cols = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    deltalake::arrow::compute::cast(
+                        b.column_by_name(f.name()).unwrap(),
+                        f.data_type(),
+                    )
+                    .unwrap()
+                })
+                .collect();
+            RecordBatch::try_new(std::sync::Arc::new(schema.clone()), cols).unwrap()
+        })
+        .collect()
+}
+
+async fn append_rows(wh: &Path, batches: Vec<RecordBatch>) {
+    let t = system_table(wh, "attestations").await;
+    t.write(batches).await.unwrap();
+}
+
+fn replace_column(
+    batch: &RecordBatch,
+    name: &str,
+    values: std::sync::Arc<dyn Array>,
+) -> RecordBatch {
+    let schema = batch.schema();
+    let cols = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if f.name() == name {
+                values.clone()
+            } else {
+                batch.column(i).clone()
+            }
+        })
+        .collect();
+    RecordBatch::try_new(schema, cols).unwrap()
+}
+
+fn envelope_of(wh_row: &RecordBatch) -> Envelope {
+    let env = wh_row
+        .column_by_name("envelope")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap()
+        .value(0);
+    Envelope::from_json(env.as_bytes()).unwrap()
+}
+
+fn sql_str(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+// ----- the matrix
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untampered_tables_verify_with_no_finding() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in [
+        "sample",
+        "basic-dv-with-checkpoint",
+        "dat-multi_partitioned",
+    ] {
+        let dir = tmp.path().join(name);
+        let (table, wh) = attested_copy(name, &dir).await;
+        let r = verify(&table, &wh).await;
+        assert!(
+            r.findings.is_empty() && r.verified,
+            "{name}: {}",
+            summary(&r)
+        );
+        assert_eq!(r.commits_checked, r.latest_version + 1);
+        assert!(r.files_hashed > 0);
+        // Every past version too, deep and log-only.
+        for v in 0..=r.latest_version {
+            let mut o = VerifyOptions {
+                at: VersionSpec::Version(v),
+                ..VerifyOptions::default()
+            };
+            let deep = verify_with(&table, &wh, &trust(1), o.clone()).await;
+            assert!(
+                deep.findings
+                    .iter()
+                    .all(|f| f.severity == Severity::Warning),
+                "{name} v{v}: {}",
+                summary(&deep)
+            );
+            o.mode = VerifyMode::LogOnly;
+            let log = verify_with(&table, &wh, &trust(1), o).await;
+            assert!(
+                log.findings.is_empty(),
+                "{name} v{v} log-only: {}",
+                summary(&log)
+            );
+        }
+    }
+}
+
+/// One tamper of a freshly attested copy of `table`, and what verify must say.
+#[derive(Debug, Clone, Copy)]
+enum Tamper {
+    DataBytes,
+    DataDeleted,
+    DeletionVectorBytes,
+    UnreferencedFile,
+    CommitRewritten,
+    CommitReserialized,
+    CommitDeleted,
+    CommitInserted,
+    CheckpointReplaced,
+    LastCheckpointBogus,
+    TableIdChanged,
+    RowEdited,
+    RowDeleted,
+    RowsReordered,
+    RowResignedUntrusted,
+    RowUnsigned,
+    RowReplayed,
+    FileRowEdited,
+}
+
+#[rstest]
+#[case::data_bytes("sample", Tamper::DataBytes, FindingKind::DataFileChanged)]
+#[case::data_deleted("sample", Tamper::DataDeleted, FindingKind::DataFileMissing)]
+#[case::dv_bytes(
+    "basic-dv-with-checkpoint",
+    Tamper::DeletionVectorBytes,
+    FindingKind::DeletionVectorChanged
+)]
+#[case::unreferenced_file("sample", Tamper::UnreferencedFile, FindingKind::UnreferencedFile)]
+#[case::commit_rewritten("sample", Tamper::CommitRewritten, FindingKind::CommitRewritten)]
+#[case::commit_reserialized("sample", Tamper::CommitReserialized, FindingKind::CommitReserialized)]
+#[case::commit_deleted("sample", Tamper::CommitDeleted, FindingKind::CommitMissing)]
+#[case::commit_inserted("sample", Tamper::CommitInserted, FindingKind::CommitInserted)]
+#[case::checkpoint_replaced(
+    "basic-dv-with-checkpoint",
+    Tamper::CheckpointReplaced,
+    FindingKind::CheckpointMismatch
+)]
+#[case::last_checkpoint_bogus(
+    "basic-dv-with-checkpoint",
+    Tamper::LastCheckpointBogus,
+    FindingKind::LastCheckpointInvalid
+)]
+#[case::table_id_changed("sample", Tamper::TableIdChanged, FindingKind::TableReplaced)]
+#[case::row_edited("sample", Tamper::RowEdited, FindingKind::AttestationAltered)]
+#[case::row_deleted("sample", Tamper::RowDeleted, FindingKind::AttestationMissing)]
+#[case::rows_reordered("sample", Tamper::RowsReordered, FindingKind::AttestationAltered)]
+#[case::row_resigned_untrusted(
+    "sample",
+    Tamper::RowResignedUntrusted,
+    FindingKind::SignatureUntrusted
+)]
+#[case::row_unsigned("sample", Tamper::RowUnsigned, FindingKind::AttestationUnsigned)]
+#[case::row_replayed("sample", Tamper::RowReplayed, FindingKind::AttestationDuplicated)]
+#[case::file_row_edited("sample", Tamper::FileRowEdited, FindingKind::FileRowsAltered)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tamper_is_found(
+    #[case] name: &str,
+    #[case] tamper: Tamper,
+    #[case] expected: FindingKind,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (table, wh) = attested_copy(name, tmp.path()).await;
+    let latest = attestation_rows(&wh, &table).await.len() as u64 - 1;
+    // Where the finding must point: (version, file).
+    let (version, file): (Option<u64>, Option<String>) = match tamper {
+        Tamper::DataBytes | Tamper::DataDeleted => {
+            // A file live at the latest version: the one the last add wrote.
+            let v = (0..=latest)
+                .rev()
+                .find(|v| !add_paths(&table, *v).is_empty())
+                .unwrap();
+            let path = add_paths(&table, v).pop().unwrap();
+            if matches!(tamper, Tamper::DataBytes) {
+                flip_byte(&table.join(&path), 200);
+            } else {
+                std::fs::remove_file(table.join(&path)).unwrap();
+            }
+            (Some(v), Some(path))
+        }
+        Tamper::DeletionVectorBytes => {
+            let files = file_rows(&wh, &table).await;
+            // The DV file of the last add that has one (live at the latest version).
+            let row = files
+                .iter()
+                .rev()
+                .find(|f| f.action == "add" && f.dv_file.is_some())
+                .unwrap();
+            let dv = row.dv_file.clone().unwrap();
+            flip_byte(&table.join(&dv), 30);
+            (Some(row.version), Some(dv))
+        }
+        Tamper::UnreferencedFile => {
+            std::fs::write(
+                table.join("region=emea/part-99999-injected.snappy.parquet"),
+                b"PAR1 fake",
+            )
+            .unwrap();
+            (
+                None,
+                Some("region=emea/part-99999-injected.snappy.parquet".into()),
+            )
+        }
+        Tamper::CommitRewritten => {
+            let p = table.join("_delta_log/00000000000000000003.json");
+            let t = std::fs::read_to_string(&p)
+                .unwrap()
+                .replacen("\"size\":", "\"size\":1", 1);
+            std::fs::write(&p, t).unwrap();
+            (Some(3), Some("_delta_log/00000000000000000003.json".into()))
+        }
+        Tamper::CommitReserialized => {
+            let p = table.join("_delta_log/00000000000000000004.json");
+            let t = std::fs::read_to_string(&p).unwrap().replace('\n', "\n\n");
+            std::fs::write(&p, t).unwrap();
+            (Some(4), Some("_delta_log/00000000000000000004.json".into()))
+        }
+        Tamper::CommitDeleted => {
+            std::fs::remove_file(table.join("_delta_log/00000000000000000005.json")).unwrap();
+            (Some(5), Some("_delta_log/00000000000000000005.json".into()))
+        }
+        Tamper::CommitInserted => {
+            // Shift versions 5.. up by one and put a forged commit at 5.
+            for v in (5..=latest).rev() {
+                std::fs::rename(
+                    table.join(format!("_delta_log/{v:020}.json")),
+                    table.join(format!("_delta_log/{:020}.json", v + 1)),
+                )
+                .unwrap();
+            }
+            std::fs::write(
+                table.join("_delta_log/00000000000000000005.json"),
+                "{\"commitInfo\":{\"timestamp\":1,\"operation\":\"WRITE\"}}\n",
+            )
+            .unwrap();
+            (Some(6), Some("_delta_log/00000000000000000006.json".into()))
+        }
+        Tamper::CheckpointReplaced => {
+            std::fs::copy(
+                table.join("_delta_log/00000000000000000020.checkpoint.parquet"),
+                table.join("_delta_log/00000000000000000010.checkpoint.parquet"),
+            )
+            .unwrap();
+            (
+                Some(10),
+                Some("_delta_log/00000000000000000010.checkpoint.parquet".into()),
+            )
+        }
+        Tamper::LastCheckpointBogus => {
+            std::fs::write(
+                table.join("_delta_log/_last_checkpoint"),
+                "{\"version\":33,\"size\":12}",
+            )
+            .unwrap();
+            (Some(33), Some("_delta_log/_last_checkpoint".into()))
+        }
+        Tamper::TableIdChanged => {
+            let p = table.join("_delta_log/00000000000000000000.json");
+            let text = std::fs::read_to_string(&p).unwrap();
+            let id = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find_map(|v| v["metaData"]["id"].as_str().map(str::to_owned))
+                .unwrap();
+            std::fs::write(
+                &p,
+                text.replace(&id, "11111111-2222-3333-4444-555555555555"),
+            )
+            .unwrap();
+            (Some(0), None)
+        }
+        Tamper::RowEdited => {
+            update_rows(
+                &wh,
+                "attestations",
+                "version = 3",
+                "state_digest",
+                &sql_str(&"ab".repeat(32)),
+            )
+            .await;
+            (Some(3), None)
+        }
+        Tamper::RowDeleted => {
+            delete_rows(&wh, "version = 4").await;
+            (Some(4), None)
+        }
+        Tamper::RowsReordered => {
+            // Swap the version columns of rows 2 and 3.
+            update_rows(&wh, "attestations", "version = 2", "version", "-1").await;
+            update_rows(&wh, "attestations", "version = 3", "version", "2").await;
+            update_rows(&wh, "attestations", "version = -1", "version", "3").await;
+            (Some(2), None)
+        }
+        Tamper::RowResignedUntrusted => {
+            let row = select_rows(&wh, "version = 5").await.remove(0);
+            let env = envelope_of(&row);
+            let attacker = key(66);
+            let forged = Envelope::sign(
+                IN_TOTO_PAYLOAD_TYPE,
+                env.payload().to_vec(),
+                attacker.as_ref(),
+            )
+            .unwrap();
+            update_rows(
+                &wh,
+                "attestations",
+                "version = 5",
+                "envelope",
+                &sql_str(&forged.to_json()),
+            )
+            .await;
+            update_rows(
+                &wh,
+                "attestations",
+                "version = 5",
+                "keyid",
+                &sql_str(attacker.keyid().as_str()),
+            )
+            .await;
+            (Some(5), None)
+        }
+        Tamper::RowUnsigned => {
+            let row = select_rows(&wh, "version = 6").await.remove(0);
+            let env = envelope_of(&row);
+            let bare = Envelope::unsigned(IN_TOTO_PAYLOAD_TYPE, env.payload().to_vec());
+            update_rows(
+                &wh,
+                "attestations",
+                "version = 6",
+                "envelope",
+                &sql_str(&bare.to_json()),
+            )
+            .await;
+            update_rows(&wh, "attestations", "version = 6", "level", "'L1'").await;
+            update_rows(&wh, "attestations", "version = 6", "keyid", "NULL").await;
+            (Some(6), None)
+        }
+        Tamper::RowReplayed => {
+            // Replay the (validly signed) row of version 2 as if it were version 7.
+            let row = select_rows(&wh, "version = 2").await.remove(0);
+            let replayed = replace_column(
+                &row,
+                "version",
+                std::sync::Arc::new(Int64Array::from(vec![7i64])),
+            );
+            append_rows(&wh, vec![replayed]).await;
+            (Some(2), None)
+        }
+        Tamper::FileRowEdited => {
+            update_rows(
+                &wh,
+                "files",
+                "version = 2 AND action = 'add'",
+                "sha256",
+                &sql_str(&"cd".repeat(32)),
+            )
+            .await;
+            (Some(2), None)
+        }
+    };
+    let r = verify(&table, &wh).await;
+    assert!(
+        !r.verified || expected.severity() == Severity::Warning,
+        "{tamper:?} not detected:\n{}",
+        summary(&r)
+    );
+    let hit = r.findings.iter().find(|f| {
+        f.kind == expected
+            && (version.is_none() || f.version == version)
+            && (file.is_none() || f.path == file)
+    });
+    assert!(
+        hit.is_some(),
+        "{tamper:?}: expected {} at {version:?} {file:?}, got:\n{}",
+        expected.code(),
+        summary(&r)
+    );
+    // Attestation-row findings name the row.
+    if matches!(
+        expected,
+        FindingKind::AttestationAltered
+            | FindingKind::SignatureUntrusted
+            | FindingKind::AttestationUnsigned
+    ) {
+        assert!(hit.unwrap().row.is_some(), "{tamper:?}: no row reference");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reordered_and_deleted_rows_break_the_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (table, wh) = attested_copy("sample", tmp.path()).await;
+    delete_rows(&wh, "version = 4").await;
+    let r = verify(&table, &wh).await;
+    assert!(
+        kinds(&r).contains(&(FindingKind::AttestationMissing, Some(4))),
+        "{}",
+        summary(&r)
+    );
+    // Version 5 still points to the deleted row's digest, which is no longer in the table, and
+    // the state of version 4 cannot be compared: the missing row is the finding.
+    assert!(!r.verified);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vacuum_after_a_legitimate_remove_is_not_tampering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (table, wh) = attested_copy("sample", tmp.path()).await;
+    // The file written at v1 was rewritten by the DELETE at v3; deleting it is what VACUUM does.
+    let path = add_paths(&table, 1).pop().unwrap();
+    std::fs::remove_file(table.join(&path)).unwrap();
+    let latest = verify(&table, &wh).await;
+    assert!(latest.findings.is_empty(), "{}", summary(&latest));
+    // Version 1 itself can no longer be checked deeply: a warning, not a failure.
+    let old = verify_with(
+        &table,
+        &wh,
+        &trust(1),
+        VerifyOptions {
+            at: VersionSpec::Version(1),
+            ..VerifyOptions::default()
+        },
+    )
+    .await;
+    assert!(old.verified, "{}", summary(&old));
+    assert!(
+        old.findings
+            .iter()
+            .any(|f| f.kind == FindingKind::DataFileVacuumed
+                && f.path.as_deref() == Some(path.as_str())),
+        "{}",
+        summary(&old)
+    );
+    let log_only = verify_with(
+        &table,
+        &wh,
+        &trust(1),
+        VerifyOptions {
+            at: VersionSpec::Version(1),
+            mode: VerifyMode::LogOnly,
+            ..VerifyOptions::default()
+        },
+    )
+    .await;
+    assert!(log_only.findings.is_empty(), "{}", summary(&log_only));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_outside_their_window_and_untrusted_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (table, wh) = attested_copy("sample", tmp.path()).await;
+    let pem = serde_json::to_string(&key(1).public_key().to_spki_pem().unwrap()).unwrap();
+    let expired = TrustedKeys::parse(&format!(
+        r#"{{"keys":[{{"name":"old","publicKey":{pem},"validUntil":"2020-01-01T00:00:00Z"}}]}}"#
+    ))
+    .unwrap();
+    let r = verify_with(&table, &wh, &expired, VerifyOptions::default()).await;
+    assert!(!r.verified);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.kind == FindingKind::KeyNotValid && f.detail.contains("expired")),
+        "{}",
+        summary(&r)
+    );
+    // Rotation: the old key plus a new one both valid now verifies.
+    let rotated = TrustedKeys::parse(&format!(
+        r#"{{"keys":[{{"publicKey":{}}},{{"publicKey":{pem},"validFrom":"2020-01-01T00:00:00Z"}}]}}"#,
+        serde_json::to_string(&key(2).public_key().to_spki_pem().unwrap()).unwrap()
+    ))
+    .unwrap();
+    assert!(
+        verify_with(&table, &wh, &rotated, VerifyOptions::default())
+            .await
+            .verified
+    );
+    // Another key entirely: every row is untrusted.
+    let r = verify_with(&table, &wh, &trust(9), VerifyOptions::default()).await;
+    assert_eq!(
+        r.findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::SignatureUntrusted)
+            .count() as u64,
+        r.latest_version + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_tables_fail_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let wh = tmp.path().join("wh");
+    Run::new(&table, &wh).unsigned().run().await.unwrap();
+    let r = verify(&table, &wh).await;
+    assert!(!r.verified);
+    let allowed = verify_with(
+        &table,
+        &wh,
+        &trust(1),
+        VerifyOptions {
+            unsigned: UnsignedRows::Warn,
+            ..VerifyOptions::default()
+        },
+    )
+    .await;
+    assert!(allowed.verified, "{}", summary(&allowed));
+    assert!(
+        allowed
+            .findings
+            .iter()
+            .all(|f| f.kind == FindingKind::AttestationUnsigned)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_travel_by_timestamp_and_unattested_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let wh = tmp.path().join("wh");
+    Run::new(&table, &wh).up_to(6).run().await.unwrap();
+    // Versions 7..9 exist but are not attested.
+    let r = verify(&table, &wh).await;
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.kind == FindingKind::AttestationMissing && f.version == Some(7)),
+        "{}",
+        summary(&r)
+    );
+    // As of version 6, everything holds.
+    let rows = attestation_rows(&wh, &table).await;
+    let t6 = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(rows[6].commit_timestamp_ms)
+        .unwrap();
+    let r = verify_with(
+        &table,
+        &wh,
+        &trust(1),
+        VerifyOptions {
+            at: VersionSpec::Timestamp(t6),
+            ..VerifyOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(r.version, 6);
+    assert!(
+        r.findings.iter().all(|f| f.severity == Severity::Warning),
+        "{}",
+        summary(&r)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_cli_exit_codes_and_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (table, wh) = attested_copy("sample", tmp.path()).await;
+    let pubk = tmp.path().join("k.pub");
+    std::fs::write(&pubk, key(1).public_key().to_spki_pem().unwrap()).unwrap();
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "verify",
+            table.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--trust",
+            pubk.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        makoto(&refs)
+    };
+    let ok = tokio::task::spawn_blocking({
+        let a = args(&["--json"]);
+        move || run(a)
+    })
+    .await
+    .unwrap();
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    let v: Value = serde_json::from_str(&ok.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["version"], 9);
+    let path = add_paths(&table, 9).pop().unwrap();
+    flip_byte(&table.join(&path), 100);
+    let bad = tokio::task::spawn_blocking({
+        let a = args(&[]);
+        move || run(a)
+    })
+    .await
+    .unwrap();
+    assert_eq!(bad.code, Some(1), "{}", bad.stderr);
+    assert!(
+        bad.stdout.contains("NOT VERIFIED")
+            && bad.stdout.contains("data-file-changed")
+            && bad.stdout.contains(&path),
+        "{}",
+        bad.stdout
+    );
+    let log_only = tokio::task::spawn_blocking({
+        let a = args(&["--log-only"]);
+        move || run(a)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        log_only.code,
+        Some(0),
+        "log-only does not read data: {}",
+        log_only.stdout
+    );
+    let missing = tokio::task::spawn_blocking({
+        let a = args(&["--version", "42"]);
+        move || run(a)
+    })
+    .await
+    .unwrap();
+    assert_eq!(missing.code, Some(2));
+    assert!(
+        missing.stderr.contains("version 42 does not exist"),
+        "{}",
+        missing.stderr
+    );
+}
