@@ -10,6 +10,7 @@ mod corpus;
 mod crash;
 mod errors;
 mod operations;
+mod proofs;
 mod python;
 mod sample;
 mod support;

@@ -20,6 +20,12 @@ pub enum Command {
     Attest(AttestArgs),
     /// Verify a table version against its attestations, or say exactly what changed.
     Verify(VerifyArgs),
+    /// Write a portable proof that a file is part of an attested table version.
+    Prove(ProveArgs),
+    /// Check a proof written by `makoto prove`, offline.
+    VerifyProof(VerifyProofArgs),
+    /// Print a signed checkpoint of the latest attestation of every table, for anchoring.
+    Head(HeadArgs),
     /// Attest the bundled sample table into a local warehouse and show the result.
     Demo(DemoArgs),
 }
@@ -79,12 +85,66 @@ pub struct VerifyArgs {
     /// Report unsigned (L1) attestations as warnings instead of failing.
     #[arg(long)]
     pub allow_unsigned: bool,
+    /// Only check what changed since the last signed, successful verification recorded in
+    /// system.makoto.verifications.
+    #[arg(long)]
+    pub since_last: bool,
+    /// A head written by `makoto head`: the attestation table must still hold what it recorded.
+    #[arg(long, value_name = "HEAD")]
+    pub anchor: Option<std::path::PathBuf>,
+    /// Key to sign the verification record with (needed for a later --since-last).
+    #[arg(long, env = "MAKOTO_VERIFIER_KEY")]
+    pub key: Option<std::path::PathBuf>,
+    /// Do not record the verification in system.makoto.verifications.
+    #[arg(long)]
+    pub no_record: bool,
     /// Files hashed in parallel (default: twice the number of cores).
     #[arg(long, value_name = "N")]
     pub parallelism: Option<usize>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProveArgs {
+    /// The Delta table.
+    pub table: String,
+    /// The data file, as its path relative to the table root (as in system.makoto.files).
+    #[arg(long)]
+    pub file: String,
+    /// The table version.
+    #[arg(long, value_name = "N")]
+    pub version: u64,
+    #[arg(long, env = "MAKOTO_WAREHOUSE")]
+    pub warehouse: String,
+    /// Write the proof here instead of standard output.
+    #[arg(long, value_name = "PROOF")]
+    pub out: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyProofArgs {
+    /// The proof file.
+    pub proof: std::path::PathBuf,
+    /// Trusted key (.pub) or trust file.
+    #[arg(long, env = "MAKOTO_TRUST")]
+    pub trust: std::path::PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HeadArgs {
+    #[arg(long, env = "MAKOTO_WAREHOUSE")]
+    pub warehouse: String,
+    /// Private key to sign the head with.
+    #[arg(long, env = "MAKOTO_KEY")]
+    pub key: std::path::PathBuf,
+    /// Write the signed head here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -195,6 +195,15 @@ impl<T> Verified<T> {
     pub fn payload_digest(&self) -> Sha256Digest {
         self.payload_digest
     }
+
+    /// A value derived from the verified one keeps its verification.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Verified<U> {
+        Verified {
+            value: f(self.value),
+            keyid: self.keyid,
+            payload_digest: self.payload_digest,
+        }
+    }
 }
 
 /// The signing time a statement records: `predicate.delta.attestor.attestedAt` for commit

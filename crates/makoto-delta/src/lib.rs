@@ -21,10 +21,12 @@
 pub mod attest;
 mod error;
 pub mod hashing;
+pub mod head;
 pub mod keyfile;
 pub mod location;
 pub mod log;
 pub mod pages;
+pub mod proof;
 pub mod store;
 pub mod verify;
 

@@ -2,9 +2,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use makoto_core::dsse::Envelope;
-use makoto_core::verify::{TrustedKeys, verify_statement};
-use makoto_delta::{AttestationStore, Location, StorageOptions, keyfile};
+use makoto_core::verify::TrustedKeys;
+use makoto_delta::{
+    AttestationStore, Location, SourceTable, StorageOptions, Verifier, VerifyOptions, keyfile,
+};
 use serde_json::json;
 
 use super::attest::{AttestRequest, attest, print_summary, summary_json};
@@ -49,7 +50,7 @@ pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     })
     .await?;
 
-    // Check every row of the table against the demo's public key and the chain.
+    // Verify the sample, deeply, against the demo's public key.
     let public = keyfile::load_public_key(&pub_path)?;
     let trusted = TrustedKeys::new(vec![public.clone()]);
     let storage = StorageOptions::default();
@@ -58,31 +59,16 @@ pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         storage.clone(),
     )
     .await?;
-    let rows = store.attestation_rows(&summary.table_uri).await?;
-    let mut previous = None;
-    for row in &rows {
-        let env = Envelope::from_json(row.envelope.as_bytes())?;
-        let verified = verify_statement(&env, &trusted)
-            .with_context(|| format!("{}@v{}", row.table_uri, row.version))?;
-        let subject = verified
-            .value()
-            .subject()
-            .first()
-            .and_then(|s| s.sha256())
-            .unwrap_or_default();
-        if subject != row.state_digest.to_hex()
-            || verified.payload_digest() != row.attestation_digest
-        {
-            bail!(
-                "{}@v{}: row does not match its signed statement",
-                row.table_uri,
-                row.version
-            );
-        }
-        if row.previous_attestation_digest != previous {
-            bail!("{}@v{}: chain broken", row.table_uri, row.version);
-        }
-        previous = Some(row.attestation_digest);
+    let source = SourceTable::open(Location::existing(&table.display().to_string())?, &storage)?;
+    let report = Verifier::new(&source, &store, &trusted, VerifyOptions::default())
+        .run()
+        .await?;
+    if !report.verified {
+        bail!(
+            "the sample does not verify: {} findings, first: {:?}",
+            report.findings.len(),
+            report.findings.first().map(|f| &f.detail)
+        );
     }
 
     let session = makoto_sql::MakotoSession::open(
@@ -109,7 +95,8 @@ pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
                 "keyCreated": created_key.is_some(),
                 "warehouse": summary.warehouse,
                 "summary": summary_json(&summary),
-                "rowsVerified": rows.len(),
+                "rowsVerified": report.attestation_rows,
+                "verified": report.verified,
             })
         )?;
         return Ok(super::EXIT_OK);
@@ -140,10 +127,10 @@ pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     writeln!(out)?;
     writeln!(
         out,
-        "checked {} attestation rows: every DSSE signature verifies with {}, every row matches its signed statement, and the chain is unbroken",
-        rows.len(),
+        "makoto verify (deep, trusting {}):",
         pub_path.display()
     )?;
+    super::verify::print_report(&report, out)?;
     writeln!(out)?;
     writeln!(out, "system.makoto.attestations (SQL: {query})")?;
     writeln!(out, "{}", makoto_sql::format_table(&batches)?)?;
@@ -163,6 +150,13 @@ pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         out,
         "  read the attestations with another Delta reader: python3 -c \"import deltalake; print(deltalake.DeltaTable('{}/system/makoto/attestations').to_pandas())\"",
         warehouse.display()
+    )?;
+    writeln!(
+        out,
+        "  verify any version: cargo run -- verify {} --warehouse {} --trust {} --version 4",
+        table.display(),
+        warehouse.display(),
+        pub_path.display()
     )?;
     writeln!(
         out,

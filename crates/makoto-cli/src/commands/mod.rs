@@ -1,6 +1,8 @@
 mod attest;
 mod demo;
+mod head;
 mod keygen;
+mod proof;
 mod verify;
 
 use std::io::Write;
@@ -19,6 +21,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Keygen(a) => keygen::run(a, out),
         Command::Attest(a) => attest::run(a, out).await,
         Command::Verify(a) => verify::run(a, out).await,
+        Command::Prove(a) => proof::prove(a, out).await,
+        Command::VerifyProof(a) => proof::verify(a, out),
+        Command::Head(a) => head::run(a, out).await,
         Command::Demo(a) => demo::run(a, out).await,
     }
 }

@@ -2,12 +2,15 @@ use std::io::Write;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use makoto_core::head::verify_head;
 use makoto_core::verify::TrustedKeys;
-use makoto_delta::verify::UnsignedRows;
+use makoto_delta::keyfile;
+use makoto_delta::verify::{RecordSigner, UnsignedRows};
 use makoto_delta::{
     AttestationStore, Location, Severity, SourceTable, StorageOptions, Verifier, VerifyMode,
     VerifyOptions, VerifyReport, VersionSpec,
 };
+use std::sync::Arc;
 
 use super::{EXIT_FINDINGS, EXIT_OK, human_bytes};
 use crate::args::VerifyArgs;
@@ -31,10 +34,14 @@ pub fn print_report(r: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()
         VerifyMode::Deep => "deep",
         VerifyMode::LogOnly => "log only",
     };
+    let since = r
+        .since
+        .map(|s| format!(", versions after {s} (since the last verification)"))
+        .unwrap_or_default();
     if r.verified {
         writeln!(
             out,
-            "VERIFIED {} at version {} ({mode}): {} attestation rows, {} commits, {} checkpoints, {} files rehashed ({})",
+            "VERIFIED {} at version {} ({mode}{since}): {} attestation rows, {} commits, {} checkpoints, {} files rehashed ({})",
             r.table,
             r.version,
             r.attestation_rows,
@@ -46,7 +53,7 @@ pub fn print_report(r: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()
     } else {
         writeln!(
             out,
-            "NOT VERIFIED {} at version {} ({mode}): {} errors, {} warnings",
+            "NOT VERIFIED {} at version {} ({mode}{since}): {} errors, {} warnings",
             r.table,
             r.version,
             r.errors(),
@@ -120,9 +127,45 @@ pub async fn run(args: VerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     if let Some(p) = args.parallelism {
         options.parallelism = p.max(1);
     }
+    if let Some(anchor) = &args.anchor {
+        let bytes = std::fs::read(anchor)
+            .with_context(|| format!("anchor {}: cannot read", anchor.display()))?;
+        let head =
+            verify_head(&bytes, &trust).with_context(|| format!("anchor {}", anchor.display()))?;
+        let entry = head
+            .value()
+            .iter()
+            .find(|e| e.table == source.uri())
+            .cloned()
+            .with_context(|| {
+                format!(
+                    "anchor {} has no entry for {}",
+                    anchor.display(),
+                    source.uri()
+                )
+            })?;
+        options.anchor = Some(entry);
+    }
+    options.since_last = args.since_last;
+    options.record = if args.no_record {
+        None
+    } else {
+        Some(match &args.key {
+            Some(k) => RecordSigner::Signed(Arc::new(keyfile::load_signing_key(k)?)),
+            None => RecordSigner::Unsigned,
+        })
+    };
     let report = Verifier::new(&source, &store, &trust, options)
         .run()
         .await?;
+    if args.since_last && report.since.is_none() && !args.json {
+        eprintln!(
+            "note: no signed, successful verification recorded for this table; verified from version 0"
+        );
+    }
+    if let Some(e) = &report.record_error {
+        eprintln!("warning: the verification was not recorded: {e}");
+    }
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
     } else {

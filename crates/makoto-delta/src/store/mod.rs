@@ -10,13 +10,13 @@ use deltalake::kernel::transaction::{CommitConflictError, CommitProperties, Tran
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
-pub use rows::{AttestationRow, FileRow};
+pub use rows::{AttestationRow, FileRow, VerificationRow};
 
 use crate::Error;
 use crate::location::{Location, StorageOptions};
 use crate::pages::PageStore;
 use columns::{delta_fields, to_batch};
-use rows::{ATTESTATION_COLUMNS, FILE_COLUMNS};
+use rows::{ATTESTATION_COLUMNS, FILE_COLUMNS, VERIFICATION_COLUMNS};
 
 /// SQL name of the attestations table.
 pub const ATTESTATIONS_TABLE: &str = "system.makoto.attestations";
@@ -27,6 +27,10 @@ pub const FILES_TABLE: &str = "system.makoto.files";
 pub const ATTESTATIONS_PATH: &str = "system/makoto/attestations";
 /// Path of the files table under the warehouse.
 pub const FILES_PATH: &str = "system/makoto/files";
+/// SQL name of the verification records table.
+pub const VERIFICATIONS_TABLE: &str = "system.makoto.verifications";
+/// Path of the verification records table under the warehouse.
+pub const VERIFICATIONS_PATH: &str = "system/makoto/verifications";
 /// Prefix of the state-tree pages under the warehouse.
 pub const STATE_PAGES_PATH: &str = "system/makoto/state";
 
@@ -75,6 +79,11 @@ pub fn file_columns() -> Vec<ColumnDoc> {
     docs(FILE_COLUMNS)
 }
 
+/// The columns of `system.makoto.verifications`.
+pub fn verification_columns() -> Vec<ColumnDoc> {
+    docs(VERIFICATION_COLUMNS)
+}
+
 /// Result of an idempotent append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppendOutcome {
@@ -92,6 +101,7 @@ pub struct AttestationStore {
     options: StorageOptions,
     attestations: Location,
     files: Location,
+    verifications: Location,
     pages: PageStore,
 }
 
@@ -100,6 +110,7 @@ impl AttestationStore {
     pub async fn open(warehouse: Location, options: StorageOptions) -> Result<Self, Error> {
         let attestations = warehouse.join(ATTESTATIONS_PATH)?;
         let files = warehouse.join(FILES_PATH)?;
+        let verifications = warehouse.join(VERIFICATIONS_PATH)?;
         let pages = PageStore::new(
             warehouse.object_store(&options)?,
             STATE_PAGES_PATH,
@@ -110,6 +121,7 @@ impl AttestationStore {
             options,
             attestations,
             files,
+            verifications,
             pages,
         };
         store
@@ -141,6 +153,46 @@ impl AttestationStore {
     }
     pub fn pages(&self) -> &PageStore {
         &self.pages
+    }
+    pub fn verifications_location(&self) -> &Location {
+        &self.verifications
+    }
+
+    /// Verification records of `table_uri` (none when the table does not exist yet).
+    pub async fn verification_rows(&self, table_uri: &str) -> Result<Vec<VerificationRow>, Error> {
+        if !self.has_log(&self.verifications).await? {
+            return Ok(Vec::new());
+        }
+        let table = self.load(&self.verifications).await?;
+        let filter = col("table_uri").eq(lit(table_uri));
+        let mut rows = self
+            .rows(&table, filter, &self.verifications, VerificationRow::read)
+            .await?;
+        rows.sort_by_key(|r| (r.version, r.verified_at_us));
+        Ok(rows)
+    }
+
+    /// Appends a verification record, creating the table on first use.
+    pub async fn append_verification(&self, row: &VerificationRow) -> Result<(), Error> {
+        self.ensure_table(
+            &self.verifications,
+            VERIFICATION_COLUMNS,
+            "verifications",
+            "Makoto verification records: one row per makoto verify run.",
+        )
+        .await?;
+        let table = self.load(&self.verifications).await?;
+        let batch =
+            to_batch(VERIFICATION_COLUMNS, &[row.to_cells()]).map_err(|e| Error::StoreCorrupt {
+                store: self.verifications.as_uri(),
+                reason: format!("cannot build rows: {e}"),
+            })?;
+        table
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .await
+            .map_err(|e| Error::delta(self.verifications.as_uri(), e))?;
+        Ok(())
     }
 
     async fn ensure_table(
@@ -310,6 +362,18 @@ impl AttestationStore {
             .await?;
         rows.sort_by_key(|r| r.version);
         Ok(rows)
+    }
+
+    /// Every attestation row of every table.
+    pub async fn all_attestation_rows(&self) -> Result<Vec<AttestationRow>, Error> {
+        let table = self.load_attestations().await?;
+        self.rows(
+            &table,
+            datafusion::prelude::lit(true),
+            &self.attestations,
+            AttestationRow::read,
+        )
+        .await
     }
 
     /// File rows of `table_uri` for versions in `from..=to`, ordered by version.

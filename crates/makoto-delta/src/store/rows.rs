@@ -693,3 +693,169 @@ impl FileRow {
         })
     }
 }
+
+pub(crate) const VERIFICATION_COLUMNS: &[Col] = &[
+    col(
+        "table_uri",
+        Kind::Str,
+        false,
+        "Canonical URI of the verified table.",
+    ),
+    col(
+        "table_id",
+        Kind::Str,
+        true,
+        "Delta table id of the verified version's attestation.",
+    ),
+    col("version", Kind::Long, false, "The verified version."),
+    col(
+        "mode",
+        Kind::Str,
+        false,
+        "deep (data files rehashed) or log-only.",
+    ),
+    col("result", Kind::Str, false, "verified, or findings."),
+    col("errors", Kind::Long, false, "Number of error findings."),
+    col("warnings", Kind::Long, false, "Number of warning findings."),
+    col(
+        "finding_kinds",
+        Kind::Str,
+        false,
+        "Distinct finding kinds, comma-separated (empty when none).",
+    ),
+    col(
+        "state_digest",
+        Kind::Str,
+        true,
+        "Attested state digest of the verified version.",
+    ),
+    col(
+        "attestation_digest",
+        Kind::Str,
+        true,
+        "Attestation digest of the verified version.",
+    ),
+    col(
+        "since_version",
+        Kind::Long,
+        true,
+        "With --since-last: the version of the earlier verification this one continued from.",
+    ),
+    col("verified_at", Kind::Ts, false, "When the verification ran."),
+    col("verifier", Kind::Str, false, "Who ran it (user@host)."),
+    col(
+        "trusted_keyids",
+        Kind::Str,
+        false,
+        "Key ids the verification trusted, comma-separated.",
+    ),
+    col(
+        "keyid",
+        Kind::Str,
+        true,
+        "Key id that signed this record; null when unsigned.",
+    ),
+    col(
+        "envelope",
+        Kind::Str,
+        false,
+        "The record as a DSSE envelope (signed when a key was given).",
+    ),
+    col("report", Kind::Str, false, "The findings as JSON."),
+    col(
+        "attestor_version",
+        Kind::Str,
+        false,
+        "makoto and deltalake versions.",
+    ),
+    col("run_id", Kind::Str, false, "Id of the verification run."),
+];
+
+/// One row of `system.makoto.verifications`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationRow {
+    pub table_uri: String,
+    pub table_id: Option<String>,
+    pub version: u64,
+    pub mode: String,
+    pub result: String,
+    pub errors: u64,
+    pub warnings: u64,
+    pub finding_kinds: String,
+    pub state_digest: Option<Sha256Digest>,
+    pub attestation_digest: Option<Sha256Digest>,
+    pub since_version: Option<u64>,
+    pub verified_at_us: i64,
+    pub verifier: String,
+    pub trusted_keyids: String,
+    pub keyid: Option<String>,
+    pub envelope: String,
+    pub report: String,
+    pub attestor_version: String,
+    pub run_id: String,
+}
+
+impl VerificationRow {
+    pub(crate) fn to_cells(&self) -> Vec<Cell> {
+        vec![
+            s(&self.table_uri),
+            opt_s(self.table_id.as_deref()),
+            long(self.version),
+            s(&self.mode),
+            s(&self.result),
+            long(self.errors),
+            long(self.warnings),
+            s(&self.finding_kinds),
+            opt_s(self.state_digest.map(|d| d.to_hex()).as_deref()),
+            opt_s(self.attestation_digest.map(|d| d.to_hex()).as_deref()),
+            opt_long(self.since_version),
+            Cell::Ts(Some(self.verified_at_us)),
+            s(&self.verifier),
+            s(&self.trusted_keyids),
+            opt_s(self.keyid.as_deref()),
+            s(&self.envelope),
+            s(&self.report),
+            s(&self.attestor_version),
+            s(&self.run_id),
+        ]
+    }
+
+    pub(crate) fn read(
+        batch: &arrow::array::RecordBatch,
+        row: usize,
+        store: &str,
+    ) -> Result<Self, Error> {
+        let r = Reader {
+            inner: RowReader::new(batch, row),
+            store,
+            what: format!(
+                "verification row {}@v{}",
+                RowReader::new(batch, row)
+                    .str("table_uri")
+                    .unwrap_or_default(),
+                RowReader::new(batch, row).long("version").unwrap_or(-1)
+            ),
+        };
+        Ok(VerificationRow {
+            table_uri: r.req_str("table_uri")?,
+            table_id: r.inner.str("table_id"),
+            version: r.req_u64("version")?,
+            mode: r.req_str("mode")?,
+            result: r.req_str("result")?,
+            errors: r.req_u64("errors")?,
+            warnings: r.req_u64("warnings")?,
+            finding_kinds: r.req_str("finding_kinds")?,
+            state_digest: r.opt_digest("state_digest")?,
+            attestation_digest: r.opt_digest("attestation_digest")?,
+            since_version: r.opt_u64("since_version")?,
+            verified_at_us: r.ts("verified_at")?,
+            verifier: r.req_str("verifier")?,
+            trusted_keyids: r.req_str("trusted_keyids")?,
+            keyid: r.inner.str("keyid"),
+            envelope: r.req_str("envelope")?,
+            report: r.req_str("report")?,
+            attestor_version: r.req_str("attestor_version")?,
+            run_id: r.req_str("run_id")?,
+        })
+    }
+}

@@ -12,6 +12,7 @@ mod chain;
 mod checkpoints;
 mod data;
 mod findings;
+mod record;
 mod replay;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -24,6 +25,7 @@ use makoto_core::verify::TrustedKeys;
 use serde::Serialize;
 
 pub use findings::{Finding, FindingKind, RowRef, Severity};
+pub use record::RecordSigner;
 
 use crate::Error;
 use crate::location::StorageOptions;
@@ -67,6 +69,13 @@ pub struct VerifyOptions {
     /// Files hashed at once in deep mode.
     pub parallelism: usize,
     pub storage: StorageOptions,
+    /// This table's entry of a trusted head (`makoto head`): the attestation table must still
+    /// hold that attestation.
+    pub anchor: Option<makoto_core::head::HeadEntry>,
+    /// Continue from the last recorded, signed, successful verification instead of version 0.
+    pub since_last: bool,
+    /// Record the outcome in `system.makoto.verifications` (`None`: do not).
+    pub record: Option<record::RecordSigner>,
 }
 
 impl Default for VerifyOptions {
@@ -77,6 +86,9 @@ impl Default for VerifyOptions {
             unsigned: UnsignedRows::Fail,
             parallelism: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             storage: StorageOptions::default(),
+            anchor: None,
+            since_last: false,
+            record: None,
         }
     }
 }
@@ -103,6 +115,12 @@ pub struct VerifyReport {
     pub state_digest: Option<String>,
     /// The attestation digest of the verified version's row.
     pub attestation_digest: Option<String>,
+    /// With `since_last`: the version of the recorded verification this one continued from.
+    pub since: Option<u64>,
+    /// The verification was recorded in `system.makoto.verifications`.
+    pub recorded: bool,
+    /// Why it could not be recorded.
+    pub record_error: Option<String>,
 }
 
 impl VerifyReport {
@@ -195,9 +213,24 @@ impl<'a> Verifier<'a> {
         let target = self.resolve_version(&log, latest).await?;
         let mut findings = Vec::new();
 
-        // Attestation rows, each on its own, then the chain.
         let rows = self.store.attestation_rows(&uri).await?;
         let attestation_rows = rows.len() as u64;
+        let base = if self.options.since_last {
+            record::find_base(
+                self.store,
+                &uri,
+                self.trust,
+                target,
+                self.options.mode,
+                &rows,
+            )
+            .await?
+        } else {
+            None
+        };
+        let from = base.as_ref().map_or(0, |b| b.version + 1);
+
+        // Attestation rows, each on its own, then the chain.
         let attested_beyond: Vec<u64> = rows
             .iter()
             .map(|r| r.version)
@@ -215,9 +248,15 @@ impl<'a> Verifier<'a> {
                 .at(*first),
             );
         }
+        if let Some(anchor) = &self.options.anchor {
+            check_anchor(anchor, &rows, &mut findings);
+        }
+        if let Some(b) = &base {
+            b.check_still_attested(&rows, &mut findings);
+        }
         let checked: Vec<_> = rows
             .into_iter()
-            .filter(|r| r.version <= target)
+            .filter(|r| r.version >= from && r.version <= target)
             .map(|r| {
                 check_row(
                     r,
@@ -228,12 +267,22 @@ impl<'a> Verifier<'a> {
                 )
             })
             .collect();
-        let chain = select_chain(checked, 0, target, None, &mut findings);
+        let chain = select_chain(
+            checked,
+            from,
+            target,
+            base.as_ref().map(|b| b.attestation_digest),
+            &mut findings,
+        );
 
         // File rows and the attested changes of each version.
         let files_table = self.store.load_files().await?;
         let mut by_version: BTreeMap<u64, Vec<FileRow>> = BTreeMap::new();
-        for r in self.store.file_rows(&files_table, &uri, 0, target).await? {
+        for r in self
+            .store
+            .file_rows(&files_table, &uri, from, target)
+            .await?
+        {
             by_version.entry(r.version).or_default().push(r);
         }
         let changes = attested_changes(&chain, &by_version, &mut findings);
@@ -243,12 +292,16 @@ impl<'a> Verifier<'a> {
             .checkpoints()
             .keys()
             .copied()
-            .filter(|c| *c <= target)
+            .filter(|c| (from..=target).contains(c))
             .collect();
         let first_commit = log.commits().keys().next().copied().unwrap_or(0);
-        let mut replay = Replay::new(StateTree::new());
+        let tree = match &base {
+            Some(b) => StateTree::resume(b.state_digest, b.live_files, b.live_bytes),
+            None => StateTree::new(),
+        };
+        let mut replay = Replay::new(tree);
         let mut referenced: HashSet<String> = HashSet::new();
-        for v in 0..=target {
+        for v in from..=target {
             if !log.commits().contains_key(&v) {
                 if v < first_commit && log.checkpoints().keys().any(|c| *c >= v) {
                     findings.push(
@@ -299,14 +352,14 @@ impl<'a> Verifier<'a> {
                     .at(v),
                 );
             }
-            let unknown = replay.apply(&commit, changes.get(&v).map(Vec::as_slice))?;
-            if !unknown.is_empty() && matches {
-                tracing::debug!(
-                    version = v,
-                    files = unknown.len(),
-                    "file digests unknown; state not recomputed from here"
-                );
+            if base.is_some() && replay.known {
+                let keys = touched_keys(&commit);
+                self.store
+                    .pages()
+                    .load_paths(&mut replay.tree, &keys)
+                    .await?;
             }
+            replay.apply(&commit, changes.get(&v).map(Vec::as_slice))?;
             if replay.known
                 && matches
                 && let Some(att) = chain.get(&v).and_then(|r| r.attested.as_ref())
@@ -326,7 +379,7 @@ impl<'a> Verifier<'a> {
                     .at(v),
                 );
             }
-            if checkpoint_versions.contains(&v) && replay.known {
+            if checkpoint_versions.contains(&v) && replay.known && base.is_none() {
                 replay.at_checkpoints.insert(v, replay.live_set());
             }
         }
@@ -360,7 +413,11 @@ impl<'a> Verifier<'a> {
 
         let (mut files_hashed, mut bytes_hashed) = (0, 0);
         if self.options.mode == VerifyMode::Deep {
-            let live = replay.live_files();
+            let mut live = replay.live_files();
+            if base.is_some() {
+                // Files live since the base verification were checked by it.
+                live.retain(|f| replay.added_at.contains_key(&f.entry.key()));
+            }
             (files_hashed, bytes_hashed) = data::check_live_files(
                 self.source,
                 &live,
@@ -369,18 +426,24 @@ impl<'a> Verifier<'a> {
                 &mut findings,
             )
             .await;
-            let cutoff = chain
-                .values()
-                .filter_map(|r| DateTime::<Utc>::from_timestamp_micros(r.row.attested_at_us))
-                .max();
-            data::check_unreferenced(self.source, &referenced, cutoff, &mut findings).await?;
+            if base.is_none() {
+                let cutoff = chain
+                    .values()
+                    .filter_map(|r| DateTime::<Utc>::from_timestamp_micros(r.row.attested_at_us))
+                    .max();
+                data::check_unreferenced(self.source, &referenced, cutoff, &mut findings).await?;
+            }
         }
 
         let head = chain.get(&target);
         let mut findings = merge_missing(findings);
         findings.sort_by_key(|f| (f.version, f.kind));
         let verified = !findings.iter().any(|f| f.severity == Severity::Error);
-        Ok(VerifyReport {
+        if verified && replay.known {
+            // Keep the verified state's pages so a later --since-last can resume from it.
+            record::persist_state(self.store, &mut replay.tree).await?;
+        }
+        let mut report = VerifyReport {
             table: uri,
             table_id: head.map(|r| r.row.table_id.clone()),
             version: target,
@@ -399,7 +462,20 @@ impl<'a> Verifier<'a> {
             attestation_digest: head
                 .and_then(|r| r.payload_digest)
                 .map(|d: Sha256Digest| d.to_hex()),
-        })
+            since: base.as_ref().map(|b| b.version),
+            recorded: false,
+            record_error: None,
+        };
+        if let Some(mode) = &self.options.record {
+            match record::write_record(self.store, self.trust, &report, mode).await {
+                Ok(()) => report.recorded = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not record the verification");
+                    report.record_error = Some(e.to_string());
+                }
+            }
+        }
+        Ok(report)
     }
 
     async fn resolve_version(&self, log: &crate::log::LogFiles, latest: u64) -> Result<u64, Error> {
@@ -434,6 +510,76 @@ impl<'a> Verifier<'a> {
             }
         }
     }
+}
+
+/// The attestation a trusted head recorded must still be in the table.
+fn check_anchor(
+    anchor: &makoto_core::head::HeadEntry,
+    rows: &[crate::store::AttestationRow],
+    findings: &mut Vec<Finding>,
+) {
+    let at_version: Vec<&crate::store::AttestationRow> = rows
+        .iter()
+        .filter(|r| r.version == anchor.version)
+        .collect();
+    let present = at_version.iter().any(|r| {
+        makoto_core::dsse::Envelope::from_json(r.envelope.as_bytes())
+            .is_ok_and(|e| Sha256Digest::of(e.payload()) == anchor.attestation_digest)
+    });
+    if present {
+        return;
+    }
+    let max = rows.iter().map(|r| r.version).max();
+    if at_version.is_empty() && max.is_none_or(|m| m < anchor.version) {
+        findings.push(
+            Finding::new(
+                FindingKind::AttestationsTruncated,
+                format!(
+                    "the anchor records version {} (attestation {}); the attestation table ends at {}",
+                    anchor.version,
+                    anchor.attestation_digest,
+                    max.map_or("no row".to_owned(), |m| format!("version {m}"))
+                ),
+            )
+            .at(anchor.version),
+        );
+    } else {
+        findings.push(
+            Finding::new(
+                FindingKind::AnchorMismatch,
+                format!(
+                    "the anchor records attestation {} for version {}; the table holds {}",
+                    anchor.attestation_digest,
+                    anchor.version,
+                    if at_version.is_empty() {
+                        "no row for that version".to_owned()
+                    } else {
+                        at_version
+                            .iter()
+                            .map(|r| r.attestation_digest.to_hex())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            )
+            .at(anchor.version),
+        );
+    }
+}
+
+fn touched_keys(commit: &Commit) -> Vec<Sha256Digest> {
+    let id = |d: Option<&makoto_core::delta::DeletionVector>| {
+        d.map(makoto_core::delta::DeletionVector::unique_id)
+    };
+    commit
+        .removes()
+        .map(|r| {
+            makoto_core::state::leaf_key(r.path().as_str(), id(r.deletion_vector()).as_deref())
+        })
+        .chain(commit.adds().map(|a| {
+            makoto_core::state::leaf_key(a.path().as_str(), id(a.deletion_vector()).as_deref())
+        }))
+        .collect()
 }
 
 fn note_references(commit: &Commit, referenced: &mut HashSet<String>) {

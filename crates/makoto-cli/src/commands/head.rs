@@ -1,0 +1,30 @@
+use std::io::Write;
+
+use anyhow::Context;
+use makoto_delta::{AttestationStore, Location, StorageOptions, keyfile};
+
+use super::EXIT_OK;
+use crate::args::HeadArgs;
+
+pub async fn run(args: HeadArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let key = keyfile::load_signing_key(&args.key)?;
+    let store = AttestationStore::open(
+        Location::existing(&args.warehouse)?,
+        StorageOptions::default(),
+    )
+    .await?;
+    let (envelope, entries) = makoto_delta::head::sign_current_head(&store, &key).await?;
+    let json = envelope.to_json();
+    match &args.out {
+        Some(path) => std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => writeln!(out, "{json}")?,
+    }
+    for e in &entries {
+        eprintln!(
+            "{}@v{} attestation {}",
+            e.table, e.version, e.attestation_digest
+        );
+    }
+    Ok(EXIT_OK)
+}

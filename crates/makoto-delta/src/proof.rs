@@ -1,0 +1,131 @@
+//! Building a portable membership proof for one file of an attested version.
+
+use makoto_core::Sha256Digest;
+use makoto_core::attestation::ChangeKind;
+use makoto_core::dsse::Envelope;
+use makoto_core::proof::FileProof;
+use makoto_core::state::{DvEntry, FileEntry, StateTree, leaf_key};
+
+use crate::Error;
+use crate::store::{AttestationStore, FileRow};
+
+fn entry_of(row: &FileRow) -> Option<FileEntry> {
+    let dv = row.dv_unique_id.as_ref().map(|id| {
+        DvEntry::new(
+            id.clone(),
+            row.dv_size_in_bytes.unwrap_or(0),
+            row.dv_cardinality.unwrap_or(0),
+            row.dv_sha256,
+        )
+    });
+    Some(FileEntry::new(row.path.clone(), row.size?, row.sha256?, dv))
+}
+
+/// The state tree of `version`, rebuilt from the file rows and checked against `expected`.
+fn tree_at(
+    rows: &[FileRow],
+    expected: Sha256Digest,
+    store: &str,
+    table: &str,
+    version: u64,
+) -> Result<StateTree, Error> {
+    let mut tree = StateTree::new();
+    let core = |e| Error::core(format!("{table}@v{version}"), e);
+    let mut i = 0;
+    while i < rows.len() {
+        let v = rows[i].version;
+        let j = rows[i..]
+            .iter()
+            .position(|r| r.version != v)
+            .map_or(rows.len(), |k| i + k);
+        let commit = &rows[i..j];
+        for r in commit
+            .iter()
+            .filter(|r| r.kind() == Some(ChangeKind::Remove))
+        {
+            tree.remove(&leaf_key(&r.path, r.dv_unique_id.as_deref()))
+                .map_err(core)?;
+        }
+        for r in commit.iter().filter(|r| r.kind() == Some(ChangeKind::Add)) {
+            if let Some(e) = entry_of(r) {
+                tree.insert(e).map_err(core)?;
+            }
+        }
+        i = j;
+    }
+    if tree.root() != expected {
+        return Err(Error::StoreCorrupt {
+            store: store.to_owned(),
+            reason: format!(
+                "the file rows of {table} up to version {version} give state {}, the attestation says {expected}; run `makoto verify`",
+                tree.root()
+            ),
+        });
+    }
+    Ok(tree)
+}
+
+/// A proof that `path` is a live file of `table_uri` at `version`, anchored in the version's
+/// signed attestation.
+pub async fn prove(
+    store: &AttestationStore,
+    table_uri: &str,
+    path: &str,
+    version: u64,
+) -> Result<FileProof, Error> {
+    let store_name = store.attestations_location().as_uri();
+    let rows = store.attestation_rows(table_uri).await?;
+    let at: Vec<_> = rows.iter().filter(|r| r.version == version).collect();
+    let row = match at.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(Error::StoreCorrupt {
+                store: store_name,
+                reason: format!("{table_uri}@v{version} is not attested"),
+            });
+        }
+        _ => {
+            return Err(Error::StoreCorrupt {
+                store: store_name,
+                reason: format!(
+                    "{table_uri}@v{version} has {} attestation rows; run `makoto verify`",
+                    at.len()
+                ),
+            });
+        }
+    };
+    let envelope = Envelope::from_json(row.envelope.as_bytes())
+        .map_err(|e| Error::core(format!("attestation of {table_uri}@v{version}"), e))?;
+    let files_table = store.load_files().await?;
+    let file_rows = store.file_rows(&files_table, table_uri, 0, version).await?;
+    let tree = tree_at(
+        &file_rows,
+        row.state_digest,
+        &store.files_location().as_uri(),
+        table_uri,
+        version,
+    )?;
+    let entry = tree
+        .loaded_entries()
+        .into_iter()
+        .find(|e| e.path() == path)
+        .cloned()
+        .ok_or_else(|| Error::InvalidLog {
+            table: table_uri.to_owned(),
+            version,
+            reason: format!("{path} is not a live file at this version"),
+        })?;
+    let proof = tree
+        .prove(&entry.key())
+        .map_err(|e| Error::core(format!("{table_uri}@v{version}"), e))?
+        .ok_or_else(|| Error::Task {
+            reason: format!("no proof for live file {path}"),
+        })?;
+    Ok(FileProof::new(
+        table_uri.to_owned(),
+        version,
+        row.state_digest,
+        proof,
+        envelope,
+    ))
+}
