@@ -151,7 +151,15 @@ fn text_output_and_help() {
     );
     let help = makoto(&["--help"]);
     assert_eq!(help.code, Some(0));
-    for cmd in ["keygen", "attest", "demo"] {
+    for cmd in [
+        "keygen",
+        "attest",
+        "verify",
+        "prove",
+        "verify-proof",
+        "head",
+        "demo",
+    ] {
         assert!(help.stdout.contains(cmd), "{}", help.stdout);
     }
     let bad = makoto(&["attest"]);
@@ -224,5 +232,17 @@ fn documented_table_schemas_match_the_code() {
             let nullable = line.split('|').nth(3).unwrap().trim();
             assert_eq!(nullable == "yes", c.nullable, "{}", c.name);
         }
+    }
+}
+
+#[test]
+fn every_finding_kind_is_documented() {
+    let doc = std::fs::read_to_string(repo_root().join("docs/verification.md")).unwrap();
+    for k in makoto_delta::FindingKind::ALL {
+        assert!(
+            doc.contains(&format!("| `{}` |", k.code())),
+            "{} is not in docs/verification.md",
+            k.code()
+        );
     }
 }
