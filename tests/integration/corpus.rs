@@ -53,6 +53,34 @@ async fn corpus_table_every_version(#[case] name: &str) {
     check_commit_digests(&table, &rows);
     check_file_digests(&table, &file_rows(&wh, &table).await);
     check_state_digests(&table, &rows).await;
+    // And it verifies, deeply, with no finding (checkpoints included).
+    let report = crate::verify::verify(&table, &wh).await;
+    assert!(
+        report.findings.is_empty(),
+        "{name}: {:?}",
+        report
+            .findings
+            .iter()
+            .map(|f| (f.kind.code(), f.version, &f.detail))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        report.checkpoints_checked as usize,
+        count_checkpoint_versions(&table)
+    );
+}
+
+fn count_checkpoint_versions(table: &std::path::Path) -> usize {
+    let mut versions: Vec<String> = std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() > 20 && n[20..].starts_with(".checkpoint."))
+        .map(|n| n[..20].to_owned())
+        .collect();
+    versions.sort();
+    versions.dedup();
+    versions.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,14 +49,21 @@ pub async fn verify(table: &Path, wh: &Path) -> VerifyReport {
     verify_with(table, wh, &trust(1), VerifyOptions::default()).await
 }
 
-/// A copy of a table (the sample or a corpus table), attested with key 1.
+/// A table attested with key 1: `generated` (written here by delta-rs: 10 versions, a
+/// checkpoint), `sample` (a copy of data/sample/sales) or a corpus table.
 pub async fn attested_copy(name: &str, dir: &Path) -> (PathBuf, PathBuf) {
-    let table = if name == "sample" {
-        let t = dir.join("sales");
-        copy_dir(&repo_root().join("data/sample/sales"), &t);
-        t
-    } else {
-        corpus_table(name, dir)
+    let table = match name {
+        "generated" => {
+            let t = dir.join("generated");
+            makoto_testkit::build_sample(&t).await.unwrap();
+            t
+        }
+        "sample" => {
+            let t = dir.join("sales");
+            copy_dir(&repo_root().join("data/sample/sales"), &t);
+            t
+        }
+        corpus => corpus_table(corpus, dir),
     };
     let wh = dir.join("wh");
     Run::new(&table, &wh).run().await.unwrap();
@@ -296,7 +303,7 @@ enum Tamper {
 }
 
 #[rstest]
-#[case::data_bytes("sample", Tamper::DataBytes, FindingKind::DataFileChanged)]
+#[case::data_bytes("generated", Tamper::DataBytes, FindingKind::DataFileChanged)]
 #[case::data_deleted("sample", Tamper::DataDeleted, FindingKind::DataFileMissing)]
 #[case::dv_bytes(
     "basic-dv-with-checkpoint",
@@ -304,7 +311,7 @@ enum Tamper {
     FindingKind::DeletionVectorChanged
 )]
 #[case::unreferenced_file("sample", Tamper::UnreferencedFile, FindingKind::UnreferencedFile)]
-#[case::commit_rewritten("sample", Tamper::CommitRewritten, FindingKind::CommitRewritten)]
+#[case::commit_rewritten("generated", Tamper::CommitRewritten, FindingKind::CommitRewritten)]
 #[case::commit_reserialized("sample", Tamper::CommitReserialized, FindingKind::CommitReserialized)]
 #[case::commit_deleted("sample", Tamper::CommitDeleted, FindingKind::CommitMissing)]
 #[case::commit_inserted("sample", Tamper::CommitInserted, FindingKind::CommitInserted)]
@@ -319,9 +326,9 @@ enum Tamper {
     FindingKind::LastCheckpointInvalid
 )]
 #[case::table_id_changed("sample", Tamper::TableIdChanged, FindingKind::TableReplaced)]
-#[case::row_edited("sample", Tamper::RowEdited, FindingKind::AttestationAltered)]
-#[case::row_deleted("sample", Tamper::RowDeleted, FindingKind::AttestationMissing)]
-#[case::rows_reordered("sample", Tamper::RowsReordered, FindingKind::AttestationAltered)]
+#[case::row_edited("generated", Tamper::RowEdited, FindingKind::AttestationAltered)]
+#[case::row_deleted("generated", Tamper::RowDeleted, FindingKind::AttestationMissing)]
+#[case::rows_reordered("generated", Tamper::RowsReordered, FindingKind::AttestationAltered)]
 #[case::row_resigned_untrusted(
     "sample",
     Tamper::RowResignedUntrusted,
