@@ -191,6 +191,90 @@ pub struct PreviousAttestation {
     pub level: MakotoLevel,
 }
 
+/// How an input of a cross-table transform was checked before it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InputCheck {
+    /// Attestation chain verified and every live data file rehashed.
+    VerifiedDeep,
+    /// Attestation chain verified against the log; data files not rehashed.
+    VerifiedLogOnly,
+    /// Read without verification (`--allow-unattested`).
+    Unverified,
+}
+
+impl InputCheck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputCheck::VerifiedDeep => "verified-deep",
+            InputCheck::VerifiedLogOnly => "verified-log-only",
+            InputCheck::Unverified => "unverified",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "verified-deep" => Some(InputCheck::VerifiedDeep),
+            "verified-log-only" => Some(InputCheck::VerifiedLogOnly),
+            "unverified" => Some(InputCheck::Unverified),
+            _ => None,
+        }
+    }
+}
+
+/// The attestation of a transform input, as found in the warehouse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputAttestation {
+    pub state_root: Sha256Digest,
+    pub digest: Sha256Digest,
+    pub level: MakotoLevel,
+}
+
+/// A Delta table version a transform read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransformInput {
+    /// The name the query used for the table.
+    pub alias: String,
+    pub table_uri: String,
+    pub version: u64,
+    /// SHA-256 of the input's commit file at `version`.
+    pub commit_file_digest: Sha256Digest,
+    /// Its attestation; `None` when it had none (allowed only by [`InputPolicy::AllowUnattested`]).
+    pub attestation: Option<InputAttestation>,
+    pub check: InputCheck,
+}
+
+/// What a transform does with inputs that are not attested and verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InputPolicy {
+    RequireVerified,
+    AllowUnattested,
+}
+
+impl InputPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputPolicy::RequireVerified => "require-verified",
+            InputPolicy::AllowUnattested => "allow-unattested",
+        }
+    }
+}
+
+/// A transform that read other tables and wrote one commit of this table (`makoto transform`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrossTableTransform {
+    pub name: String,
+    /// The SQL query (or a pipeline's description of its code).
+    pub query: String,
+    /// `append` or `overwrite`.
+    pub mode: String,
+    pub inputs: Vec<TransformInput>,
+    pub policy: InputPolicy,
+    pub started_ms: i64,
+    pub finished_ms: i64,
+}
+
+/// `transform.type` of cross-table SQL transforms.
+pub const SQL_TRANSFORM_TYPE: &str = "https://makoto.dev/transforms/sql";
+
 /// Who produced the attestation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttestorInfo {
@@ -229,6 +313,8 @@ pub struct CommitFacts {
     pub live_files: u64,
     pub live_bytes: u64,
     pub previous: Option<PreviousAttestation>,
+    /// Set when the commit was written by a cross-table transform.
+    pub transform: Option<CrossTableTransform>,
     /// When the attestation is made (signed inside the statement; key validity windows are
     /// checked against it).
     pub attested_at_ms: i64,
@@ -252,7 +338,7 @@ impl CommitFacts {
     }
 
     pub fn predicate_type(&self) -> &'static str {
-        if self.previous.is_none() {
+        if self.previous.is_none() && self.transform.is_none() {
             ORIGIN_V1
         } else {
             TRANSFORM_V1
@@ -335,6 +421,38 @@ fn platform(engine: Option<&str>) -> &'static str {
         Some(_) => "other",
         None => "unknown",
     }
+}
+
+/// A cross-table input: `digest` is the input's attested state digest, or — for an unattested
+/// input read under `allow-unattested` — the SHA-256 of its commit file, as `delta.digestOf` says.
+fn cross_input_json(i: &TransformInput) -> Value {
+    let mut v = json!({
+        "name": subject_name(&i.table_uri, i.version),
+        "delta": {
+            "alias": i.alias,
+            "tableUri": i.table_uri,
+            "version": i.version,
+            "check": i.check.as_str(),
+            "commitDigest": {"sha256": i.commit_file_digest.to_hex()},
+            "digestOf": if i.attestation.is_some() { "tableState" } else { "commitFile" },
+        },
+    });
+    if let Some(m) = v.as_object_mut() {
+        match &i.attestation {
+            Some(a) => {
+                m.insert("digest".into(), json!({"sha256": a.state_root.to_hex()}));
+                m.insert("attestationRef".into(), json!(attestation_ref(&a.digest)));
+                m.insert("makotoLevel".into(), json!(a.level.as_str()));
+            }
+            None => {
+                m.insert(
+                    "digest".into(),
+                    json!({"sha256": i.commit_file_digest.to_hex()}),
+                );
+            }
+        }
+    }
+    v
 }
 
 /// Builds the in-toto statement for one commit: `origin/v1` for the first attested version of
@@ -427,8 +545,8 @@ pub fn build_commit_statement(
         BTreeMap::from([("sha256".to_owned(), facts.state_root.to_hex())]),
     );
 
-    let mut predicate = match &facts.previous {
-        None => {
+    let mut predicate = match (&facts.previous, &facts.transform) {
+        (None, None) => {
             let mut collector = json!({"id": executor_id, "platform": platform(engine)});
             if let Some(c) = collector.as_object_mut() {
                 if !versions.is_empty() {
@@ -453,16 +571,42 @@ pub fn build_commit_statement(
                 "metadata": metadata,
             })
         }
-        Some(prev) => {
+        (prev, cross) => {
             let operation = facts.operation.as_deref().unwrap_or("UNKNOWN");
-            let mut transform = json!({
-                "type": format!("{DELTA_TRANSFORM_TYPE_PREFIX}{}", slug(operation)),
-                "name": operation,
-            });
-            if let (Some(p @ Value::Object(_)), Some(t)) =
-                (&facts.operation_parameters, transform.as_object_mut())
-            {
+            let mut transform = match cross {
+                None => json!({
+                    "type": format!("{DELTA_TRANSFORM_TYPE_PREFIX}{}", slug(operation)),
+                    "name": operation,
+                }),
+                Some(c) => json!({
+                    "type": SQL_TRANSFORM_TYPE,
+                    "name": c.name,
+                    "parameters": {
+                        "query": c.query,
+                        "mode": c.mode,
+                        "inputPolicy": c.policy.as_str(),
+                        "deltaOperation": operation,
+                    },
+                }),
+            };
+            if let (None, Some(p @ Value::Object(_)), Some(t)) = (
+                cross,
+                &facts.operation_parameters,
+                transform.as_object_mut(),
+            ) {
                 t.insert("parameters".into(), p.clone());
+            }
+            let mut inputs = Vec::new();
+            if let Some(prev) = prev {
+                inputs.push(json!({
+                    "name": subject_name(&facts.table_uri, prev.version),
+                    "digest": {"sha256": prev.state_root.to_hex()},
+                    "attestationRef": attestation_ref(&prev.digest),
+                    "makotoLevel": prev.level.as_str(),
+                }));
+            }
+            for i in cross.iter().flat_map(|c| &c.inputs) {
+                inputs.push(cross_input_json(i));
             }
             let mut executor = json!({"id": executor_id, "platform": platform(engine)});
             if let Some(e) = executor.as_object_mut() {
@@ -471,9 +615,13 @@ pub fn build_commit_statement(
                 }
                 e.extend(identity);
             }
+            let (started, finished) = match cross {
+                Some(c) => (rfc3339(c.started_ms)?, rfc3339(c.finished_ms)?),
+                None => (ts.clone(), ts.clone()),
+            };
             let mut metadata = json!({
-                "startedOn": ts,
-                "finishedOn": ts,
+                "startedOn": started,
+                "finishedOn": finished,
                 "bytesOutput": counts.bytes_added,
             });
             if let Some(m) = metadata.as_object_mut() {
@@ -484,17 +632,19 @@ pub fn build_commit_statement(
                     m.insert("invocationId".into(), json!(id));
                 }
             }
-            json!({
-                "inputs": [{
-                    "name": subject_name(&facts.table_uri, prev.version),
-                    "digest": {"sha256": prev.state_root.to_hex()},
-                    "attestationRef": attestation_ref(&prev.digest),
-                    "makotoLevel": prev.level.as_str(),
-                }],
+            let mut predicate = json!({
+                "inputs": inputs,
                 "transform": transform,
                 "executor": executor,
                 "metadata": metadata,
-            })
+            });
+            if let (Some(c), Some(p)) = (cross, predicate.as_object_mut()) {
+                p.insert(
+                    "verification".into(),
+                    json!({"inputHashVerified": c.inputs.iter().all(|i| i.check != InputCheck::Unverified)}),
+                );
+            }
+            predicate
         }
     };
     if let Some(p) = predicate.as_object_mut() {

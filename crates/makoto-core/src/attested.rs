@@ -5,7 +5,7 @@
 use chrono::DateTime;
 use serde_json::Value;
 
-use crate::attestation::{ChangeKind, MakotoLevel, ORIGIN_V1, TRANSFORM_V1};
+use crate::attestation::{ChangeKind, InputCheck, MakotoLevel, ORIGIN_V1, TRANSFORM_V1};
 use crate::delta::Protocol;
 use crate::statement::Statement;
 use crate::{Error, Sha256Digest};
@@ -21,6 +21,62 @@ pub struct AttestedChange {
     pub dv_sha256: Option<Sha256Digest>,
     pub dv_size_in_bytes: Option<u64>,
     pub dv_cardinality: Option<u64>,
+}
+
+/// An input of a transform statement: the previous version of the same table, or a version of
+/// another table read by a cross-table transform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestedInput {
+    pub name: String,
+    /// Table and version, when `name` is a subject name `<table_uri>@v<N>`.
+    pub table_version: Option<(String, u64)>,
+    pub digest: Sha256Digest,
+    /// The input's attestation digest, from `attestationRef`.
+    pub attestation: Option<Sha256Digest>,
+    pub level: Option<MakotoLevel>,
+    /// How a cross-table input was checked before it was read; `None` for the previous version.
+    pub check: Option<InputCheck>,
+}
+
+/// Splits a subject name `<table_uri>@v<N>`.
+pub fn parse_subject_name(name: &str) -> Option<(String, u64)> {
+    let (uri, v) = name.rsplit_once("@v")?;
+    if uri.is_empty() || v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((uri.to_owned(), v.parse().ok()?))
+}
+
+/// Parses `urn:makoto:attestation:sha256:<hex>`.
+pub fn parse_attestation_ref(r: &str) -> Option<Sha256Digest> {
+    r.strip_prefix("urn:makoto:attestation:sha256:")?
+        .parse()
+        .ok()
+}
+
+fn input_from_json(v: &Value) -> Result<AttestedInput, Error> {
+    let name = v
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("predicate.inputs[].name"))?;
+    Ok(AttestedInput {
+        name: name.to_owned(),
+        table_version: parse_subject_name(name),
+        digest: digest_at(v, &["digest", "sha256"])?,
+        attestation: v
+            .get("attestationRef")
+            .and_then(Value::as_str)
+            .and_then(parse_attestation_ref),
+        level: v
+            .get("makotoLevel")
+            .and_then(Value::as_str)
+            .and_then(MakotoLevel::parse),
+        check: v
+            .get("delta")
+            .and_then(|d| d.get("check"))
+            .and_then(Value::as_str)
+            .and_then(InputCheck::parse),
+    })
 }
 
 /// The facts of one attested commit.
@@ -44,6 +100,7 @@ pub struct AttestedCommit {
     attested_at_ms: Option<i64>,
     protocol: Protocol,
     schema_digest: Sha256Digest,
+    inputs: Vec<AttestedInput>,
 }
 
 fn bad(what: &str) -> Error {
@@ -199,6 +256,13 @@ impl AttestedCommit {
                 features("writerFeatures"),
             ),
             schema_digest: digest_at(d, &["schemaDigest", "sha256"])?,
+            inputs: match statement.predicate().get("inputs") {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(input_from_json)
+                    .collect::<Result<Vec<_>, _>>()?,
+                _ => Vec::new(),
+            },
         })
     }
 
@@ -259,6 +323,14 @@ impl AttestedCommit {
     }
     pub fn schema_digest(&self) -> Sha256Digest {
         self.schema_digest
+    }
+    /// The statement's inputs (empty for `origin/v1`).
+    pub fn inputs(&self) -> &[AttestedInput] {
+        &self.inputs
+    }
+    /// Inputs from other tables (cross-table transforms).
+    pub fn cross_table_inputs(&self) -> impl Iterator<Item = &AttestedInput> {
+        self.inputs.iter().filter(|i| i.check.is_some())
     }
 }
 

@@ -131,6 +131,9 @@ pub enum Error {
 
     #[error("internal task failed: {reason}")]
     Task { reason: String },
+
+    #[error("{table}{}: not attested in the warehouse", .version.map(|v| format!(" version {v}")).unwrap_or_default())]
+    NotAttested { table: String, version: Option<u64> },
 }
 
 fn explain_missing(removed_at: Option<u64>) -> String {
@@ -145,7 +148,7 @@ fn explain_missing(removed_at: Option<u64>) -> String {
 }
 
 impl Error {
-    pub(crate) fn core(context: impl Into<String>, source: makoto_core::Error) -> Self {
+    pub fn core(context: impl Into<String>, source: makoto_core::Error) -> Self {
         Error::Core {
             context: context.into(),
             source,

@@ -19,10 +19,13 @@
 //! ```
 
 pub mod attest;
+pub mod dbom;
 mod error;
+pub mod gate;
 pub mod hashing;
 pub mod head;
 pub mod keyfile;
+pub mod lineage;
 pub mod location;
 pub mod log;
 pub mod pages;

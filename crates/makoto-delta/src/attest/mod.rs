@@ -15,7 +15,7 @@
 mod context;
 mod observer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::Utc;
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::{
-    Attestation, AttestorInfo, ChangeKind, CommitFacts, FileChange, MakotoLevel,
-    PreviousAttestation, build_commit_statement, changes_digest,
+    Attestation, AttestorInfo, ChangeKind, CommitFacts, CrossTableTransform, FileChange,
+    MakotoLevel, PreviousAttestation, build_commit_statement, changes_digest,
 };
 use makoto_core::attested::AttestedCommit;
 use makoto_core::delta::{Commit, DeletionVector, TimestampSource, commit_file_name};
@@ -58,6 +58,9 @@ pub struct AttestOptions {
     /// How many times to start over after losing a race with another run.
     pub max_attempts: u32,
     pub storage: StorageOptions,
+    /// Cross-table transforms that wrote given versions (`makoto transform`): recorded as the
+    /// inputs of those versions' statements.
+    pub transforms: BTreeMap<u64, CrossTableTransform>,
 }
 
 impl Default for AttestOptions {
@@ -70,6 +73,7 @@ impl Default for AttestOptions {
             read_concurrency: 16,
             max_attempts: 20,
             storage: StorageOptions::default(),
+            transforms: BTreeMap::new(),
         }
     }
 }
@@ -867,6 +871,7 @@ impl Attestor {
             live_files: state.tree.files(),
             live_bytes: state.tree.bytes(),
             previous: state.previous.clone(),
+            transform: self.options.transforms.get(&version).cloned(),
             attested_at_ms: attested_at_us.div_euclid(1000),
         };
         let statement = build_commit_statement(&facts, &self.info)

@@ -80,6 +80,28 @@ pub fn file_columns() -> Vec<ColumnDoc> {
 }
 
 /// The columns of `system.makoto.verifications`.
+/// An empty batch with the schema of `system.makoto.verifications`, for readers of a warehouse
+/// where no verification was recorded yet.
+pub fn empty_verifications() -> Result<arrow::array::RecordBatch, Error> {
+    to_batch(VERIFICATION_COLUMNS, &[]).map_err(|e| Error::StoreCorrupt {
+        store: VERIFICATIONS_TABLE.into(),
+        reason: format!("cannot build the schema: {e}"),
+    })
+}
+
+/// Whether `location` holds a Delta log.
+pub async fn has_delta_log(location: &Location, options: &StorageOptions) -> Result<bool, Error> {
+    use futures::TryStreamExt;
+    let store = location.object_store(options)?;
+    let prefix = object_store::path::Path::from("_delta_log");
+    let mut listing = store.list(Some(&prefix));
+    match listing.try_next().await {
+        Ok(first) => Ok(first.is_some()),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(Error::storage(format!("{location}/_delta_log"), e)),
+    }
+}
+
 pub fn verification_columns() -> Vec<ColumnDoc> {
     docs(VERIFICATION_COLUMNS)
 }
@@ -222,15 +244,7 @@ impl AttestationStore {
     }
 
     async fn has_log(&self, location: &Location) -> Result<bool, Error> {
-        use futures::TryStreamExt;
-        let store = location.object_store(&self.options)?;
-        let prefix = object_store::path::Path::from("_delta_log");
-        let mut listing = store.list(Some(&prefix));
-        match listing.try_next().await {
-            Ok(first) => Ok(first.is_some()),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(Error::storage(format!("{location}/_delta_log"), e)),
-        }
+        has_delta_log(location, &self.options).await
     }
 
     async fn create_table(

@@ -431,11 +431,7 @@ impl AttestationRow {
         ]
     }
 
-    pub(crate) fn read(
-        batch: &arrow::array::RecordBatch,
-        row: usize,
-        store: &str,
-    ) -> Result<Self, Error> {
+    pub fn read(batch: &arrow::array::RecordBatch, row: usize, store: &str) -> Result<Self, Error> {
         let r = Reader {
             inner: RowReader::new(batch, row),
             store,
