@@ -26,8 +26,130 @@ pub enum Command {
     VerifyProof(VerifyProofArgs),
     /// Print a signed checkpoint of the latest attestation of every table, for anchoring.
     Head(HeadArgs),
+    /// Run SQL over the system.makoto.* tables, lineage and registered user tables.
+    Sql(SqlArgs),
+    /// Run a SQL query over attested input tables, write the result and attest it with its inputs.
+    Transform(TransformArgs),
+    /// The gate: exit 0 only if a table version (and, with --upstream, its lineage) is attested and verifies.
+    Check(CheckArgs),
+    /// Write the Data Bill of Materials (DBOM v1) of a table version.
+    Dbom(DbomArgs),
     /// Attest the bundled sample table into a local warehouse and show the result.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    #[arg(long, env = "MAKOTO_WAREHOUSE")]
+    pub warehouse: String,
+    /// Register a Delta table by name: NAME=URI, or NAME=URI@vN for a past version (repeatable).
+    #[arg(long = "table", value_name = "NAME=URI[@vN]")]
+    pub tables: Vec<String>,
+    /// Default trusted key(s) of makoto_verify(envelope): a public key PEM or a trust file.
+    #[arg(long, env = "MAKOTO_TRUST")]
+    pub trust: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// The query. Without it, statements are read from standard input (an interactive shell on a terminal).
+    pub sql: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Append,
+    Overwrite,
+}
+
+#[derive(Debug, Args)]
+pub struct TransformArgs {
+    /// The query; input tables are referred to by their NAME.
+    #[arg(long)]
+    pub sql: String,
+    /// An input table: NAME=URI (repeatable). Pinned to its current version.
+    #[arg(long = "input", value_name = "NAME=URI", required = true)]
+    pub inputs: Vec<String>,
+    /// The output Delta table (created when missing).
+    #[arg(long)]
+    pub output: String,
+    #[arg(long, value_enum, default_value_t = Mode::Append)]
+    pub mode: Mode,
+    /// Name of the transform, recorded in the attestation (default: "SQL transform").
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, env = "MAKOTO_WAREHOUSE")]
+    pub warehouse: String,
+    /// Private key to sign the output's attestation with.
+    #[arg(long, env = "MAKOTO_KEY")]
+    pub key: PathBuf,
+    /// Keys inputs must be attested with (default: the public half of --key).
+    #[arg(long, env = "MAKOTO_TRUST")]
+    pub trust: Option<PathBuf>,
+    /// Read inputs that are not attested or do not verify; recorded in the attestation.
+    #[arg(long)]
+    pub allow_unattested: bool,
+    /// Verify inputs against the log and attestations only, without rehashing their data files.
+    #[arg(long)]
+    pub log_only: bool,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The Delta table.
+    pub table: String,
+    /// The version to check (default: latest).
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
+    #[arg(long, env = "MAKOTO_WAREHOUSE")]
+    pub warehouse: String,
+    /// Trusted key (.pub) or trust file.
+    #[arg(long, env = "MAKOTO_TRUST")]
+    pub trust: PathBuf,
+    /// Minimum Makoto level (1, 2 or 3).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub min_level: u8,
+    /// Also check every table version in the lineage.
+    #[arg(long)]
+    pub upstream: bool,
+    /// Check logs and attestations only, without rehashing data files.
+    #[arg(long)]
+    pub log_only: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DbomArgs {
+    /// The Delta table.
+    pub table: String,
+    /// The version (default: the latest attested).
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
+    #[arg(long, env = "MAKOTO_WAREHOUSE")]
+    pub warehouse: String,
+    /// Sign the DBOM (DSSE envelope) with this key.
+    #[arg(long, env = "MAKOTO_KEY")]
+    pub key: Option<PathBuf>,
+    /// Keys to verify the lineage with for the verification summary (default: the public half of --key).
+    #[arg(long, env = "MAKOTO_TRUST")]
+    pub trust: Option<PathBuf>,
+    /// Verify logs and attestations only, without rehashing data files.
+    #[arg(long)]
+    pub log_only: bool,
+    /// Write the DBOM here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -14,15 +14,26 @@
 //! # Ok(()) }
 //! ```
 
+pub mod functions;
+pub mod lineage;
+pub mod transform;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
 };
+use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::arrow::array::RecordBatch;
-use makoto_delta::store::{ATTESTATIONS_PATH, FILES_PATH};
-use makoto_delta::{Location, StorageOptions};
+use makoto_core::attested::parse_subject_name;
+use makoto_core::verify::TrustedKeys;
+use makoto_delta::lineage::Lineage;
+use makoto_delta::store::{
+    ATTESTATIONS_PATH, FILES_PATH, VERIFICATIONS_PATH, empty_verifications, has_delta_log,
+};
+use makoto_delta::{AttestationRow, Location, StorageOptions};
 
 /// Errors of the SQL layer.
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +45,32 @@ pub enum Error {
     Open {
         table: String,
         #[source]
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
     #[error("SQL error: {source}")]
     Sql {
         #[source]
-        source: datafusion::error::DataFusionError,
+        source: Box<datafusion::error::DataFusionError>,
     },
+    #[error(
+        "input {input} ({table} version {version}) is not attested and verified: {reason} (use --allow-unattested to read it anyway; that is recorded in the attestation)"
+    )]
+    InputNotVerified {
+        input: String,
+        table: String,
+        version: u64,
+        reason: String,
+    },
+    #[error("cannot write {table}: {source}")]
+    Write {
+        table: String,
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+    #[error("{table}: the transform was written but not attested with its inputs: {reason}")]
+    TransformNotRecorded { table: String, reason: String },
+    #[error("bad table {spec:?}: {reason}")]
+    TableSpec { spec: String, reason: String },
     #[error("cannot format results: {source}")]
     Format {
         #[source]
@@ -48,9 +78,71 @@ pub enum Error {
     },
 }
 
+/// A user table registered in the session: `NAME=URI`, or `NAME=URI@vN` pinned to a version.
+#[derive(Debug, Clone)]
+pub struct UserTable {
+    name: String,
+    location: Location,
+    version: Option<u64>,
+}
+
+impl UserTable {
+    pub fn new(name: impl Into<String>, location: Location, version: Option<u64>) -> Self {
+        UserTable {
+            name: name.into(),
+            location,
+            version,
+        }
+    }
+
+    /// Parses `NAME=URI` or `NAME=URI@vN`.
+    pub fn parse(spec: &str) -> Result<Self, Error> {
+        let bad = |reason: &str| Error::TableSpec {
+            spec: spec.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (name, rest) = spec
+            .split_once('=')
+            .ok_or_else(|| bad("expected NAME=URI or NAME=URI@vN"))?;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad("the name must be letters, digits and _"));
+        }
+        let (uri, version) = match parse_subject_name(rest) {
+            Some((uri, v)) => (uri, Some(v)),
+            None => (rest.to_owned(), None),
+        };
+        Ok(UserTable {
+            name: name.to_owned(),
+            location: Location::existing(&uri)?,
+            version,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+    pub fn version(&self) -> Option<u64> {
+        self.version
+    }
+}
+
+/// What a session registers besides the system tables.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    pub storage: StorageOptions,
+    /// Default keys of `makoto_verify(envelope)`.
+    pub trust: TrustedKeys,
+    pub tables: Vec<UserTable>,
+}
+
 /// A DataFusion session with the `system.makoto.*` tables registered.
 pub struct MakotoSession {
     ctx: SessionContext,
+    lineage: Arc<Lineage>,
+    pinned: Vec<(String, String, u64)>,
 }
 
 impl std::fmt::Debug for MakotoSession {
@@ -59,52 +151,235 @@ impl std::fmt::Debug for MakotoSession {
     }
 }
 
+async fn provider(
+    ctx: &SessionContext,
+    location: &Location,
+    version: Option<u64>,
+    options: &StorageOptions,
+    what: &str,
+) -> Result<(Arc<dyn datafusion::catalog::TableProvider>, u64), Error> {
+    let mut table = location.delta_table(options)?;
+    let loaded = match version {
+        Some(v) => table.load_version(v).await,
+        None => table.load().await,
+    };
+    loaded.map_err(|source| Error::Open {
+        table: format!(
+            "{what} at {location}{}",
+            version.map(|v| format!(" version {v}")).unwrap_or_default()
+        ),
+        source: Box::new(source),
+    })?;
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|source| Error::Open {
+            table: what.to_owned(),
+            source: Box::new(source),
+        })?;
+    let at = table.version().unwrap_or(0);
+    let provider = table.table_provider().await.map_err(|source| Error::Sql {
+        source: Box::new(source),
+    })?;
+    Ok((provider, at))
+}
+
 impl MakotoSession {
+    /// Opens a session over the warehouse's system tables only.
     pub async fn open(warehouse: &Location, options: &StorageOptions) -> Result<Self, Error> {
+        Self::open_with(
+            warehouse,
+            SessionOptions {
+                storage: options.clone(),
+                ..SessionOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Opens a session with the system tables, user tables, the provenance functions and the
+    /// lineage table function.
+    pub async fn open_with(warehouse: &Location, options: SessionOptions) -> Result<Self, Error> {
         let ctx =
             SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
+        let storage = &options.storage;
         let schema = Arc::new(MemorySchemaProvider::new());
         for (name, path) in [("attestations", ATTESTATIONS_PATH), ("files", FILES_PATH)] {
             let location = warehouse.join(path)?;
-            let mut table = location.delta_table(options)?;
-            table.load().await.map_err(|source| Error::Open {
-                table: format!("system.makoto.{name} at {location}"),
-                source,
-            })?;
-            table
-                .update_datafusion_session(&ctx.state())
-                .map_err(|source| Error::Open {
-                    table: format!("system.makoto.{name}"),
-                    source,
-                })?;
-            let provider = table
-                .table_provider()
-                .await
-                .map_err(|source| Error::Sql { source })?;
+            let (p, _) = provider(
+                &ctx,
+                &location,
+                None,
+                storage,
+                &format!("system.makoto.{name}"),
+            )
+            .await?;
             schema
-                .register_table(name.to_owned(), provider)
-                .map_err(|source| Error::Sql { source })?;
+                .register_table(name.to_owned(), p)
+                .map_err(|source| Error::Sql {
+                    source: Box::new(source),
+                })?;
         }
+        let verifications = warehouse.join(VERIFICATIONS_PATH)?;
+        let p: Arc<dyn datafusion::catalog::TableProvider> =
+            if has_delta_log(&verifications, storage).await? {
+                provider(
+                    &ctx,
+                    &verifications,
+                    None,
+                    storage,
+                    "system.makoto.verifications",
+                )
+                .await?
+                .0
+            } else {
+                let empty = empty_verifications()?;
+                Arc::new(
+                    MemTable::try_new(empty.schema(), vec![vec![empty]]).map_err(|source| {
+                        Error::Sql {
+                            source: Box::new(source),
+                        }
+                    })?,
+                )
+            };
+        schema
+            .register_table("verifications".into(), p)
+            .map_err(|source| Error::Sql {
+                source: Box::new(source),
+            })?;
+
         let catalog = Arc::new(MemoryCatalogProvider::new());
         catalog
-            .register_schema("makoto", schema)
-            .map_err(|source| Error::Sql { source })?;
+            .register_schema("makoto", Arc::clone(&schema) as Arc<dyn SchemaProvider>)
+            .map_err(|source| Error::Sql {
+                source: Box::new(source),
+            })?;
         ctx.register_catalog("system", catalog);
-        Ok(MakotoSession { ctx })
+
+        let rows = {
+            let batches = ctx
+                .sql("SELECT * FROM system.makoto.attestations")
+                .await
+                .map_err(|source| Error::Sql {
+                    source: Box::new(source),
+                })?
+                .collect()
+                .await
+                .map_err(|source| Error::Sql {
+                    source: Box::new(source),
+                })?;
+            let store = warehouse.join(ATTESTATIONS_PATH)?.as_uri();
+            let mut rows = Vec::new();
+            for b in &batches {
+                for i in 0..b.num_rows() {
+                    rows.push(AttestationRow::read(b, i, &store)?);
+                }
+            }
+            rows
+        };
+        let lineage = Arc::new(Lineage::from_rows(&rows));
+        schema
+            .register_table(
+                "lineage".into(),
+                Arc::new(lineage::edge_table(&lineage).map_err(|source| Error::Sql {
+                    source: Box::new(source),
+                })?),
+            )
+            .map_err(|source| Error::Sql {
+                source: Box::new(source),
+            })?;
+
+        let mut aliases = HashMap::new();
+        let mut pinned = Vec::new();
+        for t in &options.tables {
+            let (p, at) = provider(&ctx, t.location(), t.version(), storage, t.name()).await?;
+            ctx.register_table(t.name(), p)
+                .map_err(|source| Error::Sql {
+                    source: Box::new(source),
+                })?;
+            aliases.insert(t.name().to_owned(), t.location().as_uri());
+            pinned.push((t.name().to_owned(), t.location().as_uri(), at));
+        }
+        for f in functions::scalar_functions(Arc::new(options.trust.clone())) {
+            ctx.register_udf(f);
+        }
+        ctx.register_udtf(
+            "makoto_lineage",
+            Arc::new(lineage::LineageFunction::new(Arc::clone(&lineage), aliases)),
+        );
+        Ok(MakotoSession {
+            ctx,
+            lineage,
+            pinned,
+        })
     }
 
     pub fn context(&self) -> &SessionContext {
         &self.ctx
     }
 
+    /// The lineage graph decoded from the attestations when the session opened.
+    pub fn lineage(&self) -> &Lineage {
+        &self.lineage
+    }
+
+    /// The user tables as registered: name, canonical URI, version.
+    pub fn user_tables(&self) -> &[(String, String, u64)] {
+        &self.pinned
+    }
+
     pub async fn sql(&self, query: &str) -> Result<Vec<RecordBatch>, Error> {
         self.ctx
             .sql(query)
             .await
-            .map_err(|source| Error::Sql { source })?
+            .map_err(|source| Error::Sql {
+                source: Box::new(source),
+            })?
             .collect()
             .await
-            .map_err(|source| Error::Sql { source })
+            .map_err(|source| Error::Sql {
+                source: Box::new(source),
+            })
+    }
+}
+
+/// Output formats of query results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+/// Renders batches in `format` (JSON: one array of objects).
+pub fn format_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<String, Error> {
+    match format {
+        OutputFormat::Table => format_table(batches),
+        OutputFormat::Csv => {
+            let mut buf = Vec::new();
+            {
+                let mut w = deltalake::arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut buf);
+                for b in batches {
+                    w.write(b).map_err(|source| Error::Format { source })?;
+                }
+            }
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        }
+        OutputFormat::Json => {
+            let mut buf = Vec::new();
+            {
+                let mut w = deltalake::arrow::json::ArrayWriter::new(&mut buf);
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                w.write_batches(&refs)
+                    .map_err(|source| Error::Format { source })?;
+                w.finish().map_err(|source| Error::Format { source })?;
+            }
+            if buf.is_empty() {
+                buf.extend_from_slice(b"[]");
+            }
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        }
     }
 }
 

@@ -1,8 +1,12 @@
 mod attest;
+mod check;
+mod dbom;
 mod demo;
 mod head;
 mod keygen;
 mod proof;
+mod sql;
+mod transform;
 mod verify;
 
 use std::io::Write;
@@ -24,6 +28,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Prove(a) => proof::prove(a, out).await,
         Command::VerifyProof(a) => proof::verify(a, out),
         Command::Head(a) => head::run(a, out).await,
+        Command::Sql(a) => sql::run(a, out).await,
+        Command::Transform(a) => transform::run(a, out).await,
+        Command::Check(a) => check::run(a, out).await,
+        Command::Dbom(a) => dbom::run(a, out).await,
         Command::Demo(a) => demo::run(a, out).await,
     }
 }

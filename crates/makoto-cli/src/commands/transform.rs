@@ -1,0 +1,99 @@
+use std::io::Write;
+use std::sync::Arc;
+
+use makoto_core::attestation::InputPolicy;
+use makoto_core::keys::Signer;
+use makoto_core::verify::TrustedKeys;
+use makoto_delta::{
+    AttestOptions, AttestationStore, Location, StorageOptions, VerifyMode, keyfile,
+};
+use makoto_sql::UserTable;
+use makoto_sql::transform::{SqlTransform, WriteMode};
+
+use super::verify::load_trust;
+use super::{EXIT_OK, short};
+use crate::args::{Mode, TransformArgs};
+
+pub async fn run(args: TransformArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let key = Arc::new(keyfile::load_signing_key(&args.key)?);
+    let trust = match &args.trust {
+        Some(p) => load_trust(p)?,
+        None => TrustedKeys::new(vec![key.public_key().clone()]),
+    };
+    let inputs = args
+        .inputs
+        .iter()
+        .map(|t| UserTable::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(pinned) = inputs.iter().find(|i| i.version().is_some()) {
+        anyhow::bail!(
+            "input {}: transforms read the current version of each input; drop the @v suffix",
+            pinned.name()
+        );
+    }
+    let storage = StorageOptions::default();
+    let store = AttestationStore::open(Location::create(&args.warehouse)?, storage.clone()).await?;
+    let transform = SqlTransform {
+        name: args.name.clone().unwrap_or_else(|| "SQL transform".into()),
+        query: args.sql.clone(),
+        inputs,
+        output: Location::create(&args.output)?,
+        mode: match args.mode {
+            Mode::Append => WriteMode::Append,
+            Mode::Overwrite => WriteMode::Overwrite,
+        },
+        policy: if args.allow_unattested {
+            InputPolicy::AllowUnattested
+        } else {
+            InputPolicy::RequireVerified
+        },
+        input_check: if args.log_only {
+            VerifyMode::LogOnly
+        } else {
+            VerifyMode::Deep
+        },
+    };
+    let signer: Arc<dyn Signer> = key;
+    let outcome = transform
+        .run(
+            &store,
+            &trust,
+            Some(signer),
+            AttestOptions {
+                storage,
+                ..AttestOptions::default()
+            },
+        )
+        .await?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&outcome)?)?;
+        return Ok(EXIT_OK);
+    }
+    for i in &outcome.inputs {
+        let note = if i.problems.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", i.problems.join("; "))
+        };
+        writeln!(
+            out,
+            "input  {:<12} {}@v{} {} {}{note}",
+            i.name,
+            i.table_uri,
+            i.version,
+            i.check,
+            i.level.as_deref().unwrap_or("unattested"),
+        )?;
+    }
+    writeln!(
+        out,
+        "output {} : {} rows written; attested {} (state {}, attestation {}, {})",
+        outcome.output,
+        outcome.rows_written,
+        outcome.subject,
+        short(&outcome.state_digest),
+        short(&outcome.attestation_digest),
+        outcome.level
+    )?;
+    Ok(EXIT_OK)
+}
