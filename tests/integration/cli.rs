@@ -194,7 +194,13 @@ fn demo_runs_twice_on_the_sample() {
 
 #[test]
 fn documented_table_schemas_match_the_code() {
-    let doc = std::fs::read_to_string(repo_root().join("docs/attestation-table.md")).unwrap();
+    for file in ["docs/attestation-table.md", "docs/sql.md"] {
+        check_documented_schemas(file);
+    }
+}
+
+fn check_documented_schemas(file: &str) {
+    let doc = std::fs::read_to_string(repo_root().join(file)).unwrap();
     for (section, cols) in [
         (
             "## `system.makoto.attestations`",
@@ -204,10 +210,14 @@ fn documented_table_schemas_match_the_code() {
             "## `system.makoto.files`",
             makoto_delta::store::file_columns(),
         ),
+        (
+            "## `system.makoto.verifications`",
+            makoto_delta::store::verification_columns(),
+        ),
     ] {
         let start = doc
             .find(section)
-            .unwrap_or_else(|| panic!("{section} missing"));
+            .unwrap_or_else(|| panic!("{file}: {section} missing"));
         let body = &doc[start..];
         let table: Vec<&str> = body
             .lines()
@@ -227,7 +237,7 @@ fn documented_table_schemas_match_the_code() {
             })
             .collect();
         let expected: Vec<String> = cols.iter().map(|c| c.name.to_owned()).collect();
-        assert_eq!(names, expected, "{section}");
+        assert_eq!(names, expected, "{file}: {section}");
         for (line, c) in table.iter().zip(&cols) {
             let nullable = line.split('|').nth(3).unwrap().trim();
             assert_eq!(nullable == "yes", c.nullable, "{}", c.name);

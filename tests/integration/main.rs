@@ -13,5 +13,6 @@ mod operations;
 mod proofs;
 mod python;
 mod sample;
+mod sql;
 mod support;
 mod verify;

@@ -317,7 +317,17 @@ pub struct SchemaValidator {
 }
 
 impl SchemaValidator {
+    /// Validates statements (in-toto Statement v1 and the predicate schemas).
     pub fn new() -> Self {
+        Self::for_document("in-toto/statement-v1.json")
+    }
+
+    /// Validates DBOM v1 documents.
+    pub fn dbom() -> Self {
+        Self::for_document("makoto.dev/dbom/v1.json")
+    }
+
+    fn for_document(schema: &str) -> Self {
         let root = schema_root();
         let mut resources = Vec::new();
         for rel in [
@@ -333,8 +343,7 @@ impl SchemaValidator {
             resources.push((id, jsonschema::Resource::from_contents(doc).unwrap()));
         }
         let statement: Value =
-            serde_json::from_slice(&std::fs::read(root.join("in-toto/statement-v1.json")).unwrap())
-                .unwrap();
+            serde_json::from_slice(&std::fs::read(root.join(schema)).unwrap()).unwrap();
         let validator = jsonschema::options()
             .should_validate_formats(true)
             .with_resources(resources.into_iter())
