@@ -8,7 +8,15 @@ use makoto_core::verify::{TrustedKeys, verify_statement};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(env) = Envelope::from_json(data) {
-        let _ = Statement::from_payload(env.payload());
+        if let Ok(statement) = Statement::from_payload(env.payload()) {
+            // The Delta block and the transform inputs (lineage) read back from a statement.
+            if let Ok(commit) = makoto_core::attested::AttestedCommit::from_statement(&statement) {
+                for input in commit.inputs() {
+                    let _ = makoto_core::attested::parse_subject_name(&input.name);
+                }
+            }
+            let _ = makoto_core::attested::check_commit_statement(&statement);
+        }
         let key = SigningKeyPair::from_seed(&[1; 32]);
         let trusted = TrustedKeys::new(vec![key.public_key().clone()]);
         // An envelope the key never signed does not verify.
