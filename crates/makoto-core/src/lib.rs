@@ -7,6 +7,7 @@
 //! - [`canonical`]: the canonical JSON every hashed or signed byte string uses.
 //!
 //! ```
+//! # fn main() -> Result<(), makoto_core::Error> {
 //! use makoto_core::keys::{SigningKeyPair, Signer};
 //! use makoto_core::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 //! use makoto_core::verify::{verify_statement, TrustedKeys};
@@ -18,9 +19,11 @@
 //!     "https://makoto.dev/origin/v1",
 //!     serde_json::json!({}),
 //! );
-//! let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, statement.to_payload(), &key).unwrap();
-//! let verified = verify_statement(&envelope, &TrustedKeys::new(vec![key.public_key().clone()])).unwrap();
+//! let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, statement.to_payload(), &key)?;
+//! let verified = verify_statement(&envelope, &TrustedKeys::new(vec![key.public_key().clone()]))?;
 //! assert_eq!(verified.value().subject()[0].name(), "s3://lake/sales@v0");
+//! # Ok(())
+//! # }
 //! ```
 
 pub mod attestation;
