@@ -5,78 +5,245 @@
 //! attestation was computed by replaying the JSON commits: equal digests show the state does
 //! not depend on how the log is stored.
 
-use rstest::rstest;
+use futures::StreamExt;
 
 use crate::support::*;
 
-#[rstest]
-#[case::classic_checkpoints_and_deletion_vectors("basic-dv-with-checkpoint")]
-#[case::classic_checkpoint_copy_on_write_deletes("basic-with-inserts-deletes-checkpoint")]
-#[case::multi_part_checkpoint("multi-part-checkpoint")]
-#[case::multi_part_partitioned_percent_names("v1-multi-part-partitioned-struct-stats-only")]
-#[case::v2_checkpoint_parquet_sidecars("v2-checkpoint-parquet")]
-#[case::v2_checkpoint_json_databricks("checkpoint-v2-table")]
-#[case::v2_content_classic_name("v2-classic-checkpoint-parquet")]
-#[case::stale_last_checkpoint("table_failed_last_checkpoint_update")]
-#[case::corrupt_last_checkpoint("corrupted-last-checkpoint-kernel")]
-#[case::deletion_vectors_small("table-with-dv-small")]
-#[case::inline_deletion_vectors("cdf-table-with-dv")]
-#[case::dv_partitioned("dv-partitioned-with-checkpoint")]
-#[case::column_mapping_name_with_dv("dv-with-columnmapping")]
-#[case::column_mapping_id("table-with-columnmapping-mode-id")]
-#[case::column_mapping_databricks("table_with_column_mapping")]
-#[case::partition_escapes_and_emoji("dat-multi_partitioned")]
-#[case::log_compaction("compacted-log-files-table")]
-#[case::change_data_feed("cdf-table")]
-#[case::in_commit_timestamps("cdc_ict_table")]
-#[case::app_transactions("app-txn-checkpoint")]
-#[case::delta_0_2_0("delta-0.2.0")]
-#[case::domain_metadata_liquid("table_with_liquid_clustering")]
-#[case::restore("basic-with-inserts-overwrite-restore")]
-#[case::deletion_logs_databricks("table_with_deletion_logs")]
+/// What the manifest says a table should give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Expect {
+    /// Attested and deeply verified at every version from `first` (a checkpoint baseline when
+    /// the log starts later than version 0).
+    Attests { first: u64, latest: u64 },
+    /// `makoto attest` must stop with an error naming the table, the version and this reason.
+    Fails { version: u64, reason: &'static str },
+}
+
+struct ManifestTable {
+    name: String,
+    features: Vec<String>,
+    expect: Expect,
+}
+
+fn manifest() -> Vec<ManifestTable> {
+    let text = std::fs::read_to_string(corpus_root().join("../manifest.json")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    m["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let features: Vec<String> = t["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap().to_owned())
+                .collect();
+            let has = |f: &str| features.iter().any(|x| x == f);
+            let versions = &t["versions"];
+            let commits: Vec<u64> = versions["commit_files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            let expect = if has("negative") {
+                // The first version missing from the commit files.
+                let gap = (commits[0]..).find(|v| !commits.contains(v)).unwrap();
+                Expect::Fails {
+                    version: gap,
+                    reason: "missing from _delta_log",
+                }
+            } else if has("catalog-managed") {
+                Expect::Fails {
+                    version: 0,
+                    reason: "catalogManaged",
+                }
+            } else {
+                Expect::Attests {
+                    first: versions["first"].as_u64().unwrap(),
+                    latest: versions["latest"].as_u64().unwrap(),
+                }
+            };
+            ManifestTable {
+                name: t["name"].as_str().unwrap().to_owned(),
+                features,
+                expect,
+            }
+        })
+        .collect()
+}
+
+/// Every table of the corpus manifest, copied, attested and verified (deep) at every version.
+/// A version is expected to be unverifiable exactly when one of its live files is gone from
+/// disk (vacuumed before it was attested); every other version must verify with no finding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corpus_table_every_version(#[case] name: &str) {
+async fn every_manifest_table_at_every_version() {
+    let tables = manifest();
+    assert_eq!(tables.len(), 40, "the corpus README lists 40 tables");
+    let mut failures = Vec::new();
+    let results: Vec<Result<String, String>> = futures::stream::iter(tables)
+        .map(|t| async move { check_manifest_table(&t).await })
+        .buffer_unordered(2)
+        .collect()
+        .await;
+    for r in results {
+        match r {
+            Ok(line) => println!("{line}"),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+async fn check_manifest_table(t: &ManifestTable) -> Result<String, String> {
+    let name = t.name.as_str();
     let tmp = tempfile::tempdir().unwrap();
     let table = corpus_table(name, tmp.path());
     let wh = tmp.path().join("wh");
-    let summary = Run::new(&table, &wh)
-        .run()
-        .await
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let outcome = Run::new(&table, &wh).run().await;
+    let (first, latest) = match (&t.expect, outcome) {
+        (Expect::Fails { version, reason }, Err(e)) => {
+            let msg = e.to_string();
+            let uri = table_uri(&table);
+            if !(msg.contains(&uri)
+                && msg.contains(&format!("version {version}"))
+                && msg.contains(reason))
+            {
+                return Err(format!(
+                    "{name}: error does not name the table, version {version} and {reason:?}: {msg}"
+                ));
+            }
+            if !attestation_rows(&wh, &table).await.is_empty() {
+                return Err(format!("{name}: a failed run wrote attestation rows"));
+            }
+            // And the binary: exit 2, one line on stderr, nothing written.
+            let key_prefix = tmp.path().join("k");
+            makoto(&["keygen", key_prefix.to_str().unwrap()]);
+            let cli_wh = tmp.path().join("cli-wh");
+            let out = makoto(&[
+                "attest",
+                table.to_str().unwrap(),
+                "--warehouse",
+                cli_wh.to_str().unwrap(),
+                "--key",
+                &format!("{}.key", key_prefix.display()),
+            ]);
+            let stderr_lines: Vec<&str> = out
+                .stderr
+                .lines()
+                .filter(|l| l.starts_with("error:"))
+                .collect();
+            if out.code != Some(2) || stderr_lines.len() != 1 || !stderr_lines[0].contains(reason) {
+                return Err(format!(
+                    "{name}: makoto attest exit {:?}, stderr {:?}",
+                    out.code, out.stderr
+                ));
+            }
+            return Ok(format!("{name}: refused as expected: {msg}"));
+        }
+        (Expect::Fails { .. }, Ok(_)) => {
+            return Err(format!("{name}: must fail but was attested"));
+        }
+        (Expect::Attests { .. }, Err(e)) => return Err(format!("{name}: {e}")),
+        (Expect::Attests { first, latest }, Ok(_)) => (*first, *latest),
+    };
     let rows = attestation_rows(&wh, &table).await;
-    assert_eq!(
-        rows.len() as u64,
-        summary.latest_version + 1,
-        "{name}: every version attested"
-    );
+    let versions: Vec<u64> = rows.iter().map(|r| r.version).collect();
+    if versions != (first..=latest).collect::<Vec<_>>() {
+        return Err(format!(
+            "{name}: attested versions {versions:?}, expected {first}..={latest}"
+        ));
+    }
     check_rows(&rows, Some(&key(1)), &table);
     check_commit_digests(&table, &rows);
     check_file_digests(&table, &file_rows(&wh, &table).await);
     check_state_digests(&table, &rows).await;
-    // And it verifies, deeply, with no finding (checkpoints included).
-    let report = crate::verify::verify(&table, &wh).await;
-    assert!(
-        report.findings.is_empty(),
-        "{name}: {:?}",
-        report
+
+    let mut unverifiable = Vec::new();
+    for v in first..=latest {
+        let gone = live_files(&table, v)
+            .await
+            .into_iter()
+            .filter(|f| !table.join(&f.path).exists())
+            .count();
+        let row = &rows[(v - first) as usize];
+        let expected_availability = if gone > 0 { "unavailable" } else { "complete" };
+        if row.data_availability != expected_availability {
+            return Err(format!(
+                "{name} v{v}: data_availability {:?}, expected {expected_availability:?} ({gone} live files gone)",
+                row.data_availability
+            ));
+        }
+        let report = crate::verify::verify_with(
+            &table,
+            &wh,
+            &crate::verify::trust(1),
+            makoto_delta::VerifyOptions {
+                at: makoto_delta::VersionSpec::Version(v),
+                ..Default::default()
+            },
+        )
+        .await;
+        let unexpected: Vec<_> = report
             .findings
             .iter()
-            .map(|f| (f.kind.code(), f.version, &f.detail))
-            .collect::<Vec<_>>()
-    );
-    assert_eq!(
-        report.checkpoints_checked as usize,
-        count_checkpoint_versions(&table)
-    );
+            .filter(|f| !(gone > 0 && f.kind == makoto_delta::FindingKind::DataUnavailable))
+            .map(|f| (f.kind.code(), f.version, f.path.clone(), f.detail.clone()))
+            .collect();
+        if !unexpected.is_empty() {
+            return Err(format!("{name} v{v}: {unexpected:?}"));
+        }
+        let expected_outcome = if gone > 0 {
+            makoto_delta::Outcome::Unverifiable
+        } else {
+            makoto_delta::Outcome::Verified
+        };
+        if report.outcome != expected_outcome {
+            return Err(format!(
+                "{name} v{v}: {:?}, expected {expected_outcome:?}",
+                report.outcome
+            ));
+        }
+        if gone > 0 {
+            unverifiable.push(v);
+        }
+        if v == latest
+            && report.checkpoints_checked as usize != count_checkpoints_from(&table, first)
+        {
+            return Err(format!(
+                "{name}: {} checkpoints checked, {} in the log",
+                report.checkpoints_checked,
+                count_checkpoints_from(&table, first)
+            ));
+        }
+    }
+    if first > 0 {
+        // Versions before the baseline cannot be verified, and verify says why (exit 2).
+        let err = crate::verify::verify_err(&table, &wh, first - 1).await;
+        if !err.contains("before the checkpoint baseline") {
+            return Err(format!("{name}: verify before the baseline: {err}"));
+        }
+    }
+    Ok(format!(
+        "{name}: versions {first}..={latest} attested and verified{}; features {}",
+        if unverifiable.is_empty() {
+            String::new()
+        } else {
+            format!(" (unverifiable, data vacuumed before attestation: {unverifiable:?})")
+        },
+        t.features.join(",")
+    ))
 }
 
-fn count_checkpoint_versions(table: &std::path::Path) -> usize {
-    let mut versions: Vec<String> = std::fs::read_dir(table.join("_delta_log"))
+fn count_checkpoints_from(table: &std::path::Path, first: u64) -> usize {
+    let mut versions: Vec<u64> = std::fs::read_dir(table.join("_delta_log"))
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.len() > 20 && n[20..].starts_with(".checkpoint."))
-        .map(|n| n[..20].to_owned())
+        .map(|n| n[..20].parse().unwrap())
+        .filter(|v| *v >= first)
         .collect();
     versions.sort();
     versions.dedup();

@@ -111,24 +111,51 @@ async fn missing_commit_is_a_log_gap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_data_file_explained_by_a_later_remove() {
+async fn data_file_vacuumed_before_attestation_is_recorded_as_unavailable() {
     let tmp = tempfile::tempdir().unwrap();
     let table = sample_copy(tmp.path());
     let wh = tmp.path().join("wh");
     // The file written at v1 is rewritten by the DELETE at v3; deleting it simulates VACUUM.
     let path = add_paths(&table, 1).pop().unwrap();
     std::fs::remove_file(table.join(&path)).unwrap();
-    let out = attest_cli(&table, &wh, &[]);
-    assert_one_line_error(
-        &out,
-        &[
-            "version 1",
-            &path,
-            "removed from the table at version 3",
-            "VACUUM",
-        ],
-    );
-    assert_eq!(rows_for(&wh, &table).await, 0);
+    let out = attest_cli(&table, &wh, &["--json"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let by_version = |v: u64| {
+        summary["attested"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["version"] == v)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_version(1)["dataAvailability"], "unavailable");
+    assert_eq!(by_version(1)["unavailableFiles"], serde_json::json!([path]));
+    // Live at v1 and v2, removed at v3: those versions cannot be rechecked, later ones can.
+    assert_eq!(by_version(2)["dataAvailability"], "unavailable");
+    assert_eq!(by_version(3)["dataAvailability"], "complete");
+    assert_eq!(by_version(0)["dataAvailability"], "complete");
+    let rows = attestation_rows(&wh, &table).await;
+    assert_eq!(rows.len(), 10, "every version is attested");
+    let files = file_rows(&wh, &table).await;
+    let add = files
+        .iter()
+        .find(|f| f.version == 1 && f.path == path)
+        .unwrap();
+    assert_eq!(add.sha256, None, "no digest for bytes that were gone");
+    let logged: Vec<serde_json::Value> =
+        std::fs::read_to_string(table.join(format!("_delta_log/{:020}.json", 1)))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+    let size = logged
+        .iter()
+        .find(|v| v["add"]["path"].as_str().map(percent_decode).as_ref() == Some(&path))
+        .and_then(|v| v["add"]["size"].as_u64())
+        .unwrap();
+    assert_eq!(add.size, Some(size), "the log's facts are still attested");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,7 +37,7 @@ async fn a_proof_verifies_offline_and_any_changed_byte_fails() {
     assert_eq!(ok.value().file.path(), live30.path);
     assert_eq!(ok.value().state_digest, rows[30].state_digest);
     assert_eq!(
-        ok.value().file.sha256().to_hex(),
+        ok.value().file.sha256().unwrap().to_hex(),
         sha256_hex(&std::fs::read(table.join(&live30.path)).unwrap())
     );
     // Untrusted key: fails.

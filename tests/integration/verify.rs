@@ -12,8 +12,8 @@ use makoto_core::keys::Signer;
 use makoto_core::verify::TrustedKeys;
 use makoto_delta::verify::UnsignedRows;
 use makoto_delta::{
-    AttestationStore, FindingKind, Location, Severity, SourceTable, StorageOptions, Verifier,
-    VerifyMode, VerifyOptions, VerifyReport, VersionSpec,
+    AttestationStore, FindingKind, Location, Outcome, Severity, SourceTable, StorageOptions,
+    Verifier, VerifyMode, VerifyOptions, VerifyReport, VersionSpec,
 };
 use rstest::rstest;
 use serde_json::Value;
@@ -22,6 +22,30 @@ use crate::support::*;
 
 pub fn trust(seed: u8) -> TrustedKeys {
     TrustedKeys::new(vec![key(seed).public_key().clone()])
+}
+
+/// The error of a verification that cannot be done (exit 2), as text.
+pub async fn verify_err(table: &Path, wh: &Path, version: u64) -> String {
+    let storage = StorageOptions::default();
+    let source = SourceTable::open(
+        Location::existing(table.to_str().unwrap()).unwrap(),
+        &storage,
+    )
+    .unwrap();
+    let store = AttestationStore::open(Location::existing(wh.to_str().unwrap()).unwrap(), storage)
+        .await
+        .unwrap();
+    let options = VerifyOptions {
+        at: makoto_delta::VersionSpec::Version(version),
+        ..VerifyOptions::default()
+    };
+    match Verifier::new(&source, &store, &trust(1), options)
+        .run()
+        .await
+    {
+        Ok(r) => format!("unexpectedly ran: {:?}", r.outcome),
+        Err(e) => e.to_string(),
+    }
 }
 
 pub async fn verify_with(
@@ -72,6 +96,13 @@ pub async fn attested_copy(name: &str, dir: &Path) -> (PathBuf, PathBuf) {
 
 fn kinds(r: &VerifyReport) -> Vec<(FindingKind, Option<u64>)> {
     r.findings.iter().map(|f| (f.kind, f.version)).collect()
+}
+
+/// Writes key 1's public key as `k.pub` in `dir`.
+fn write_trust(dir: &Path) -> PathBuf {
+    let pubk = dir.join("k.pub");
+    std::fs::write(&pubk, key(1).public_key().to_spki_pem().unwrap()).unwrap();
+    pubk
 }
 
 fn summary(r: &VerifyReport) -> String {
@@ -606,7 +637,8 @@ async fn vacuum_after_a_legitimate_remove_is_not_tampering() {
         },
     )
     .await;
-    assert!(old.verified, "{}", summary(&old));
+    assert_eq!(old.outcome, Outcome::Unverifiable, "{}", summary(&old));
+    assert_eq!(old.errors(), 0, "{}", summary(&old));
     assert!(
         old.findings
             .iter()
@@ -806,5 +838,117 @@ async fn verify_cli_exit_codes_and_json() {
         missing.stderr.contains("version 42 does not exist"),
         "{}",
         missing.stderr
+    );
+}
+
+/// Files vacuumed before the first attestation make old versions unverifiable, never
+/// "verified"; a file deleted while live is still tampering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_vacuumed_before_attestation_are_unverifiable_not_tampered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (table, wh) = attested_copy("snapshot-vacuumed", tmp.path()).await;
+    let rows = attestation_rows(&wh, &table).await;
+    let statement = statement_of(&rows[0]);
+    let gone = &statement["predicate"]["delta"]["dataAvailability"];
+    assert_eq!(gone["status"], "unavailable");
+    for f in gone["unavailableFiles"].as_array().unwrap() {
+        assert!(!table.join(f.as_str().unwrap()).exists(), "{f}");
+    }
+    let at = |v| VerifyOptions {
+        at: VersionSpec::Version(v),
+        ..VerifyOptions::default()
+    };
+    let old = verify_with(&table, &wh, &trust(1), at(1)).await;
+    assert_eq!(old.outcome, Outcome::Unverifiable, "{}", summary(&old));
+    assert!(!old.verified);
+    assert!(
+        old.findings
+            .iter()
+            .all(|f| f.kind == FindingKind::DataUnavailable),
+        "{}",
+        summary(&old)
+    );
+    let out = makoto(&[
+        "verify",
+        table.to_str().unwrap(),
+        "--warehouse",
+        wh.to_str().unwrap(),
+        "--trust",
+        write_trust(tmp.path()).to_str().unwrap(),
+        "--version",
+        "1",
+        "--no-record",
+    ]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stdout.starts_with("UNVERIFIABLE"), "{}", out.stdout);
+    assert!(out.stdout.contains("no tampering found"), "{}", out.stdout);
+
+    // The latest version is complete; deleting one of its files is tampering.
+    let latest = verify(&table, &wh).await;
+    assert_eq!(latest.outcome, Outcome::Verified, "{}", summary(&latest));
+    let live = add_paths(&table, 5).pop().unwrap();
+    std::fs::remove_file(table.join(&live)).unwrap();
+    let tampered = verify(&table, &wh).await;
+    assert_eq!(tampered.outcome, Outcome::Failed);
+    assert!(
+        tampered
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::DataFileMissing && f.path.as_deref() == Some(&live)),
+        "{}",
+        summary(&tampered)
+    );
+}
+
+/// A chain that starts from a checkpoint (log cleaned before the first attestation) keeps the
+/// checkpoint's digests: a rewritten checkpoint is found, even with the same live files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_baseline_checkpoint_is_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (table, wh) = attested_copy("checkpoint-cdf-table", tmp.path()).await;
+    let rows = attestation_rows(&wh, &table).await;
+    assert_eq!(rows[0].version, 3);
+    let baseline = &statement_of(&rows[0])["predicate"]["delta"]["baseline"];
+    assert_eq!(baseline["checkpointVersion"], 3);
+    assert_eq!(baseline["firstAvailableCommit"], 3);
+    let checkpoint = "_delta_log/00000000000000000003.checkpoint.parquet";
+    assert_eq!(
+        baseline["checkpointFiles"][0]["sha256"],
+        sha256_hex(&std::fs::read(table.join(checkpoint)).unwrap())
+    );
+    assert!(verify(&table, &wh).await.verified);
+
+    // Replace the checkpoint of version 3 with one delta-rs writes for version 5 (other live
+    // files, other bytes), as someone rewriting history would.
+    let url = url::Url::from_directory_path(std::fs::canonicalize(&table).unwrap()).unwrap();
+    let t = deltalake::DeltaTableBuilder::from_url(url)
+        .unwrap()
+        .load()
+        .await
+        .unwrap();
+    deltalake::checkpoints::create_checkpoint(&t, None)
+        .await
+        .unwrap();
+    let before = sha256_hex(&std::fs::read(table.join(checkpoint)).unwrap());
+    std::fs::copy(
+        table.join("_delta_log/00000000000000000005.checkpoint.parquet"),
+        table.join(checkpoint),
+    )
+    .unwrap();
+    assert_ne!(
+        sha256_hex(&std::fs::read(table.join(checkpoint)).unwrap()),
+        before
+    );
+    let report = verify(&table, &wh).await;
+    assert_eq!(report.outcome, Outcome::Failed, "{}", summary(&report));
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::BaselineChanged
+                && f.version == Some(3)
+                && f.path.as_deref() == Some(checkpoint)),
+        "{}",
+        summary(&report)
     );
 }

@@ -318,6 +318,74 @@ pub struct CommitFacts {
     /// When the attestation is made (signed inside the statement; key validity windows are
     /// checked against it).
     pub attested_at_ms: i64,
+    /// Files whose bytes were gone when this version was first attested.
+    pub availability: DataAvailability,
+    /// Set when the chain starts from a checkpoint because earlier commits were cleaned up.
+    pub baseline: Option<Baseline>,
+}
+
+/// Which of a version's data could be hashed when it was first attested.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DataAvailability {
+    /// Files (data, change data, deletion vectors) this commit references whose bytes were
+    /// already deleted (VACUUM) when it was attested, in log order.
+    pub unavailable_files: Vec<String>,
+    /// Live files of the version whose digest is unknown for that reason (carried from earlier
+    /// versions until they are removed).
+    pub live_unavailable: u64,
+}
+
+impl DataAvailability {
+    pub fn is_complete(&self) -> bool {
+        self.unavailable_files.is_empty() && self.live_unavailable == 0
+    }
+    /// The `data_availability` column: `complete` or `unavailable`.
+    pub fn status(&self) -> &'static str {
+        if self.is_complete() {
+            "complete"
+        } else {
+            "unavailable"
+        }
+    }
+}
+
+/// A file of a checkpoint, with its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointFile {
+    /// Relative to the table root (`_delta_log/…`).
+    pub path: String,
+    pub size: u64,
+    pub sha256: Sha256Digest,
+}
+
+/// The start of a chain whose first commits were removed by log cleanup before they were
+/// attested: the state of `checkpoint_version` is read from its checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Baseline {
+    pub checkpoint_version: u64,
+    /// Every file of the checkpoint (parts, v2 manifest, sidecars), sorted by path.
+    pub checkpoint_files: Vec<CheckpointFile>,
+    /// The oldest commit file still in the log when the baseline was taken.
+    pub first_available_commit: u64,
+}
+
+impl Baseline {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "kind": "checkpoint",
+            "checkpointVersion": self.checkpoint_version,
+            "checkpointFiles": self.checkpoint_files.iter().map(|f| json!({
+                "path": f.path,
+                "size": f.size,
+                "sha256": f.sha256.to_hex(),
+            })).collect::<Vec<_>>(),
+            "firstAvailableCommit": self.first_available_commit,
+            "reason": format!(
+                "commit files before version {} were removed by log cleanup before the table was first attested; the chain starts from the checkpoint of version {}, whose live files are this version's changes, and earlier versions are not attested",
+                self.first_available_commit, self.checkpoint_version
+            ),
+        })
+    }
 }
 
 /// Totals over a commit's changes.
@@ -480,7 +548,7 @@ pub fn build_commit_statement(
             Value::Array(facts.changes.iter().map(FileChange::to_json).collect()),
         );
     }
-    let delta = json!({
+    let mut delta = json!({
         "formatVersion": DELTA_BLOCK_FORMAT,
         "table": {"uri": facts.table_uri, "id": facts.table_id, "name": facts.table_name},
         "version": facts.version,
@@ -512,6 +580,7 @@ pub fn build_commit_statement(
             "version": p.version,
             "digest": {"sha256": p.digest.to_hex()},
         })),
+
         "attestor": {
             "name": attestor.name,
             "version": attestor.version,
@@ -519,6 +588,22 @@ pub fn build_commit_statement(
             "attestedAt": rfc3339(facts.attested_at_ms)?,
         },
     });
+    if let Some(d) = delta.as_object_mut() {
+        // Only present when they apply, so complete commits keep their statement shape.
+        if !facts.availability.is_complete() {
+            d.insert(
+                "dataAvailability".into(),
+                json!({
+                    "status": facts.availability.status(),
+                    "unavailableFiles": facts.availability.unavailable_files,
+                    "liveFilesUnavailable": facts.availability.live_unavailable,
+                }),
+            );
+        }
+        if let Some(b) = &facts.baseline {
+            d.insert("baseline".into(), b.to_json());
+        }
+    }
 
     let engine = facts.engine.as_deref();
     let versions = engine.map(engine_versions).unwrap_or_default();

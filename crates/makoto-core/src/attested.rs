@@ -101,6 +101,48 @@ pub struct AttestedCommit {
     protocol: Protocol,
     schema_digest: Sha256Digest,
     inputs: Vec<AttestedInput>,
+    live_unavailable: u64,
+    unavailable_files: Vec<String>,
+    baseline: Option<AttestedBaseline>,
+}
+
+/// The checkpoint a chain starts from (see `attestation::Baseline`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestedBaseline {
+    pub checkpoint_version: u64,
+    /// `(path, size, sha256)` of every checkpoint file.
+    pub checkpoint_files: Vec<(String, u64, Sha256Digest)>,
+    pub first_available_commit: u64,
+}
+
+fn baseline_from_json(b: &Value) -> Result<AttestedBaseline, Error> {
+    if b.get("kind").and_then(Value::as_str) != Some("checkpoint") {
+        return Err(bad("delta.baseline.kind"));
+    }
+    let files = b
+        .get("checkpointFiles")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("delta.baseline.checkpointFiles"))?
+        .iter()
+        .map(|f| {
+            Ok((
+                f.get("path")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("delta.baseline.checkpointFiles[].path"))?
+                    .to_owned(),
+                u64_at(f, "size")?,
+                digest_at(f, &["sha256"])?,
+            ))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    if files.is_empty() {
+        return Err(bad("delta.baseline.checkpointFiles"));
+    }
+    Ok(AttestedBaseline {
+        checkpoint_version: u64_at(b, "checkpointVersion")?,
+        checkpoint_files: files,
+        first_available_commit: u64_at(b, "firstAvailableCommit")?,
+    })
 }
 
 fn bad(what: &str) -> Error {
@@ -211,6 +253,26 @@ impl AttestedCommit {
                 digest_at(prev, &["digest", "sha256"])?,
             )),
         };
+        let availability = d.get("dataAvailability").filter(|a| !a.is_null());
+        let live_unavailable = match availability {
+            None => 0,
+            Some(a) => u64_at(a, "liveFilesUnavailable")?,
+        };
+        let unavailable_files = match availability {
+            None => Vec::new(),
+            Some(a) => a
+                .get("unavailableFiles")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("delta.dataAvailability.unavailableFiles"))?
+                .iter()
+                .map(|p| p.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| bad("delta.dataAvailability.unavailableFiles"))?,
+        };
+        let baseline = match d.get("baseline") {
+            None | Some(Value::Null) => None,
+            Some(b) => Some(baseline_from_json(b)?),
+        };
         let attested_at_ms = d
             .get("attestor")
             .and_then(|a| a.get("attestedAt"))
@@ -263,7 +325,24 @@ impl AttestedCommit {
                     .collect::<Result<Vec<_>, _>>()?,
                 _ => Vec::new(),
             },
+            live_unavailable,
+            unavailable_files,
+            baseline,
         })
+    }
+
+    /// Live files of this version whose bytes were gone when they were first attested.
+    pub fn live_unavailable(&self) -> u64 {
+        self.live_unavailable
+    }
+    /// Files this commit references whose bytes were gone when it was attested.
+    pub fn unavailable_files(&self) -> &[String] {
+        &self.unavailable_files
+    }
+    /// The checkpoint the chain starts from, for the first attestation of a table whose early
+    /// commits were cleaned up.
+    pub fn baseline(&self) -> Option<&AttestedBaseline> {
+        self.baseline.as_ref()
     }
 
     pub fn predicate_type(&self) -> &str {

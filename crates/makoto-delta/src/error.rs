@@ -17,7 +17,7 @@ pub enum Error {
     LogGap { table: String, version: u64 },
 
     #[error(
-        "{table}: commits before version {first} were removed by log cleanup; attesting from a checkpoint baseline is not supported, so the table's history cannot be attested from version 0"
+        "{table}: commits before version {first} were removed by log cleanup and no checkpoint at or after version {first} (with its commit file) is left to start the chain from"
     )]
     LogCleaned { table: String, first: u64 },
 

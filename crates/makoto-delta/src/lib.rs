@@ -19,6 +19,7 @@
 //! ```
 
 pub mod attest;
+pub mod baseline;
 pub mod dbom;
 mod error;
 pub mod gate;
@@ -41,5 +42,6 @@ pub use location::{Location, StorageOptions};
 pub use log::SourceTable;
 pub use store::{AttestationRow, AttestationStore, FileRow};
 pub use verify::{
-    Finding, FindingKind, Severity, Verifier, VerifyMode, VerifyOptions, VerifyReport, VersionSpec,
+    Finding, FindingKind, Outcome, Severity, Verifier, VerifyMode, VerifyOptions, VerifyReport,
+    VersionSpec,
 };

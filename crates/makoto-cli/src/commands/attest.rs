@@ -68,6 +68,9 @@ pub fn summary_json(s: &AttestSummary) -> serde_json::Value {
             "attestationDigest": a.attestation_digest.to_hex(),
             "filesAdded": a.files_added,
             "filesRemoved": a.files_removed,
+            "dataAvailability": a.data_availability,
+            "unavailableFiles": a.unavailable_files,
+            "baselineCheckpoint": a.baseline,
         })).collect::<Vec<_>>(),
     })
 }
@@ -120,6 +123,26 @@ pub fn print_summary(s: &AttestSummary, out: &mut dyn Write) -> std::io::Result<
             short(&a.attestation_digest.to_hex()),
             a.files_added,
             a.files_removed
+        )?;
+    }
+    if let Some(b) = s.attested.iter().find_map(|a| a.baseline) {
+        writeln!(
+            out,
+            "baseline: earlier commits were removed by log cleanup; the chain starts from the checkpoint of version {b} (earlier versions are not attested)"
+        )?;
+    }
+    let unavailable: Vec<u64> = s
+        .attested
+        .iter()
+        .filter(|a| a.data_availability != "complete")
+        .map(|a| a.version)
+        .collect();
+    if let (Some(first), Some(last)) = (unavailable.first(), unavailable.last()) {
+        let files: usize = s.attested.iter().map(|a| a.unavailable_files.len()).sum();
+        writeln!(
+            out,
+            "data unavailable: {} versions between {first} and {last} reference {files} files that were vacuumed before they were attested; their log facts are attested and `makoto verify` reports them as unverifiable, not tampered",
+            unavailable.len()
         )?;
     }
     Ok(())

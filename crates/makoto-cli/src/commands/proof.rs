@@ -65,7 +65,10 @@ pub fn verify(args: VerifyProofArgs, out: &mut dyn Write) -> anyhow::Result<u8> 
                     "PROOF VERIFIED: {} ({} bytes, SHA-256 {}) is a live file of {}@v{} (state {}), attested with key {}",
                     f.path(),
                     f.size(),
-                    f.sha256(),
+                    f.sha256().map_or(
+                        "unknown (vacuumed before it was attested)".to_owned(),
+                        |h| h.to_hex()
+                    ),
                     v.value().table,
                     v.value().version,
                     v.value().state_digest,

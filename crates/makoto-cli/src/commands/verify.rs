@@ -4,6 +4,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use makoto_core::head::verify_head;
 use makoto_core::verify::TrustedKeys;
+use makoto_delta::FindingKind;
 use makoto_delta::keyfile;
 use makoto_delta::verify::{RecordSigner, UnsignedRows};
 use makoto_delta::{
@@ -49,6 +50,22 @@ pub fn print_report(r: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()
             r.checkpoints_checked,
             r.files_hashed,
             human_bytes(r.bytes_hashed)
+        )?;
+    } else if r.outcome == makoto_delta::Outcome::Unverifiable {
+        let gone = r
+            .findings
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f.kind,
+                    FindingKind::DataUnavailable | FindingKind::DataFileVacuumed
+                )
+            })
+            .count();
+        writeln!(
+            out,
+            "UNVERIFIABLE {} at version {} ({mode}{since}): no tampering found, but {gone} files of this version were vacuumed and cannot be checked ({} files rehashed)",
+            r.table, r.version, r.files_hashed
         )?;
     } else {
         writeln!(

@@ -46,7 +46,9 @@ impl DvEntry {
 pub struct FileEntry {
     path: String,
     size: u64,
-    sha256: Sha256Digest,
+    /// `None`: the bytes were already gone (vacuumed) when the version that added the file
+    /// was first attested, so only the log's facts about it are attested.
+    sha256: Option<Sha256Digest>,
     dv: Option<DvEntry>,
 }
 
@@ -64,7 +66,18 @@ impl FileEntry {
         FileEntry {
             path,
             size,
-            sha256,
+            sha256: Some(sha256),
+            dv,
+        }
+    }
+
+    /// A file whose bytes were gone before it could be hashed: its leaf records `"sha256":
+    /// null`.
+    pub fn unavailable(path: String, size: u64, dv: Option<DvEntry>) -> Self {
+        FileEntry {
+            path,
+            size,
+            sha256: None,
             dv,
         }
     }
@@ -75,8 +88,12 @@ impl FileEntry {
     pub fn size(&self) -> u64 {
         self.size
     }
-    pub fn sha256(&self) -> Sha256Digest {
+    /// The attested SHA-256 of the bytes; `None` when they were unavailable.
+    pub fn sha256(&self) -> Option<Sha256Digest> {
         self.sha256
+    }
+    pub fn is_available(&self) -> bool {
+        self.sha256.is_some()
     }
     pub fn dv(&self) -> Option<&DvEntry> {
         self.dv.as_ref()
@@ -91,7 +108,7 @@ impl FileEntry {
         json!({
             "path": self.path,
             "size": self.size,
-            "sha256": self.sha256.to_hex(),
+            "sha256": self.sha256.map(|h| h.to_hex()),
             "deletionVector": self.dv.as_ref().map(|d| json!({
                 "uniqueId": d.unique_id,
                 "sizeInBytes": d.size_in_bytes,
@@ -120,9 +137,6 @@ impl FileEntry {
         let v: Value = serde_json::from_slice(bytes).map_err(|_| bad("not JSON"))?;
         let str_field = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
         let u64_field = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64);
-        let digest = |s: Option<String>| -> Result<Sha256Digest, Error> {
-            s.ok_or_else(|| bad("missing sha256"))?.parse()
-        };
         let dv = match v.get("deletionVector") {
             None => return Err(bad("missing deletionVector")),
             Some(Value::Null) => None,
@@ -142,7 +156,11 @@ impl FileEntry {
         let entry = FileEntry {
             path: str_field(&v, "path").ok_or_else(|| bad("missing path"))?,
             size: u64_field(&v, "size").ok_or_else(|| bad("missing size"))?,
-            sha256: digest(str_field(&v, "sha256"))?,
+            sha256: match v.get("sha256") {
+                Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.parse()?),
+                _ => return Err(bad("missing sha256")),
+            },
             dv,
         };
         if entry.value_bytes() != bytes {
@@ -174,6 +192,15 @@ mod tests {
         assert_eq!(e.leaf_hash(), Sha256Digest::of(&pre));
         assert_eq!(e.key(), Sha256Digest::of(b"a=1/part-0.parquet\0"));
         assert_eq!(FileEntry::from_value_bytes(json.as_bytes()).unwrap(), e);
+    }
+
+    #[test]
+    fn unavailable_bytes_are_a_null_digest() {
+        let e = FileEntry::unavailable("p".into(), 7, None);
+        let json = br#"{"deletionVector":null,"path":"p","sha256":null,"size":7}"#;
+        assert_eq!(e.value_bytes(), json);
+        assert_eq!(FileEntry::from_value_bytes(json).unwrap(), e);
+        assert!(!e.is_available());
     }
 
     #[test]

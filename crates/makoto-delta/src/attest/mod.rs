@@ -23,8 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::Utc;
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::{
-    Attestation, AttestorInfo, ChangeKind, CommitFacts, CrossTableTransform, FileChange,
-    MakotoLevel, PreviousAttestation, build_commit_statement, changes_digest,
+    Attestation, AttestorInfo, Baseline, ChangeKind, CommitFacts, CrossTableTransform,
+    DataAvailability, FileChange, MakotoLevel, PreviousAttestation, build_commit_statement,
+    changes_digest,
 };
 use makoto_core::attested::AttestedCommit;
 use makoto_core::delta::{Commit, DeletionVector, TimestampSource, commit_file_name};
@@ -36,6 +37,7 @@ use makoto_core::statement::Statement;
 pub use observer::{Event, NoObserver, Observer, Phase};
 
 use crate::Error;
+use crate::baseline::CheckpointState;
 use crate::hashing::{FileHasher, HashFailure, HashRequest, Hashed};
 use crate::location::StorageOptions;
 use crate::log::{LogListing, SourceTable};
@@ -88,6 +90,12 @@ pub struct AttestedVersion {
     pub attestation_digest: Sha256Digest,
     pub files_added: u64,
     pub files_removed: u64,
+    /// Files this commit references whose bytes were already deleted (VACUUM).
+    pub unavailable_files: Vec<String>,
+    /// `complete` or `unavailable` (the `data_availability` column).
+    pub data_availability: String,
+    /// The checkpoint version the chain starts from, for a baseline attestation.
+    pub baseline: Option<u64>,
 }
 
 /// What a run did.
@@ -152,10 +160,32 @@ struct Head {
 struct RunState {
     ctx: Option<TableContext>,
     tree: StateTree,
+    /// Live files whose bytes were gone when they were first attested.
+    live_unavailable: u64,
+    /// The checkpoint the chain starts from, until its version is attested.
+    baseline: Option<PendingBaseline>,
     previous: Option<PreviousAttestation>,
     files_hashed: u64,
     bytes_hashed: u64,
     attested: Vec<AttestedVersion>,
+}
+
+/// A checkpoint baseline about to be attested.
+struct PendingBaseline {
+    state: CheckpointState,
+    info: Baseline,
+}
+
+/// Digests of the files a batch references, and the files whose bytes were already gone.
+struct Hashes<'a> {
+    hashed: &'a mut HashMap<String, Hashed>,
+    unavailable: &'a mut HashSet<String>,
+    batch: &'a [Commit],
+}
+
+/// `liveFilesUnavailable` of the statement a run continues from.
+fn statement_live_unavailable(statement: &Statement) -> u64 {
+    AttestedCommit::from_statement(statement).map_or(0, |a| a.live_unavailable())
 }
 
 struct BatchOutput {
@@ -364,10 +394,14 @@ impl Attestor {
                 row.version
             }
         };
+        let mut start = start;
+        let mut baseline = None;
         if start == 0
             && let Some(first) = listing.first().filter(|f| *f > 0)
         {
-            return Err(Error::LogCleaned { table: uri, first });
+            let pending = self.baseline(&listing, first).await?;
+            start = pending.info.checkpoint_version;
+            baseline = Some(pending);
         }
         let target = match self.options.to_version {
             Some(v) if v > latest => {
@@ -396,6 +430,12 @@ impl Attestor {
             run_id: self.run_id.clone(),
         };
 
+        if baseline.is_some() && target < start {
+            return Err(Error::LogCleaned {
+                table: uri,
+                first: listing.first().unwrap_or(start),
+            });
+        }
         if previously.is_some_and(|p| p >= target) {
             self.emit(Event::UpToDate {
                 table: &uri,
@@ -424,6 +464,8 @@ impl Attestor {
                     })?,
                 )),
                 tree: StateTree::resume(row.state_digest, row.live_files, row.live_bytes),
+                live_unavailable: statement_live_unavailable(statement),
+                baseline: None,
                 previous: Some(PreviousAttestation {
                     version: row.version,
                     state_root: row.state_digest,
@@ -437,6 +479,8 @@ impl Attestor {
             _ => RunState {
                 ctx: None,
                 tree: StateTree::new(),
+                live_unavailable: 0,
+                baseline: None,
                 previous: None,
                 files_hashed: 0,
                 bytes_hashed: 0,
@@ -444,11 +488,16 @@ impl Attestor {
             },
         };
 
+        state.baseline = baseline;
         let mut from = start;
         while from <= target {
             let to = target.min(from + self.options.batch_size.max(1) as u64 - 1);
+            let attested_before = state.previous.as_ref().map(|p| p.version);
             let output = self.attest_batch(&mut state, &listing, from, to).await?;
-            match self.persist_batch(&mut state, output, from, to).await? {
+            match self
+                .persist_batch(&mut state, output, attested_before, from, to)
+                .await?
+            {
                 Progress::Done => {}
                 Progress::Restart => {
                     totals.absorb(&mut state);
@@ -461,6 +510,39 @@ impl Attestor {
         totals.fill(&mut summary);
         summary.table_id = state.ctx.map(|c| c.table_id).or(summary.table_id);
         Ok((Progress::Done, summary))
+    }
+
+    /// The checkpoint to start the chain from when commits before `first` are gone: the
+    /// oldest checkpoint at or after `first` whose commit file is still there.
+    async fn baseline(&self, listing: &LogListing, first: u64) -> Result<PendingBaseline, Error> {
+        let uri = self.source.uri().to_owned();
+        let log = self.source.list_log(first).await?;
+        let Some((version, names)) = log
+            .checkpoints()
+            .iter()
+            .find(|(v, _)| listing.get(**v).is_some())
+        else {
+            return Err(Error::LogCleaned { table: uri, first });
+        };
+        let state =
+            crate::baseline::checkpoint_state(&self.source, &self.options.storage, *version)
+                .await?;
+        let checkpoint_files =
+            crate::baseline::checkpoint_files(&self.source, *version, names).await?;
+        tracing::warn!(
+            table = %uri,
+            first_commit = first,
+            checkpoint = version,
+            "commits before the first one in the log were cleaned up; starting the chain from a checkpoint baseline"
+        );
+        Ok(PendingBaseline {
+            state,
+            info: Baseline {
+                checkpoint_version: *version,
+                checkpoint_files,
+                first_available_commit: first,
+            },
+        })
     }
 
     async fn latest_anywhere(&self) -> Result<u64, Error> {
@@ -510,7 +592,12 @@ impl Attestor {
         let mut requests: Vec<HashRequest> = Vec::new();
         let mut requested: HashSet<String> = HashSet::new();
         let mut first_use: HashMap<String, u64> = HashMap::new();
-        for commit in &commits {
+        let mut cdc_paths: HashSet<String> = HashSet::new();
+        for real in &commits {
+            let commit = match &state.baseline {
+                Some(b) if b.state.version == real.version() => &b.state.commit,
+                _ => real,
+            };
             let ctx = match state.ctx.take() {
                 None => TableContext::from_first_commit(&uri, commit)?,
                 Some(c) => c,
@@ -551,6 +638,7 @@ impl Attestor {
             }
             for cdc in commit.cdc_files() {
                 want(cdc.path().as_str(), Some(cdc.size()))?;
+                cdc_paths.insert(cdc.path().as_str().to_owned());
             }
         }
 
@@ -570,10 +658,28 @@ impl Attestor {
         };
         let results = hasher.hash_all(requests, progress).await;
         let mut hashes: HashMap<String, Hashed> = HashMap::with_capacity(results.len());
+        let mut unavailable: HashSet<String> = HashSet::new();
         for (path, r) in results {
             match r {
                 Ok(h) => {
                     hashes.insert(path, h);
+                }
+                // Change-data files are never live: VACUUM deletes them after the retention
+                // period without any commit removing them.
+                Err(HashFailure::Missing)
+                    if cdc_paths.contains(&path)
+                        || self
+                            .removed_after(
+                                &commits,
+                                listing,
+                                &path,
+                                first_use.get(&path).copied().unwrap_or(from),
+                            )
+                            .await
+                            .is_some() =>
+                {
+                    tracing::warn!(file = %path, "data file was vacuumed before it was attested; recording it as unavailable");
+                    unavailable.insert(path);
                 }
                 Err(failure) => {
                     let version = first_use.get(&path).copied().unwrap_or(from);
@@ -593,12 +699,21 @@ impl Attestor {
         };
         let attested_at_us = Utc::now().timestamp_micros();
         for (commit, ctx) in commits.iter().zip(contexts) {
+            let baseline = match &state.baseline {
+                Some(b) if b.state.version == commit.version() => state.baseline.take(),
+                _ => None,
+            };
             self.attest_commit(
                 state,
                 commit,
+                baseline,
                 &ctx,
                 listing,
-                &mut hashes,
+                &mut Hashes {
+                    hashed: &mut hashes,
+                    unavailable: &mut unavailable,
+                    batch: &commits,
+                },
                 attested_at_us,
                 &mut out,
             )
@@ -623,28 +738,7 @@ impl Attestor {
         let table = self.source.uri().to_owned();
         match failure {
             HashFailure::Missing => {
-                let mut removed_at = commits
-                    .iter()
-                    .filter(|c| c.version() > version)
-                    .find(|c| c.removes().any(|r| r.path().as_str() == path))
-                    .map(Commit::version);
-                if removed_at.is_none()
-                    && let Some(last) = commits.last().map(Commit::version)
-                    && let Some(latest) = listing.latest()
-                {
-                    for v in last + 1..=latest {
-                        let Ok(bytes) = self.source.read_commit_bytes(v).await else {
-                            break;
-                        };
-                        let Ok(c) = Commit::parse(v, &bytes) else {
-                            break;
-                        };
-                        if c.removes().any(|r| r.path().as_str() == path) {
-                            removed_at = Some(v);
-                            break;
-                        }
-                    }
-                }
+                let removed_at = self.removed_after(commits, listing, &path, version).await;
                 Error::FileMissing {
                     table,
                     version,
@@ -662,19 +756,58 @@ impl Attestor {
         }
     }
 
+    /// The first version after `version` whose commit removes `path` (or the deletion vector
+    /// file `path`), looking in the batch and then in later commits: a file missing from
+    /// storage that a later commit removed was vacuumed, not lost.
+    async fn removed_after(
+        &self,
+        commits: &[Commit],
+        listing: &LogListing,
+        path: &str,
+        version: u64,
+    ) -> Option<u64> {
+        let removes = |c: &Commit| {
+            c.removes().any(|r| {
+                r.path().as_str() == path
+                    || r.deletion_vector().and_then(DeletionVector::file) == Some(path)
+            })
+        };
+        if let Some(c) = commits
+            .iter()
+            .filter(|c| c.version() > version)
+            .find(|c| removes(c))
+        {
+            return Some(c.version());
+        }
+        let last = commits.last().map_or(version, Commit::version);
+        let latest = listing.latest()?;
+        for v in last.max(version) + 1..=latest {
+            let bytes = self.source.read_commit_bytes(v).await.ok()?;
+            let c = Commit::parse(v, &bytes).ok()?;
+            if removes(&c) {
+                return Some(v);
+            }
+        }
+        None
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn attest_commit(
         &self,
         state: &mut RunState,
-        commit: &Commit,
+        real: &Commit,
+        baseline: Option<PendingBaseline>,
         ctx: &TableContext,
         listing: &LogListing,
-        hashes: &mut HashMap<String, Hashed>,
+        hashes: &mut Hashes<'_>,
         attested_at_us: i64,
         out: &mut BatchOutput,
     ) -> Result<(), Error> {
         let uri = self.source.uri().to_owned();
-        let version = commit.version();
+        let version = real.version();
+        // A baseline's changes and state come from its checkpoint; everything about the
+        // commit itself from the commit file.
+        let commit = baseline.as_ref().map_or(real, |b| &b.state.commit);
 
         // Load the state pages this commit touches.
         let mut keys: Vec<Sha256Digest> = Vec::new();
@@ -709,12 +842,16 @@ impl Attestor {
                 .remove(&key)
                 .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
             if let Some(old) = old {
+                if !old.is_available() {
+                    state.live_unavailable = state.live_unavailable.saturating_sub(1);
+                }
                 removed.insert(r.path().as_str().to_owned(), old.clone());
                 removed_by_key.insert(key, old);
             }
         }
 
         let mut changes = Vec::new();
+        let mut unavailable_files: Vec<String> = Vec::new();
         for action in commit.actions() {
             match action {
                 makoto_core::delta::Action::Remove(r) => {
@@ -733,7 +870,7 @@ impl Attestor {
                         ChangeKind::Remove,
                         r.path().as_str().to_owned(),
                         r.size().or(old.map(FileEntry::size)),
-                        old.map(FileEntry::sha256),
+                        old.and_then(FileEntry::sha256),
                         r.data_change(),
                         Default::default(),
                         None,
@@ -743,16 +880,21 @@ impl Attestor {
                 makoto_core::delta::Action::Add(a) => {
                     let path = a.path().as_str();
                     let data = match removed.get(path).filter(|o| o.size() == a.size()) {
-                        Some(old) => Hashed {
-                            sha256: old.sha256(),
+                        Some(old) => old.sha256().map(|sha256| Hashed {
+                            sha256,
                             size: old.size(),
-                        },
+                        }),
                         None => {
                             self.hash_now(hashes, path, Some(a.size()), version, listing)
                                 .await?
                         }
                     };
-                    if data.size != a.size() {
+                    if data.is_none() {
+                        unavailable_files.push(path.to_owned());
+                    }
+                    if let Some(data) = data
+                        && data.size != a.size()
+                    {
                         return Err(Error::FileSizeMismatch {
                             table: uri,
                             version,
@@ -765,11 +907,14 @@ impl Attestor {
                         None => (None, None),
                         Some(d) => {
                             let file_sha = match d.file() {
-                                Some(f) => Some(
-                                    self.hash_now(hashes, f, None, version, listing)
-                                        .await?
-                                        .sha256,
-                                ),
+                                Some(f) => {
+                                    let h =
+                                        self.hash_now(hashes, f, None, version, listing).await?;
+                                    if h.is_none() {
+                                        unavailable_files.push(f.to_owned());
+                                    }
+                                    h.map(|h| h.sha256)
+                                }
                                 None => None,
                             };
                             (
@@ -783,20 +928,25 @@ impl Attestor {
                             )
                         }
                     };
-                    state
+                    let entry = match data {
+                        Some(d) => FileEntry::new(path.to_owned(), a.size(), d.sha256, dv_entry),
+                        None => FileEntry::unavailable(path.to_owned(), a.size(), dv_entry),
+                    };
+                    if !entry.is_available() {
+                        state.live_unavailable += 1;
+                    }
+                    let replaced = state
                         .tree
-                        .insert(FileEntry::new(
-                            path.to_owned(),
-                            a.size(),
-                            data.sha256,
-                            dv_entry,
-                        ))
+                        .insert(entry)
                         .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
+                    if replaced.is_some_and(|r| !r.is_available()) {
+                        state.live_unavailable = state.live_unavailable.saturating_sub(1);
+                    }
                     changes.push(FileChange::new(
                         ChangeKind::Add,
                         path.to_owned(),
                         Some(a.size()),
-                        Some(data.sha256),
+                        data.map(|d| d.sha256),
                         a.data_change(),
                         a.partition_values().clone(),
                         a.num_records(),
@@ -808,7 +958,12 @@ impl Attestor {
                     let data = self
                         .hash_now(hashes, path, Some(c.size()), version, listing)
                         .await?;
-                    if data.size != c.size() {
+                    if data.is_none() {
+                        unavailable_files.push(path.to_owned());
+                    }
+                    if let Some(data) = data
+                        && data.size != c.size()
+                    {
                         return Err(Error::FileSizeMismatch {
                             table: uri,
                             version,
@@ -821,7 +976,7 @@ impl Attestor {
                         ChangeKind::Cdc,
                         path.to_owned(),
                         Some(c.size()),
-                        Some(data.sha256),
+                        data.map(|d| d.sha256),
                         false,
                         c.partition_values().clone(),
                         None,
@@ -832,7 +987,7 @@ impl Attestor {
             }
         }
 
-        let (timestamp_ms, timestamp_source) = match commit.timestamp() {
+        let (timestamp_ms, timestamp_source) = match real.timestamp() {
             Some(t) => t,
             None => match listing.get(version) {
                 Some(meta) => (
@@ -842,7 +997,7 @@ impl Attestor {
                 None => (0, TimestampSource::FileModificationTime),
             },
         };
-        let info = commit.commit_info();
+        let info = real.commit_info();
         let facts = CommitFacts {
             table_uri: uri.clone(),
             table_id: ctx.table_id.clone(),
@@ -851,10 +1006,10 @@ impl Attestor {
             timestamp_ms,
             timestamp_source,
             commit_path: format!("_delta_log/{}", commit_file_name(version)),
-            commit_size: commit.file_size(),
-            commit_file_digest: commit.file_digest(),
-            commit_actions_digest: commit.actions_digest(),
-            action_counts: commit.action_counts(),
+            commit_size: real.file_size(),
+            commit_file_digest: real.file_digest(),
+            commit_actions_digest: real.actions_digest(),
+            action_counts: real.action_counts(),
             operation: info.and_then(|i| i.operation()).map(str::to_owned),
             operation_parameters: info.and_then(|i| i.operation_parameters()).cloned(),
             engine: info.and_then(|i| i.engine()).map(str::to_owned),
@@ -873,6 +1028,11 @@ impl Attestor {
             previous: state.previous.clone(),
             transform: self.options.transforms.get(&version).cloned(),
             attested_at_ms: attested_at_us.div_euclid(1000),
+            availability: DataAvailability {
+                unavailable_files,
+                live_unavailable: state.live_unavailable,
+            },
+            baseline: baseline.map(|b| b.info),
         };
         let statement = build_commit_statement(&facts, &self.info)
             .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
@@ -922,7 +1082,7 @@ impl Attestor {
             attested_at_us,
             attestor_version: attestor_version(),
             run_id: self.run_id.clone(),
-            data_availability: "complete".into(),
+            data_availability: facts.availability.status().to_owned(),
         });
         out.attested.push(AttestedVersion {
             version,
@@ -932,6 +1092,9 @@ impl Attestor {
             attestation_digest: attestation.digest(),
             files_added: counts.files_added,
             files_removed: counts.files_removed,
+            unavailable_files: facts.availability.unavailable_files.clone(),
+            data_availability: facts.availability.status().to_owned(),
+            baseline: facts.baseline.as_ref().map(|b| b.checkpoint_version),
         });
         state.previous = Some(PreviousAttestation {
             version,
@@ -946,14 +1109,17 @@ impl Attestor {
     /// it (an add that was expected to carry its digest from a removed entry but could not).
     async fn hash_now(
         &self,
-        hashes: &mut HashMap<String, Hashed>,
+        hashes: &mut Hashes<'_>,
         path: &str,
         size: Option<u64>,
         version: u64,
         listing: &LogListing,
-    ) -> Result<Hashed, Error> {
-        if let Some(h) = hashes.get(path) {
-            return Ok(*h);
+    ) -> Result<Option<Hashed>, Error> {
+        if let Some(h) = hashes.hashed.get(path) {
+            return Ok(Some(*h));
+        }
+        if hashes.unavailable.contains(path) {
+            return Ok(None);
         }
         let hasher = FileHasher::new(Arc::clone(self.source.store()), 1);
         let mut r = hasher
@@ -967,11 +1133,20 @@ impl Attestor {
             .await;
         match r.remove(path) {
             Some(Ok(h)) => {
-                hashes.insert(path.to_owned(), h);
-                Ok(h)
+                hashes.hashed.insert(path.to_owned(), h);
+                Ok(Some(h))
+            }
+            Some(Err(HashFailure::Missing))
+                if self
+                    .removed_after(hashes.batch, listing, path, version)
+                    .await
+                    .is_some() =>
+            {
+                hashes.unavailable.insert(path.to_owned());
+                Ok(None)
             }
             Some(Err(f)) => Err(self
-                .hash_error(&[], listing, path.to_owned(), version, f)
+                .hash_error(hashes.batch, listing, path.to_owned(), version, f)
                 .await),
             None => Err(Error::Task {
                 reason: format!("no hash result for {path}"),
@@ -983,6 +1158,7 @@ impl Attestor {
         &self,
         state: &mut RunState,
         output: BatchOutput,
+        attested_before: Option<u64>,
         from: u64,
         to: u64,
     ) -> Result<Progress, Error> {
@@ -1059,8 +1235,7 @@ impl Attestor {
         let att_table = self.store.load_attestations().await?;
         let att_done =
             AttestationStore::txn_version(&att_table, &attestations_app_id(&uri)).await?;
-        let expected = from.checked_sub(1);
-        if att_done != expected {
+        if att_done != attested_before {
             return Ok(Progress::Restart);
         }
         match self

@@ -233,6 +233,7 @@ pub(crate) fn select_chain(
     from: u64,
     to: u64,
     base: Option<Sha256Digest>,
+    baseline: Option<u64>,
     findings: &mut Vec<Finding>,
 ) -> BTreeMap<u64, CheckedRow> {
     let mut by_version: BTreeMap<u64, Vec<CheckedRow>> = BTreeMap::new();
@@ -258,7 +259,14 @@ pub(crate) fn select_chain(
             expected_prev,
         ) {
             (Some((pv, pd)), Some(e)) => pv + 1 == v && pd == e,
-            (None, None) => v == 0,
+            (None, None) => {
+                v == 0
+                    || (Some(v) == baseline
+                        && c.attested
+                            .as_ref()
+                            .and_then(AttestedCommit::baseline)
+                            .is_some())
+            }
             _ => false,
         };
         if cands.len() > 1 {
@@ -307,7 +315,10 @@ pub(crate) fn select_chain(
             .or_else(|| cands.iter().position(|c| c.attested.is_some()))
             .unwrap_or(0);
         let chosen = cands.swap_remove(best);
-        let link_known = v == 0 || expected_prev.is_some() || (v == from && base.is_some());
+        let link_known = v == 0
+            || Some(v) == baseline
+            || expected_prev.is_some()
+            || (v == from && base.is_some());
         if chosen.attested.is_some() && link_known && !links(&chosen) {
             let points_to = chosen
                 .attested

@@ -35,7 +35,7 @@ pub(crate) async fn check_live_files(
     let mut seen = HashSet::new();
     for f in entries {
         let e = &f.entry;
-        if seen.insert(e.path().to_owned()) {
+        if e.is_available() && seen.insert(e.path().to_owned()) {
             requests.push(HashRequest {
                 path: e.path().to_owned(),
                 expected_size: Some(e.size()),
@@ -60,15 +60,26 @@ pub(crate) async fn check_live_files(
     for f in entries {
         let (e, added_at) = (&f.entry, &f.added_at);
         let path = e.path();
+        let Some(attested) = e.sha256() else {
+            findings.push(
+                Finding::new(
+                    FindingKind::DataUnavailable,
+                    format!("added at version {added_at}, whose data was already deleted (VACUUM) when it was first attested: only the log's facts about it are attested"),
+                )
+                .at(*added_at)
+                .file(path),
+            );
+            continue;
+        };
         match results.get(path) {
-            Some(Ok(h)) if h.sha256 == e.sha256() && h.size == e.size() => {}
+            Some(Ok(h)) if h.sha256 == attested && h.size == e.size() => {}
             Some(Ok(h)) => findings.push(
                 Finding::new(
                     FindingKind::DataFileChanged,
                     format!(
                         "added at version {added_at}: attested {} bytes with SHA-256 {}, now {} bytes with SHA-256 {}",
                         e.size(),
-                        e.sha256(),
+                        attested,
                         h.size,
                         h.sha256
                     ),
@@ -100,6 +111,17 @@ pub(crate) async fn check_live_files(
         let (Some(dv), Some(dv_file)) = (e.dv(), f.dv_file.clone()) else {
             continue;
         };
+        if dv.file_sha256().is_none() {
+            findings.push(
+                Finding::new(
+                    FindingKind::DataUnavailable,
+                    format!("deletion vector of {path} was already deleted when version {added_at} was first attested"),
+                )
+                .at(*added_at)
+                .file(dv_file),
+            );
+            continue;
+        }
         match (results.get(&dv_file), dv.file_sha256()) {
             (Some(Ok(h)), Some(attested)) if h.sha256 == attested => {}
             (Some(Ok(h)), attested) => findings.push(

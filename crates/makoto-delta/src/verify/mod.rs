@@ -93,6 +93,38 @@ impl Default for VerifyOptions {
     }
 }
 
+/// The verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Everything checked matches the attestations.
+    Verified,
+    /// Nothing contradicts the attestations, but some of the version's data could not be
+    /// checked because it was vacuumed (`data-unavailable`, `data-file-vacuumed`).
+    Unverifiable,
+    /// At least one error-severity finding.
+    Failed,
+}
+
+impl Outcome {
+    fn of(findings: &[Finding]) -> Self {
+        if findings.iter().any(|f| f.severity == Severity::Error) {
+            Outcome::Failed
+        } else if findings.iter().any(|f| {
+            matches!(
+                f.kind,
+                FindingKind::DataUnavailable
+                    | FindingKind::DataFileVacuumed
+                    | FindingKind::BaselineExpired
+            )
+        }) {
+            Outcome::Unverifiable
+        } else {
+            Outcome::Verified
+        }
+    }
+}
+
 /// The outcome of a verification.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -103,7 +135,8 @@ pub struct VerifyReport {
     pub version: u64,
     pub latest_version: u64,
     pub mode: VerifyMode,
-    /// No error-severity finding.
+    pub outcome: Outcome,
+    /// `outcome` is `verified`: no error, and every file of the version was checked.
     pub verified: bool,
     pub findings: Vec<Finding>,
     pub attestation_rows: u64,
@@ -254,6 +287,12 @@ impl<'a> Verifier<'a> {
         if let Some(b) = &base {
             b.check_still_attested(&rows, &mut findings);
         }
+        let lowest = rows.iter().map(|r| r.version).min();
+        let lowest_rows: Vec<_> = rows
+            .iter()
+            .filter(|r| Some(r.version) == lowest)
+            .cloned()
+            .collect();
         let checked: Vec<_> = rows
             .into_iter()
             .filter(|r| r.version >= from && r.version <= target)
@@ -267,11 +306,38 @@ impl<'a> Verifier<'a> {
                 )
             })
             .collect();
+        // A chain that starts from a checkpoint (earlier commits cleaned up before the first
+        // attestation): its first, trusted row says so.
+        let baseline = if base.is_some() {
+            None
+        } else {
+            lowest_rows
+                .into_iter()
+                .map(|r| check_row(r, &uri, self.trust, false, &mut Vec::new()))
+                .filter(|c| c.trusted)
+                .filter_map(|c| c.attested)
+                .find_map(|a| {
+                    a.baseline()
+                        .filter(|b| b.checkpoint_version == a.version())
+                        .cloned()
+                })
+        };
+        let from = baseline.as_ref().map_or(from, |b| b.checkpoint_version);
+        if baseline.is_some() && target < from {
+            return Err(Error::InvalidLog {
+                table: uri,
+                version: target,
+                reason: format!(
+                    "version {target} is before the checkpoint baseline at version {from}: its commits were removed by log cleanup before the table was first attested, so it cannot be verified"
+                ),
+            });
+        }
         let chain = select_chain(
             checked,
             from,
             target,
             base.as_ref().map(|b| b.attestation_digest),
+            baseline.as_ref().map(|b| b.checkpoint_version),
             &mut findings,
         );
 
@@ -359,7 +425,39 @@ impl<'a> Verifier<'a> {
                     .load_paths(&mut replay.tree, &keys)
                     .await?;
             }
-            replay.apply(&commit, changes.get(&v).map(Vec::as_slice))?;
+            let unavailable = chain
+                .get(&v)
+                .and_then(|r| r.attested.as_ref())
+                .map(|a| a.unavailable_files().to_vec())
+                .unwrap_or_default();
+            let from_checkpoint = match &baseline {
+                Some(b) if b.checkpoint_version == v => self.baseline_state(b, &mut findings).await,
+                _ => None,
+            };
+            if baseline.as_ref().is_some_and(|b| b.checkpoint_version == v)
+                && from_checkpoint.is_none()
+            {
+                replay.known = false;
+                continue;
+            }
+            let unknown = replay.apply(
+                from_checkpoint.as_ref().unwrap_or(&commit),
+                changes.get(&v).map(Vec::as_slice),
+                &unavailable,
+            )?;
+            if from_checkpoint.is_some() && !unknown.is_empty() {
+                findings.push(
+                    Finding::new(
+                        FindingKind::BaselineChanged,
+                        format!(
+                            "the checkpoint now lists {} live files the baseline did not attest (e.g. {})",
+                            unknown.len(),
+                            unknown.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                    .at(v),
+                );
+            }
             if replay.known
                 && matches
                 && let Some(att) = chain.get(&v).and_then(|r| r.attested.as_ref())
@@ -438,7 +536,8 @@ impl<'a> Verifier<'a> {
         let head = chain.get(&target);
         let mut findings = merge_missing(findings);
         findings.sort_by_key(|f| (f.version, f.kind));
-        let verified = !findings.iter().any(|f| f.severity == Severity::Error);
+        let outcome = Outcome::of(&findings);
+        let verified = outcome == Outcome::Verified;
         if verified && replay.known {
             // Keep the verified state's pages so a later --since-last can resume from it.
             record::persist_state(self.store, &mut replay.tree).await?;
@@ -449,6 +548,7 @@ impl<'a> Verifier<'a> {
             version: target,
             latest_version: latest,
             mode: self.options.mode,
+            outcome,
             verified,
             findings,
             attestation_rows,
@@ -476,6 +576,63 @@ impl<'a> Verifier<'a> {
             }
         }
         Ok(report)
+    }
+
+    /// The live files of a baseline's checkpoint version as a commit of adds, after checking
+    /// the checkpoint files against the attested digests.
+    async fn baseline_state(
+        &self,
+        b: &makoto_core::attested::AttestedBaseline,
+        findings: &mut Vec<Finding>,
+    ) -> Option<Commit> {
+        let v = b.checkpoint_version;
+        let names: Vec<String> = b
+            .checkpoint_files
+            .iter()
+            .map(|(p, _, _)| p.trim_start_matches("_delta_log/").to_owned())
+            .collect();
+        match crate::baseline::checkpoint_files(self.source, v, &names).await {
+            Err(e) => {
+                findings.push(
+                    Finding::new(
+                        FindingKind::BaselineExpired,
+                        format!("the baseline checkpoint cannot be read: {e}"),
+                    )
+                    .at(v),
+                );
+                return None;
+            }
+            Ok(now) => {
+                for (f, (path, size, sha)) in now.iter().zip(&b.checkpoint_files) {
+                    if f.sha256 != *sha || f.size != *size {
+                        findings.push(
+                            Finding::new(
+                                FindingKind::BaselineChanged,
+                                format!(
+                                    "attested {size} bytes with SHA-256 {sha}, now {} bytes with SHA-256 {}",
+                                    f.size, f.sha256
+                                ),
+                            )
+                            .at(v)
+                            .file(path.clone()),
+                        );
+                    }
+                }
+            }
+        }
+        match crate::baseline::checkpoint_state(self.source, &self.options.storage, v).await {
+            Ok(s) => Some(s.commit),
+            Err(e) => {
+                findings.push(
+                    Finding::new(
+                        FindingKind::BaselineChanged,
+                        format!("the baseline checkpoint cannot be read: {e}"),
+                    )
+                    .at(v),
+                );
+                None
+            }
+        }
     }
 
     async fn resolve_version(&self, log: &crate::log::LogFiles, latest: u64) -> Result<u64, Error> {

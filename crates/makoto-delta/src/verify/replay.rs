@@ -102,6 +102,7 @@ impl Replay {
         &mut self,
         commit: &Commit,
         attested: Option<&[AttestedChange]>,
+        unavailable: &[String],
     ) -> Result<Vec<String>, Error> {
         let v = commit.version();
         let core = |e| Error::core(format!("replay of version {v}"), e);
@@ -125,9 +126,12 @@ impl Replay {
                     .find(|c| c.kind == ChangeKind::Add && c.path == path && c.dv_unique_id == uid)
             });
             let carried = removed.get(path).filter(|o| o.size() == a.size());
-            let sha = from_attested
-                .and_then(|c| c.sha256)
-                .or_else(|| carried.map(FileEntry::sha256));
+            // Outer `None`: not known; inner `None`: attested as unavailable (vacuumed first).
+            let sha: Option<Option<Sha256Digest>> = match from_attested {
+                Some(c) if c.sha256.is_some() => Some(c.sha256),
+                Some(_) if unavailable.iter().any(|u| u == path) => Some(None),
+                _ => carried.map(FileEntry::sha256),
+            };
             let Some(sha) = sha else {
                 unknown.push(path.to_owned());
                 self.known = false;
@@ -141,7 +145,10 @@ impl Replay {
                     from_attested.and_then(|c| c.dv_sha256),
                 )
             });
-            let entry = FileEntry::new(path.to_owned(), a.size(), sha, dv_entry);
+            let entry = match sha {
+                Some(sha) => FileEntry::new(path.to_owned(), a.size(), sha, dv_entry),
+                None => FileEntry::unavailable(path.to_owned(), a.size(), dv_entry),
+            };
             let key = entry.key();
             self.tree.insert(entry).map_err(core)?;
             self.added_at
