@@ -12,6 +12,7 @@ mod errors;
 mod operations;
 mod proofs;
 mod python;
+mod s3;
 mod sample;
 mod sql;
 mod support;

@@ -1,0 +1,247 @@
+//! Object stores: a table and its warehouse on a real S3-compatible server (Garage, started on
+//! 127.0.0.1 by `scripts/garage-server`), attested and verified through the `makoto` binary
+//! with credentials from the standard `AWS_*` environment variables, as users run it.
+//!
+//! The test needs a `garage` binary (`.ci/run` installs it into a cache directory). Without
+//! one it prints why and returns, unless `MAKOTO_REQUIRE_S3=1` (CI), where it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use deltalake::logstore::object_store;
+use makoto_delta::{AttestationStore, Location, StorageOptions};
+use object_store::ObjectStoreExt;
+
+use crate::support::*;
+
+/// A running Garage server; stopped on drop.
+struct Garage {
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Garage {
+    /// Starts a server, or says why it could not.
+    fn start(dir: &Path) -> Result<Garage, String> {
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/garage-server"))
+            .arg(dir)
+            .env("MAKOTO_GARAGE_WATCH_PID", std::process::id().to_string())
+            .output()
+            .map_err(|e| format!("cannot run scripts/garage-server: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "scripts/garage-server exited with {:?}: {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let env: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Ok(Garage {
+            dir: dir.to_owned(),
+            env,
+        })
+    }
+
+    fn var(&self, name: &str) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("garage-server did not print {name}"))
+    }
+
+    /// What a user exports to reach the server (plain http, path-style requests).
+    fn client_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.var("AWS_ENDPOINT_URL")),
+            ("AWS_ACCESS_KEY_ID", self.var("AWS_ACCESS_KEY_ID")),
+            ("AWS_SECRET_ACCESS_KEY", self.var("AWS_SECRET_ACCESS_KEY")),
+            ("AWS_REGION", self.var("AWS_REGION")),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ]
+    }
+
+    fn storage(&self) -> StorageOptions {
+        StorageOptions(
+            self.client_env()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("scripts/garage-server"))
+            .arg("--stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Uploads a local table directory to `uri` (`s3://bucket/prefix`).
+async fn upload(local: &Path, uri: &str, storage: &StorageOptions) {
+    let store = Location::create(uri)
+        .unwrap()
+        .object_store(storage)
+        .unwrap();
+    for file in walk(local) {
+        let rel = file
+            .strip_prefix(local)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        store
+            .put(
+                &object_store::path::Path::parse(&rel).unwrap(),
+                std::fs::read(&file).unwrap().into(),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attest_and_verify_on_s3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let garage = match Garage::start(&tmp.path().join("garage")) {
+        Ok(g) => g,
+        Err(reason) if std::env::var("MAKOTO_REQUIRE_S3").as_deref() != Ok("1") => {
+            println!("SKIPPED s3::attest_and_verify_on_s3: {reason}");
+            return;
+        }
+        Err(reason) => panic!("MAKOTO_REQUIRE_S3=1 but no S3 server: {reason}"),
+    };
+    let bucket = garage.var("MAKOTO_S3_BUCKET");
+    let table = format!("s3://{bucket}/lake/sales");
+    let warehouse = format!("s3://{bucket}/warehouse");
+    let local = repo_root().join("data/sample/sales");
+    upload(&local, &table, &garage.storage()).await;
+
+    let key_prefix = tmp.path().join("k");
+    assert_eq!(
+        makoto(&["keygen", key_prefix.to_str().unwrap()]).code,
+        Some(0)
+    );
+    let key_file = format!("{}.key", key_prefix.display());
+    let pub_file = format!("{}.pub", key_prefix.display());
+    let env = garage.client_env();
+
+    let attest = || {
+        makoto_env(
+            &[
+                "attest",
+                &table,
+                "--warehouse",
+                &warehouse,
+                "--key",
+                &key_file,
+                "--json",
+            ],
+            &env,
+        )
+    };
+    let first = attest();
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    assert_eq!(summary["attested"].as_array().unwrap().len(), 10);
+    assert_eq!(summary["table"], table);
+    // Exactly once: a second run (conditional PUT on the commit files) adds nothing.
+    let second = attest();
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&second.stdout).unwrap()["attested"],
+        serde_json::json!([])
+    );
+
+    // The rows on S3 carry the digests of the bytes, recomputed here from the local copy.
+    let store = AttestationStore::open(Location::existing(&warehouse).unwrap(), garage.storage())
+        .await
+        .unwrap();
+    let files_table = store.load_files().await.unwrap();
+    let files = store
+        .file_rows(&files_table, &table, 0, u64::MAX / 2)
+        .await
+        .unwrap();
+    assert!(!files.is_empty());
+    for f in files.iter().filter(|f| f.action == "add") {
+        let bytes = std::fs::read(local.join(&f.path)).unwrap();
+        assert_eq!(f.sha256.unwrap().to_hex(), sha256_hex(&bytes), "{}", f.path);
+    }
+    let rows = store.attestation_rows(&table).await.unwrap();
+    assert_eq!(rows.len(), 10);
+    for r in &rows {
+        let commit =
+            std::fs::read(local.join(format!("_delta_log/{:020}.json", r.version))).unwrap();
+        assert_eq!(r.commit_file_digest.to_hex(), sha256_hex(&commit));
+    }
+
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            table.as_str(),
+            "--warehouse",
+            warehouse.as_str(),
+            "--trust",
+            pub_file.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        makoto_env(&args, &env)
+    };
+    let ok = verify(&[]);
+    assert_eq!(ok.code, Some(0), "{}\n{}", ok.stdout, ok.stderr);
+    assert!(ok.stdout.starts_with("VERIFIED"), "{}", ok.stdout);
+    let old = verify(&["--version", "3", "--json"]);
+    assert_eq!(old.code, Some(0), "{}", old.stderr);
+
+    // Tamper with one live data file on the server: verify names it.
+    let live = live_files(&local, 9).await.pop().unwrap().path;
+    let table_store = Location::existing(&table)
+        .unwrap()
+        .object_store(&garage.storage())
+        .unwrap();
+    let path = object_store::path::Path::parse(&live).unwrap();
+    let mut bytes = table_store
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    table_store.put(&path, bytes.into()).await.unwrap();
+    let bad = verify(&["--json"]);
+    assert_eq!(bad.code, Some(1), "{}", bad.stderr);
+    let report: serde_json::Value = serde_json::from_str(&bad.stdout).unwrap();
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "data-file-changed" && f["path"] == live.as_str()),
+        "{report}"
+    );
+}
