@@ -300,3 +300,85 @@ async fn deletion_vector_files_are_hashed_and_carried() {
     let rm = files.iter().find(|f| f.action == "remove").unwrap();
     assert_eq!(rm.sha256, v0.sha256);
 }
+
+/// Rewrites the path of the `add` actions of commit `version` with `f(relative path)`.
+fn rewrite_add_paths(table: &std::path::Path, version: u64, f: impl Fn(&str) -> String) {
+    let file = table.join(format!("_delta_log/{version:020}.json"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(p) = v["add"]["path"].as_str().map(str::to_owned) {
+            v["add"]["path"] = serde_json::Value::String(f(&p));
+        }
+        out.push_str(&v.to_string());
+        out.push('\n');
+    }
+    std::fs::write(file, out).unwrap();
+}
+
+/// Absolute paths (URIs) in the log are hashed from the object they name when it lies under the
+/// table root; one outside the root is refused with exit 2 naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_paths_hash_the_right_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A directory with a space and a `%`, so the URI needs escapes.
+    let table = tmp.path().join("my lake%1/sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let root = url::Url::from_directory_path(std::fs::canonicalize(&table).unwrap()).unwrap();
+    // The OPTIMIZE at v9 writes the files live at the end; name them by absolute URI.
+    // Log paths are URL-encoded URIs: the root's URL form, then the (encoded) relative path.
+    rewrite_add_paths(&table, 9, |p| format!("{}{p}", root.as_str()));
+    let wh = tmp.path().join("wh");
+    Run::new(&table, &wh).run().await.unwrap();
+    let files = file_rows(&wh, &table).await;
+    let absolute: Vec<_> = files
+        .iter()
+        .filter(|f| f.version == 9 && f.action == "add")
+        .collect();
+    assert!(!absolute.is_empty());
+    for f in &absolute {
+        assert!(f.path.starts_with("file:///"), "{}", f.path);
+        // The decoded path names the file on disk directly.
+        let on_disk = std::path::PathBuf::from(f.path.strip_prefix("file://").unwrap());
+        assert!(on_disk.starts_with(std::fs::canonicalize(&table).unwrap()));
+        let bytes = std::fs::read(&on_disk).unwrap();
+        assert_eq!(f.sha256.unwrap().to_hex(), sha256_hex(&bytes), "{}", f.path);
+    }
+    let report = crate::verify::verify(&table, &wh).await;
+    assert!(report.verified, "{:?}", report.findings);
+    assert!(report.files_hashed >= absolute.len() as u64);
+
+    // Changing one of them is found, under the name the log gives it.
+    let target = &absolute[0].path;
+    let on_disk = std::path::PathBuf::from(target.strip_prefix("file://").unwrap());
+    let mut bytes = std::fs::read(&on_disk).unwrap();
+    bytes[4] ^= 1;
+    std::fs::write(&on_disk, bytes).unwrap();
+    let report = crate::verify::verify(&table, &wh).await;
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == makoto_delta::FindingKind::DataFileChanged
+                && f.path.as_deref() == Some(target.as_str())),
+        "{:?}",
+        report.findings
+    );
+
+    // Outside the table root: refused, naming the file.
+    let other = tmp.path().join("other");
+    copy_dir(&repo_root().join("data/sample/sales"), &other);
+    rewrite_add_paths(&other, 9, |p| format!("file:///elsewhere/{p}"));
+    let err = Run::new(&other, &tmp.path().join("wh2"))
+        .run()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("version 9")
+            && err.contains("file:///elsewhere/")
+            && err.contains("outside the table root"),
+        "{err}"
+    );
+}

@@ -55,6 +55,9 @@ pub struct FileHasher {
     store: Arc<dyn ObjectStore>,
     chunk_size: usize,
     parallelism: usize,
+    /// The table root (`file:///…/`, `s3://…/`): absolute paths under it are read through
+    /// `store`.
+    root: Option<url::Url>,
 }
 
 impl FileHasher {
@@ -63,7 +66,15 @@ impl FileHasher {
             store,
             chunk_size: DEFAULT_CHUNK_SIZE,
             parallelism: parallelism.max(1),
+            root: None,
         }
+    }
+
+    /// Resolves absolute paths (`s3://bucket/table/part-0.parquet`, `/data/table/…`) that lie
+    /// under the table root `root`.
+    pub fn with_table_root(mut self, root: url::Url) -> Self {
+        self.root = Some(root);
+        self
     }
 
     pub fn with_chunk_size(mut self, chunk_size: usize) -> Self {
@@ -95,7 +106,21 @@ impl FileHasher {
         request: &HashRequest,
         progress: Progress,
     ) -> Result<Hashed, HashFailure> {
-        let path = object_path(&request.path);
+        let path = match crate::location::is_absolute(&request.path) {
+            false => object_path(&request.path),
+            true => {
+                let rel = self
+                    .root
+                    .as_ref()
+                    .and_then(|root| crate::location::under_root(root, &request.path))
+                    .ok_or_else(|| {
+                        HashFailure::Io(std::io::Error::other(
+                            "the absolute path is outside the table root, which makoto does not attest",
+                        ))
+                    })?;
+                object_path(&rel)
+            }
+        };
         let result = self
             .store
             .get_opts(&path, GetOptions::default())

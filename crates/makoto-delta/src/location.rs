@@ -107,3 +107,80 @@ pub fn object_path(decoded: &str) -> object_store::path::Path {
     object_store::path::Path::parse(decoded)
         .unwrap_or_else(|_| object_store::path::Path::from(decoded))
 }
+
+/// Whether a (decoded) log path is absolute: a URI with a scheme, or a path from `/`.
+pub fn is_absolute(path: &str) -> bool {
+    path.starts_with('/') || path.contains("://") || path.starts_with("file:")
+}
+
+/// The path relative to `root` (a directory URL with a trailing slash) of an absolute log
+/// path, when it lies under the root. `path` is already percent-decoded (as every log path),
+/// so it is compared with the decoded form of the root, not parsed as a URL again.
+pub fn under_root(root: &Url, path: &str) -> Option<String> {
+    let (scheme, host, full) = if path.starts_with('/') {
+        ("file", "", path.to_owned())
+    } else if let Some(rest) = path.strip_prefix("file://") {
+        (
+            "file",
+            "",
+            rest.strip_prefix("localhost").unwrap_or(rest).to_owned(),
+        )
+    } else if let Some(rest) = path.strip_prefix("file:") {
+        ("file", "", rest.to_owned())
+    } else {
+        let (scheme, rest) = path.split_once("://")?;
+        let (host, key) = rest.split_once('/').unwrap_or((rest, ""));
+        (scheme, host, format!("/{key}"))
+    };
+    if scheme != root.scheme() || host != root.host_str().unwrap_or("") {
+        return None;
+    }
+    let root_path = percent_encoding::percent_decode_str(root.path())
+        .decode_utf8()
+        .ok()?;
+    let rel = full.strip_prefix(root_path.as_ref())?;
+    (!rel.is_empty()
+        && !rel
+            .split('/')
+            .any(|p| p.is_empty() || p == ".." || p == "."))
+    .then(|| rel.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_paths_under_the_root() {
+        let root = Url::parse("s3://lake/sales/").unwrap();
+        assert_eq!(
+            under_root(&root, "s3://lake/sales/p=a b/part-0.parquet").as_deref(),
+            Some("p=a b/part-0.parquet")
+        );
+        assert_eq!(under_root(&root, "s3://lake/other/part-0.parquet"), None);
+        assert_eq!(under_root(&root, "s3://lake2/sales/part-0.parquet"), None);
+        assert_eq!(
+            under_root(&root, "s3://lake/sales/../x/part-0.parquet"),
+            None
+        );
+        let local = Url::parse("file:///data/t/").unwrap();
+        assert_eq!(
+            under_root(&local, "/data/t/x%y.parquet").as_deref(),
+            Some("x%y.parquet")
+        );
+        assert_eq!(
+            under_root(&local, "file:///data/t/\u{1F608}/x.parquet").as_deref(),
+            Some("\u{1F608}/x.parquet")
+        );
+        let spaced = Url::parse("file:///data/my%20lake%251/t/").unwrap();
+        assert_eq!(
+            under_root(&spaced, "file:///data/my lake%1/t/a=%2F/x.parquet").as_deref(),
+            Some("a=%2F/x.parquet")
+        );
+        assert_eq!(
+            under_root(&spaced, "file:///data/my lake/t/x.parquet"),
+            None
+        );
+        assert!(is_absolute("/data/t/x") && is_absolute("s3://b/x") && !is_absolute("a=1/x"));
+    }
+}

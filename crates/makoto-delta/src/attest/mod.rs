@@ -610,12 +610,14 @@ impl Attestor {
             let removed_paths: HashSet<&str> =
                 commit.removes().map(|r| r.path().as_str()).collect();
             let mut want = |path: &str, size: Option<u64>| -> Result<(), Error> {
-                if path.contains("://") || path.starts_with('/') {
+                if crate::location::is_absolute(path)
+                    && crate::location::under_root(self.source.location().url(), path).is_none()
+                {
                     return Err(Error::InvalidLog {
                         table: uri.clone(),
                         version: commit.version(),
                         reason: format!(
-                            "file {path} has an absolute path, which makoto does not attest yet"
+                            "file {path} has an absolute path outside the table root, which makoto does not attest"
                         ),
                     });
                 }
@@ -647,7 +649,8 @@ impl Attestor {
             files: requests.len(),
             bytes: total_bytes,
         })?;
-        let hasher = FileHasher::new(Arc::clone(self.source.store()), self.options.parallelism);
+        let hasher = FileHasher::new(Arc::clone(self.source.store()), self.options.parallelism)
+            .with_table_root(self.source.location().url().clone());
         let hashed_bytes = Arc::new(AtomicU64::new(0));
         let progress = {
             let (counter, observer) = (Arc::clone(&hashed_bytes), Arc::clone(&self.observer));
@@ -1121,7 +1124,8 @@ impl Attestor {
         if hashes.unavailable.contains(path) {
             return Ok(None);
         }
-        let hasher = FileHasher::new(Arc::clone(self.source.store()), 1);
+        let hasher = FileHasher::new(Arc::clone(self.source.store()), 1)
+            .with_table_root(self.source.location().url().clone());
         let mut r = hasher
             .hash_all(
                 vec![HashRequest {

@@ -50,7 +50,8 @@ pub(crate) async fn check_live_files(
             });
         }
     }
-    let hasher = FileHasher::new(Arc::clone(source.store()), parallelism);
+    let hasher = FileHasher::new(Arc::clone(source.store()), parallelism)
+        .with_table_root(source.location().url().clone());
     let results = hasher.hash_all(requests, Arc::new(|_| {})).await;
     let (mut files, mut bytes) = (0u64, 0u64);
     for h in results.values().flatten() {
