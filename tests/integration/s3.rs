@@ -167,7 +167,7 @@ async fn attest_and_verify_on_s3() {
     let summary: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
     assert_eq!(summary["attested"].as_array().unwrap().len(), 10);
     assert_eq!(summary["table"], table);
-    // Exactly once: a second run (conditional PUT on the commit files) adds nothing.
+    // A second run finds everything attested (the warehouse's `txn`) and adds nothing.
     let second = attest();
     assert_eq!(second.code, Some(0), "{}", second.stderr);
     assert_eq!(
