@@ -214,6 +214,10 @@ fn check_documented_schemas(file: &str) {
             "## `system.makoto.verifications`",
             makoto_delta::store::verification_columns(),
         ),
+        (
+            "## `system.makoto.windows`",
+            makoto_delta::store::window_columns(),
+        ),
     ] {
         let start = doc
             .find(section)

@@ -17,3 +17,4 @@ mod sample;
 mod sql;
 mod support;
 mod verify;
+mod windows;

@@ -180,6 +180,11 @@ pub struct AttestArgs {
     /// Files hashed in parallel (default: twice the number of cores).
     #[arg(long, value_name = "N")]
     pub parallelism: Option<usize>,
+    /// Also group the records of append-only commits into windows and attest each closed
+    /// window with a stream-window/v1 statement: records=N, commits=N or duration=D (ms, s, m,
+    /// h, d).
+    #[arg(long, value_name = "SPEC")]
+    pub windows: Option<String>,
     /// Print a JSON summary instead of text.
     #[arg(long)]
     pub json: bool,
@@ -233,11 +238,15 @@ pub struct ProveArgs {
     /// The Delta table.
     pub table: String,
     /// The data file, as its path relative to the table root (as in system.makoto.files).
-    #[arg(long)]
-    pub file: String,
-    /// The table version.
+    #[arg(long, requires = "version", required_unless_present = "record")]
+    pub file: Option<String>,
+    /// The table version (with --file).
     #[arg(long, value_name = "N")]
-    pub version: u64,
+    pub version: Option<u64>,
+    /// A record of an attested stream window: VERSION:INDEX, the INDEX-th record (from 0) that
+    /// commit VERSION appended.
+    #[arg(long, value_name = "VERSION:INDEX", conflicts_with_all = ["file", "version"])]
+    pub record: Option<String>,
     #[arg(long, env = "MAKOTO_WAREHOUSE")]
     pub warehouse: String,
     /// Write the proof here instead of standard output.

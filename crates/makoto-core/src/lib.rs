@@ -35,10 +35,12 @@ pub mod dsse;
 mod error;
 pub mod head;
 pub mod keys;
+pub mod merkle;
 pub mod proof;
 pub mod state;
 pub mod statement;
 pub mod verify;
+pub mod window;
 
 pub use digest::{Sha256Digest, StreamHasher};
 pub use error::Error;

@@ -134,6 +134,16 @@ pub enum Error {
 
     #[error("{table}{}: not attested in the warehouse", .version.map(|v| format!(" version {v}")).unwrap_or_default())]
     NotAttested { table: String, version: Option<u64> },
+
+    #[error("{table} version {version}: record {index} is in no attested window")]
+    RecordNotInWindow {
+        table: String,
+        version: u64,
+        index: u64,
+    },
+
+    #[error("record proof: {reason}")]
+    ProofInvalid { reason: String },
 }
 
 fn explain_missing(removed_at: Option<u64>) -> String {

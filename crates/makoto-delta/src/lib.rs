@@ -31,8 +31,10 @@ pub mod location;
 pub mod log;
 pub mod pages;
 pub mod proof;
+pub mod records;
 pub mod store;
 pub mod verify;
+pub mod windows;
 
 pub use attest::{
     AttestOptions, AttestSummary, AttestedVersion, Attestor, Event, NoObserver, Observer, Phase,

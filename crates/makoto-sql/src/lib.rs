@@ -31,7 +31,8 @@ use makoto_core::attested::parse_subject_name;
 use makoto_core::verify::TrustedKeys;
 use makoto_delta::lineage::Lineage;
 use makoto_delta::store::{
-    ATTESTATIONS_PATH, FILES_PATH, VERIFICATIONS_PATH, empty_verifications, has_delta_log,
+    ATTESTATIONS_PATH, FILES_PATH, VERIFICATIONS_PATH, WINDOWS_PATH, empty_verifications,
+    empty_windows, has_delta_log,
 };
 use makoto_delta::{AttestationRow, Location, StorageOptions};
 
@@ -219,33 +220,43 @@ impl MakotoSession {
                     source: Box::new(source),
                 })?;
         }
-        let verifications = warehouse.join(VERIFICATIONS_PATH)?;
-        let p: Arc<dyn datafusion::catalog::TableProvider> =
-            if has_delta_log(&verifications, storage).await? {
-                provider(
-                    &ctx,
-                    &verifications,
-                    None,
-                    storage,
-                    "system.makoto.verifications",
-                )
-                .await?
-                .0
-            } else {
-                let empty = empty_verifications()?;
-                Arc::new(
-                    MemTable::try_new(empty.schema(), vec![vec![empty]]).map_err(|source| {
-                        Error::Sql {
-                            source: Box::new(source),
-                        }
-                    })?,
-                )
-            };
-        schema
-            .register_table("verifications".into(), p)
-            .map_err(|source| Error::Sql {
-                source: Box::new(source),
-            })?;
+        // Tables written on first use: empty until then.
+        type Empty = fn() -> Result<arrow::array::RecordBatch, makoto_delta::Error>;
+        let optional: [(&str, &str, &str, Empty); 2] = [
+            (
+                VERIFICATIONS_PATH,
+                "verifications",
+                "system.makoto.verifications",
+                empty_verifications,
+            ),
+            (
+                WINDOWS_PATH,
+                "windows",
+                "system.makoto.windows",
+                empty_windows,
+            ),
+        ];
+        for (path, name, display, empty) in optional {
+            let location = warehouse.join(path)?;
+            let p: Arc<dyn datafusion::catalog::TableProvider> =
+                if has_delta_log(&location, storage).await? {
+                    provider(&ctx, &location, None, storage, display).await?.0
+                } else {
+                    let empty = empty()?;
+                    Arc::new(
+                        MemTable::try_new(empty.schema(), vec![vec![empty]]).map_err(|source| {
+                            Error::Sql {
+                                source: Box::new(source),
+                            }
+                        })?,
+                    )
+                };
+            schema
+                .register_table(name.into(), p)
+                .map_err(|source| Error::Sql {
+                    source: Box::new(source),
+                })?;
+        }
 
         let catalog = Arc::new(MemoryCatalogProvider::new());
         catalog

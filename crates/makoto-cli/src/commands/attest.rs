@@ -149,6 +149,14 @@ pub fn print_summary(s: &AttestSummary, out: &mut dyn Write) -> std::io::Result<
 }
 
 pub async fn run(args: AttestArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let windows: Option<makoto_core::window::WindowSpec> = args
+        .windows
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: makoto_core::Error| anyhow::anyhow!("--windows: {e}"))?;
+    let (table_arg, warehouse_arg, key_arg) =
+        (args.table.clone(), args.warehouse.clone(), args.key.clone());
     if args.key.is_none() {
         eprintln!(
             "warning: no --key (or MAKOTO_KEY): writing unsigned attestations (Makoto L1); sign with a key for L2"
@@ -164,10 +172,73 @@ pub async fn run(args: AttestArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         quiet: args.json,
     })
     .await?;
+    let windows = match (windows, summary.attested_through(), &summary.table_id) {
+        (Some(spec), Some(through), Some(table_id)) => {
+            let storage = StorageOptions::default();
+            let signer = match &key_arg {
+                Some(path) => Some(keyfile::load_signing_key(path)?),
+                None => None,
+            };
+            let source = SourceTable::open(Location::existing(&table_arg)?, &storage)?;
+            let store =
+                AttestationStore::open(Location::existing(&warehouse_arg)?, storage).await?;
+            Some(
+                makoto_delta::windows::attest_windows(
+                    &source,
+                    &store,
+                    signer.as_ref().map(|s| s as &dyn Signer),
+                    spec,
+                    through,
+                    table_id,
+                    &summary.run_id,
+                )
+                .await?,
+            )
+        }
+        _ => None,
+    };
     if args.json {
-        writeln!(out, "{}", summary_json(&summary))?;
+        let mut v = summary_json(&summary);
+        if let (Some(w), Some(m)) = (&windows, v.as_object_mut()) {
+            m.insert("windows".into(), windows_json(w));
+        }
+        writeln!(out, "{v}")?;
     } else {
         print_summary(&summary, out)?;
+        if let Some(w) = &windows {
+            match (w.closed.first(), w.closed.last()) {
+                (Some(a), Some(b)) => writeln!(
+                    out,
+                    "windows {}: closed {} (sequence {}..={}, {} records); {} records in the open window",
+                    w.spec,
+                    w.closed.len(),
+                    a.sequence,
+                    b.sequence,
+                    w.closed.iter().map(|c| c.leaf_count).sum::<u64>(),
+                    w.open_records
+                )?,
+                _ => writeln!(
+                    out,
+                    "windows {}: none closed; {} records in the open window",
+                    w.spec, w.open_records
+                )?,
+            }
+        }
     }
     Ok(super::EXIT_OK)
+}
+
+fn windows_json(w: &makoto_delta::windows::WindowSummary) -> serde_json::Value {
+    json!({
+        "spec": w.spec,
+        "openRecords": w.open_records,
+        "closed": w.closed.iter().map(|c| json!({
+            "id": c.id,
+            "sequence": c.sequence,
+            "merkleRoot": c.root.to_hex(),
+            "leafCount": c.leaf_count,
+            "first": {"version": c.first.version, "index": c.first.index},
+            "last": {"version": c.last.version, "index": c.last.index},
+        })).collect::<Vec<_>>(),
+    })
 }

@@ -12,18 +12,39 @@ use crate::args::{ProveArgs, VerifyProofArgs};
 pub async fn prove(args: ProveArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let storage = StorageOptions::default();
     let table = Location::existing(&args.table)?;
-    let store = AttestationStore::open(Location::existing(&args.warehouse)?, storage).await?;
-    let proof =
-        makoto_delta::proof::prove(&store, &table.as_uri(), &args.file, args.version).await?;
-    let bytes = proof.to_json_bytes()?;
+    let store =
+        AttestationStore::open(Location::existing(&args.warehouse)?, storage.clone()).await?;
+    let (bytes, what, version) = match (&args.record, &args.file, args.version) {
+        (Some(record), _, _) => {
+            let (v, i) = record
+                .split_once(':')
+                .and_then(|(v, i)| Some((v.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--record {record:?}: expected VERSION:INDEX, e.g. 12:0")
+                })?;
+            let source = makoto_delta::SourceTable::open(table.clone(), &storage)?;
+            let proof = makoto_delta::windows::prove_record(
+                &source,
+                &store,
+                makoto_core::window::RecordPos {
+                    version: v,
+                    index: i,
+                },
+            )
+            .await?;
+            (serde_json::to_vec_pretty(&proof)?, format!("record {i}"), v)
+        }
+        (None, Some(file), Some(version)) => {
+            let proof = makoto_delta::proof::prove(&store, &table.as_uri(), file, version).await?;
+            (proof.to_json_bytes()?, file.clone(), version)
+        }
+        _ => anyhow::bail!("give --file PATH --version N, or --record VERSION:INDEX"),
+    };
     match &args.out {
         Some(path) => {
             std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
             eprintln!(
-                "wrote the proof for {} in {}@v{} to {}",
-                args.file,
-                table,
-                args.version,
+                "wrote the proof for {what} in {table}@v{version} to {}",
                 path.display()
             );
         }
@@ -41,6 +62,47 @@ pub fn verify(args: VerifyProofArgs, out: &mut dyn Write) -> anyhow::Result<u8> 
         .with_context(|| format!("proof {}: cannot read", args.proof.display()))?;
     if bytes.last() == Some(&b'\n') {
         bytes.pop();
+    }
+    if let Ok(record) = serde_json::from_slice::<makoto_delta::windows::RecordProof>(&bytes) {
+        return Ok(
+            match makoto_delta::windows::verify_record_proof(&record, &trust) {
+                Ok(window) => {
+                    if args.json {
+                        writeln!(
+                            out,
+                            "{}",
+                            json!({"verified": true, "window": window, "version": record.version,
+                                   "index": record.index, "position": record.position,
+                                   "merkleRoot": record.merkle_root})
+                        )?;
+                    } else {
+                        writeln!(
+                            out,
+                            "PROOF VERIFIED: record {} of version {} is record {} of {} in window {} (Merkle root {})",
+                            record.index,
+                            record.version,
+                            record.position,
+                            record.leaf_count,
+                            window,
+                            record.merkle_root
+                        )?;
+                    }
+                    EXIT_OK
+                }
+                Err(e) => {
+                    if args.json {
+                        writeln!(
+                            out,
+                            "{}",
+                            json!({"verified": false, "reason": e.to_string()})
+                        )?;
+                    } else {
+                        writeln!(out, "PROOF DOES NOT VERIFY: {e}")?;
+                    }
+                    EXIT_FINDINGS
+                }
+            },
+        );
     }
     let result = FileProof::from_json_bytes(&bytes).and_then(|p| p.verify(&trust));
     match result {

@@ -10,13 +10,14 @@ use deltalake::kernel::transaction::{CommitConflictError, CommitProperties, Tran
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
-pub use rows::{AttestationRow, FileRow, VerificationRow};
+pub use rows::{AttestationRow, FileRow, VerificationRow, WindowRow};
 
 use crate::Error;
 use crate::location::{Location, StorageOptions};
 use crate::pages::PageStore;
 use columns::{delta_fields, to_batch};
-use rows::{ATTESTATION_COLUMNS, FILE_COLUMNS, VERIFICATION_COLUMNS};
+use makoto_core::Sha256Digest;
+use rows::{ATTESTATION_COLUMNS, FILE_COLUMNS, VERIFICATION_COLUMNS, WINDOW_COLUMNS};
 
 /// SQL name of the attestations table.
 pub const ATTESTATIONS_TABLE: &str = "system.makoto.attestations";
@@ -31,6 +32,22 @@ pub const FILES_PATH: &str = "system/makoto/files";
 pub const VERIFICATIONS_TABLE: &str = "system.makoto.verifications";
 /// Path of the verification records table under the warehouse.
 pub const VERIFICATIONS_PATH: &str = "system/makoto/verifications";
+/// SQL name of the stream-window attestations table.
+pub const WINDOWS_TABLE: &str = "system.makoto.windows";
+/// Path of the stream-window attestations table under the warehouse.
+pub const WINDOWS_PATH: &str = "system/makoto/windows";
+/// Prefix of the windows' leaf-hash lists (content-addressed by Merkle root).
+pub const WINDOW_LEAVES_PATH: &str = "system/makoto/window-leaves";
+
+/// `txn.appId` recording the last window sequence of a table and spec.
+pub fn windows_app_id(table_uri: &str, spec: &str) -> String {
+    format!("makoto.windows:{spec}:{table_uri}")
+}
+
+pub fn window_columns() -> Vec<ColumnDoc> {
+    docs(WINDOW_COLUMNS)
+}
+
 /// Prefix of the state-tree pages under the warehouse.
 pub const STATE_PAGES_PATH: &str = "system/makoto/state";
 
@@ -89,6 +106,14 @@ pub fn empty_verifications() -> Result<arrow::array::RecordBatch, Error> {
     })
 }
 
+/// An empty batch with the schema of `system.makoto.windows`.
+pub fn empty_windows() -> Result<arrow::array::RecordBatch, Error> {
+    to_batch(WINDOW_COLUMNS, &[]).map_err(|e| Error::StoreCorrupt {
+        store: WINDOWS_TABLE.into(),
+        reason: format!("cannot build the schema: {e}"),
+    })
+}
+
 /// Whether `location` holds a Delta log.
 pub async fn has_delta_log(location: &Location, options: &StorageOptions) -> Result<bool, Error> {
     use futures::TryStreamExt;
@@ -124,7 +149,9 @@ pub struct AttestationStore {
     attestations: Location,
     files: Location,
     verifications: Location,
+    windows: Location,
     pages: PageStore,
+    leaves: PageStore,
 }
 
 impl AttestationStore {
@@ -133,6 +160,12 @@ impl AttestationStore {
         let attestations = warehouse.join(ATTESTATIONS_PATH)?;
         let files = warehouse.join(FILES_PATH)?;
         let verifications = warehouse.join(VERIFICATIONS_PATH)?;
+        let windows = warehouse.join(WINDOWS_PATH)?;
+        let leaves = PageStore::new(
+            warehouse.object_store(&options)?,
+            WINDOW_LEAVES_PATH,
+            format!("{}/{WINDOW_LEAVES_PATH}", warehouse.as_uri()),
+        );
         let pages = PageStore::new(
             warehouse.object_store(&options)?,
             STATE_PAGES_PATH,
@@ -144,7 +177,9 @@ impl AttestationStore {
             attestations,
             files,
             verifications,
+            windows,
             pages,
+            leaves,
         };
         store
             .ensure_table(
@@ -178,6 +213,77 @@ impl AttestationStore {
     }
     pub fn verifications_location(&self) -> &Location {
         &self.verifications
+    }
+
+    pub fn windows_location(&self) -> &Location {
+        &self.windows
+    }
+
+    /// Window rows of `table_uri` (all specs), by spec and sequence; none before the first.
+    pub async fn window_rows(&self, table_uri: &str) -> Result<Vec<WindowRow>, Error> {
+        if !self.has_log(&self.windows).await? {
+            return Ok(Vec::new());
+        }
+        let table = self.load(&self.windows).await?;
+        let filter = col("table_uri").eq(lit(table_uri));
+        let mut rows = self
+            .rows(&table, filter, &self.windows, WindowRow::read)
+            .await?;
+        rows.sort_by(|a, b| (&a.spec, a.sequence).cmp(&(&b.spec, b.sequence)));
+        Ok(rows)
+    }
+
+    /// The windows table, created on first use.
+    pub async fn load_windows(&self) -> Result<DeltaTable, Error> {
+        self.ensure_table(
+            &self.windows,
+            WINDOW_COLUMNS,
+            "windows",
+            "Makoto stream windows: one signed stream-window/v1 statement per closed window of appended records.",
+        )
+        .await?;
+        self.load(&self.windows).await
+    }
+
+    /// Appends window rows, recording `through` as the last sequence of `(table_uri, spec)`.
+    pub async fn append_windows(
+        &self,
+        table: DeltaTable,
+        rows: &[WindowRow],
+        table_uri: &str,
+        spec: &str,
+        through: u64,
+        run_id: &str,
+    ) -> Result<AppendOutcome, Error> {
+        let cells = rows.iter().map(WindowRow::to_cells).collect();
+        let txn = Transaction::new(windows_app_id(table_uri, spec), through as i64);
+        self.append(table, &self.windows, WINDOW_COLUMNS, cells, txn, run_id)
+            .await
+    }
+
+    /// Stores the leaf hashes of a window (32 bytes each, in order) under its Merkle root.
+    pub async fn put_window_leaves(
+        &self,
+        root: Sha256Digest,
+        leaves: &[Sha256Digest],
+    ) -> Result<(), Error> {
+        let bytes: Vec<u8> = leaves.iter().flat_map(|l| *l.as_bytes()).collect();
+        self.leaves.put_all(vec![(root, bytes)]).await.map(|_| ())
+    }
+
+    /// The leaf hashes stored for `root`, checked against it; `None` when absent or not
+    /// matching (a leaf list is only a cache, the signed root is what counts).
+    pub async fn window_leaves(&self, root: Sha256Digest) -> Option<Vec<Sha256Digest>> {
+        let bytes = self.leaves.get(&root).await.ok()?;
+        if bytes.len() % 32 != 0 {
+            return None;
+        }
+        let leaves: Vec<Sha256Digest> = bytes
+            .chunks_exact(32)
+            .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+            .map(Sha256Digest::from_bytes)
+            .collect();
+        (makoto_core::merkle::root(&leaves) == root).then_some(leaves)
     }
 
     /// Verification records of `table_uri` (none when the table does not exist yet).

@@ -855,3 +855,208 @@ impl VerificationRow {
         })
     }
 }
+
+pub(crate) const WINDOW_COLUMNS: &[Col] = &[
+    col(
+        "table_uri",
+        Kind::Str,
+        false,
+        "The Delta table whose appended records the window holds.",
+    ),
+    col(
+        "table_id",
+        Kind::Str,
+        false,
+        "Delta table id (metaData.id).",
+    ),
+    col(
+        "spec",
+        Kind::Str,
+        false,
+        "How records are grouped: records=N, commits=N or duration=D.",
+    ),
+    col(
+        "sequence",
+        Kind::Long,
+        false,
+        "Position of the window in its chain (1-based; the statement's chainLength).",
+    ),
+    col(
+        "window_id",
+        Kind::Str,
+        false,
+        "<table_uri>#window/<spec>/<sequence>: the statement's subject name.",
+    ),
+    col(
+        "first_version",
+        Kind::Long,
+        false,
+        "Commit of the window's first record.",
+    ),
+    col(
+        "first_index",
+        Kind::Long,
+        false,
+        "Index of the first record among the records that commit added.",
+    ),
+    col(
+        "last_version",
+        Kind::Long,
+        false,
+        "Commit of the window's last record.",
+    ),
+    col(
+        "last_index",
+        Kind::Long,
+        false,
+        "Index of the last record among the records that commit added.",
+    ),
+    col(
+        "first_timestamp",
+        Kind::Ts,
+        false,
+        "Commit time of the first record.",
+    ),
+    col(
+        "last_timestamp",
+        Kind::Ts,
+        false,
+        "Commit time of the last record.",
+    ),
+    col(
+        "leaf_count",
+        Kind::Long,
+        false,
+        "Number of records (Merkle leaves).",
+    ),
+    col(
+        "merkle_root",
+        Kind::Str,
+        false,
+        "RFC 6962 Merkle root over the records, hex.",
+    ),
+    col(
+        "previous_window_id",
+        Kind::Str,
+        true,
+        "The previous window of the chain; null for the first.",
+    ),
+    col("previous_merkle_root", Kind::Str, true, "Its Merkle root."),
+    col(
+        "attestation_digest",
+        Kind::Str,
+        false,
+        "SHA-256 of the signed statement (the envelope payload).",
+    ),
+    col(
+        "keyid",
+        Kind::Str,
+        true,
+        "Key id of the signature; null when unsigned (L1).",
+    ),
+    col(
+        "envelope",
+        Kind::Str,
+        false,
+        "The stream-window/v1 statement as a DSSE envelope (JSON).",
+    ),
+    col(
+        "attested_at",
+        Kind::Ts,
+        false,
+        "When the window was attested.",
+    ),
+    col(
+        "run_id",
+        Kind::Str,
+        false,
+        "Id of the makoto attest run that wrote the row.",
+    ),
+];
+
+/// One row of `system.makoto.windows`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowRow {
+    pub table_uri: String,
+    pub table_id: String,
+    pub spec: String,
+    pub sequence: u64,
+    pub window_id: String,
+    pub first_version: u64,
+    pub first_index: u64,
+    pub last_version: u64,
+    pub last_index: u64,
+    pub first_timestamp_ms: i64,
+    pub last_timestamp_ms: i64,
+    pub leaf_count: u64,
+    pub merkle_root: Sha256Digest,
+    pub previous_window_id: Option<String>,
+    pub previous_merkle_root: Option<Sha256Digest>,
+    pub attestation_digest: Sha256Digest,
+    pub keyid: Option<String>,
+    pub envelope: String,
+    pub attested_at_us: i64,
+    pub run_id: String,
+}
+
+impl WindowRow {
+    pub(crate) fn to_cells(&self) -> Vec<Cell> {
+        vec![
+            s(&self.table_uri),
+            s(&self.table_id),
+            s(&self.spec),
+            long(self.sequence),
+            s(&self.window_id),
+            long(self.first_version),
+            long(self.first_index),
+            long(self.last_version),
+            long(self.last_index),
+            Cell::Ts(Some(self.first_timestamp_ms.saturating_mul(1000))),
+            Cell::Ts(Some(self.last_timestamp_ms.saturating_mul(1000))),
+            long(self.leaf_count),
+            s(&self.merkle_root.to_hex()),
+            opt_s(self.previous_window_id.as_deref()),
+            opt_s(self.previous_merkle_root.map(|d| d.to_hex()).as_deref()),
+            s(&self.attestation_digest.to_hex()),
+            opt_s(self.keyid.as_deref()),
+            s(&self.envelope),
+            Cell::Ts(Some(self.attested_at_us)),
+            s(&self.run_id),
+        ]
+    }
+
+    pub(crate) fn read(
+        batch: &arrow::array::RecordBatch,
+        row: usize,
+        store: &str,
+    ) -> Result<Self, Error> {
+        let peek = RowReader::new(batch, row);
+        let r = Reader {
+            inner: RowReader::new(batch, row),
+            store,
+            what: format!("window row {}", peek.str("window_id").unwrap_or_default()),
+        };
+        Ok(WindowRow {
+            table_uri: r.req_str("table_uri")?,
+            table_id: r.req_str("table_id")?,
+            spec: r.req_str("spec")?,
+            sequence: r.req_u64("sequence")?,
+            window_id: r.req_str("window_id")?,
+            first_version: r.req_u64("first_version")?,
+            first_index: r.req_u64("first_index")?,
+            last_version: r.req_u64("last_version")?,
+            last_index: r.req_u64("last_index")?,
+            first_timestamp_ms: r.ts("first_timestamp")?.div_euclid(1000),
+            last_timestamp_ms: r.ts("last_timestamp")?.div_euclid(1000),
+            leaf_count: r.req_u64("leaf_count")?,
+            merkle_root: r.digest("merkle_root")?,
+            previous_window_id: r.inner.str("previous_window_id"),
+            previous_merkle_root: r.opt_digest("previous_merkle_root")?,
+            attestation_digest: r.digest("attestation_digest")?,
+            keyid: r.inner.str("keyid"),
+            envelope: r.req_str("envelope")?,
+            attested_at_us: r.ts("attested_at")?,
+            run_id: r.req_str("run_id")?,
+        })
+    }
+}

@@ -68,6 +68,13 @@ kinds! {
     KeyNotValid => ("key-not-valid", Error, "Signed by a trusted key outside its validity window (expired, revoked or not yet valid)."),
     StatementInvalid => ("statement-invalid", Error, "The signed statement does not have the fields the Makoto schemas require."),
     FileRowsAltered => ("file-rows-altered", Error, "The system.makoto.files rows of a version do not match the attested changes digest."),
+    WindowUntrusted => ("window-untrusted", Error, "A stream-window attestation's signature does not verify under a trusted key."),
+    WindowAltered => ("window-altered", Error, "A system.makoto.windows row's columns disagree with its signed stream-window statement, or the statement is malformed."),
+    WindowChainBroken => ("window-chain-broken", Error, "A window does not point to the previous window of its chain (removed, reordered or replaced windows)."),
+    WindowRecordAltered => ("window-record-altered", Error, "A record of an attested window has other bytes now; the finding names the window and the position."),
+    WindowRecordInserted => ("window-record-inserted", Error, "A record was inserted into an attested window at the named position."),
+    WindowRecordDropped => ("window-record-dropped", Error, "A record of an attested window is gone from the named position."),
+    WindowRecordsReordered => ("window-records-reordered", Error, "Two records of an attested window swapped places, starting at the named position."),
     AttestationsTruncated => ("attestations-truncated", Error, "The attestation table ends before a version recorded in a trusted anchor (head)."),
     AnchorMismatch => ("anchor-mismatch", Error, "The attestation at an anchored version differs from the one the anchor recorded."),
 }

@@ -142,6 +142,8 @@ pub struct VerifyReport {
     pub attestation_rows: u64,
     pub commits_checked: u64,
     pub checkpoints_checked: u64,
+    /// Stream windows checked (deep mode).
+    pub windows_checked: u64,
     pub files_hashed: u64,
     pub bytes_hashed: u64,
     /// The attested state digest of the verified version, when its attestation was found.
@@ -533,6 +535,15 @@ impl<'a> Verifier<'a> {
             }
         }
 
+        // Stream windows whose records end at or before the verified version.
+        let mut windows_checked = 0;
+        if self.options.mode == VerifyMode::Deep {
+            let (w, n) =
+                crate::windows::verify_windows(self.source, self.store, self.trust, target).await?;
+            findings.extend(w);
+            windows_checked = n;
+        }
+
         let head = chain.get(&target);
         let mut findings = merge_missing(findings);
         findings.sort_by_key(|f| (f.version, f.kind));
@@ -554,6 +565,7 @@ impl<'a> Verifier<'a> {
             attestation_rows,
             commits_checked: replay.commits_checked,
             checkpoints_checked,
+            windows_checked,
             files_hashed,
             bytes_hashed,
             state_digest: head
