@@ -9,6 +9,7 @@ mod concurrency;
 mod corpus;
 mod crash;
 mod errors;
+mod kafka;
 mod operations;
 mod proofs;
 mod python;

@@ -36,6 +36,58 @@ pub enum Command {
     Dbom(DbomArgs),
     /// Attest the bundled sample table into a local warehouse and show the result.
     Demo(DemoArgs),
+    /// Stream-window attestations of Kafka topics.
+    #[command(subcommand)]
+    Kafka(KafkaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KafkaCommand {
+    /// Close a window every N offsets of each partition and publish its signed stream-window
+    /// statement to the topic makoto.dbom.
+    Attest(KafkaAttestArgs),
+    /// Re-read the partitions and report injected, altered, dropped or reordered records.
+    Verify(KafkaVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KafkaAttestArgs {
+    /// Bootstrap brokers, HOST:PORT[,HOST:PORT…].
+    #[arg(long, env = "MAKOTO_KAFKA_BROKERS")]
+    pub brokers: String,
+    #[arg(long)]
+    pub topic: String,
+    /// Records (offsets) per window.
+    #[arg(long, default_value_t = 1000)]
+    pub window_records: u64,
+    /// Private key to sign the windows with. Without it they are unsigned (Makoto L1).
+    #[arg(long, env = "MAKOTO_KEY")]
+    pub key: Option<PathBuf>,
+    /// Also record every published window of the topic in <WAREHOUSE>/system/makoto/windows.
+    #[arg(long, env = "MAKOTO_WAREHOUSE")]
+    pub warehouse: Option<String>,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KafkaVerifyArgs {
+    #[arg(long, env = "MAKOTO_KAFKA_BROKERS")]
+    pub brokers: String,
+    /// The topic to read.
+    #[arg(long)]
+    pub topic: String,
+    /// Check the records against the windows attested for this topic instead (a mirror
+    /// verified against its source).
+    #[arg(long, value_name = "TOPIC")]
+    pub as_topic: Option<String>,
+    /// Trusted key (.pub) or trust file.
+    #[arg(long, env = "MAKOTO_TRUST")]
+    pub trust: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -113,6 +113,52 @@ pub fn root_from_proof(
     Ok(r)
 }
 
+/// How a list of leaves differs from the attested one, at its first difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeafChange {
+    /// A record has other bytes.
+    Altered,
+    /// A record not in the attested list sits at this position.
+    Inserted,
+    /// The attested record at this position is gone.
+    Dropped,
+    /// This record and the next one swapped places.
+    Reordered,
+}
+
+/// The first position where `now` differs from `attested`, and how: a swap of two neighbours,
+/// one record inserted or dropped (the rest shifted by one), else an altered record.
+pub fn diff_leaves(attested: &[Sha256Digest], now: &[Sha256Digest]) -> Option<(LeafChange, usize)> {
+    let p = attested
+        .iter()
+        .zip(now)
+        .position(|(a, b)| a != b)
+        .or_else(|| (attested.len() != now.len()).then(|| attested.len().min(now.len())))?;
+    let same = |a: &[Sha256Digest], b: &[Sha256Digest]| a.iter().zip(b).all(|(x, y)| x == y);
+    if p + 1 < now.len()
+        && p + 1 < attested.len()
+        && now[p] == attested[p + 1]
+        && now[p + 1] == attested[p]
+    {
+        return Some((LeafChange::Reordered, p));
+    }
+    if let (Some(n), Some(a)) = (now.get(p..), attested.get(p..))
+        && n.len() > a.len().saturating_sub(1)
+        && same(a, &n[1..])
+        && !a.contains(&n[0])
+    {
+        return Some((LeafChange::Inserted, p));
+    }
+    if let (Some(n), Some(a)) = (now.get(p..), attested.get(p..))
+        && !a.is_empty()
+        && same(&a[1..], n)
+        && !n.contains(&a[0])
+    {
+        return Some((LeafChange::Dropped, p));
+    }
+    Some((LeafChange::Altered, p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +183,28 @@ mod tests {
             (height(1), height(2), height(3), height(4), height(5)),
             (0, 1, 2, 2, 3)
         );
+    }
+
+    #[test]
+    fn differences_are_classified() {
+        let a = leaves(6);
+        let mut altered = a.clone();
+        altered[2] = leaf_hash(b"x");
+        assert_eq!(diff_leaves(&a, &altered), Some((LeafChange::Altered, 2)));
+        let mut inserted = a.clone();
+        inserted.insert(2, leaf_hash(b"x"));
+        assert_eq!(diff_leaves(&a, &inserted), Some((LeafChange::Inserted, 2)));
+        let mut dropped = a.clone();
+        dropped.remove(2);
+        assert_eq!(diff_leaves(&a, &dropped), Some((LeafChange::Dropped, 2)));
+        let mut swapped = a.clone();
+        swapped.swap(2, 3);
+        assert_eq!(diff_leaves(&a, &swapped), Some((LeafChange::Reordered, 2)));
+        let mut appended = a.clone();
+        appended.push(leaf_hash(b"x"));
+        assert_eq!(diff_leaves(&a, &appended), Some((LeafChange::Inserted, 6)));
+        assert_eq!(diff_leaves(&a, &a[..5]), Some((LeafChange::Dropped, 5)));
+        assert_eq!(diff_leaves(&a, &a), None);
     }
 
     #[test]

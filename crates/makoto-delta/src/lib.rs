@@ -42,7 +42,7 @@ pub use attest::{
 pub use error::Error;
 pub use location::{Location, StorageOptions};
 pub use log::SourceTable;
-pub use store::{AttestationRow, AttestationStore, FileRow};
+pub use store::{AttestationRow, AttestationStore, FileRow, WindowRow};
 pub use verify::{
     Finding, FindingKind, Outcome, Severity, Verifier, VerifyMode, VerifyOptions, VerifyReport,
     VersionSpec,

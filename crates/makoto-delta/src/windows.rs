@@ -275,29 +275,17 @@ async fn window_records(source: &SourceTable, row: &WindowRow) -> Result<Vec<Rec
     Ok(out)
 }
 
-/// Where the recomputed leaves first differ from the attested ones, and how.
+/// Where the recomputed leaves first differ from the attested ones, as a finding kind.
 fn localize(attested: &[Sha256Digest], now: &[Sha256Digest]) -> Option<(FindingKind, usize)> {
-    let p = attested
-        .iter()
-        .zip(now)
-        .position(|(a, b)| a != b)
-        .or_else(|| (attested.len() != now.len()).then(|| attested.len().min(now.len())))?;
-    let rest = |a: &[Sha256Digest], b: &[Sha256Digest]| a.iter().zip(b).all(|(x, y)| x == y);
-    if p + 1 < now.len()
-        && p + 1 < attested.len()
-        && now[p] == attested[p + 1]
-        && now[p + 1] == attested[p]
-    {
-        return Some((FindingKind::WindowRecordsReordered, p));
-    }
-    if now.get(p + 1..).is_some_and(|n| rest(&attested[p..], n)) && !attested[p..].contains(&now[p])
-    {
-        return Some((FindingKind::WindowRecordInserted, p));
-    }
-    if attested.get(p + 1..).is_some_and(|a| rest(a, &now[p..])) && !now.contains(&attested[p]) {
-        return Some((FindingKind::WindowRecordDropped, p));
-    }
-    Some((FindingKind::WindowRecordAltered, p))
+    merkle::diff_leaves(attested, now).map(|(change, p)| {
+        let kind = match change {
+            merkle::LeafChange::Altered => FindingKind::WindowRecordAltered,
+            merkle::LeafChange::Inserted => FindingKind::WindowRecordInserted,
+            merkle::LeafChange::Dropped => FindingKind::WindowRecordDropped,
+            merkle::LeafChange::Reordered => FindingKind::WindowRecordsReordered,
+        };
+        (kind, p)
+    })
 }
 
 /// Checks every window of the table whose records end at or before `through`: signature,

@@ -3,6 +3,7 @@ mod check;
 mod dbom;
 mod demo;
 mod head;
+mod kafka;
 mod keygen;
 mod proof;
 mod sql;
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Check(a) => check::run(a, out).await,
         Command::Dbom(a) => dbom::run(a, out).await,
         Command::Demo(a) => demo::run(a, out).await,
+        Command::Kafka(c) => kafka::run(c, out).await,
     }
 }
 

@@ -1,0 +1,471 @@
+//! Makoto stream-window attestations for Kafka topics.
+//!
+//! - [`MakotoProducer`] adds two headers to every record it sends: `makoto.content_hash`
+//!   (hex SHA-256 of the value) and `makoto.window_id` (the window the record's offset falls
+//!   in: `offset / window_records`, monotonic per partition).
+//! - [`attest`] reads a topic partition by partition, closes a window every `window_records`
+//!   offsets, and publishes each window's signed `stream-window/v1` statement (a DSSE envelope)
+//!   to the topic [`DBOM_TOPIC`]. Window `k` of a partition holds offsets
+//!   `[k·N, (k+1)·N)`; its Merkle tree (RFC 6962) is over the records' values.
+//! - [`verify`] re-reads the partitions and reports injected, altered, dropped or reordered
+//!   records by partition, offset and window.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), makoto_kafka::Error> {
+//! let topic = makoto_kafka::Topic::connect("127.0.0.1:9092", "ticks").await?;
+//! let mut producer = makoto_kafka::MakotoProducer::new(&topic, 0, 1000).await?;
+//! producer.send(None, b"{\"px\": 101.5}".to_vec()).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod report;
+mod statement;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use makoto_core::keys::Signer;
+use makoto_core::verify::TrustedKeys;
+use makoto_core::{Sha256Digest, merkle};
+use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::{Record, RecordAndOffset};
+
+pub use report::{KafkaFinding, KafkaFindingKind, VerifyReport};
+pub use statement::{KafkaWindow, parse_statement, subject};
+
+/// Header with the hex SHA-256 of the record's value.
+pub const CONTENT_HASH_HEADER: &str = "makoto.content_hash";
+/// Header with the record's window number in its partition (decimal).
+pub const WINDOW_ID_HEADER: &str = "makoto.window_id";
+/// Topic the window attestations are published to.
+pub const DBOM_TOPIC: &str = "makoto.dbom";
+
+/// Errors of the Kafka layer. Each names the brokers, topic and partition concerned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("kafka {brokers}: {reason}")]
+    Connect { brokers: String, reason: String },
+    #[error("kafka {brokers} topic {topic} partition {partition}: {reason}")]
+    Partition {
+        brokers: String,
+        topic: String,
+        partition: i32,
+        reason: String,
+    },
+    #[error("kafka {brokers}: topic {topic} does not exist")]
+    NoTopic { brokers: String, topic: String },
+    #[error("kafka {brokers} topic {topic}: {reason}")]
+    Statement {
+        brokers: String,
+        topic: String,
+        reason: String,
+    },
+    #[error("window attestation: {reason}")]
+    Core { reason: String },
+}
+
+/// A topic on a cluster.
+pub struct Topic {
+    client: Arc<Client>,
+    brokers: String,
+    name: String,
+}
+
+impl std::fmt::Debug for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Topic({}/{})", self.brokers, self.name)
+    }
+}
+
+/// The leaf hash of a record: RFC 6962 leaf over its value (an absent value counts as empty).
+pub fn record_leaf(record: &Record) -> Sha256Digest {
+    merkle::leaf_hash(record.value.as_deref().unwrap_or_default())
+}
+
+impl Topic {
+    pub async fn connect(brokers: &str, topic: &str) -> Result<Self, Error> {
+        let client = ClientBuilder::new(brokers.split(',').map(str::to_owned).collect())
+            .client_id("makoto")
+            .build()
+            .await
+            .map_err(|e| Error::Connect {
+                brokers: brokers.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(Topic {
+            client: Arc::new(client),
+            brokers: brokers.to_owned(),
+            name: topic.to_owned(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    /// A handle on another topic of the same cluster.
+    pub fn sibling(&self, name: &str) -> Topic {
+        Topic {
+            client: Arc::clone(&self.client),
+            brokers: self.brokers.clone(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Creates the topic with `partitions` partitions (replication factor 1).
+    pub async fn create(&self, partitions: i32) -> Result<(), Error> {
+        let controller = self
+            .client
+            .controller_client()
+            .map_err(|e| self.err(-1, e))?;
+        controller
+            .create_topic(&self.name, partitions, 1, 5_000)
+            .await
+            .map_err(|e| self.err(-1, e))
+    }
+
+    fn err(&self, partition: i32, e: impl std::fmt::Display) -> Error {
+        Error::Partition {
+            brokers: self.brokers.clone(),
+            topic: self.name.clone(),
+            partition,
+            reason: e.to_string(),
+        }
+    }
+
+    /// The topic's partitions; `None` when it does not exist.
+    pub async fn partitions(&self) -> Result<Option<BTreeSet<i32>>, Error> {
+        let topics = self
+            .client
+            .list_topics()
+            .await
+            .map_err(|e| Error::Connect {
+                brokers: self.brokers.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(topics
+            .into_iter()
+            .find(|t| t.name == self.name)
+            .map(|t| t.partitions))
+    }
+
+    async fn partition(&self, p: i32) -> Result<PartitionClient, Error> {
+        self.client
+            .partition_client(self.name.clone(), p, UnknownTopicHandling::Error)
+            .await
+            .map_err(|e| self.err(p, e))
+    }
+
+    /// Writes a record to partition `p` as is (no makoto headers); returns its offset.
+    pub async fn send_raw(&self, p: i32, record: Record) -> Result<i64, Error> {
+        let client = self.partition(p).await?;
+        let offsets = client
+            .produce(vec![record], Compression::NoCompression)
+            .await
+            .map_err(|e| self.err(p, e))?;
+        offsets
+            .first()
+            .copied()
+            .ok_or_else(|| self.err(p, "no offset returned"))
+    }
+
+    /// Every record of partition `p` from offset `from` to the current end (the high
+    /// watermark fetch responses report; some brokers answer ListOffsets(latest) with the
+    /// start of the last batch).
+    pub async fn read(&self, p: i32, from: i64) -> Result<Vec<RecordAndOffset>, Error> {
+        let client = self.partition(p).await?;
+        let start = client
+            .get_offset(OffsetAt::Earliest)
+            .await
+            .map_err(|e| self.err(p, e))?
+            .max(from);
+        let latest = client
+            .get_offset(OffsetAt::Latest)
+            .await
+            .map_err(|e| self.err(p, e))?;
+        let mut out: Vec<RecordAndOffset> = Vec::new();
+        if latest == 0 {
+            // An empty partition (some brokers answer a fetch of it with no topic at all).
+            return Ok(out);
+        }
+        let mut next = start;
+        loop {
+            let (batch, high_watermark) = client
+                .fetch_records(next, 1..8_000_000, 100)
+                .await
+                .map_err(|e| self.err(p, e))?;
+            let last = batch.iter().map(|r| r.offset).max();
+            out.extend(batch.into_iter().filter(|r| r.offset >= next));
+            match last {
+                Some(l) if l + 1 < high_watermark => next = l + 1,
+                _ => break,
+            }
+        }
+        out.sort_by_key(|r| r.offset);
+        out.dedup_by_key(|r| r.offset);
+        Ok(out)
+    }
+}
+
+/// Sends records to one partition with the makoto headers.
+#[derive(Debug)]
+pub struct MakotoProducer {
+    client: PartitionClient,
+    window_records: u64,
+    next_offset: i64,
+}
+
+impl MakotoProducer {
+    /// `window_records` must be the `--window-records` the topic is attested with.
+    pub async fn new(topic: &Topic, partition: i32, window_records: u64) -> Result<Self, Error> {
+        let client = topic.partition(partition).await?;
+        let latest = client
+            .get_offset(OffsetAt::Latest)
+            .await
+            .map_err(|e| topic.err(partition, e))?;
+        // Some brokers (Tansu) answer Latest with the start of the last batch + 1: read on from
+        // there to find the real end.
+        let next_offset = match latest {
+            0 => 0,
+            l => topic
+                .read(partition, l - 1)
+                .await?
+                .last()
+                .map_or(l, |r| r.offset + 1),
+        };
+        Ok(MakotoProducer {
+            client,
+            window_records: window_records.max(1),
+            next_offset,
+        })
+    }
+
+    /// The headers of a record with this value at this offset.
+    pub fn headers(value: &[u8], offset: i64, window_records: u64) -> BTreeMap<String, Vec<u8>> {
+        let window = u64::try_from(offset).unwrap_or(0) / window_records.max(1);
+        BTreeMap::from([
+            (
+                CONTENT_HASH_HEADER.to_owned(),
+                Sha256Digest::of(value).to_hex().into_bytes(),
+            ),
+            (WINDOW_ID_HEADER.to_owned(), window.to_string().into_bytes()),
+        ])
+    }
+
+    /// Sends one record; returns its offset. The window header assumes this producer is the
+    /// partition's only writer (as the offsets it predicts must be the ones assigned).
+    pub async fn send(&mut self, key: Option<Vec<u8>>, value: Vec<u8>) -> Result<i64, Error> {
+        let headers = Self::headers(&value, self.next_offset, self.window_records);
+        let record = Record {
+            key,
+            value: Some(value),
+            headers,
+            timestamp: chrono::Utc::now(),
+        };
+        let offsets = self
+            .client
+            .produce(vec![record], Compression::NoCompression)
+            .await
+            .map_err(|e| Error::Partition {
+                brokers: String::new(),
+                topic: self.client.topic().to_owned(),
+                partition: self.client.partition(),
+                reason: e.to_string(),
+            })?;
+        let offset = offsets.first().copied().unwrap_or(self.next_offset);
+        self.next_offset = offset + 1;
+        Ok(offset)
+    }
+}
+
+/// One window published by [`attest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedWindow {
+    pub partition: i32,
+    pub window: u64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub leaf_count: u64,
+    pub root: Sha256Digest,
+    pub attestation_digest: Sha256Digest,
+}
+
+/// The windows already published for `topic` (signed by a key in `trust`, when given),
+/// by partition and window number.
+pub async fn published(
+    topic: &Topic,
+    trust: Option<&TrustedKeys>,
+) -> Result<
+    (
+        BTreeMap<(i32, u64), (KafkaWindow, String)>,
+        Vec<KafkaFinding>,
+    ),
+    Error,
+> {
+    let dbom = topic.sibling(DBOM_TOPIC);
+    let mut out = BTreeMap::new();
+    let mut findings = Vec::new();
+    let Some(partitions) = dbom.partitions().await? else {
+        return Ok((out, findings));
+    };
+    for p in partitions {
+        for r in dbom.read(p, 0).await? {
+            let Some(value) = r.record.value.as_deref() else {
+                continue;
+            };
+            let parsed = parse_statement(value, trust);
+            match parsed {
+                Ok(w) if w.topic == topic.name => {
+                    out.insert(
+                        (w.partition, w.window),
+                        (w, String::from_utf8_lossy(value).into_owned()),
+                    );
+                }
+                Ok(_) => {}
+                Err(reason) => {
+                    if report::mentions_topic(value, &topic.name) {
+                        findings.push(KafkaFinding {
+                            kind: KafkaFindingKind::WindowUntrusted,
+                            partition: None,
+                            offset: None,
+                            window: None,
+                            detail: format!("{DBOM_TOPIC} offset {}: {reason}", r.offset),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok((out, findings))
+}
+
+/// Closes the complete windows of every partition of `topic` not yet published and publishes
+/// their signed statements to [`DBOM_TOPIC`] (created when missing).
+pub async fn attest(
+    topic: &Topic,
+    window_records: u64,
+    signer: Option<&dyn Signer>,
+) -> Result<Vec<PublishedWindow>, Error> {
+    let n = window_records.max(1);
+    let partitions = topic.partitions().await?.ok_or_else(|| Error::NoTopic {
+        brokers: topic.brokers.clone(),
+        topic: topic.name.clone(),
+    })?;
+    let own = signer.map(|s| TrustedKeys::new(vec![s.public_key().clone()]));
+    let (existing, _) = published(topic, own.as_ref()).await?;
+    let dbom = topic.sibling(DBOM_TOPIC);
+    if dbom.partitions().await?.is_none() {
+        dbom.create(1).await?;
+    }
+    let dbom_client = dbom.partition(0).await?;
+    let mut out = Vec::new();
+    for p in partitions {
+        let last = existing
+            .iter()
+            .filter(|((pp, _), (w, _))| *pp == p && w.window_records == n)
+            .map(|(_, (w, _))| w)
+            .max_by_key(|w| w.window);
+        let next_window = last.map_or(0, |w| w.window + 1);
+        let mut previous = last.map(|w| (w.window, w.root));
+        let records = topic
+            .read(p, i64::try_from(next_window * n).unwrap_or(i64::MAX))
+            .await?;
+        let mut by_window: BTreeMap<u64, Vec<&RecordAndOffset>> = BTreeMap::new();
+        for r in &records {
+            by_window
+                .entry(u64::try_from(r.offset).unwrap_or(0) / n)
+                .or_default()
+                .push(r);
+        }
+        let end = records.last().map_or(0, |r| r.offset + 1);
+        for (k, recs) in by_window {
+            // A window is complete once the partition has moved past its last offset.
+            if i64::try_from((k + 1) * n).unwrap_or(i64::MAX) > end {
+                break;
+            }
+            let window = statement::WindowInput {
+                topic: topic.name.clone(),
+                brokers: topic.brokers.clone(),
+                partition: p,
+                window_records: n,
+                window: k,
+                records: recs.iter().map(|r| (r.offset, &r.record)).collect(),
+                previous,
+            };
+            let st = statement::build_statement(&window).map_err(|e| Error::Core {
+                reason: e.to_string(),
+            })?;
+            let att = makoto_core::attestation::Attestation::seal(st, signer).map_err(|e| {
+                Error::Core {
+                    reason: e.to_string(),
+                }
+            })?;
+            let leaves: Vec<Sha256Digest> = recs.iter().map(|r| record_leaf(&r.record)).collect();
+            let root = merkle::root(&leaves);
+            let envelope = att.envelope().to_json();
+            dbom_client
+                .produce(
+                    vec![Record {
+                        key: Some(statement::subject(&topic.name, p, n, k).into_bytes()),
+                        value: Some(envelope.into_bytes()),
+                        headers: BTreeMap::new(),
+                        timestamp: chrono::Utc::now(),
+                    }],
+                    Compression::NoCompression,
+                )
+                .await
+                .map_err(|e| dbom.err(0, e))?;
+            out.push(PublishedWindow {
+                partition: p,
+                window: k,
+                first_offset: recs.first().map_or(0, |r| r.offset),
+                last_offset: recs.last().map_or(0, |r| r.offset),
+                leaf_count: leaves.len() as u64,
+                root,
+                attestation_digest: att.digest(),
+            });
+            previous = Some((k, root));
+        }
+    }
+    Ok(out)
+}
+
+/// Re-reads `topic` and checks it against the windows attested for `attested_as` (normally
+/// the same topic; another name verifies a mirror against its source's attestations).
+pub async fn verify(
+    topic: &Topic,
+    attested_as: &str,
+    trust: &TrustedKeys,
+) -> Result<VerifyReport, Error> {
+    let source = topic.sibling(attested_as);
+    let (windows, mut findings) = published(&source, Some(trust)).await?;
+    let partitions = topic.partitions().await?.ok_or_else(|| Error::NoTopic {
+        brokers: topic.brokers.clone(),
+        topic: topic.name.clone(),
+    })?;
+    let mut records_checked = 0u64;
+    for p in &partitions {
+        let records = topic.read(*p, 0).await?;
+        records_checked += records.len() as u64;
+        let attested: Vec<&KafkaWindow> = windows
+            .iter()
+            .filter(|((pp, _), _)| pp == p)
+            .map(|(_, (w, _))| w)
+            .collect();
+        report::check_partition(*p, &records, &attested, &mut findings);
+    }
+    Ok(VerifyReport {
+        topic: topic.name.clone(),
+        attested_as: attested_as.to_owned(),
+        windows_checked: windows.len() as u64,
+        records_checked,
+        verified: findings.is_empty(),
+        findings,
+    })
+}
