@@ -16,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             let _ = makoto_core::attested::check_commit_statement(&statement);
+            // Stream-window statements (Delta windows, record proofs).
+            if let Ok(w) = makoto_core::window::AttestedWindow::from_statement(&statement) {
+                assert_eq!(w.id, statement.subject()[0].name());
+            }
         }
         let key = SigningKeyPair::from_seed(&[1; 32]);
         let trusted = TrustedKeys::new(vec![key.public_key().clone()]);
