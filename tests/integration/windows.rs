@@ -416,3 +416,38 @@ fn verify_cli(table: &Path, wh: &Path, public: &str) -> Value {
     assert!(matches!(out.code, Some(0 | 1)), "{}", out.stderr);
     serde_json::from_str(&out.stdout).unwrap()
 }
+
+/// A window whose data file is gone cannot be rechecked: reported, and verification still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_whose_data_is_gone_is_reported_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = stream_table(tmp.path()).await;
+    let wh = tmp.path().join("wh");
+    let (key, public) = keyfiles(tmp.path());
+    windows_cli(&table, &wh, &key, "records=7");
+    let add = log_lines(&table, 2)
+        .into_iter()
+        .find(|l| l["add"].is_object())
+        .unwrap();
+    let path = percent_encoding::percent_decode_str(add["add"]["path"].as_str().unwrap())
+        .decode_utf8()
+        .unwrap()
+        .into_owned();
+    std::fs::remove_file(table.join(&path)).unwrap();
+    let report = verify_cli(&table, &wh, &public);
+    let findings = report["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().any(|f| f["kind"] == "data-unavailable"
+            && f["detail"]
+                .as_str()
+                .unwrap()
+                .contains("#window/records=7/2")),
+        "{report}"
+    );
+    // The file was live: the per-commit check says it was deleted.
+    assert!(
+        findings.iter().any(|f| f["kind"] == "data-file-missing"),
+        "{report}"
+    );
+    assert_eq!(report["outcome"], "failed");
+}
