@@ -62,25 +62,89 @@ fn commit_ms(commit: &makoto_core::delta::Commit) -> i64 {
     commit.timestamp().map_or(0, |(t, _)| t)
 }
 
-/// The stream's records from `from` (exclusive) through version `through`, commit by commit.
+/// The leaf of every record of the commits `versions`, by commit (records are hashed as they
+/// are decoded; their bytes are not kept).
+async fn commit_leaves(
+    source: &SourceTable,
+    versions: std::ops::RangeInclusive<u64>,
+) -> Result<Vec<(u64, Vec<(RecordPos, Sha256Digest)>, i64)>, Error> {
+    let commits = source.read_commits(versions, 8).await?;
+    let mut out = Vec::with_capacity(commits.len());
+    for c in &commits {
+        let leaves = commit_records(source, c)
+            .await?
+            .iter()
+            .map(|r| (r.pos, r.leaf()))
+            .collect();
+        out.push((c.version(), leaves, commit_ms(c)));
+    }
+    Ok(out)
+}
+
+/// The stream's record leaves from `from` (exclusive) through version `through`, by commit.
 async fn records_after(
     source: &SourceTable,
     from: Option<RecordPos>,
     through: u64,
-) -> Result<Vec<(Vec<Record>, i64)>, Error> {
+) -> Result<Vec<(Vec<(RecordPos, Sha256Digest)>, i64)>, Error> {
     let start = from.map_or(0, |p| p.version);
-    let commits = source.read_commits(start..=through, 8).await?;
     let mut out = Vec::new();
-    for c in &commits {
-        let mut records = commit_records(source, c).await?;
+    for (_, mut leaves, ts) in commit_leaves(source, start..=through).await? {
         if let Some(p) = from {
-            records.retain(|r| r.pos > p);
+            leaves.retain(|(pos, _)| *pos > p);
         }
-        if !records.is_empty() {
-            out.push((records, commit_ms(c)));
+        if !leaves.is_empty() {
+            out.push((leaves, ts));
         }
     }
     Ok(out)
+}
+
+/// Leaves of recently read commits, so that windows sharing a commit read it once.
+#[derive(Default)]
+struct LeafCache {
+    by_version: std::collections::BTreeMap<u64, Vec<(RecordPos, Sha256Digest)>>,
+}
+
+impl LeafCache {
+    /// The leaves of a window's records as the table holds them now.
+    async fn window(
+        &mut self,
+        source: &SourceTable,
+        row: &WindowRow,
+    ) -> Result<Vec<Sha256Digest>, Error> {
+        let (first, last) = bounds(row);
+        // Windows of one spec come in order: older commits are not needed again.
+        self.by_version = self.by_version.split_off(&first.version);
+        let missing: Vec<u64> = (first.version..=last.version)
+            .filter(|v| !self.by_version.contains_key(v))
+            .collect();
+        if let (Some(a), Some(b)) = (missing.first(), missing.last()) {
+            for (v, leaves, _) in commit_leaves(source, *a..=*b).await? {
+                self.by_version.insert(v, leaves);
+            }
+        }
+        Ok(self
+            .by_version
+            .range(first.version..=last.version)
+            .flat_map(|(_, l)| l.iter())
+            .filter(|(pos, _)| *pos >= first && *pos <= last)
+            .map(|(_, leaf)| *leaf)
+            .collect())
+    }
+}
+
+fn bounds(row: &WindowRow) -> (RecordPos, RecordPos) {
+    (
+        RecordPos {
+            version: row.first_version,
+            index: row.first_index,
+        },
+        RecordPos {
+            version: row.last_version,
+            index: row.last_index,
+        },
+    )
 }
 
 /// Closes and attests the windows of `spec` over the records appended through version
@@ -170,20 +234,20 @@ pub async fn attest_windows(
                 pending.bucket = Some(bucket);
                 pending
                     .records
-                    .extend(records.iter().map(|r| (r.pos, r.leaf(), ts)));
+                    .extend(records.iter().map(|(pos, leaf)| (*pos, *leaf, ts)));
             }
             WindowSpec::Commits(n) => {
                 pending
                     .records
-                    .extend(records.iter().map(|r| (r.pos, r.leaf(), ts)));
+                    .extend(records.iter().map(|(pos, leaf)| (*pos, *leaf, ts)));
                 pending.commits += 1;
                 if pending.commits == n {
                     close(&mut pending, &mut previous);
                 }
             }
             WindowSpec::Records(n) => {
-                for r in &records {
-                    pending.records.push((r.pos, r.leaf(), ts));
+                for (pos, leaf) in &records {
+                    pending.records.push((*pos, *leaf, ts));
                     if pending.records.len() as u64 == n {
                         close(&mut pending, &mut previous);
                     }
@@ -255,14 +319,7 @@ pub async fn attest_windows(
 
 /// The records of a window as the table holds them now.
 async fn window_records(source: &SourceTable, row: &WindowRow) -> Result<Vec<Record>, Error> {
-    let first = RecordPos {
-        version: row.first_version,
-        index: row.first_index,
-    };
-    let last = RecordPos {
-        version: row.last_version,
-        index: row.last_index,
-    };
+    let (first, last) = bounds(row);
     let commits = source.read_commits(first.version..=last.version, 8).await?;
     let mut out = Vec::new();
     for c in &commits {
@@ -304,6 +361,7 @@ pub async fn verify_windows(
         .filter(|r| r.last_version <= through)
         .collect();
     let mut previous: Option<&WindowRow> = None;
+    let mut cache = LeafCache::default();
     for row in &rows {
         let at = |kind: FindingKind, detail: String| {
             Finding::new(kind, format!("window {}: {detail}", row.window_id)).at(row.last_version)
@@ -367,8 +425,8 @@ pub async fn verify_windows(
             ));
         }
         previous = Some(row);
-        let now: Vec<Sha256Digest> = match window_records(source, row).await {
-            Ok(records) => records.iter().map(Record::leaf).collect(),
+        let now: Vec<Sha256Digest> = match cache.window(source, row).await {
+            Ok(leaves) => leaves,
             Err(e) => {
                 // Vacuumed or unreadable data: the window cannot be rechecked (not tampering
                 // by itself; the per-commit checks say whether a live file is missing).
