@@ -181,7 +181,12 @@ struct Hashes<'a> {
     hashed: &'a mut HashMap<String, Hashed>,
     unavailable: &'a mut HashSet<String>,
     batch: &'a [Commit],
+    later: &'a mut LaterRemoves,
 }
+
+/// First removal of each path (data or DV file) in the commits after a batch, read once per
+/// batch and only when some file turns out to be missing.
+type LaterRemoves = Option<HashMap<String, u64>>;
 
 /// `liveFilesUnavailable` of the statement a run continues from.
 fn statement_live_unavailable(statement: &Statement) -> u64 {
@@ -662,6 +667,7 @@ impl Attestor {
         let results = hasher.hash_all(requests, progress).await;
         let mut hashes: HashMap<String, Hashed> = HashMap::with_capacity(results.len());
         let mut unavailable: HashSet<String> = HashSet::new();
+        let mut later: LaterRemoves = None;
         for (path, r) in results {
             match r {
                 Ok(h) => {
@@ -677,6 +683,7 @@ impl Attestor {
                                 listing,
                                 &path,
                                 first_use.get(&path).copied().unwrap_or(from),
+                                &mut later,
                             )
                             .await
                             .is_some() =>
@@ -716,6 +723,7 @@ impl Attestor {
                     hashed: &mut hashes,
                     unavailable: &mut unavailable,
                     batch: &commits,
+                    later: &mut later,
                 },
                 attested_at_us,
                 &mut out,
@@ -741,7 +749,9 @@ impl Attestor {
         let table = self.source.uri().to_owned();
         match failure {
             HashFailure::Missing => {
-                let removed_at = self.removed_after(commits, listing, &path, version).await;
+                let removed_at = self
+                    .removed_after(commits, listing, &path, version, &mut None)
+                    .await;
                 Error::FileMissing {
                     table,
                     version,
@@ -768,30 +778,36 @@ impl Attestor {
         listing: &LogListing,
         path: &str,
         version: u64,
+        later: &mut LaterRemoves,
     ) -> Option<u64> {
-        let removes = |c: &Commit| {
+        if let Some(c) = commits.iter().filter(|c| c.version() > version).find(|c| {
             c.removes().any(|r| {
                 r.path().as_str() == path
                     || r.deletion_vector().and_then(DeletionVector::file) == Some(path)
             })
-        };
-        if let Some(c) = commits
-            .iter()
-            .filter(|c| c.version() > version)
-            .find(|c| removes(c))
-        {
+        }) {
             return Some(c.version());
         }
-        let last = commits.last().map_or(version, Commit::version);
-        let latest = listing.latest()?;
-        for v in last.max(version) + 1..=latest {
-            let bytes = self.source.read_commit_bytes(v).await.ok()?;
-            let c = Commit::parse(v, &bytes).ok()?;
-            if removes(&c) {
-                return Some(v);
+        if later.is_none() {
+            let after = commits.last().map_or(version, Commit::version).max(version);
+            let mut first: HashMap<String, u64> = HashMap::new();
+            for v in after + 1..=listing.latest().unwrap_or(after) {
+                let Ok(bytes) = self.source.read_commit_bytes(v).await else {
+                    break;
+                };
+                let Ok(c) = Commit::parse(v, &bytes) else {
+                    break;
+                };
+                for r in c.removes() {
+                    first.entry(r.path().as_str().to_owned()).or_insert(v);
+                    if let Some(f) = r.deletion_vector().and_then(DeletionVector::file) {
+                        first.entry(f.to_owned()).or_insert(v);
+                    }
+                }
             }
+            *later = Some(first);
         }
-        None
+        later.as_ref()?.get(path).copied()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1142,7 +1158,7 @@ impl Attestor {
             }
             Some(Err(HashFailure::Missing))
                 if self
-                    .removed_after(hashes.batch, listing, path, version)
+                    .removed_after(hashes.batch, listing, path, version, hashes.later)
                     .await
                     .is_some() =>
             {
