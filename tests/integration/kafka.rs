@@ -73,41 +73,6 @@ fn value(p: i32, i: usize) -> Vec<u8> {
     format!(r#"{{"sensor":"s{p}","seq":{i},"temp":{}}}"#, 20 + i % 7).into_bytes()
 }
 
-fn leaf(bytes: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update([0u8]);
-    h.update(bytes);
-    h.finalize().into()
-}
-
-/// RFC 6962 Merkle tree hash, written out again here.
-fn mth(leaves: &[[u8; 32]]) -> [u8; 32] {
-    match leaves.len() {
-        0 => Sha256::digest(b"").into(),
-        1 => leaves[0],
-        n => {
-            let mut k = 1;
-            while k * 2 < n {
-                k *= 2;
-            }
-            let mut h = Sha256::new();
-            h.update([1u8]);
-            h.update(mth(&leaves[..k]));
-            h.update(mth(&leaves[k..]));
-            h.finalize().into()
-        }
-    }
-}
-
-fn keyfiles(dir: &Path) -> (String, String) {
-    let prefix = dir.join("k");
-    assert_eq!(makoto(&["keygen", prefix.to_str().unwrap()]).code, Some(0));
-    (
-        format!("{}.key", prefix.display()),
-        format!("{}.pub", prefix.display()),
-    )
-}
-
 fn kafka_cli(args: &[&str]) -> (Option<i32>, Value, String) {
     let mut a = vec!["kafka"];
     a.extend_from_slice(args);
@@ -184,9 +149,9 @@ async fn kafka_windows_attest_and_verify() {
         let values = if p == 0 { &p0 } else { &p1 };
         let leaves: Vec<[u8; 32]> = values[k as usize * 5..k as usize * 5 + 5]
             .iter()
-            .map(|v| leaf(v))
+            .map(|v| rfc6962_leaf(v))
             .collect();
-        assert_eq!(w["merkleRoot"], hex::encode(mth(&leaves)), "{w}");
+        assert_eq!(w["merkleRoot"], hex::encode(rfc6962_root(&leaves)), "{w}");
     }
     assert_eq!(v["warehouseRowsWritten"], 6);
     // Exactly once: nothing new until a window fills, in the topic or the warehouse.

@@ -583,3 +583,43 @@ pub fn makoto_env(args: &[&str], env: &[(&str, String)]) -> ChildOutput {
     envs.extend(env.iter().cloned());
     run_child("cli::child_entry", &envs)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Stream windows: an RFC 6962 tree and key files, written out here independently of makoto.
+
+/// RFC 6962 leaf hash of a record's bytes.
+pub fn rfc6962_leaf(bytes: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(bytes);
+    h.finalize().into()
+}
+
+/// RFC 6962 Merkle tree hash.
+pub fn rfc6962_root(leaves: &[[u8; 32]]) -> [u8; 32] {
+    match leaves.len() {
+        0 => Sha256::digest(b"").into(),
+        1 => leaves[0],
+        n => {
+            let mut k = 1;
+            while k * 2 < n {
+                k *= 2;
+            }
+            let mut h = Sha256::new();
+            h.update([1u8]);
+            h.update(rfc6962_root(&leaves[..k]));
+            h.update(rfc6962_root(&leaves[k..]));
+            h.finalize().into()
+        }
+    }
+}
+
+/// `makoto keygen <dir>/k`: the private and public key file paths.
+pub fn keyfiles(dir: &Path) -> (String, String) {
+    let prefix = dir.join("k");
+    assert_eq!(makoto(&["keygen", prefix.to_str().unwrap()]).code, Some(0));
+    (
+        format!("{}.key", prefix.display()),
+        format!("{}.pub", prefix.display()),
+    )
+}

@@ -12,7 +12,6 @@ use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use makoto_delta::{FindingKind, Location, StorageOptions};
 use rstest::rstest;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::support::*;
 
@@ -102,32 +101,6 @@ fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
         .unwrap()
 }
 
-fn leaf(bytes: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update([0u8]);
-    h.update(bytes);
-    h.finalize().into()
-}
-
-/// RFC 6962 Merkle tree hash, written out again here.
-fn mth(leaves: &[[u8; 32]]) -> [u8; 32] {
-    match leaves.len() {
-        0 => Sha256::digest(b"").into(),
-        1 => leaves[0],
-        n => {
-            let mut k = 1;
-            while k * 2 < n {
-                k *= 2;
-            }
-            let mut h = Sha256::new();
-            h.update([1u8]);
-            h.update(mth(&leaves[..k]));
-            h.update(mth(&leaves[k..]));
-            h.finalize().into()
-        }
-    }
-}
-
 fn windows_cli(table: &Path, wh: &Path, key: &str, spec: &str) -> Value {
     let out = makoto(&[
         "attest",
@@ -142,15 +115,6 @@ fn windows_cli(table: &Path, wh: &Path, key: &str, spec: &str) -> Value {
     ]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     serde_json::from_str(&out.stdout).unwrap()
-}
-
-fn keyfiles(dir: &Path) -> (String, String) {
-    let prefix = dir.join("k");
-    assert_eq!(makoto(&["keygen", prefix.to_str().unwrap()]).code, Some(0));
-    (
-        format!("{}.key", prefix.display()),
-        format!("{}.pub", prefix.display()),
-    )
 }
 
 async fn store(wh: &Path) -> makoto_delta::AttestationStore {
@@ -185,10 +149,10 @@ async fn windows_over_appends_match_an_independent_tree() {
     let validator = SchemaValidator::new();
     for (w, row) in rows.iter().enumerate() {
         let chunk = &records[w * 7..w * 7 + 7];
-        let leaves: Vec<[u8; 32]> = chunk.iter().map(|(_, b)| leaf(b)).collect();
+        let leaves: Vec<[u8; 32]> = chunk.iter().map(|(_, b)| rfc6962_leaf(b)).collect();
         assert_eq!(
             row.merkle_root.to_hex(),
-            hex::encode(mth(&leaves)),
+            hex::encode(rfc6962_root(&leaves)),
             "window {}",
             w + 1
         );
@@ -236,10 +200,13 @@ async fn windows_over_appends_match_an_independent_tree() {
     assert_eq!(more["windows"]["closed"].as_array().unwrap().len(), 1);
     assert_eq!(more["windows"]["closed"][0]["sequence"], 6);
     let records = independent_records(&table, 6);
-    let leaves: Vec<[u8; 32]> = records[35..42].iter().map(|(_, b)| leaf(b)).collect();
+    let leaves: Vec<[u8; 32]> = records[35..42]
+        .iter()
+        .map(|(_, b)| rfc6962_leaf(b))
+        .collect();
     assert_eq!(
         more["windows"]["closed"][0]["merkleRoot"],
-        hex::encode(mth(&leaves))
+        hex::encode(rfc6962_root(&leaves))
     );
 
     // Deep verify checks the windows; a record proof verifies offline, a doctored one does not.
