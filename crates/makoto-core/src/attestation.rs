@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use crate::delta::{ActionCounts, DeletionVector, Protocol, TimestampSource};
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::keys::{KeyId, Signer};
+use crate::reader_view::ReaderViewDigest;
 use crate::state::STATE_ALGORITHM;
 use crate::statement::{Statement, Subject};
 use crate::{Error, Sha256Digest, canonical};
@@ -25,8 +26,9 @@ pub const DELTA_TRANSFORM_TYPE_PREFIX: &str = "https://makoto.dev/transforms/del
 /// only their digest and counts and the list lives in `system.makoto.files`.
 pub const INLINE_CHANGES_LIMIT: usize = 1000;
 
-/// Version of the `predicate.delta` block layout.
-pub const DELTA_BLOCK_FORMAT: u32 = 1;
+/// Version of the `predicate.delta` block layout: 2 adds `readerView` (format 1 statements,
+/// made before reader views were attested, still verify).
+pub const DELTA_BLOCK_FORMAT: u32 = 2;
 
 /// Makoto assurance level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -322,6 +324,8 @@ pub struct CommitFacts {
     pub availability: DataAvailability,
     /// Set when the chain starts from a checkpoint because earlier commits were cleaned up.
     pub baseline: Option<Baseline>,
+    /// What readers of this version see besides the file bytes.
+    pub reader_view: ReaderViewDigest,
 }
 
 /// Which of a version's data could be hashed when it was first attested.
@@ -576,6 +580,7 @@ pub fn build_commit_statement(
             "bytes": facts.live_bytes,
         },
         "changes": changes,
+        "readerView": facts.reader_view.to_json(),
         "previousAttestation": facts.previous.as_ref().map(|p| json!({
             "version": p.version,
             "digest": {"sha256": p.digest.to_hex()},

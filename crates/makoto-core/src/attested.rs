@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::attestation::{ChangeKind, InputCheck, MakotoLevel, ORIGIN_V1, TRANSFORM_V1};
 use crate::delta::Protocol;
+use crate::reader_view::ReaderViewDigest;
 use crate::statement::Statement;
 use crate::{Error, Sha256Digest};
 
@@ -104,6 +105,7 @@ pub struct AttestedCommit {
     live_unavailable: u64,
     unavailable_files: Vec<String>,
     baseline: Option<AttestedBaseline>,
+    reader_view: Option<ReaderViewDigest>,
 }
 
 /// The checkpoint a chain starts from (see `attestation::Baseline`).
@@ -273,6 +275,10 @@ impl AttestedCommit {
             None | Some(Value::Null) => None,
             Some(b) => Some(baseline_from_json(b)?),
         };
+        let reader_view = match d.get("readerView") {
+            None | Some(Value::Null) => None,
+            Some(r) => Some(ReaderViewDigest::from_json(r)?),
+        };
         let attested_at_ms = d
             .get("attestor")
             .and_then(|a| a.get("attestedAt"))
@@ -328,7 +334,14 @@ impl AttestedCommit {
             live_unavailable,
             unavailable_files,
             baseline,
+            reader_view,
         })
+    }
+
+    /// The signed reader-view digest (`None` for statements made before reader views were
+    /// attested, `formatVersion` 1).
+    pub fn reader_view(&self) -> Option<&ReaderViewDigest> {
+        self.reader_view.as_ref()
     }
 
     /// Live files of this version whose bytes were gone when they were first attested.
@@ -504,6 +517,18 @@ pub fn check_commit_statement(statement: &Statement) -> Vec<String> {
         other => problems.push(format!(
             "predicateType {other:?} is not a Makoto commit attestation"
         )),
+    }
+    let format = p
+        .get("delta")
+        .and_then(|d| d.get("formatVersion"))
+        .and_then(Value::as_u64);
+    let reader_view = p.get("delta").and_then(|d| d.get("readerView"));
+    match format {
+        Some(1) => {}
+        Some(2) if reader_view.is_some_and(Value::is_object) => {}
+        Some(2) => problems
+            .push("predicate.delta.readerView (required by formatVersion 2) is missing".to_owned()),
+        _ => problems.push("predicate.delta.formatVersion is not 1 or 2".to_owned()),
     }
     if let Err(e) = AttestedCommit::from_statement(statement) {
         problems.push(e.to_string());

@@ -37,6 +37,7 @@ pub mod head;
 pub mod keys;
 pub mod merkle;
 pub mod proof;
+pub mod reader_view;
 pub mod state;
 pub mod statement;
 pub mod verify;

@@ -4,38 +4,31 @@
 //! context, and the checkpoint files' digests are recorded so verification can tell a
 //! rewritten checkpoint.
 
-use std::collections::BTreeMap;
-
-use futures::TryStreamExt;
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::CheckpointFile;
-use makoto_core::delta::Commit;
+use makoto_core::delta::{Action, Commit};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use serde_json::{Value, json};
 
 use crate::Error;
 use crate::location::StorageOptions;
 use crate::log::SourceTable;
 
-/// Characters re-encoded when a decoded path is written back into a log line: `%` (so that
-/// decoding gives back the same name) and controls.
-const LOG_PATH: &AsciiSet = &CONTROLS.add(b'%');
-
 /// The state of a checkpoint version, as a commit that adds every live file.
 #[derive(Debug)]
 pub struct CheckpointState {
     pub version: u64,
-    /// `protocol`, `metaData` and one `add` per live file.
+    /// `protocol`, `metaData`, `txn` and `domainMetadata` actions, then one `add` per live file
+    /// sorted by decoded path.
     pub commit: Commit,
 }
 
-/// Reads the live files, protocol and metadata of `version` through its checkpoint (delta-rs
-/// reads the checkpoint — classic, multi-part or v2 with sidecars — and no commit after it).
+/// Reads the live files and table facts of `version` from its checkpoint (classic,
+/// multi-part or v2 with sidecars; the first complete one when there are several), as a
+/// reader that starts from that checkpoint does.
 pub async fn checkpoint_state(
     source: &SourceTable,
-    options: &StorageOptions,
+    _options: &StorageOptions,
     version: u64,
 ) -> Result<CheckpointState, Error> {
     let uri = source.uri().to_owned();
@@ -44,52 +37,31 @@ pub async fn checkpoint_state(
         version,
         reason: format!("cannot read the checkpoint: {e}"),
     };
-    let table = deltalake::DeltaTableBuilder::from_url(source.location().url().clone())
-        .map_err(|e| fail(e.to_string()))?
-        .with_storage_options(options.0.clone())
-        .with_version(version)
-        .load()
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let snapshot = table.snapshot().map_err(|e| fail(e.to_string()))?;
-    let mut lines: Vec<String> = Vec::new();
-    let protocol = serde_json::to_value(snapshot.protocol()).map_err(|e| fail(e.to_string()))?;
-    let metadata = serde_json::to_value(snapshot.metadata()).map_err(|e| fail(e.to_string()))?;
-    lines.push(json!({ "protocol": protocol }).to_string());
-    lines.push(json!({ "metaData": metadata }).to_string());
-    let views: Vec<_> = table
-        .get_active_add_actions_by_partitions(&[])
-        .try_collect()
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let mut adds: Vec<(String, String)> = Vec::with_capacity(views.len());
-    for f in views {
-        let path = f.path().into_owned();
-        let mut add = json!({
-            "path": utf8_percent_encode(&path, LOG_PATH).to_string(),
-            "size": f.size(),
-            "partitionValues": f.partition_values_map().into_iter().collect::<BTreeMap<_, _>>(),
-            "modificationTime": f.modification_time(),
-            "dataChange": true,
-        });
-        if let Some(m) = add.as_object_mut() {
-            if let Some(dv) = f.deletion_vector_descriptor() {
-                m.insert(
-                    "deletionVector".into(),
-                    serde_json::to_value(dv).map_err(|e| fail(e.to_string()))?,
-                );
-            }
-            if let Some(stats) = f.stats() {
-                m.insert("stats".into(), Value::String(stats));
-            }
-        }
-        adds.push((path, json!({ "add": add }).to_string()));
-    }
-    adds.sort();
-    lines.extend(adds.into_iter().map(|(_, l)| l));
-    let commit =
-        Commit::parse(version, lines.join("\n").as_bytes()).map_err(|e| fail(e.to_string()))?;
-    Ok(CheckpointState { version, commit })
+    let log = source.list_log(version).await?;
+    let names = log.checkpoints().get(&version).cloned().unwrap_or_default();
+    let (groups, _) = crate::checkpoint::group(version, &names);
+    let first = groups
+        .first()
+        .ok_or_else(|| fail("no complete checkpoint at this version".to_owned()))?;
+    let content = crate::checkpoint::read(source, first).await.map_err(fail)?;
+    Ok(CheckpointState {
+        version,
+        commit: as_commit(version, content.actions),
+    })
+}
+
+/// The actions of a checkpoint as one commit: table facts first, then the adds sorted by
+/// decoded path.
+pub fn as_commit(version: u64, actions: Vec<Action>) -> Commit {
+    let (mut adds, mut out): (Vec<Action>, Vec<Action>) = actions
+        .into_iter()
+        .partition(|a| matches!(a, Action::Add(_)));
+    adds.sort_by(|a, b| match (a, b) {
+        (Action::Add(x), Action::Add(y)) => x.path().as_str().cmp(y.path().as_str()),
+        _ => std::cmp::Ordering::Equal,
+    });
+    out.extend(adds);
+    Commit::from_actions(version, out)
 }
 
 /// Hashes the checkpoint files of `version` (`names` as listed in `_delta_log/`), sorted.

@@ -20,6 +20,7 @@
 
 pub mod attest;
 pub mod baseline;
+pub mod checkpoint;
 pub mod dbom;
 mod error;
 pub mod gate;
@@ -34,6 +35,7 @@ pub mod proof;
 pub mod records;
 pub mod store;
 pub mod verify;
+pub mod view;
 pub mod windows;
 
 pub use attest::{

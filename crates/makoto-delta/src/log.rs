@@ -49,6 +49,10 @@ impl LogListing {
 pub struct LogFiles {
     commits: BTreeMap<u64, CommitFileMeta>,
     checkpoints: BTreeMap<u64, Vec<String>>,
+    checksums: BTreeMap<u64, String>,
+    compactions: BTreeMap<(u64, u64), String>,
+    /// Entries that could not be listed (permissions, symlink loops…), one line each.
+    errors: Vec<String>,
 }
 
 impl LogFiles {
@@ -63,6 +67,42 @@ impl LogFiles {
     pub fn latest_commit(&self) -> Option<u64> {
         self.commits.keys().next_back().copied()
     }
+    /// `.crc` version checksum files, by version.
+    pub fn checksums(&self) -> &BTreeMap<u64, String> {
+        &self.checksums
+    }
+    /// Log compaction files `<x>.<y>.compacted.json`, by `(x, y)`.
+    pub fn compactions(&self) -> &BTreeMap<(u64, u64), String> {
+        &self.compactions
+    }
+    /// Listing errors, one line each.
+    pub fn errors(&self) -> &[String] {
+        &self.errors
+    }
+}
+
+/// Delta versions are signed 64-bit numbers; a name beyond that is not a version.
+const MAX_VERSION: u64 = i64::MAX as u64;
+
+/// `00000000000000000012.crc` → 12.
+fn parse_checksum_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".crc")?;
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| stem.parse().ok())
+        .flatten()
+        .filter(|v| *v <= MAX_VERSION)
+}
+
+/// `00000000000000000004.00000000000000000006.compacted.json` → (4, 6).
+fn parse_compaction_name(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(".compacted.json")?;
+    let (a, b) = stem.split_once('.')?;
+    let ok = |s: &str| s.len() == 20 && s.bytes().all(|c| c.is_ascii_digit());
+    if !(ok(a) && ok(b)) {
+        return None;
+    }
+    let (x, y): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+    (x <= y && y <= MAX_VERSION).then_some((x, y))
 }
 
 /// `00000000000000000012.checkpoint.parquet`, `….checkpoint.0000000001.0000000003.parquet`,
@@ -72,6 +112,14 @@ fn parse_checkpoint_name(name: &str) -> Option<u64> {
     (digits.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with(".checkpoint."))
         .then(|| digits.parse().ok())
         .flatten()
+        .filter(|v| *v <= MAX_VERSION)
+}
+
+/// Whether a listing error concerns one entry (a symlink loop, an unreadable directory
+/// entry) rather than the whole listing.
+fn is_entry_error(e: &object_store::Error) -> bool {
+    let s = e.to_string();
+    s.contains("loop") || s.contains("symlink") || s.contains("Permission denied")
 }
 
 /// A Delta table being read.
@@ -92,6 +140,7 @@ fn parse_commit_name(name: &str) -> Option<u64> {
     (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
         .then(|| stem.parse().ok())
         .flatten()
+        .filter(|v| *v <= MAX_VERSION)
 }
 
 impl SourceTable {
@@ -127,12 +176,25 @@ impl SourceTable {
             self.store
                 .list_with_offset(Some(&prefix), &commit_path(from - 1))
         };
-        let metas: Vec<_> = match stream.try_collect::<Vec<_>>().await {
-            Ok(m) => m,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(Error::storage(format!("{}/_delta_log", self.uri), e)),
-        };
         let mut files = LogFiles::default();
+        let mut metas = Vec::new();
+        let mut stream = stream;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(m) => metas.push(m),
+                Err(object_store::Error::NotFound { .. }) => {}
+                // A whole-listing failure (no permission, unreachable store) cannot be
+                // worked around; one bad entry (a symlink loop) is reported and skipped.
+                Err(e) if metas.is_empty() && files.errors.is_empty() && !is_entry_error(&e) => {
+                    return Err(Error::storage(format!("{}/_delta_log", self.uri), e));
+                }
+                Err(e) => {
+                    if files.errors.len() < 100 {
+                        files.errors.push(e.to_string());
+                    }
+                }
+            }
+        }
         for m in metas {
             let Some(name) = m.location.filename() else {
                 continue;
@@ -154,6 +216,10 @@ impl SourceTable {
                     .entry(v)
                     .or_default()
                     .push(name.to_owned());
+            } else if let Some(v) = parse_checksum_name(name).filter(|v| *v >= from) {
+                files.checksums.insert(v, name.to_owned());
+            } else if let Some(r) = parse_compaction_name(name).filter(|r| r.1 >= from) {
+                files.compactions.insert(r, name.to_owned());
             }
         }
         Ok(files)
@@ -269,6 +335,16 @@ mod tests {
             None
         );
         assert_eq!(parse_commit_name("0012.json"), None);
+        assert_eq!(parse_checksum_name("00000000000000000012.crc"), Some(12));
+        assert_eq!(parse_checksum_name(".00000000000000000012.json.crc"), None);
+        assert_eq!(
+            parse_compaction_name("00000000000000000004.00000000000000000006.compacted.json"),
+            Some((4, 6))
+        );
+        assert_eq!(
+            parse_compaction_name("00000000000000000006.00000000000000000004.compacted.json"),
+            None
+        );
         assert_eq!(parse_commit_name("_last_checkpoint"), None);
     }
 }

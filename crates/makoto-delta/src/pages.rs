@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use makoto_core::Sha256Digest;
-use makoto_core::state::{PageRequest, StateTree};
+use makoto_core::reader_view::{FactsDigests, TableFacts};
+use makoto_core::state::{Leaf, PageRequest, StateTree};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
@@ -51,6 +52,50 @@ impl PageStore {
         }
     }
 
+    fn facts_path(&self, digests: &FactsDigests) -> Path {
+        Path::from(format!(
+            "{}/facts/{}.json",
+            self.prefix,
+            facts_name(digests).to_hex()
+        ))
+    }
+
+    /// Stores the table facts of a reader view (protocol, metadata, domain metadata, set
+    /// transactions), named by [`facts_name`], so that a later run resumes from them.
+    pub async fn put_facts(&self, facts: &TableFacts) -> Result<(), Error> {
+        let path = self.facts_path(&facts.digests());
+        let bytes = makoto_core::canonical::to_vec(&facts.to_json());
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(Error::storage(format!("{}/{path}", self.display), e)),
+        }
+    }
+
+    /// The stored table facts with these digests; `None` when absent or not matching them.
+    pub async fn get_facts(&self, digests: &FactsDigests) -> Result<Option<TableFacts>, Error> {
+        let path = self.facts_path(digests);
+        let bytes = match self.store.get(&path).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map_err(|e| Error::storage(format!("{}/{path}", self.display), e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Error::storage(format!("{}/{path}", self.display), e)),
+        };
+        let facts = serde_json::from_slice(&bytes)
+            .ok()
+            .and_then(|v| TableFacts::from_json(&v).ok());
+        Ok(facts.filter(|f| f.digests() == *digests))
+    }
+
     /// Writes pages that are not stored yet. Pages are immutable; an existing one is kept.
     pub async fn put_all(&self, pages: Vec<(Sha256Digest, Vec<u8>)>) -> Result<usize, Error> {
         let n = pages.len();
@@ -78,9 +123,9 @@ impl PageStore {
 
     /// Loads every page needed to look up, insert or remove `keys`, level by level, fetching
     /// each level's pages concurrently.
-    pub async fn load_paths(
+    pub async fn load_paths<L: Leaf>(
         &self,
-        tree: &mut StateTree,
+        tree: &mut StateTree<L>,
         keys: &[Sha256Digest],
     ) -> Result<usize, Error> {
         let mut loaded = 0;
@@ -110,4 +155,15 @@ impl PageStore {
             }
         }
     }
+}
+
+/// The storage name of a facts object: SHA-256 of the canonical JSON of its four component
+/// digests (hex), derivable from any statement that carries a reader view.
+pub fn facts_name(d: &FactsDigests) -> Sha256Digest {
+    Sha256Digest::of(&makoto_core::canonical::to_vec(&serde_json::json!({
+        "protocol": d.protocol.to_hex(),
+        "metadata": d.metadata.to_hex(),
+        "domainMetadata": d.domain_metadata.to_hex(),
+        "setTransactions": d.set_transactions.to_hex(),
+    })))
 }

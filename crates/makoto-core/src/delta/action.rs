@@ -101,9 +101,14 @@ struct RawAdd {
     size: i64,
     #[serde(default)]
     modification_time: i64,
+    #[serde(default)]
     data_change: bool,
     stats: Option<String>,
     deletion_vector: Option<RawDeletionVector>,
+    tags: Option<BTreeMap<String, Option<String>>>,
+    base_row_id: Option<i64>,
+    default_row_commit_version: Option<i64>,
+    clustering_provider: Option<String>,
 }
 
 /// An `add` action: a data file that is part of the table from this version on.
@@ -116,6 +121,11 @@ pub struct AddFile {
     partition_values: BTreeMap<String, Option<String>>,
     num_records: Option<u64>,
     deletion_vector: Option<DeletionVector>,
+    stats: Option<String>,
+    tags: Option<BTreeMap<String, Option<String>>>,
+    base_row_id: Option<i64>,
+    default_row_commit_version: Option<i64>,
+    clustering_provider: Option<String>,
 }
 
 impl TryFrom<RawAdd> for AddFile {
@@ -129,6 +139,11 @@ impl TryFrom<RawAdd> for AddFile {
             partition_values: raw.partition_values,
             num_records: raw.stats.as_deref().and_then(num_records),
             deletion_vector: raw.deletion_vector.map(TryInto::try_into).transpose()?,
+            stats: raw.stats,
+            tags: raw.tags,
+            base_row_id: raw.base_row_id,
+            default_row_commit_version: raw.default_row_commit_version,
+            clustering_provider: raw.clustering_provider,
         })
     }
 }
@@ -164,6 +179,22 @@ impl AddFile {
     }
     pub fn deletion_vector(&self) -> Option<&DeletionVector> {
         self.deletion_vector.as_ref()
+    }
+    /// The `stats` JSON string as written.
+    pub fn stats(&self) -> Option<&str> {
+        self.stats.as_deref()
+    }
+    pub fn tags(&self) -> Option<&BTreeMap<String, Option<String>>> {
+        self.tags.as_ref()
+    }
+    pub fn base_row_id(&self) -> Option<i64> {
+        self.base_row_id
+    }
+    pub fn default_row_commit_version(&self) -> Option<i64> {
+        self.default_row_commit_version
+    }
+    pub fn clustering_provider(&self) -> Option<&str> {
+        self.clustering_provider.as_deref()
     }
 }
 
@@ -266,6 +297,8 @@ impl CdcFile {
 struct RawMetadata {
     id: String,
     name: Option<String>,
+    description: Option<String>,
+    format: Option<RawFormat>,
     schema_string: String,
     #[serde(default)]
     partition_columns: Vec<String>,
@@ -274,11 +307,21 @@ struct RawMetadata {
     created_time: Option<i64>,
 }
 
+#[derive(Deserialize)]
+struct RawFormat {
+    provider: Option<String>,
+    options: Option<BTreeMap<String, Option<String>>>,
+}
+
 /// A `metaData` action: table id, schema, partitioning and properties.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
     id: String,
     name: Option<String>,
+    description: Option<String>,
+    /// `format.provider` (`parquet` when absent).
+    format_provider: String,
+    format_options: BTreeMap<String, Option<String>>,
     schema_string: String,
     partition_columns: Vec<String>,
     configuration: BTreeMap<String, Option<String>>,
@@ -287,9 +330,19 @@ pub struct Metadata {
 
 impl From<RawMetadata> for Metadata {
     fn from(raw: RawMetadata) -> Self {
+        let (format_provider, format_options) = match raw.format {
+            Some(f) => (
+                f.provider.unwrap_or_else(|| "parquet".to_owned()),
+                f.options.unwrap_or_default(),
+            ),
+            None => ("parquet".to_owned(), BTreeMap::new()),
+        };
         Metadata {
             id: raw.id,
             name: raw.name,
+            description: raw.description,
+            format_provider,
+            format_options,
             schema_string: raw.schema_string,
             partition_columns: raw.partition_columns,
             configuration: raw.configuration,
@@ -305,6 +358,15 @@ impl Metadata {
     }
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
+    }
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+    pub fn format_provider(&self) -> &str {
+        &self.format_provider
+    }
+    pub fn format_options(&self) -> &BTreeMap<String, Option<String>> {
+        &self.format_options
     }
     pub fn schema_string(&self) -> &str {
         &self.schema_string

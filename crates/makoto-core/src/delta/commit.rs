@@ -79,6 +79,18 @@ impl Commit {
         })
     }
 
+    /// A commit made of given actions rather than read from a file (a checkpoint's actions
+    /// as the changes of a baseline, a log compaction): its digests are those of no bytes.
+    pub fn from_actions(version: u64, actions: Vec<Action>) -> Commit {
+        Commit {
+            version,
+            actions,
+            actions_digest: Sha256Digest::of(b""),
+            file_digest: Sha256Digest::of(b""),
+            file_size: 0,
+        }
+    }
+
     pub fn version(&self) -> u64 {
         self.version
     }

@@ -129,6 +129,16 @@ impl DeletionVector {
         .try_into()
     }
 
+    /// Parses a descriptor written with the protocol's field names (as by
+    /// [`DeletionVector::descriptor_json`]).
+    pub fn from_json(v: &Value) -> Result<Self, Error> {
+        RawDeletionVector::deserialize(v)
+            .map_err(|e| Error::InvalidAction {
+                reason: format!("deletion vector: {e}"),
+            })?
+            .try_into()
+    }
+
     pub fn storage(&self) -> DvStorage {
         self.storage
     }

@@ -170,6 +170,24 @@ impl FileEntry {
     }
 }
 
+impl super::Leaf for FileEntry {
+    fn key(&self) -> Sha256Digest {
+        FileEntry::key(self)
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn value_bytes(&self) -> Vec<u8> {
+        FileEntry::value_bytes(self)
+    }
+    fn from_value_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        FileEntry::from_value_bytes(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

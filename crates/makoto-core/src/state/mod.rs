@@ -28,6 +28,25 @@ pub(crate) const NODE_PREFIX: u8 = 0x01;
 
 use crate::Sha256Digest;
 
+/// A leaf of a sparse Merkle tree: the live files of the state tree ([`FileEntry`]) and of
+/// the reader view ([`crate::reader_view::ReaderFile`]) share the construction.
+pub trait Leaf: Clone + PartialEq + std::fmt::Debug + Sized {
+    /// `SHA-256(path ‖ 0x00 ‖ dvUniqueId)`.
+    fn key(&self) -> Sha256Digest;
+    /// Bytes of the file (summed into the tree's byte total).
+    fn size(&self) -> u64;
+    /// Decoded path, for messages.
+    fn path(&self) -> &str;
+    /// The canonical JSON the leaf hash covers.
+    fn value_bytes(&self) -> Vec<u8>;
+    /// Parses [`Leaf::value_bytes`], refusing anything not in canonical form.
+    fn from_value_bytes(bytes: &[u8]) -> Result<Self, crate::Error>;
+    /// `SHA-256(0x00 ‖ value_bytes)`.
+    fn leaf_hash(&self) -> Sha256Digest {
+        Sha256Digest::of_parts(&[&[LEAF_PREFIX], &self.value_bytes()])
+    }
+}
+
 pub(crate) fn node_hash(left: &Sha256Digest, right: &Sha256Digest) -> Sha256Digest {
     Sha256Digest::of_parts(&[&[NODE_PREFIX], left.as_bytes(), right.as_bytes()])
 }

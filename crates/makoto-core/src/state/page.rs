@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 
-use super::entry::FileEntry;
+use super::Leaf;
 use super::tree::{LeafNode, Node};
 use super::{LEAF_PREFIX, node_hash};
 use crate::{Error, Sha256Digest};
@@ -56,8 +56,8 @@ fn bad(reason: impl Into<String>) -> Error {
     }
 }
 
-pub(super) fn collect(
-    node: &Node,
+pub(super) fn collect<L: Leaf>(
+    node: &Node<L>,
     depth: usize,
     persisted: &HashSet<Sha256Digest>,
     out: &mut Vec<(Sha256Digest, Vec<u8>)>,
@@ -68,7 +68,7 @@ pub(super) fn collect(
     let mut bytes = Vec::with_capacity(4096);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&(depth as u16).to_be_bytes());
-    let mut children: Vec<(&Node, usize)> = Vec::new();
+    let mut children: Vec<(&Node<L>, usize)> = Vec::new();
     encode(node, depth, depth, &mut bytes, &mut children);
     out.push((node.hash(), bytes));
     for (child, child_depth) in children {
@@ -76,12 +76,12 @@ pub(super) fn collect(
     }
 }
 
-fn encode<'a>(
-    node: &'a Node,
+fn encode<'a, L: Leaf>(
+    node: &'a Node<L>,
     depth: usize,
     page_depth: usize,
     out: &mut Vec<u8>,
-    children: &mut Vec<(&'a Node, usize)>,
+    children: &mut Vec<(&'a Node<L>, usize)>,
 ) {
     let boundary = depth > page_depth && depth.is_multiple_of(PAGE_STRIDE);
     match node {
@@ -128,8 +128,8 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes the page for `request`, checking structure, key placement and the page hash.
-pub(super) fn decode(bytes: &[u8], request: &PageRequest) -> Result<Node, Error> {
-    let (node, depth) = decode_unchecked(bytes, Some(request.key))?;
+pub(super) fn decode<L: Leaf>(bytes: &[u8], request: &PageRequest) -> Result<Node<L>, Error> {
+    let (node, depth) = decode_unchecked::<L>(bytes, Some(request.key))?;
     if depth != request.depth {
         return Err(bad(format!(
             "page {} has depth {depth}, expected {}",
@@ -148,10 +148,13 @@ pub(super) fn decode(bytes: &[u8], request: &PageRequest) -> Result<Node, Error>
 
 #[cfg(test)]
 pub(super) fn decode_root_hash(bytes: &[u8]) -> Result<Sha256Digest, Error> {
-    Ok(decode_unchecked(bytes, None)?.0.hash())
+    Ok(decode_unchecked::<super::FileEntry>(bytes, None)?.0.hash())
 }
 
-fn decode_unchecked(bytes: &[u8], path_key: Option<Sha256Digest>) -> Result<(Node, usize), Error> {
+fn decode_unchecked<L: Leaf>(
+    bytes: &[u8],
+    path_key: Option<Sha256Digest>,
+) -> Result<(Node<L>, usize), Error> {
     let mut r = Reader { bytes, pos: 0 };
     if r.take(4)? != MAGIC {
         return Err(bad("not a state page (bad magic)"));
@@ -178,13 +181,13 @@ fn decode_unchecked(bytes: &[u8], path_key: Option<Sha256Digest>) -> Result<(Nod
     Ok((node, depth))
 }
 
-fn decode_node(
+fn decode_node<L: Leaf>(
     r: &mut Reader<'_>,
     depth: usize,
     page_depth: usize,
     path: &mut [bool; 256],
     check_prefix: bool,
-) -> Result<Node, Error> {
+) -> Result<Node<L>, Error> {
     let boundary = depth > page_depth && depth.is_multiple_of(PAGE_STRIDE);
     match r.byte()? {
         TAG_EMPTY => Ok(Node::Empty),
@@ -192,7 +195,7 @@ fn decode_node(
             let l = r.take(4)?;
             let len = u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize;
             let value = r.take(len)?;
-            let entry = FileEntry::from_value_bytes(value)?;
+            let entry = L::from_value_bytes(value)?;
             let key = entry.key();
             let first = if check_prefix { 0 } else { page_depth };
             if (first..depth).any(|i| key.bit(i) != path[i]) {

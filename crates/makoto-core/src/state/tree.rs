@@ -1,32 +1,33 @@
 use std::collections::HashSet;
 
+use super::Leaf;
 use super::entry::FileEntry;
 use super::page::{self, PageRequest};
 use super::proof::MembershipProof;
 use super::{LEAF_PREFIX, node_hash};
 use crate::{Error, Sha256Digest};
 
-pub(super) enum Node {
+pub(super) enum Node<L> {
     Empty,
-    Leaf(Box<LeafNode>),
-    Branch(Box<BranchNode>),
+    Leaf(Box<LeafNode<L>>),
+    Branch(Box<BranchNode<L>>),
     /// A subtree not loaded from storage; its page id is its hash.
     Stub(Sha256Digest),
 }
 
-pub(super) struct LeafNode {
+pub(super) struct LeafNode<L> {
     pub(super) key: Sha256Digest,
     pub(super) hash: Sha256Digest,
-    pub(super) entry: FileEntry,
+    pub(super) entry: L,
 }
 
-pub(super) struct BranchNode {
+pub(super) struct BranchNode<L> {
     pub(super) hash: Sha256Digest,
-    pub(super) left: Node,
-    pub(super) right: Node,
+    pub(super) left: Node<L>,
+    pub(super) right: Node<L>,
 }
 
-impl Node {
+impl<L> Node<L> {
     pub(super) fn hash(&self) -> Sha256Digest {
         match self {
             Node::Empty => Sha256Digest::ZERO,
@@ -36,7 +37,7 @@ impl Node {
         }
     }
 
-    pub(super) fn branch(left: Node, right: Node) -> Node {
+    pub(super) fn branch(left: Node<L>, right: Node<L>) -> Node<L> {
         let hash = node_hash(&left.hash(), &right.hash());
         Node::Branch(Box::new(BranchNode { hash, left, right }))
     }
@@ -47,14 +48,14 @@ impl Node {
 /// Subtrees rooted at depths that are multiples of [`PAGE_STRIDE`] are stored as pages named
 /// by their hash; a tree resumed from a stored root loads only the pages on the paths of the
 /// keys it touches ([`StateTree::missing_page`] / [`StateTree::attach_page`]).
-pub struct StateTree {
-    root: Node,
+pub struct StateTree<L = FileEntry> {
+    root: Node<L>,
     files: u64,
     bytes: u64,
     persisted: HashSet<Sha256Digest>,
 }
 
-impl std::fmt::Debug for StateTree {
+impl<L> std::fmt::Debug for StateTree<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateTree")
             .field("root", &self.root.hash())
@@ -64,13 +65,13 @@ impl std::fmt::Debug for StateTree {
     }
 }
 
-impl Default for StateTree {
+impl<L: Leaf> Default for StateTree<L> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl StateTree {
+impl<L: Leaf> StateTree<L> {
     /// The empty table.
     pub fn new() -> Self {
         StateTree {
@@ -100,7 +101,7 @@ impl StateTree {
     }
 
     /// Builds a fully loaded tree from a set of live files.
-    pub fn from_entries(entries: impl IntoIterator<Item = FileEntry>) -> Result<Self, Error> {
+    pub fn from_entries(entries: impl IntoIterator<Item = L>) -> Result<Self, Error> {
         let mut t = StateTree::new();
         for e in entries {
             t.insert(e)?;
@@ -142,7 +143,7 @@ impl StateTree {
     /// Replaces the stub named by `request` with the page `bytes` fetched for it. The page must
     /// hash to the requested id.
     pub fn attach_page(&mut self, request: &PageRequest, bytes: &[u8]) -> Result<(), Error> {
-        let node = page::decode(bytes, request)?;
+        let node = page::decode::<L>(bytes, request)?;
         let mut slot = &mut self.root;
         let mut depth = 0usize;
         while depth < request.depth() {
@@ -183,7 +184,7 @@ impl StateTree {
     }
 
     /// The live file with this key, if any. The key's path must be loaded.
-    pub fn get(&self, key: &Sha256Digest) -> Result<Option<&FileEntry>, Error> {
+    pub fn get(&self, key: &Sha256Digest) -> Result<Option<&L>, Error> {
         let mut node = &self.root;
         let mut depth = 0usize;
         loop {
@@ -200,7 +201,7 @@ impl StateTree {
     }
 
     /// Adds a live file, replacing one with the same key; returns the replaced entry.
-    pub fn insert(&mut self, entry: FileEntry) -> Result<Option<FileEntry>, Error> {
+    pub fn insert(&mut self, entry: L) -> Result<Option<L>, Error> {
         let size = entry.size();
         let key = entry.key();
         let hash = Sha256Digest::of_parts(&[&[LEAF_PREFIX], &entry.value_bytes()]);
@@ -216,7 +217,7 @@ impl StateTree {
     }
 
     /// Removes the live file with this key; returns it, or `None` if it was not live.
-    pub fn remove(&mut self, key: &Sha256Digest) -> Result<Option<FileEntry>, Error> {
+    pub fn remove(&mut self, key: &Sha256Digest) -> Result<Option<L>, Error> {
         let removed = remove_at(&mut self.root, 0, key)?;
         if let Some(old) = &removed {
             self.files = self.files.saturating_sub(1);
@@ -225,6 +226,38 @@ impl StateTree {
         Ok(removed)
     }
 
+    /// Every live file of the loaded part of the tree, in key order.
+    pub fn loaded_entries(&self) -> Vec<&L> {
+        fn walk<'a, L>(n: &'a Node<L>, out: &mut Vec<&'a L>) {
+            match n {
+                Node::Leaf(l) => out.push(&l.entry),
+                Node::Branch(b) => {
+                    walk(&b.left, out);
+                    walk(&b.right, out);
+                }
+                Node::Empty | Node::Stub(_) => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut out);
+        out
+    }
+
+    /// Pages of the current tree that storage does not have yet, as `(page id, bytes)`.
+    /// Unchanged subtrees are skipped without being visited.
+    pub fn unpersisted_pages(&self) -> Vec<(Sha256Digest, Vec<u8>)> {
+        let mut out = Vec::new();
+        page::collect::<L>(&self.root, 0, &self.persisted, &mut out);
+        out
+    }
+
+    /// Records that these pages are now in storage.
+    pub fn mark_persisted(&mut self, pages: impl IntoIterator<Item = Sha256Digest>) {
+        self.persisted.extend(pages);
+    }
+}
+
+impl StateTree<FileEntry> {
     /// A proof that the file with `key` is live in this version (its path must be loaded).
     pub fn prove(&self, key: &Sha256Digest) -> Result<Option<MembershipProof>, Error> {
         let mut siblings = Vec::new();
@@ -252,43 +285,13 @@ impl StateTree {
             }
         }
     }
-
-    /// Every live file of the loaded part of the tree, in key order.
-    pub fn loaded_entries(&self) -> Vec<&FileEntry> {
-        fn walk<'a>(n: &'a Node, out: &mut Vec<&'a FileEntry>) {
-            match n {
-                Node::Leaf(l) => out.push(&l.entry),
-                Node::Branch(b) => {
-                    walk(&b.left, out);
-                    walk(&b.right, out);
-                }
-                Node::Empty | Node::Stub(_) => {}
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.root, &mut out);
-        out
-    }
-
-    /// Pages of the current tree that storage does not have yet, as `(page id, bytes)`.
-    /// Unchanged subtrees are skipped without being visited.
-    pub fn unpersisted_pages(&self) -> Vec<(Sha256Digest, Vec<u8>)> {
-        let mut out = Vec::new();
-        page::collect(&self.root, 0, &self.persisted, &mut out);
-        out
-    }
-
-    /// Records that these pages are now in storage.
-    pub fn mark_persisted(&mut self, pages: impl IntoIterator<Item = Sha256Digest>) {
-        self.persisted.extend(pages);
-    }
 }
 
-fn insert_at(
-    node: &mut Node,
+fn insert_at<L>(
+    node: &mut Node<L>,
     depth: usize,
-    leaf: Box<LeafNode>,
-) -> Result<Option<FileEntry>, Error> {
+    leaf: Box<LeafNode<L>>,
+) -> Result<Option<L>, Error> {
     match node {
         Node::Empty => {
             *node = Node::Leaf(leaf);
@@ -319,7 +322,7 @@ fn insert_at(
 }
 
 /// Two leaves with different keys that meet at `depth`: branch until their keys differ.
-fn split(a: Box<LeafNode>, b: Box<LeafNode>, depth: usize) -> Result<Node, Error> {
+fn split<L>(a: Box<LeafNode<L>>, b: Box<LeafNode<L>>, depth: usize) -> Result<Node<L>, Error> {
     if depth >= 256 {
         return Err(Error::InvalidStatePage {
             reason: "two leaves with the same key".into(),
@@ -333,11 +336,7 @@ fn split(a: Box<LeafNode>, b: Box<LeafNode>, depth: usize) -> Result<Node, Error
     })
 }
 
-fn remove_at(
-    node: &mut Node,
-    depth: usize,
-    key: &Sha256Digest,
-) -> Result<Option<FileEntry>, Error> {
+fn remove_at<L>(node: &mut Node<L>, depth: usize, key: &Sha256Digest) -> Result<Option<L>, Error> {
     match node {
         Node::Empty => Ok(None),
         Node::Stub(h) => Err(Error::StatePageNotLoaded { page: *h }),
@@ -380,7 +379,7 @@ fn remove_at(
 
 /// The state root of a set of files, computed directly from the recursive definition (no
 /// tree kept). Used to cross-check the incremental tree.
-pub fn root_of(entries: &[FileEntry]) -> Sha256Digest {
+pub fn root_of<L: Leaf>(entries: &[L]) -> Sha256Digest {
     let mut leaves: Vec<(Sha256Digest, Sha256Digest)> =
         entries.iter().map(|e| (e.key(), e.leaf_hash())).collect();
     leaves.sort_by_key(|l| l.0);
@@ -520,7 +519,7 @@ mod tests {
         );
 
         // A tampered page is refused.
-        let mut again = StateTree::resume(original_root, 0, 0);
+        let mut again: StateTree = StateTree::resume(original_root, 0, 0);
         let req = again.missing_page(&victim.key()).unwrap();
         let mut bad = store[&req.page()].clone();
         let last = bad.len() - 1;

@@ -31,6 +31,9 @@ use makoto_core::attested::AttestedCommit;
 use makoto_core::delta::{Commit, DeletionVector, TimestampSource, commit_file_name};
 use makoto_core::dsse::Envelope;
 use makoto_core::keys::Signer;
+use makoto_core::reader_view::{
+    ReaderFile, ReaderViewDigest, TableFacts, apply_actions, touched_keys,
+};
 use makoto_core::state::{DvEntry, FileEntry, StateTree, leaf_key};
 use makoto_core::statement::Statement;
 
@@ -160,6 +163,9 @@ struct Head {
 struct RunState {
     ctx: Option<TableContext>,
     tree: StateTree,
+    /// The reader view: table facts, and the reader-file tree (paged like the state tree).
+    facts: TableFacts,
+    reader: StateTree<ReaderFile>,
     /// Live files whose bytes were gone when they were first attested.
     live_unavailable: u64,
     /// The checkpoint the chain starts from, until its version is attested.
@@ -469,6 +475,8 @@ impl Attestor {
                     })?,
                 )),
                 tree: StateTree::resume(row.state_digest, row.live_files, row.live_bytes),
+                facts: TableFacts::default(),
+                reader: StateTree::new(),
                 live_unavailable: statement_live_unavailable(statement),
                 baseline: None,
                 previous: Some(PreviousAttestation {
@@ -484,6 +492,8 @@ impl Attestor {
             _ => RunState {
                 ctx: None,
                 tree: StateTree::new(),
+                facts: TableFacts::default(),
+                reader: StateTree::new(),
                 live_unavailable: 0,
                 baseline: None,
                 previous: None,
@@ -493,6 +503,11 @@ impl Attestor {
             },
         };
 
+        if let (Some(row), Some(statement)) = (&head.row, &head.statement) {
+            let (facts, reader) = self.resume_reader(row, statement).await?;
+            state.facts = facts;
+            state.reader = reader;
+        }
         state.baseline = baseline;
         let mut from = start;
         while from <= target {
@@ -548,6 +563,59 @@ impl Attestor {
                 first_available_commit: first,
             },
         })
+    }
+
+    /// The reader view the chain continues from: the stored facts and the paged reader tree
+    /// of the last statement; rebuilt from the log when that statement predates reader views
+    /// (or its facts are gone), and then checked against what was attested.
+    async fn resume_reader(
+        &self,
+        row: &AttestationRow,
+        statement: &Statement,
+    ) -> Result<(TableFacts, StateTree<ReaderFile>), Error> {
+        let attested = AttestedCommit::from_statement(statement).ok();
+        let signed = attested.as_ref().and_then(|a| a.reader_view().copied());
+        if let Some(view) = signed
+            && let Some(facts) = self.store.pages().get_facts(&view.facts).await?
+        {
+            return Ok((
+                facts,
+                StateTree::resume(view.files_root, view.files, row.live_bytes),
+            ));
+        }
+        let uri = self.source.uri();
+        let rebuilt = crate::view::view_at(&self.source, row.version).await?;
+        let digest = rebuilt.digest();
+        let mismatch = |what: String| Error::InvalidLog {
+            table: uri.to_owned(),
+            version: row.version,
+            reason: format!(
+                "the log no longer gives the attested version: {what}; run `makoto verify`"
+            ),
+        };
+        match signed {
+            Some(view) if view != digest => {
+                return Err(mismatch(format!(
+                    "reader view {} instead of {}",
+                    digest.digest(),
+                    view.digest()
+                )));
+            }
+            _ if rebuilt.files.files() != row.live_files
+                || rebuilt.files.bytes() != row.live_bytes =>
+            {
+                return Err(mismatch(format!(
+                    "{} live files of {} bytes instead of {} of {}",
+                    rebuilt.files.files(),
+                    rebuilt.files.bytes(),
+                    row.live_files,
+                    row.live_bytes
+                )));
+            }
+            _ => {}
+        }
+        tracing::info!(table = %uri, version = row.version, "reader view rebuilt from the log");
+        Ok((rebuilt.facts, rebuilt.files))
     }
 
     async fn latest_anywhere(&self) -> Result<u64, Error> {
@@ -1006,6 +1074,18 @@ impl Attestor {
             }
         }
 
+        let reader_keys = touched_keys(commit.actions());
+        self.store
+            .pages()
+            .load_paths(&mut state.reader, &reader_keys)
+            .await?;
+        apply_actions(&mut state.facts, &mut state.reader, commit.actions())
+            .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
+        let reader_view = ReaderViewDigest {
+            files_root: state.reader.root(),
+            files: state.reader.files(),
+            facts: state.facts.digests(),
+        };
         let (timestamp_ms, timestamp_source) = match real.timestamp() {
             Some(t) => t,
             None => match listing.get(version) {
@@ -1052,6 +1132,7 @@ impl Attestor {
                 live_unavailable: state.live_unavailable,
             },
             baseline: baseline.map(|b| b.info),
+            reader_view,
         };
         let statement = build_commit_statement(&facts, &self.info)
             .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
@@ -1188,6 +1269,11 @@ impl Attestor {
         let ids: Vec<Sha256Digest> = pages.iter().map(|(id, _)| *id).collect();
         self.store.pages().put_all(pages).await?;
         state.tree.mark_persisted(ids);
+        let pages = state.reader.unpersisted_pages();
+        let ids: Vec<Sha256Digest> = pages.iter().map(|(id, _)| *id).collect();
+        self.store.pages().put_all(pages).await?;
+        state.reader.mark_persisted(ids);
+        self.store.pages().put_facts(&state.facts).await?;
         self.emit(Event::Reached {
             phase: Phase::PagesWritten,
             from,

@@ -21,7 +21,8 @@ pub(crate) struct CheckedRow {
     pub row_ref: RowRef,
     pub attested: Option<AttestedCommit>,
     pub payload_digest: Option<Sha256Digest>,
-    /// The signature verified under a trusted key valid at the signing time.
+    /// The signature verified under a trusted key valid at the signing time (or the row is
+    /// unsigned and `--allow-unsigned` accepts it).
     pub trusted: bool,
 }
 
@@ -99,6 +100,8 @@ pub(crate) fn check_row(
                 FindingKind::AttestationUnsigned,
                 "the envelope has no signature (Makoto L1)",
             );
+            // `--allow-unsigned`: the verifier accepts L1 rows as they are.
+            checked.trusted = allow_unsigned;
             push(if allow_unsigned { f.warning() } else { f });
         }
         Err(makoto_core::Error::UntrustedSignature { keyids }) => {
@@ -160,6 +163,9 @@ pub(crate) fn check_row(
                 attested.table_uri()
             ),
         ));
+        // A row of another table says nothing about this one: it is not used.
+        checked.trusted = false;
+        return checked;
     }
     if attested.version() != row.version {
         push(Finding::new(
@@ -242,16 +248,33 @@ pub(crate) fn select_chain(
     }
     let mut chain: BTreeMap<u64, CheckedRow> = BTreeMap::new();
     let mut expected_prev = base;
-    for v in from..=to {
-        let Some(mut cands) = by_version.remove(&v) else {
-            findings.push(
-                Finding::new(
-                    FindingKind::AttestationMissing,
-                    format!("no attestation row for version {v}"),
-                )
-                .at(v),
-            );
+    // Versions are visited as the rows give them: a gap is one finding whatever its length.
+    if from > to {
+        return chain;
+    }
+    let present: Vec<u64> = by_version.range(from..=to).map(|(v, _)| *v).collect();
+    let mut next = from;
+    let missing = |a: u64, b: u64, findings: &mut Vec<Finding>| {
+        let detail = if a == b {
+            format!("no attestation row for version {a}")
+        } else {
+            format!("no attestation rows for versions {a}..={b}")
+        };
+        findings.push(Finding::new(FindingKind::AttestationMissing, detail).at(a));
+    };
+    for v in present
+        .into_iter()
+        .chain(std::iter::once(to.saturating_add(1)))
+    {
+        if v > next {
+            missing(next, v - 1, findings);
             expected_prev = None;
+        }
+        if v > to {
+            break;
+        }
+        next = v + 1;
+        let Some(mut cands) = by_version.remove(&v) else {
             continue;
         };
         let links = |c: &CheckedRow| match (

@@ -8,31 +8,35 @@
 //! `N` and files nobody references. It reports every finding, each with its kind, version,
 //! file and attestation row; see `docs/verification.md`.
 
+mod artifacts;
 mod chain;
 mod checkpoints;
 mod data;
 mod findings;
+mod readers;
 mod record;
 mod replay;
+mod walk;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use makoto_core::Sha256Digest;
-use makoto_core::delta::{Action, Commit, TimestampSource};
+use makoto_core::attested::AttestedCommit;
 use makoto_core::state::StateTree;
 use makoto_core::verify::TrustedKeys;
 use serde::Serialize;
 
 pub use findings::{Finding, FindingKind, RowRef, Severity};
 pub use record::RecordSigner;
+pub use walk::ReaderViewCoverage;
 
 use crate::Error;
 use crate::location::StorageOptions;
 use crate::log::SourceTable;
 use crate::store::{AttestationStore, FileRow};
-use chain::{check_row, select_chain};
-use replay::{Replay, attested_changes, compare_commit, read_commit};
+use chain::{CheckedRow, check_row, select_chain};
+use replay::{attested_changes, read_commit};
 
 /// Which version to verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,22 +111,61 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn of(findings: &[Finding]) -> Self {
+    /// Failed on any error; verified only when the version was covered and nothing that
+    /// leaves part of it unchecked was found; unverifiable otherwise.
+    fn of(findings: &[Finding], coverage: &Coverage) -> Self {
         if findings.iter().any(|f| f.severity == Severity::Error) {
             Outcome::Failed
-        } else if findings.iter().any(|f| {
-            matches!(
-                f.kind,
-                FindingKind::DataUnavailable
-                    | FindingKind::DataFileVacuumed
-                    | FindingKind::BaselineExpired
-            )
-        }) {
+        } else if !coverage.version_checked
+            || coverage.reader_view == ReaderViewCoverage::None
+            || findings.iter().any(|f| f.kind.leaves_unchecked())
+        {
             Outcome::Unverifiable
         } else {
             Outcome::Verified
         }
     }
+}
+
+impl FindingKind {
+    /// Warnings that mean part of the version could not be checked.
+    pub fn leaves_unchecked(self) -> bool {
+        matches!(
+            self,
+            FindingKind::DataUnavailable
+                | FindingKind::DataFileVacuumed
+                | FindingKind::BaselineExpired
+                | FindingKind::ReaderViewUnattested
+                | FindingKind::CheckpointUnverifiable
+                | FindingKind::VersionUnverifiable
+                | FindingKind::LogListingFailed
+        )
+    }
+}
+
+/// What a verification covered.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Coverage {
+    /// The verified version's state was rebuilt (from its commits, or from a checkpoint that
+    /// matches its attestation) and compared with its attestation.
+    pub version_checked: bool,
+    /// How the reader view of the verified version was established.
+    pub reader_view: ReaderViewCoverage,
+    /// Commit files compared with their attestations and replayed.
+    pub commits: u64,
+    /// Attested versions whose commit files log cleanup removed.
+    pub commits_expired: u64,
+    /// Checkpoints read and compared with the attested view of their version.
+    pub checkpoints: u64,
+    /// `.crc` files compared.
+    pub checksums: u64,
+    /// Log compaction files compared.
+    pub compactions: u64,
+    pub files_hashed: u64,
+    pub bytes_hashed: u64,
+    /// delta-rs read the version and saw the attested view.
+    pub delta_rs_cross_check: bool,
 }
 
 /// The outcome of a verification.
@@ -146,6 +189,8 @@ pub struct VerifyReport {
     pub windows_checked: u64,
     pub files_hashed: u64,
     pub bytes_hashed: u64,
+    /// What was covered, in detail.
+    pub coverage: Coverage,
     /// The attested state digest of the verified version, when its attestation was found.
     pub state_digest: Option<String>,
     /// The attestation digest of the verified version's row.
@@ -180,13 +225,6 @@ pub struct Verifier<'a> {
     store: &'a AttestationStore,
     trust: &'a TrustedKeys,
     options: VerifyOptions,
-}
-
-fn commit_time(commit: &Commit, mtime: DateTime<Utc>) -> (i64, TimestampSource) {
-    commit.timestamp().unwrap_or((
-        mtime.timestamp_millis(),
-        TimestampSource::FileModificationTime,
-    ))
 }
 
 /// Merges per-version "attestation missing" findings into ranges.
@@ -245,12 +283,29 @@ impl<'a> Verifier<'a> {
         let latest = log
             .latest_commit()
             .ok_or_else(|| Error::NotADeltaTable { table: uri.clone() })?;
-        let target = self.resolve_version(&log, latest).await?;
         let mut findings = Vec::new();
+        for e in log.errors() {
+            findings
+                .push(Finding::new(FindingKind::LogListingFailed, e.clone()).file("_delta_log"));
+        }
 
+        // Every row is checked once; its findings count only when it is in scope.
         let rows = self.store.attestation_rows(&uri).await?;
         let attestation_rows = rows.len() as u64;
-        let base = if self.options.since_last {
+        let allow_unsigned = self.options.unsigned == UnsignedRows::Warn;
+        let checked_all: Vec<(CheckedRow, Vec<Finding>)> = rows
+            .iter()
+            .cloned()
+            .map(|r| {
+                let mut f = Vec::new();
+                let c = check_row(r, &uri, self.trust, allow_unsigned, &mut f);
+                (c, f)
+            })
+            .collect();
+        let trusted = trusted_attestations(&checked_all);
+        let target = self.resolve_version(latest, &trusted)?;
+
+        let mut base = if self.options.since_last {
             record::find_base(
                 self.store,
                 &uri,
@@ -263,17 +318,21 @@ impl<'a> Verifier<'a> {
         } else {
             None
         };
+        // Continuing needs signed reader views for the checkpoint and checksum checks of the
+        // versions not replayed; without them, verify everything.
+        if base.is_some()
+            && trusted
+                .range(..=target)
+                .any(|(_, a)| a.reader_view().is_none())
+        {
+            base = None;
+        }
         let from = base.as_ref().map_or(0, |b| b.version + 1);
 
-        // Attestation rows, each on its own, then the chain.
-        let attested_beyond: Vec<u64> = rows
-            .iter()
-            .map(|r| r.version)
-            .filter(|v| *v > latest)
-            .collect();
-        if let (Some(first), Some(last)) =
-            (attested_beyond.iter().min(), attested_beyond.iter().max())
-            && target == latest
+        if let (Some(first), Some(last)) = (
+            trusted.keys().find(|v| **v > latest),
+            trusted.keys().next_back().filter(|v| **v > latest),
+        ) && target == latest
         {
             findings.push(
                 Finding::new(
@@ -289,40 +348,16 @@ impl<'a> Verifier<'a> {
         if let Some(b) = &base {
             b.check_still_attested(&rows, &mut findings);
         }
-        let lowest = rows.iter().map(|r| r.version).min();
-        let lowest_rows: Vec<_> = rows
-            .iter()
-            .filter(|r| Some(r.version) == lowest)
-            .cloned()
-            .collect();
-        let checked: Vec<_> = rows
-            .into_iter()
-            .filter(|r| r.version >= from && r.version <= target)
-            .map(|r| {
-                check_row(
-                    r,
-                    &uri,
-                    self.trust,
-                    self.options.unsigned == UnsignedRows::Warn,
-                    &mut findings,
-                )
-            })
-            .collect();
         // A chain that starts from a checkpoint (earlier commits cleaned up before the first
         // attestation): its first, trusted row says so.
         let baseline = if base.is_some() {
             None
         } else {
-            lowest_rows
-                .into_iter()
-                .map(|r| check_row(r, &uri, self.trust, false, &mut Vec::new()))
-                .filter(|c| c.trusted)
-                .filter_map(|c| c.attested)
-                .find_map(|a| {
-                    a.baseline()
-                        .filter(|b| b.checkpoint_version == a.version())
-                        .cloned()
-                })
+            trusted.values().next().and_then(|a| {
+                a.baseline()
+                    .filter(|b| b.checkpoint_version == a.version())
+                    .cloned()
+            })
         };
         let from = baseline.as_ref().map_or(from, |b| b.checkpoint_version);
         if baseline.is_some() && target < from {
@@ -334,8 +369,15 @@ impl<'a> Verifier<'a> {
                 ),
             });
         }
+        let mut in_scope = Vec::new();
+        for (c, f) in checked_all {
+            if (from..=target).contains(&c.row.version) {
+                findings.extend(f);
+                in_scope.push(c);
+            }
+        }
         let chain = select_chain(
-            checked,
+            in_scope,
             from,
             target,
             base.as_ref().map(|b| b.attestation_digest),
@@ -355,164 +397,54 @@ impl<'a> Verifier<'a> {
         }
         let changes = attested_changes(&chain, &by_version, &mut findings);
 
-        // Replay the log.
-        let checkpoint_versions: HashSet<u64> = log
-            .checkpoints()
-            .keys()
-            .copied()
-            .filter(|c| (from..=target).contains(c))
-            .collect();
-        let first_commit = log.commits().keys().next().copied().unwrap_or(0);
-        let tree = match &base {
-            Some(b) => StateTree::resume(b.state_digest, b.live_files, b.live_bytes),
-            None => StateTree::new(),
-        };
-        let mut replay = Replay::new(tree);
-        let mut referenced: HashSet<String> = HashSet::new();
-        for v in from..=target {
-            if !log.commits().contains_key(&v) {
-                if v < first_commit && log.checkpoints().keys().any(|c| *c >= v) {
-                    findings.push(
-                        Finding::new(
-                            FindingKind::CommitExpired,
-                            "the commit file was removed by log cleanup after a checkpoint",
-                        )
-                        .at(v)
-                        .warning(),
-                    );
-                } else {
-                    findings.push(
-                        Finding::new(
-                            FindingKind::CommitMissing,
-                            "the commit file is gone from the log",
-                        )
-                        .at(v)
-                        .file(format!(
-                            "_delta_log/{}",
-                            makoto_core::delta::commit_file_name(v)
-                        )),
-                    );
-                }
-                replay.known = false;
-                continue;
-            }
-            let (bytes, commit) = read_commit(self.source, v).await?;
-            let matches = compare_commit(&bytes, commit.as_ref(), v, &chain, &mut findings);
-            let Some(commit) = commit else {
-                replay.known = false;
-                continue;
-            };
-            note_references(&commit, &mut referenced);
-            if let (Some(m), Some(att)) = (
-                commit.metadata(),
-                chain.get(&v).and_then(|r| r.attested.as_ref()),
-            ) && m.id() != att.table_id()
-            {
-                findings.push(
-                    Finding::new(
-                        FindingKind::TableReplaced,
-                        format!(
-                            "the log's table id is {}, the attested one {}",
-                            m.id(),
-                            att.table_id()
-                        ),
-                    )
-                    .at(v),
-                );
-            }
-            if base.is_some() && replay.known {
-                let keys = touched_keys(&commit);
-                self.store
-                    .pages()
-                    .load_paths(&mut replay.tree, &keys)
-                    .await?;
-            }
-            let unavailable = chain
-                .get(&v)
-                .and_then(|r| r.attested.as_ref())
-                .map(|a| a.unavailable_files().to_vec())
-                .unwrap_or_default();
-            let from_checkpoint = match &baseline {
-                Some(b) if b.checkpoint_version == v => self.baseline_state(b, &mut findings).await,
-                _ => None,
-            };
-            if baseline.as_ref().is_some_and(|b| b.checkpoint_version == v)
-                && from_checkpoint.is_none()
-            {
-                replay.known = false;
-                continue;
-            }
-            let unknown = replay.apply(
-                from_checkpoint.as_ref().unwrap_or(&commit),
-                changes.get(&v).map(Vec::as_slice),
-                &unavailable,
-            )?;
-            if from_checkpoint.is_some() && !unknown.is_empty() {
-                findings.push(
-                    Finding::new(
-                        FindingKind::BaselineChanged,
-                        format!(
-                            "the checkpoint now lists {} live files the baseline did not attest (e.g. {})",
-                            unknown.len(),
-                            unknown.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    )
-                    .at(v),
-                );
-            }
-            if replay.known
-                && matches
-                && let Some(att) = chain.get(&v).and_then(|r| r.attested.as_ref())
-                && replay.tree.root() != att.state_root()
-            {
-                findings.push(
-                    Finding::new(
-                        FindingKind::StateMismatch,
-                        format!(
-                            "the log and the attested file digests give state {} ({} files), the attestation says {} ({} files)",
-                            replay.tree.root(),
-                            replay.tree.files(),
-                            att.state_root(),
-                            att.live_files()
-                        ),
-                    )
-                    .at(v),
-                );
-            }
-            if checkpoint_versions.contains(&v) && replay.known && base.is_none() {
-                replay.at_checkpoints.insert(v, replay.live_set());
-            }
-        }
+        // delta-rs opens the table at the same version while the log is walked.
+        let cross_check = tokio::spawn(readers::open(
+            self.source.location().url().clone(),
+            self.options.storage.0.clone(),
+            target,
+        ));
 
-        // Later commits: what they remove explains files missing at a past version.
-        let mut removed_later: HashMap<String, u64> = HashMap::new();
-        for v in target + 1..=latest {
-            if !log.commits().contains_key(&v) {
-                continue;
-            }
-            let (_, commit) = read_commit(self.source, v).await?;
-            if let Some(c) = commit {
-                note_references(&c, &mut referenced);
-                for r in c.removes() {
-                    removed_later
-                        .entry(r.path().as_str().to_owned())
-                        .or_insert(v);
-                }
-            }
-        }
-
-        let checkpoints_checked = checkpoints::check_checkpoints(
-            self.source,
-            &self.options.storage,
-            &log,
-            &replay.at_checkpoints,
+        let resumed = base
+            .as_ref()
+            .map(|b| StateTree::resume(b.state_digest, b.live_files, b.live_bytes));
+        let walked = walk::walk(
+            walk::WalkInput {
+                source: self.source,
+                log: &log,
+                chain: &chain,
+                changes: &changes,
+                trusted: &trusted,
+                from,
+                target,
+                baseline: baseline.as_ref(),
+                resumed,
+                pages: self.store.pages(),
+            },
             &mut findings,
         )
-        .await;
+        .await?;
+        let mut replay = walked.replay;
+
+        if target == latest {
+            walk::unattested_beyond(&log, latest, &mut findings);
+        }
         checkpoints::check_last_checkpoint(self.source, &log, &mut findings).await;
+        if !walked.target_covered {
+            findings.push(
+                Finding::new(
+                    FindingKind::VersionUnverifiable,
+                    format!("version {target} could not be rebuilt from the log and compared with its attestation"),
+                )
+                .at(target),
+            );
+        }
 
         let (mut files_hashed, mut bytes_hashed) = (0, 0);
-        if self.options.mode == VerifyMode::Deep {
+        let mut referenced = walked.referenced;
+        if self.options.mode == VerifyMode::Deep && walked.target_covered {
+            let removed_later = self
+                .removed_later(&log, target, latest, &trusted, &mut referenced)
+                .await?;
             let mut live = replay.live_files();
             if base.is_some() {
                 // Files live since the base verification were checked by it.
@@ -544,10 +476,57 @@ impl<'a> Verifier<'a> {
             windows_checked = n;
         }
 
+        let mut cross_checked = false;
+        match (cross_check.await, &walked.view) {
+            (Ok(Ok(sees)), Some(view)) if walked.target_covered => {
+                cross_checked = true;
+                let diffs = readers::differences(&sees, view);
+                if !diffs.is_empty() {
+                    findings.push(
+                        Finding::new(
+                            FindingKind::ReaderMismatch,
+                            format!(
+                                "delta-rs reads another table at version {target} than the attested one: {}",
+                                artifacts::summarize(&diffs)
+                            ),
+                        )
+                        .at(target),
+                    );
+                }
+            }
+            (Ok(Err(e)), _) => findings.push(
+                Finding::new(
+                    FindingKind::ReaderCrossCheckFailed,
+                    format!("delta-rs cannot read version {target}: {e}"),
+                )
+                .at(target),
+            ),
+            (Err(e), _) => findings.push(
+                Finding::new(
+                    FindingKind::ReaderCrossCheckFailed,
+                    format!("the delta-rs cross-check did not finish: {e}"),
+                )
+                .at(target),
+            ),
+            _ => {}
+        }
+
         let head = chain.get(&target);
         let mut findings = merge_missing(findings);
         findings.sort_by_key(|f| (f.version, f.kind));
-        let outcome = Outcome::of(&findings);
+        let coverage = Coverage {
+            version_checked: walked.target_covered,
+            reader_view: walked.reader_view,
+            commits: replay.commits_checked,
+            commits_expired: walked.commits_expired,
+            checkpoints: walked.checkpoints_checked,
+            checksums: walked.checksums_checked,
+            compactions: walked.compactions_checked,
+            files_hashed,
+            bytes_hashed,
+            delta_rs_cross_check: cross_checked,
+        };
+        let outcome = Outcome::of(&findings, &coverage);
         let verified = outcome == Outcome::Verified;
         if verified && replay.known {
             // Keep the verified state's pages so a later --since-last can resume from it.
@@ -564,10 +543,11 @@ impl<'a> Verifier<'a> {
             findings,
             attestation_rows,
             commits_checked: replay.commits_checked,
-            checkpoints_checked,
+            checkpoints_checked: walked.checkpoints_checked,
             windows_checked,
             files_hashed,
             bytes_hashed,
+            coverage,
             state_digest: head
                 .and_then(|r| r.attested.as_ref())
                 .map(|a| a.state_root().to_hex()),
@@ -590,64 +570,46 @@ impl<'a> Verifier<'a> {
         Ok(report)
     }
 
-    /// The live files of a baseline's checkpoint version as a commit of adds, after checking
-    /// the checkpoint files against the attested digests.
-    async fn baseline_state(
+    /// What the attested commits after the verified version remove: such a removal (VACUUM
+    /// later) explains a file of the verified version that is gone. Only commits whose bytes
+    /// are the ones a trusted attestation signed count; anything else explains nothing.
+    async fn removed_later(
         &self,
-        b: &makoto_core::attested::AttestedBaseline,
-        findings: &mut Vec<Finding>,
-    ) -> Option<Commit> {
-        let v = b.checkpoint_version;
-        let names: Vec<String> = b
-            .checkpoint_files
-            .iter()
-            .map(|(p, _, _)| p.trim_start_matches("_delta_log/").to_owned())
-            .collect();
-        match crate::baseline::checkpoint_files(self.source, v, &names).await {
-            Err(e) => {
-                findings.push(
-                    Finding::new(
-                        FindingKind::BaselineExpired,
-                        format!("the baseline checkpoint cannot be read: {e}"),
-                    )
-                    .at(v),
-                );
-                return None;
+        log: &crate::log::LogFiles,
+        target: u64,
+        latest: u64,
+        trusted: &BTreeMap<u64, AttestedCommit>,
+        referenced: &mut HashSet<String>,
+    ) -> Result<HashMap<String, u64>, Error> {
+        let mut removed_later: HashMap<String, u64> = HashMap::new();
+        if target >= latest {
+            return Ok(removed_later);
+        }
+        for (v, _) in log.commits().range(target + 1..=latest) {
+            let Some(att) = trusted.get(v) else { continue };
+            let (bytes, commit) = read_commit(self.source, *v).await?;
+            if Sha256Digest::of(&bytes) != att.commit_file_digest() {
+                continue;
             }
-            Ok(now) => {
-                for (f, (path, size, sha)) in now.iter().zip(&b.checkpoint_files) {
-                    if f.sha256 != *sha || f.size != *size {
-                        findings.push(
-                            Finding::new(
-                                FindingKind::BaselineChanged,
-                                format!(
-                                    "attested {size} bytes with SHA-256 {sha}, now {} bytes with SHA-256 {}",
-                                    f.size, f.sha256
-                                ),
-                            )
-                            .at(v)
-                            .file(path.clone()),
-                        );
-                    }
+            if let Some(c) = commit {
+                walk::note_references(&c, referenced);
+                for r in c.removes() {
+                    removed_later
+                        .entry(r.path().as_str().to_owned())
+                        .or_insert(*v);
                 }
             }
         }
-        match crate::baseline::checkpoint_state(self.source, &self.options.storage, v).await {
-            Ok(s) => Some(s.commit),
-            Err(e) => {
-                findings.push(
-                    Finding::new(
-                        FindingKind::BaselineChanged,
-                        format!("the baseline checkpoint cannot be read: {e}"),
-                    )
-                    .at(v),
-                );
-                None
-            }
-        }
+        Ok(removed_later)
     }
 
-    async fn resolve_version(&self, log: &crate::log::LogFiles, latest: u64) -> Result<u64, Error> {
+    /// The version to verify. `--timestamp` goes through the signed commit timestamps of
+    /// trusted attestations, never through times in the log.
+    fn resolve_version(
+        &self,
+        latest: u64,
+        trusted: &BTreeMap<u64, AttestedCommit>,
+    ) -> Result<u64, Error> {
         match self.options.at {
             VersionSpec::Latest => Ok(latest),
             VersionSpec::Version(v) if v <= latest => Ok(v),
@@ -658,14 +620,8 @@ impl<'a> Verifier<'a> {
             }),
             VersionSpec::Timestamp(t) => {
                 let mut found = None;
-                for (v, meta) in log.commits() {
-                    let (_, commit) = read_commit(self.source, *v).await?;
-                    let ts = commit
-                        .as_ref()
-                        .map_or(meta.last_modified.timestamp_millis(), |c| {
-                            commit_time(c, meta.last_modified).0
-                        });
-                    if ts <= t.timestamp_millis() {
+                for (v, a) in trusted.range(..=latest) {
+                    if a.timestamp_ms() <= t.timestamp_millis() {
                         found = Some(*v);
                     } else {
                         break;
@@ -674,11 +630,28 @@ impl<'a> Verifier<'a> {
                 found.ok_or_else(|| Error::InvalidLog {
                     table: self.source.uri().to_owned(),
                     version: 0,
-                    reason: format!("no version was committed at or before {t}"),
+                    reason: format!(
+                        "no version with a trusted attestation was committed at or before {t}"
+                    ),
                 })
             }
         }
     }
+}
+
+/// The attestations whose signature verifies under a trusted key, by version (the first of
+/// several for one version; the chain reports forks).
+fn trusted_attestations(checked: &[(CheckedRow, Vec<Finding>)]) -> BTreeMap<u64, AttestedCommit> {
+    let mut out = BTreeMap::new();
+    for (c, _) in checked {
+        if c.trusted
+            && let Some(a) = &c.attested
+            && a.version() == c.row.version
+        {
+            out.entry(a.version()).or_insert_with(|| a.clone());
+        }
+    }
+    out
 }
 
 /// The attestation a trusted head recorded must still be in the table.
@@ -733,43 +706,5 @@ fn check_anchor(
             )
             .at(anchor.version),
         );
-    }
-}
-
-fn touched_keys(commit: &Commit) -> Vec<Sha256Digest> {
-    let id = |d: Option<&makoto_core::delta::DeletionVector>| {
-        d.map(makoto_core::delta::DeletionVector::unique_id)
-    };
-    commit
-        .removes()
-        .map(|r| {
-            makoto_core::state::leaf_key(r.path().as_str(), id(r.deletion_vector()).as_deref())
-        })
-        .chain(commit.adds().map(|a| {
-            makoto_core::state::leaf_key(a.path().as_str(), id(a.deletion_vector()).as_deref())
-        }))
-        .collect()
-}
-
-fn note_references(commit: &Commit, referenced: &mut HashSet<String>) {
-    for a in commit.actions() {
-        match a {
-            Action::Add(x) => {
-                referenced.insert(x.path().as_str().to_owned());
-                if let Some(f) = x.deletion_vector().and_then(|d| d.file()) {
-                    referenced.insert(f.to_owned());
-                }
-            }
-            Action::Remove(x) => {
-                referenced.insert(x.path().as_str().to_owned());
-                if let Some(f) = x.deletion_vector().and_then(|d| d.file()) {
-                    referenced.insert(f.to_owned());
-                }
-            }
-            Action::Cdc(x) => {
-                referenced.insert(x.path().as_str().to_owned());
-            }
-            _ => {}
-        }
     }
 }

@@ -2,7 +2,7 @@
 //! digests, the live files rebuilt with the attested file digests, and the state digest of
 //! every version recomputed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::{ChangeKind, changes_digest};
@@ -16,16 +16,11 @@ use crate::Error;
 use crate::log::SourceTable;
 use crate::store::FileRow;
 
-/// A live file as a checkpoint must list it: path, deletion-vector id, size.
-pub(crate) type LiveKey = (String, Option<String>, u64);
-
 pub(crate) struct Replay {
     pub tree: StateTree,
     /// False once some live file's digest could not be determined (the state digest of later
     /// versions is then not recomputed).
     pub known: bool,
-    /// Live sets at the checkpoint versions asked for.
-    pub at_checkpoints: BTreeMap<u64, BTreeSet<LiveKey>>,
     /// The version each live file was added at, and its deletion-vector file.
     pub added_at: HashMap<Sha256Digest, (u64, Option<String>)>,
     pub commits_checked: u64,
@@ -90,7 +85,6 @@ impl Replay {
         Replay {
             tree,
             known: true,
-            at_checkpoints: BTreeMap::new(),
             added_at: HashMap::new(),
             commits_checked: 0,
         }
@@ -170,20 +164,6 @@ impl Replay {
                     added_at,
                     dv_file,
                 }
-            })
-            .collect()
-    }
-
-    pub fn live_set(&self) -> BTreeSet<LiveKey> {
-        self.tree
-            .loaded_entries()
-            .into_iter()
-            .map(|e| {
-                (
-                    e.path().to_owned(),
-                    e.dv().map(|d| d.unique_id().to_owned()),
-                    e.size(),
-                )
             })
             .collect()
     }

@@ -1,0 +1,161 @@
+//! The cross-check with a real reader: delta-rs opens the table at the verified version, as
+//! polars, DuckDB and Python `deltalake` do, and what it sees (files, partition values,
+//! deletion vectors, statistics, schema, properties, protocol) must be the attested reader
+//! view. It catches any artifact or parsing rule the walk does not model.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::TryStreamExt;
+use makoto_core::Sha256Digest;
+use makoto_core::delta::Action;
+use makoto_core::reader_view::{
+    ReaderFile, ReaderView, loosely_equal, metadata_json, protocol_json,
+};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use serde_json::{Value, json};
+
+/// Characters re-encoded when a decoded path is written back as a log path.
+const LOG_PATH: &AsciiSet = &CONTROLS.add(b'%');
+
+/// What delta-rs sees at a version.
+#[derive(Debug)]
+pub(crate) struct ReaderSees {
+    pub protocol: Value,
+    pub metadata: Value,
+    pub files: BTreeMap<Sha256Digest, ReaderFile>,
+}
+
+/// Opens the table with delta-rs at `version`. Runs on its own task beside the walk.
+pub(crate) async fn open(
+    url: url::Url,
+    options: HashMap<String, String>,
+    version: u64,
+) -> Result<ReaderSees, String> {
+    let table = deltalake::DeltaTableBuilder::from_url(url)
+        .map_err(|e| e.to_string())?
+        .with_storage_options(options)
+        .with_version(version)
+        .load()
+        .await
+        .map_err(|e| e.to_string())?;
+    let snapshot = table.snapshot().map_err(|e| e.to_string())?;
+    let action = |name: &str, v: Value| {
+        Action::from_json(&json!({ name: v })).map_err(|e| format!("{name}: {e}"))
+    };
+    let protocol = match action(
+        "protocol",
+        serde_json::to_value(snapshot.protocol()).map_err(|e| e.to_string())?,
+    )? {
+        Action::Protocol(p) => protocol_json(&p),
+        _ => Value::Null,
+    };
+    let metadata = match action(
+        "metaData",
+        serde_json::to_value(snapshot.metadata()).map_err(|e| e.to_string())?,
+    )? {
+        Action::Metadata(m) => metadata_json(&m),
+        _ => Value::Null,
+    };
+    let views: Vec<_> = table
+        .get_active_add_actions_by_partitions(&[])
+        .try_collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut files = BTreeMap::new();
+    for f in views {
+        let mut add = json!({
+            "path": utf8_percent_encode(&f.path(), LOG_PATH).to_string(),
+            "size": f.size(),
+            "partitionValues": f.partition_values_map().into_iter().collect::<BTreeMap<_, _>>(),
+            "modificationTime": f.modification_time(),
+            "dataChange": true,
+        });
+        if let Some(m) = add.as_object_mut() {
+            if let Some(dv) = f.deletion_vector_descriptor() {
+                m.insert(
+                    "deletionVector".into(),
+                    serde_json::to_value(dv).map_err(|e| e.to_string())?,
+                );
+            }
+            if let Some(stats) = f.stats() {
+                m.insert("stats".into(), Value::String(stats));
+            }
+        }
+        if let Action::Add(a) = action("add", add)? {
+            let r = ReaderFile::from_add(&a);
+            files.insert(r.key(), r);
+        }
+    }
+    Ok(ReaderSees {
+        protocol,
+        metadata,
+        files,
+    })
+}
+
+/// The differences between what delta-rs sees and the attested view.
+pub(crate) fn differences(sees: &ReaderSees, view: &ReaderView) -> Vec<String> {
+    let mut out = Vec::new();
+    let same = |a: &Value, b: &Value| {
+        makoto_core::canonical::to_vec(a) == makoto_core::canonical::to_vec(b)
+    };
+    if !same(&sees.protocol, view.facts.protocol()) {
+        out.push("the protocol differs".to_owned());
+    }
+    for k in [
+        "id",
+        "schema",
+        "partitionColumns",
+        "configuration",
+        "format",
+    ] {
+        let (a, b) = (
+            sees.metadata.get(k).unwrap_or(&Value::Null),
+            view.facts.metadata().get(k).unwrap_or(&Value::Null),
+        );
+        if !same(a, b) {
+            out.push(format!("metaData.{k} differs"));
+        }
+    }
+    let attested: BTreeMap<Sha256Digest, &ReaderFile> = view
+        .files
+        .loaded_entries()
+        .into_iter()
+        .map(|f| (f.key(), f))
+        .collect();
+    for (k, f) in &sees.files {
+        let Some(a) = attested.get(k) else {
+            out.push(format!(
+                "{} is live for delta-rs but not attested",
+                f.path()
+            ));
+            continue;
+        };
+        if f.size() != a.size() || !same(f.field("deletionVector"), a.field("deletionVector")) {
+            out.push(format!("{}: size or deletion vector differs", f.path()));
+        }
+        if !loosely_equal(f.field("partitionValues"), a.field("partitionValues")) {
+            out.push(format!(
+                "{}: partition values {} for delta-rs, {} attested",
+                f.path(),
+                f.field("partitionValues"),
+                a.field("partitionValues")
+            ));
+        }
+        if !f.field("stats").is_null()
+            && !a.field("stats").is_null()
+            && !loosely_equal(f.field("stats"), a.field("stats"))
+        {
+            out.push(format!("{}: statistics differ", f.path()));
+        }
+    }
+    for (k, a) in &attested {
+        if !sees.files.contains_key(k) {
+            out.push(format!(
+                "attested live file {} is not live for delta-rs",
+                a.path()
+            ));
+        }
+    }
+    out
+}
