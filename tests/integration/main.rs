@@ -13,6 +13,7 @@ mod kafka;
 mod operations;
 mod proofs;
 mod python;
+mod reader_view;
 mod s3;
 mod sample;
 mod sql;

@@ -121,7 +121,7 @@ fn summary(r: &VerifyReport) -> String {
         .join("\n")
 }
 
-fn add_paths(table: &Path, version: u64) -> Vec<String> {
+pub(crate) fn add_paths(table: &Path, version: u64) -> Vec<String> {
     std::fs::read_to_string(table.join(format!("_delta_log/{version:020}.json")))
         .unwrap()
         .lines()
@@ -176,7 +176,7 @@ async fn update_rows(wh: &Path, table: &str, predicate: &str, column: &str, valu
     assert!(metrics.num_updated_rows > 0, "{predicate} matched no row");
 }
 
-async fn delete_rows(wh: &Path, predicate: &str) {
+pub(crate) async fn delete_rows(wh: &Path, predicate: &str) {
     let t = system_table(wh, "attestations").await;
     let (_, metrics) = t
         .delete()
@@ -187,7 +187,7 @@ async fn delete_rows(wh: &Path, predicate: &str) {
 }
 
 /// Rows of the attestations table matching `predicate`, as record batches with the table's types.
-async fn select_rows(wh: &Path, predicate: &str) -> Vec<RecordBatch> {
+pub(crate) async fn select_rows(wh: &Path, predicate: &str) -> Vec<RecordBatch> {
     let t = system_table(wh, "attestations").await;
     let ctx = SessionContext::new();
     t.update_datafusion_session(&ctx.state()).unwrap();
@@ -224,12 +224,12 @@ async fn select_rows(wh: &Path, predicate: &str) -> Vec<RecordBatch> {
         .collect()
 }
 
-async fn append_rows(wh: &Path, batches: Vec<RecordBatch>) {
+pub(crate) async fn append_rows(wh: &Path, batches: Vec<RecordBatch>) {
     let t = system_table(wh, "attestations").await;
     t.write(batches).await.unwrap();
 }
 
-fn replace_column(
+pub(crate) fn replace_column(
     batch: &RecordBatch,
     name: &str,
     values: std::sync::Arc<dyn Array>,

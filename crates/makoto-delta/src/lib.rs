@@ -46,6 +46,6 @@ pub use location::{Location, StorageOptions};
 pub use log::SourceTable;
 pub use store::{AttestationRow, AttestationStore, FileRow, WindowRow};
 pub use verify::{
-    Finding, FindingKind, Outcome, Severity, Verifier, VerifyMode, VerifyOptions, VerifyReport,
-    VersionSpec,
+    Coverage, Finding, FindingKind, Outcome, ReaderViewCoverage, Severity, Verifier, VerifyMode,
+    VerifyOptions, VerifyReport, VersionSpec,
 };

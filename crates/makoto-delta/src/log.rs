@@ -122,6 +122,55 @@ fn is_entry_error(e: &object_store::Error) -> bool {
     s.contains("loop") || s.contains("symlink") || s.contains("Permission denied")
 }
 
+/// The files directly in a local `_delta_log/` (symbolic links to files are followed, to
+/// directories not), as object metas; entries that cannot be read are returned as errors.
+#[allow(clippy::type_complexity)]
+fn list_local(
+    dir: &std::path::Path,
+) -> Result<(Vec<object_store::ObjectMeta>, Vec<String>), Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
+        Err(e) => {
+            return Err(Error::InvalidLog {
+                table: dir.display().to_string(),
+                version: 0,
+                reason: format!("cannot list the log: {e}"),
+            });
+        }
+    };
+    let (mut metas, mut errors) = (Vec::new(), Vec::new());
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(format!("{}: {e}", dir.display()));
+                continue;
+            }
+        };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let meta = match std::fs::metadata(entry.path()) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => continue,
+            Err(e) => {
+                errors.push(format!("_delta_log/{name}: {e}"));
+                continue;
+            }
+        };
+        metas.push(object_store::ObjectMeta {
+            location: Path::from_iter(["_delta_log", name.as_str()]),
+            last_modified: meta
+                .modified()
+                .map(DateTime::<Utc>::from)
+                .unwrap_or_else(|_| Utc::now()),
+            size: meta.len(),
+            e_tag: None,
+            version: None,
+        });
+    }
+    Ok((metas, errors))
+}
+
 /// A Delta table being read.
 #[derive(Debug, Clone)]
 pub struct SourceTable {
@@ -170,31 +219,58 @@ impl SourceTable {
     /// in subdirectories such as `_sidecars/` are not listed).
     pub async fn list_log(&self, from: u64) -> Result<LogFiles, Error> {
         let prefix = Path::from("_delta_log");
-        let stream = if from == 0 {
-            self.store.list(Some(&prefix))
-        } else {
-            self.store
-                .list_with_offset(Some(&prefix), &commit_path(from - 1))
-        };
         let mut files = LogFiles::default();
-        let mut metas = Vec::new();
-        let mut stream = stream;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(m) => metas.push(m),
-                Err(object_store::Error::NotFound { .. }) => {}
-                // A whole-listing failure (no permission, unreachable store) cannot be
-                // worked around; one bad entry (a symlink loop) is reported and skipped.
-                Err(e) if metas.is_empty() && files.errors.is_empty() && !is_entry_error(&e) => {
-                    return Err(Error::storage(format!("{}/_delta_log", self.uri), e));
-                }
-                Err(e) => {
-                    if files.errors.len() < 100 {
-                        files.errors.push(e.to_string());
+        let metas = if from == 0 && self.location.is_local() {
+            // Only the log's own level: subdirectories (`_sidecars/`, `_staged_commits/`, or
+            // a symbolic link looping back) are not descended into.
+            let dir = self
+                .location
+                .url()
+                .to_file_path()
+                .map(|p| p.join("_delta_log"))
+                .map_err(|()| Error::InvalidLog {
+                    table: self.uri.clone(),
+                    version: 0,
+                    reason: "the table location is not a local path".into(),
+                })?;
+            let (metas, errors) = tokio::task::spawn_blocking(move || list_local(&dir))
+                .await
+                .map_err(|e| Error::Task {
+                    reason: e.to_string(),
+                })??;
+            files.errors.extend(errors);
+            metas
+        } else if from == 0 {
+            match self.store.list_with_delimiter(Some(&prefix)).await {
+                Ok(l) => l.objects,
+                Err(object_store::Error::NotFound { .. }) => Vec::new(),
+                Err(e) => return Err(Error::storage(format!("{}/_delta_log", self.uri), e)),
+            }
+        } else {
+            let mut stream = self
+                .store
+                .list_with_offset(Some(&prefix), &commit_path(from - 1));
+            let mut metas = Vec::new();
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(m) => metas.push(m),
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    // A whole-listing failure (no permission, unreachable store) cannot be
+                    // worked around; one bad entry (a symlink loop) is reported and skipped.
+                    Err(e)
+                        if metas.is_empty() && files.errors.is_empty() && !is_entry_error(&e) =>
+                    {
+                        return Err(Error::storage(format!("{}/_delta_log", self.uri), e));
+                    }
+                    Err(e) => {
+                        if files.errors.len() < 100 {
+                            files.errors.push(e.to_string());
+                        }
                     }
                 }
             }
-        }
+            metas
+        };
         for m in metas {
             let Some(name) = m.location.filename() else {
                 continue;

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
+use futures::StreamExt;
 use makoto_core::state::FileEntry;
 
 use super::findings::{Finding, FindingKind};
@@ -153,6 +153,8 @@ pub(crate) async fn check_live_files(
 }
 
 /// Files under the table root that no commit references and that appeared after `cutoff`.
+/// Listing never follows a symbolic link (a link is not descended into, so a loop or a link
+/// out of the table is harmless); entries that cannot be listed are reported, not fatal.
 pub(crate) async fn check_unreferenced(
     source: &SourceTable,
     referenced: &HashSet<String>,
@@ -160,28 +162,52 @@ pub(crate) async fn check_unreferenced(
     findings: &mut Vec<Finding>,
 ) -> Result<(), Error> {
     let Some(cutoff) = cutoff else { return Ok(()) };
-    let objects: Vec<_> = source
-        .store()
-        .list(None)
-        .try_collect()
-        .await
-        .map_err(|e| Error::storage(source.uri(), e))?;
-    for m in objects {
-        let path = m.location.to_string();
-        let hidden = m
-            .location
-            .parts()
-            .any(|p| p.as_ref().starts_with('.') || p.as_ref().starts_with('_'));
+    let (objects, errors) = if source.location().is_local() {
+        let root = source.location().url().to_file_path().map_err(|()| {
+            Error::storage(
+                source.uri(),
+                object_store::Error::Generic {
+                    store: "local",
+                    source: "the table location is not a local path".into(),
+                },
+            )
+        })?;
+        tokio::task::spawn_blocking(move || walk_local(&root))
+            .await
+            .map_err(|e| Error::Task {
+                reason: e.to_string(),
+            })?
+    } else {
+        let mut stream = source.store().list(None);
+        let (mut objects, mut errors) = (Vec::new(), Vec::new());
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(m) => objects.push((m.location.to_string(), m.last_modified)),
+                Err(e) if objects.is_empty() && errors.is_empty() => {
+                    return Err(Error::storage(source.uri(), e));
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        (objects, errors)
+    };
+    for e in errors.iter().take(20) {
+        findings.push(Finding::new(FindingKind::LogListingFailed, e.clone()));
+    }
+    for (path, modified) in objects {
+        let hidden = path
+            .split('/')
+            .any(|p| p.starts_with('.') || p.starts_with('_'));
         if hidden || referenced.contains(&path) {
             continue;
         }
-        if m.last_modified > cutoff {
+        if modified > cutoff {
             findings.push(
                 Finding::new(
                     FindingKind::UnreferencedFile,
                     format!(
                         "no commit references it and it appeared at {}, after the last attestation ({})",
-                        m.last_modified.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        modified.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                         cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                     ),
                 )
@@ -190,4 +216,63 @@ pub(crate) async fn check_unreferenced(
         }
     }
     Ok(())
+}
+
+/// Regular files under `root` (paths relative to it, `/`-separated) with their modification
+/// times; symbolic links are neither followed nor listed. Bounded in depth.
+#[allow(clippy::type_complexity)]
+fn walk_local(root: &std::path::Path) -> (Vec<(String, DateTime<Utc>)>, Vec<String>) {
+    const MAX_DEPTH: usize = 64;
+    let (mut files, mut errors) = (Vec::new(), Vec::new());
+    let mut stack: Vec<(std::path::PathBuf, usize)> = vec![(root.to_path_buf(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(format!("{}: {e}", dir.display()));
+                continue;
+            }
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    errors.push(format!("{}: {e}", dir.display()));
+                    continue;
+                }
+            };
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                errors.push(format!("{}: cannot be read", path.display()));
+                continue;
+            };
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            if meta.is_dir() {
+                if depth + 1 >= MAX_DEPTH {
+                    errors.push(format!(
+                        "{}: deeper than {MAX_DEPTH} directories, not listed",
+                        path.display()
+                    ));
+                } else {
+                    stack.push((path, depth + 1));
+                }
+                continue;
+            }
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
+            let rel: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            let modified = meta
+                .modified()
+                .map(DateTime::<Utc>::from)
+                .unwrap_or_else(|_| Utc::now());
+            files.push((rel.join("/"), modified));
+        }
+    }
+    (files, errors)
 }

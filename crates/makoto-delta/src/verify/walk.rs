@@ -89,6 +89,8 @@ struct Walk<'a> {
     last_step: Option<u64>,
     /// The commit of the current version is the attested one.
     commit_matched: bool,
+    /// Checking artifacts of versions before the walk: never restart from them.
+    no_seed: bool,
 }
 
 fn range_detail(a: u64, b: u64) -> String {
@@ -113,6 +115,7 @@ pub(crate) async fn walk(
         since_last,
         last_step: None,
         commit_matched: false,
+        no_seed: false,
         findings,
         replay: Replay::new(tree),
         known: fresh || since_last,
@@ -127,6 +130,9 @@ pub(crate) async fn walk(
     };
     let target = w.input.target;
     let nothing_new = w.input.from > target;
+    if since_last {
+        w.check_earlier_artifacts().await?;
+    }
     if !nothing_new {
         w.report_missing_commits();
         for v in w.versions() {
@@ -198,20 +204,24 @@ impl Walk<'_> {
     fn report_missing_commits(&mut self) {
         let (from, to) = (self.input.from, self.input.target);
         let commits = self.input.log.commits();
-        let first = commits.range(from..=to).next().map(|(v, _)| *v);
+        // The prefix log cleanup removes is before the first commit file of the whole log.
+        let first = commits.keys().next().copied();
         let prefix_end = match first {
-            Some(f) if f > from => Some(f - 1),
+            Some(f) if f > from => Some((f - 1).min(to)),
             None => Some(to),
             _ => None,
         };
         if let Some(end) = prefix_end {
-            let restart = self
-                .input
-                .log
-                .checkpoints()
-                .range(end..=to)
-                .next()
-                .map(|(v, _)| *v);
+            // Readers can start after the removed commits only from a checkpoint at or after
+            // the last removed one.
+            let restart = first.and_then(|f| {
+                self.input
+                    .log
+                    .checkpoints()
+                    .range(f - 1..)
+                    .next()
+                    .map(|(v, _)| *v)
+            });
             let finding = match restart {
                 Some(c) => {
                     self.commits_expired += end - from + 1;
@@ -257,6 +267,37 @@ impl Walk<'_> {
             }
             prev = Some(v);
         }
+    }
+
+    /// `--since-last`: the checkpoints and checksum files of the versions not walked again
+    /// are still what readers may use; they are checked against the signed reader views.
+    async fn check_earlier_artifacts(&mut self) -> Result<(), Error> {
+        let until = self.input.from.min(self.input.target.saturating_add(1));
+        let (known, view, bound) = (self.known, self.view.take(), self.view_bound);
+        self.known = false;
+        self.view_bound = false;
+        self.no_seed = true;
+        let versions: BTreeSet<u64> = self
+            .input
+            .log
+            .checkpoints()
+            .range(..until)
+            .map(|(v, _)| *v)
+            .chain(self.input.log.checksums().range(..until).map(|(v, _)| *v))
+            .collect();
+        for v in versions {
+            if self.input.log.checkpoints().contains_key(&v) {
+                self.checkpoints(v).await;
+            }
+            if let Some(name) = self.input.log.checksums().get(&v).cloned() {
+                self.checksum(v, &name).await?;
+            }
+        }
+        self.no_seed = false;
+        self.known = known;
+        self.view = view;
+        self.view_bound = bound;
+        Ok(())
     }
 
     async fn step(&mut self, v: u64) -> Result<(), Error> {
@@ -459,7 +500,7 @@ impl Walk<'_> {
             if let Some(check) = &check {
                 self.report(check, mismatch_kind, v, &cp);
             }
-            if !self.known && !seeded {
+            if !self.known && !seeded && !self.no_seed {
                 seeded = self
                     .seed(
                         v,
