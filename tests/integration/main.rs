@@ -6,6 +6,7 @@
 
 mod cli;
 mod concurrency;
+mod copies;
 mod corpus;
 mod crash;
 mod errors;

@@ -159,6 +159,11 @@ pub struct TransformArgs {
 pub struct CheckArgs {
     /// The Delta table.
     pub table: String,
+    /// Verify this table (a copy: an evidence bucket, a restored backup, another scheme or
+    /// mount) as the table attested under this URI. Without it, a table whose own URI has no
+    /// attestations is looked up by its Delta table id.
+    #[arg(long = "as", value_name = "ATTESTED_URI")]
+    pub attested_as: Option<String>,
     /// The version to check (default: latest).
     #[arg(long, value_name = "N")]
     pub version: Option<u64>,
@@ -185,6 +190,11 @@ pub struct CheckArgs {
 pub struct DbomArgs {
     /// The Delta table.
     pub table: String,
+    /// Verify this table (a copy: an evidence bucket, a restored backup, another scheme or
+    /// mount) as the table attested under this URI. Without it, a table whose own URI has no
+    /// attestations is looked up by its Delta table id.
+    #[arg(long = "as", value_name = "ATTESTED_URI")]
+    pub attested_as: Option<String>,
     /// The version (default: the latest attested).
     #[arg(long, value_name = "N")]
     pub version: Option<u64>,
@@ -246,6 +256,11 @@ pub struct AttestArgs {
 pub struct VerifyArgs {
     /// The Delta table: a local path or a URL.
     pub table: String,
+    /// Verify this table (a copy: an evidence bucket, a restored backup, another scheme or
+    /// mount) as the table attested under this URI. Without it, a table whose own URI has no
+    /// attestations is looked up by its Delta table id.
+    #[arg(long = "as", value_name = "ATTESTED_URI")]
+    pub attested_as: Option<String>,
     /// Where the system.makoto.* tables live.
     #[arg(long, env = "MAKOTO_WAREHOUSE")]
     pub warehouse: String,

@@ -144,6 +144,16 @@ pub enum Error {
 
     #[error("record proof: {reason}")]
     ProofInvalid { reason: String },
+
+    #[error(
+        "{table}: no attestations under this URI, and its table id {table_id} was attested under several: {} — choose one with --as",
+        .candidates.join(", ")
+    )]
+    AmbiguousTable {
+        table: String,
+        table_id: String,
+        candidates: Vec<String>,
+    },
 }
 
 fn explain_missing(removed_at: Option<u64>) -> String {

@@ -26,6 +26,7 @@ mod error;
 pub mod gate;
 pub mod hashing;
 pub mod head;
+pub mod identity;
 pub mod keyfile;
 pub mod lineage;
 pub mod location;

@@ -37,6 +37,28 @@ impl Location {
         Ok(Location::from_url(url))
     }
 
+    /// Parses the name of a location that need not exist here (`--as`: the URI a table was
+    /// attested under, which an evidence copy no longer lives at): a URL, or an absolute local
+    /// path.
+    pub fn named(input: &str) -> Result<Self, Error> {
+        let bad = |reason: &str| Error::InvalidLocation {
+            input: input.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let url = match Url::parse(input) {
+            Ok(u) if u.scheme().len() > 1 => u,
+            _ if input.starts_with('/') => {
+                Url::from_directory_path(input).map_err(|()| bad("not a valid absolute path"))?
+            }
+            _ => {
+                return Err(bad(
+                    "give the URI the table was attested under (s3://…, file:///…) or an absolute path",
+                ));
+            }
+        };
+        Ok(Location::from_url(url))
+    }
+
     pub fn from_url(url: Url) -> Self {
         Location {
             url: deltalake::table::normalize_table_url(&url),

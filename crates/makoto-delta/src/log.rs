@@ -202,13 +202,28 @@ impl SourceTable {
         })
     }
 
+    /// Where the table is read.
     pub fn location(&self) -> &Location {
         &self.location
     }
 
-    /// The canonical table URI used in attestations.
+    /// The canonical table URI its attestations name: its own location's, or the one given by
+    /// [`SourceTable::attested_as`] for a copy.
     pub fn uri(&self) -> &str {
         &self.uri
+    }
+
+    /// The same bytes, checked as the table attested under `uri` (an evidence copy, a restored
+    /// backup, the same table seen through another scheme or mount).
+    pub fn attested_as(mut self, uri: String) -> Self {
+        self.uri = uri;
+        self
+    }
+
+    /// The location read, when it is not the attested URI (a copy).
+    pub fn copy_location(&self) -> Option<String> {
+        let here = self.location.as_uri();
+        (here != self.uri).then_some(here)
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {

@@ -2,9 +2,7 @@ use std::io::Write;
 
 use makoto_core::attestation::MakotoLevel;
 use makoto_delta::gate::{self, GateOptions, Upstream};
-use makoto_delta::{
-    AttestationStore, Location, SourceTable, StorageOptions, VerifyMode, VersionSpec,
-};
+use makoto_delta::{AttestationStore, Location, StorageOptions, VerifyMode, VersionSpec};
 
 use super::verify::load_trust;
 use super::{EXIT_FINDINGS, EXIT_OK};
@@ -21,9 +19,10 @@ pub(crate) fn level(n: u8) -> MakotoLevel {
 pub async fn run(args: CheckArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let trust = load_trust(&args.trust)?;
     let storage = StorageOptions::default();
-    let source = SourceTable::open(Location::existing(&args.table)?, &storage)?;
     let store =
         AttestationStore::open(Location::existing(&args.warehouse)?, storage.clone()).await?;
+    let source =
+        super::attested_table(&args.table, args.attested_as.as_deref(), &store, &storage).await?;
     let options = GateOptions {
         at: args
             .version

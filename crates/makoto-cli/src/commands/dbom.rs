@@ -5,7 +5,7 @@ use makoto_core::keys::Signer;
 use makoto_core::verify::TrustedKeys;
 use makoto_delta::dbom::{self, DbomVerification};
 use makoto_delta::gate::GateOptions;
-use makoto_delta::{AttestationStore, Location, SourceTable, StorageOptions, VerifyMode, keyfile};
+use makoto_delta::{AttestationStore, Location, StorageOptions, VerifyMode, keyfile};
 
 use super::EXIT_OK;
 use super::verify::load_trust;
@@ -23,9 +23,10 @@ pub async fn run(args: DbomArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         (None, None) => None,
     };
     let storage = StorageOptions::default();
-    let source = SourceTable::open(Location::existing(&args.table)?, &storage)?;
     let store =
         AttestationStore::open(Location::existing(&args.warehouse)?, storage.clone()).await?;
+    let source =
+        super::attested_table(&args.table, args.attested_as.as_deref(), &store, &storage).await?;
     let verification = match &trust {
         Some(t) => DbomVerification::Trusted(
             t,

@@ -38,6 +38,33 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
     }
 }
 
+/// Opens the table to check and names it as the table its attestations are about: `--as`,
+/// else its own URI, else the URI its Delta table id was attested under (said on stderr).
+pub(crate) async fn attested_table(
+    table: &str,
+    attested_as: Option<&str>,
+    store: &makoto_delta::AttestationStore,
+    storage: &makoto_delta::StorageOptions,
+) -> anyhow::Result<makoto_delta::SourceTable> {
+    use makoto_delta::identity::{self, Identity};
+    let source =
+        makoto_delta::SourceTable::open(makoto_delta::Location::existing(table)?, storage)?;
+    if let Some(uri) = attested_as {
+        return Ok(source.attested_as(makoto_delta::Location::named(uri)?.as_uri()));
+    }
+    let (source, identity) = identity::resolve(source, store).await?;
+    if let Identity::ByTableId {
+        table_id,
+        attested_uri,
+    } = &identity
+    {
+        eprintln!(
+            "note: nothing is attested under {table}; its table id {table_id} was attested under {attested_uri}, which is what is checked (choose with --as)"
+        );
+    }
+    Ok(source)
+}
+
 pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;

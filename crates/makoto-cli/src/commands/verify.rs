@@ -4,12 +4,11 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use makoto_core::head::verify_head;
 use makoto_core::verify::TrustedKeys;
-use makoto_delta::FindingKind;
 use makoto_delta::keyfile;
 use makoto_delta::verify::{RecordSigner, UnsignedRows};
 use makoto_delta::{
-    AttestationStore, Location, Severity, SourceTable, StorageOptions, Verifier, VerifyMode,
-    VerifyOptions, VerifyReport, VersionSpec,
+    AttestationStore, Location, Severity, StorageOptions, Verifier, VerifyMode, VerifyOptions,
+    VerifyReport, VersionSpec,
 };
 use std::sync::Arc;
 
@@ -39,10 +38,15 @@ pub fn print_report(r: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()
         .since
         .map(|s| format!(", versions after {s} (since the last verification)"))
         .unwrap_or_default();
+    let copy = r
+        .copy
+        .as_ref()
+        .map(|c| format!(" (read from the copy {c})"))
+        .unwrap_or_default();
     if r.verified {
         writeln!(
             out,
-            "VERIFIED {} at version {} ({mode}{since}): {} attestation rows, {} commits, {} checkpoints, {} files rehashed ({})",
+            "VERIFIED {}{copy} at version {} ({mode}{since}): {} attestation rows, {} commits, {} checkpoints, {} files rehashed ({})",
             r.table,
             r.version,
             r.attestation_rows,
@@ -52,31 +56,63 @@ pub fn print_report(r: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()
             human_bytes(r.bytes_hashed)
         )?;
     } else if r.outcome == makoto_delta::Outcome::Unverifiable {
-        let gone = r
+        let unchecked: Vec<&str> = r
             .findings
             .iter()
-            .filter(|f| {
-                matches!(
-                    f.kind,
-                    FindingKind::DataUnavailable | FindingKind::DataFileVacuumed
-                )
-            })
-            .count();
+            .filter(|f| f.kind.leaves_unchecked())
+            .map(|f| f.kind.code())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         writeln!(
             out,
-            "UNVERIFIABLE {} at version {} ({mode}{since}): no tampering found, but {gone} files of this version were vacuumed and cannot be checked ({} files rehashed)",
-            r.table, r.version, r.files_hashed
+            "UNVERIFIABLE {}{copy} at version {} ({mode}{since}): no tampering found, but part of this version could not be checked ({}; {} files rehashed)",
+            r.table,
+            r.version,
+            if unchecked.is_empty() {
+                "its reader view was not established".to_owned()
+            } else {
+                unchecked.join(", ")
+            },
+            r.files_hashed
         )?;
     } else {
         writeln!(
             out,
-            "NOT VERIFIED {} at version {} ({mode}{since}): {} errors, {} warnings",
+            "NOT VERIFIED {}{copy} at version {} ({mode}{since}): {} errors, {} warnings",
             r.table,
             r.version,
             r.errors(),
             r.warnings()
         )?;
     }
+    let c = &r.coverage;
+    writeln!(
+        out,
+        "covered: version {} {}, reader view {}, {} commits ({} expired), {} checkpoints, {} checksum files, {} log compactions, delta-rs cross-check {}",
+        r.version,
+        if c.version_checked {
+            "rebuilt and compared"
+        } else {
+            "NOT rebuilt"
+        },
+        match c.reader_view {
+            makoto_delta::ReaderViewCoverage::Signed => "matches its signed digest",
+            makoto_delta::ReaderViewCoverage::Derived =>
+                "bound by the signed commits (attested before reader views were signed)",
+            makoto_delta::ReaderViewCoverage::None => "not established",
+        },
+        c.commits,
+        c.commits_expired,
+        c.checkpoints,
+        c.checksums,
+        c.compactions,
+        if c.delta_rs_cross_check {
+            "agrees"
+        } else {
+            "not done"
+        }
+    )?;
     if let Some(d) = &r.state_digest {
         writeln!(out, "attested state digest {d}")?;
     }
@@ -118,9 +154,10 @@ pub fn print_report(r: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()
 pub async fn run(args: VerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let trust = load_trust(&args.trust)?;
     let storage = StorageOptions::default();
-    let source = SourceTable::open(Location::existing(&args.table)?, &storage)?;
     let store =
         AttestationStore::open(Location::existing(&args.warehouse)?, storage.clone()).await?;
+    let source =
+        super::attested_table(&args.table, args.attested_as.as_deref(), &store, &storage).await?;
     let at = match (args.version, &args.timestamp) {
         (Some(v), _) => VersionSpec::Version(v),
         (None, Some(t)) => VersionSpec::Timestamp(parse_time(t)?),

@@ -172,7 +172,10 @@ pub struct Coverage {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyReport {
+    /// The table as its attestations name it.
     pub table: String,
+    /// Where it was read, when that is a copy (`--as`, or found by table id).
+    pub copy: Option<String>,
     pub table_id: Option<String>,
     /// The verified version.
     pub version: u64,
@@ -305,7 +308,10 @@ impl<'a> Verifier<'a> {
         let trusted = trusted_attestations(&checked_all);
         let target = self.resolve_version(latest, &trusted)?;
 
-        let mut base = if self.options.since_last {
+        // A copy is verified in full and not recorded: a record names the attested table, and
+        // `--since-last` on it must not continue from what a copy showed.
+        let is_copy = self.source.copy_location().is_some();
+        let mut base = if self.options.since_last && !is_copy {
             record::find_base(
                 self.store,
                 &uri,
@@ -533,6 +539,7 @@ impl<'a> Verifier<'a> {
             record::persist_state(self.store, &mut replay.tree).await?;
         }
         let mut report = VerifyReport {
+            copy: self.source.copy_location(),
             table: uri,
             table_id: head.map(|r| r.row.table_id.clone()),
             version: target,
@@ -558,7 +565,10 @@ impl<'a> Verifier<'a> {
             recorded: false,
             record_error: None,
         };
-        if let Some(mode) = &self.options.record {
+        if is_copy && self.options.record.is_some() {
+            report.record_error =
+                Some("not recorded: a copy was verified, not the attested table itself".into());
+        } else if let Some(mode) = &self.options.record {
             match record::write_record(self.store, self.trust, &report, mode).await {
                 Ok(()) => report.recorded = true,
                 Err(e) => {
