@@ -3,9 +3,10 @@
 
 A second implementation of docs/digests.md that shares no code with makoto: it replays the
 JSON commits from version 0, hashes the files each commit adds, and prints one JSON object
-per version with the commit file digest, the actions digest, the changes digest and the
-state digest (root of the state tree). The test suite compares its output with the
-attestation rows.
+per version with the commit file digest, the actions digest, the changes digest, the
+state digest (root of the state tree) and the reader view (its digest, the root and size of
+its file tree and the digests of the four table facts; docs/digests.md §10). The test suite
+compares its output with the attestation rows and the signed statements.
 
     python3 scripts/recompute_digests.py TABLE_DIR
 """
@@ -13,6 +14,7 @@ attestation rows.
 import decimal
 import hashlib
 import json
+import math
 import pathlib
 import sys
 import urllib.parse
@@ -146,12 +148,156 @@ def root(leaves, depth=0):
     split = next((i for i, (k, _) in enumerate(leaves) if bit(k, depth)), len(leaves))
     return hashlib.sha256(b"\x01" + root(leaves[:split], depth + 1) + root(leaves[split:], depth + 1)).digest()
 
+# --- Reader view (§10) ---------------------------------------------------------------------
+
+READER_VIEW_ALGORITHM = "makoto-delta-reader-view/1"
+
+
+def _has_surrogate(s):
+    return any(0xD800 <= ord(ch) <= 0xDFFF for ch in s)
+
+
+def _hashable(v):
+    """Whether canonical() can write v as §1 prescribes: every number is a finite double or
+    an exact 64-bit integer, and no string or key holds a lone surrogate (json.loads turns a
+    lone \\udxxx escape into one; a valid pair becomes one code point)."""
+    if isinstance(v, bool) or v is None:
+        return True
+    if isinstance(v, int):
+        if -(2**63) <= v < 2**64:
+            return True
+        try:
+            return math.isfinite(float(v))  # beyond 64 bits: read as the nearest double
+        except OverflowError:
+            return False
+    if isinstance(v, float):
+        return math.isfinite(v)  # json.loads reads 1e400 as inf
+    if isinstance(v, str):
+        return not _has_surrogate(v)
+    if isinstance(v, list):
+        return all(_hashable(x) for x in v)
+    return all(not _has_surrogate(k) and _hashable(x) for k, x in v.items())
+
+
+def _reject_constant(name):
+    raise ValueError(f"not JSON: {name}")  # json.loads would accept NaN and ±Infinity
+
+
+def json_or_string(s):
+    """A string the log holds JSON in (stats, schemaString): the parsed value, or the string
+    itself when it is not JSON or holds a value §1 cannot write. Anything but a string
+    (absent, null) is null: there is no string to read."""
+    if not isinstance(s, str):
+        return None
+    try:
+        v = json.loads(s, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return s
+    return v if _hashable(v) else s
+
+
+def file_key(path, dv):
+    """The reconciliation key of §6: SHA-256(decoded path ‖ 0x00 ‖ DV unique id)."""
+    return hashlib.sha256(path.encode() + b"\x00" + (dv_unique_id(dv) if dv else "").encode()).digest()
+
+
+def reader_leaf(add):
+    """The §10 leaf value of an add action: what a reader is told about the file."""
+    return {
+        "path": urllib.parse.unquote(add["path"]),
+        "size": add["size"],
+        "partitionValues": add.get("partitionValues") or {},
+        "deletionVector": dv_descriptor(add["deletionVector"]) if add.get("deletionVector") else None,
+        "stats": json_or_string(add.get("stats")),
+        "tags": add.get("tags") or None,  # absent, null and {} are all null
+        "baseRowId": add.get("baseRowId"),
+        "defaultRowCommitVersion": add.get("defaultRowCommitVersion"),
+        "clusteringProvider": add.get("clusteringProvider"),
+    }
+
+
+def protocol_fact(p):
+    """The protocol fact: feature lists sorted, deduplicated, and null when empty or absent."""
+    def features(name):
+        return sorted(set(p.get(name) or [])) or None
+
+    return {"minReaderVersion": p["minReaderVersion"], "minWriterVersion": p["minWriterVersion"],
+            "readerFeatures": features("readerFeatures"), "writerFeatures": features("writerFeatures")}
+
+
+def metadata_fact(m):
+    """The metadata fact: the fields a reader uses, with the protocol's defaults filled in."""
+    fmt = m.get("format") or {}
+    return {
+        "id": m["id"],
+        "name": m.get("name"),
+        "description": m.get("description"),
+        "format": {"provider": fmt.get("provider") or "parquet", "options": fmt.get("options") or {}},
+        "schema": json_or_string(m.get("schemaString")),
+        "partitionColumns": m.get("partitionColumns") or [],
+        "configuration": m.get("configuration") or {},
+        "createdTime": m.get("createdTime"),
+    }
+
+
+class ReaderView:
+    """The reader view of §10, replayed commit by commit from version 0."""
+
+    def __init__(self):
+        self.files = {}         # file key -> leaf value
+        self.protocol = None    # protocol fact, or None before the first protocol action
+        self.metadata = None    # metadata fact, or None before the first metaData action
+        self.domains = {}       # domain -> its last domainMetadata action
+        self.txns = {}          # appId -> its last txn action
+
+    def apply(self, actions):
+        """One commit: every remove first, then adds and table facts in file order. A line is
+        one action; should one hold several, each is applied (cdc, commitInfo and unknown
+        actions change nothing)."""
+        for a in actions:
+            if "remove" in a:
+                r = a["remove"]
+                self.files.pop(file_key(urllib.parse.unquote(r["path"]), r.get("deletionVector")), None)
+        for a in actions:
+            if "add" in a:
+                x = a["add"]
+                self.files[file_key(urllib.parse.unquote(x["path"]), x.get("deletionVector"))] = reader_leaf(x)
+            if "metaData" in a:
+                self.metadata = metadata_fact(a["metaData"])
+            if "protocol" in a:
+                self.protocol = protocol_fact(a["protocol"])
+            if "txn" in a:
+                self.txns[a["txn"]["appId"]] = a["txn"]
+            if "domainMetadata" in a:
+                self.domains[a["domainMetadata"]["domain"]] = a["domainMetadata"]
+
+    def facts(self):
+        """The four table facts as JSON values (§10 "The table facts")."""
+        domains = [{"domain": d, "configuration": m["configuration"]}
+                   for d, m in sorted(self.domains.items()) if not m.get("removed", False)]
+        txns = [{"appId": app, "version": t["version"], "lastUpdated": t.get("lastUpdated")}
+                for app, t in sorted(self.txns.items())]
+        return {"protocol": self.protocol, "metadata": self.metadata,
+                "domainMetadata": domains, "setTransactions": txns}
+
+    def summary(self):
+        """The components and the readerViewDigest, as hex."""
+        leaves = sorted(
+            (k, hashlib.sha256(b"\x00" + canonical(v).encode("utf-8")).digest()) for k, v in self.files.items()
+        )
+        files_root = root(leaves).hex()
+        components = {name: sha256(canonical(v).encode("utf-8")) for name, v in self.facts().items()}
+        digest = sha256(canonical({"algorithm": READER_VIEW_ALGORITHM, "files": files_root,
+                                   **components}).encode("utf-8"))
+        return digest, {"filesRoot": files_root, "filesCount": len(leaves), **components}
+
 
 def main():
     table = pathlib.Path(sys.argv[1])
     log = table / "_delta_log"
     live = {}  # key -> (entry dict)
     file_sha = {}
+    view = ReaderView()
     version = 0
 
     def hash_file(rel):
@@ -215,6 +361,8 @@ def main():
         leaves = sorted(
             (k, hashlib.sha256(b"\x00" + canonical(e).encode("utf-8")).digest()) for k, e in live.items()
         )
+        view.apply(actions)
+        reader_view_digest, reader_view = view.summary()
         print(json.dumps({
             "version": version,
             "commitFileDigest": sha256(raw),
@@ -222,6 +370,8 @@ def main():
             "changesDigest": sha256(canonical(changes).encode("utf-8")),
             "stateDigest": root(leaves).hex(),
             "liveFiles": len(live),
+            "readerViewDigest": reader_view_digest,
+            "readerView": reader_view,
         }))
         version += 1
 

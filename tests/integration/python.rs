@@ -107,7 +107,8 @@ async fn python_deltalake_reads_and_securesystemslib_verifies() {
 }
 
 /// scripts/recompute_digests.py is a second implementation of docs/digests.md in plain Python
-/// (standard library only). Every digest of every version must agree with the rows.
+/// (standard library only). Every digest of every version must agree with the rows, and its
+/// reader view (digest and components) with the one the signed statement carries.
 #[rstest::rstest]
 #[case("sample")]
 #[case("table-with-dv-small")]
@@ -116,6 +117,11 @@ async fn python_deltalake_reads_and_securesystemslib_verifies() {
 #[case("dat-multi_partitioned")]
 #[case("cdf-table")]
 #[case("v1-multi-part-partitioned-struct-stats-only")]
+#[case("app-txn-checkpoint")]
+#[case("table_with_liquid_clustering")]
+#[case("dv-with-columnmapping")]
+#[case("type-widening")]
+#[case("compacted-log-files-table")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_reimplementation_of_the_digest_spec_agrees(#[case] name: &str) {
     let py = std::env::var_os("MAKOTO_PYTHON")
@@ -172,6 +178,43 @@ async fn python_reimplementation_of_the_digest_spec_agrees(#[case] name: &str) {
             row.version
         );
         assert_eq!(py["liveFiles"], row.live_files, "{name} v{}", row.version);
+
+        // The reader view (docs/digests.md §10): the digest and each component must equal the
+        // ones the signed statement carries.
+        let statement = statement_of(row);
+        let signed = &statement["predicate"]["delta"]["readerView"];
+        assert_eq!(
+            signed["algorithm"], "makoto-delta-reader-view/1",
+            "{name} v{}: {signed}",
+            row.version
+        );
+        // Components first, so that a disagreement names the part that differs.
+        let expected = [
+            ("filesRoot", &signed["files"]["root"]),
+            ("filesCount", &signed["files"]["count"]),
+            ("protocol", &signed["protocol"]["sha256"]),
+            ("metadata", &signed["metadata"]["sha256"]),
+            ("domainMetadata", &signed["domainMetadata"]["sha256"]),
+            ("setTransactions", &signed["setTransactions"]["sha256"]),
+            ("readerViewDigest", &signed["digest"]["sha256"]),
+        ];
+        for (component, signed_value) in expected {
+            let computed = if component == "readerViewDigest" {
+                &py[component]
+            } else {
+                &py["readerView"][component]
+            };
+            assert!(
+                !signed_value.is_null(),
+                "{name} v{}: the statement has no readerView {component}",
+                row.version
+            );
+            assert_eq!(
+                computed, signed_value,
+                "{name} v{}: readerView {component}",
+                row.version
+            );
+        }
     }
 }
 
