@@ -303,13 +303,18 @@ async fn deletion_vector_files_are_hashed_and_carried() {
 
 /// Rewrites the path of the `add` actions of commit `version` with `f(relative path)`.
 fn rewrite_add_paths(table: &std::path::Path, version: u64, f: impl Fn(&str) -> String) {
+    rewrite_paths(table, version, "add", f)
+}
+
+/// Rewrites the path of the `kind` actions of commit `version` with `f(path)`.
+fn rewrite_paths(table: &std::path::Path, version: u64, kind: &str, f: impl Fn(&str) -> String) {
     let file = table.join(format!("_delta_log/{version:020}.json"));
     let text = std::fs::read_to_string(&file).unwrap();
     let mut out = String::new();
     for line in text.lines() {
         let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
-        if let Some(p) = v["add"]["path"].as_str().map(str::to_owned) {
-            v["add"]["path"] = serde_json::Value::String(f(&p));
+        if let Some(p) = v[kind]["path"].as_str().map(str::to_owned) {
+            v[kind]["path"] = serde_json::Value::String(f(&p));
         }
         out.push_str(&v.to_string());
         out.push('\n');
@@ -317,11 +322,24 @@ fn rewrite_add_paths(table: &std::path::Path, version: u64, f: impl Fn(&str) -> 
     std::fs::write(file, out).unwrap();
 }
 
-/// Absolute paths (URIs) in the log are hashed from the object they name when it lies under the
-/// table root; one outside the root is refused with exit 2 naming it.
+/// Absolute paths (URIs) in the log name the same file as its path relative to the table
+/// root: its bytes are hashed from the object they name, it has one identity in the state
+/// (an `add` by absolute URI and a `remove` by relative path, or the reverse, are the same
+/// file), and the attested digests are those of the table written with relative paths. One
+/// outside the root is refused with exit 2 naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_paths_hash_the_right_bytes() {
     let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    copy_dir(&repo_root().join("data/sample/sales"), &plain);
+    let plain_wh = tmp.path().join("plain-wh");
+    Run::new(&plain, &plain_wh).run().await.unwrap();
+    let expected: Vec<_> = attestation_rows(&plain_wh, &plain)
+        .await
+        .iter()
+        .map(|r| (r.version, r.state_digest, r.live_files))
+        .collect();
+
     // A directory with a space and a `%`, so the URI needs escapes.
     let table = tmp.path().join("my lake%1/sales");
     copy_dir(&repo_root().join("data/sample/sales"), &table);
@@ -331,27 +349,73 @@ async fn absolute_paths_hash_the_right_bytes() {
     rewrite_add_paths(&table, 9, |p| format!("{}{p}", root.as_str()));
     let wh = tmp.path().join("wh");
     Run::new(&table, &wh).run().await.unwrap();
+    let got: Vec<_> = attestation_rows(&wh, &table)
+        .await
+        .iter()
+        .map(|r| (r.version, r.state_digest, r.live_files))
+        .collect();
+    assert_eq!(got, expected, "the same digests as with relative paths");
     let files = file_rows(&wh, &table).await;
-    let absolute: Vec<_> = files
+    let added: Vec<_> = files
         .iter()
         .filter(|f| f.version == 9 && f.action == "add")
         .collect();
-    assert!(!absolute.is_empty());
-    for f in &absolute {
-        assert!(f.path.starts_with("file:///"), "{}", f.path);
-        // The decoded path names the file on disk directly.
-        let on_disk = std::path::PathBuf::from(f.path.strip_prefix("file://").unwrap());
-        assert!(on_disk.starts_with(std::fs::canonicalize(&table).unwrap()));
-        let bytes = std::fs::read(&on_disk).unwrap();
+    assert!(!added.is_empty());
+    for f in &added {
+        assert!(
+            !f.path.contains("://"),
+            "stored by its relative path: {}",
+            f.path
+        );
+        let bytes = std::fs::read(table.join(&f.path)).unwrap();
         assert_eq!(f.sha256.unwrap().to_hex(), sha256_hex(&bytes), "{}", f.path);
     }
     let report = crate::verify::verify(&table, &wh).await;
     assert!(report.verified, "{:?}", report.findings);
-    assert!(report.files_hashed >= absolute.len() as u64);
+    assert!(report.files_hashed >= added.len() as u64);
 
-    // Changing one of them is found, under the name the log gives it.
-    let target = &absolute[0].path;
-    let on_disk = std::path::PathBuf::from(target.strip_prefix("file://").unwrap());
+    // Mixed forms: files added by relative path at v7 removed by URI at v9, and files added by
+    // URI at v8 removed by relative path at v9. One identity per file (as Spark resolves
+    // them): the attested state is that of the plain table. delta-rs keeps such files live,
+    // so its readers see another table, and verify says so.
+    let mixed = tmp.path().join("mixed");
+    copy_dir(&repo_root().join("data/sample/sales"), &mixed);
+    let mroot = url::Url::from_directory_path(std::fs::canonicalize(&mixed).unwrap()).unwrap();
+    let v7: Vec<String> = crate::verify::add_paths(&mixed, 7);
+    rewrite_paths(&mixed, 9, "remove", |p| {
+        if v7.iter().any(|a| p.ends_with(a.as_str())) {
+            format!("{}{p}", mroot.as_str())
+        } else {
+            p.to_owned()
+        }
+    });
+    rewrite_paths(&mixed, 8, "add", |p| format!("{}{p}", mroot.as_str()));
+    let mixed_wh = tmp.path().join("mixed-wh");
+    Run::new(&mixed, &mixed_wh).run().await.unwrap();
+    let got: Vec<_> = attestation_rows(&mixed_wh, &mixed)
+        .await
+        .iter()
+        .map(|r| (r.version, r.state_digest, r.live_files))
+        .collect();
+    assert_eq!(
+        got, expected,
+        "one identity per file, whatever form the log uses"
+    );
+    let report = crate::verify::verify(&mixed, &mixed_wh).await;
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == makoto_delta::FindingKind::ReaderMismatch
+                && f.version == Some(9)
+                && v7.iter().any(|p| f.detail.contains(p.as_str()))),
+        "{:?}",
+        report.findings
+    );
+
+    // Changing one of them is found, under its relative path.
+    let target = &added[0].path;
+    let on_disk = table.join(target);
     let mut bytes = std::fs::read(&on_disk).unwrap();
     bytes[4] ^= 1;
     std::fs::write(&on_disk, bytes).unwrap();

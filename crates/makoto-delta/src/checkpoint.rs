@@ -148,7 +148,7 @@ pub async fn read(
         content
             .files
             .push((path.clone(), bytes.len() as u64, Sha256Digest::of(&bytes)));
-        absorb(rows, &mut content, &mut sidecars).map_err(|e| format!("{path}: {e}"))?;
+        absorb(source, rows, &mut content, &mut sidecars).map_err(|e| format!("{path}: {e}"))?;
     }
     for sidecar in sidecars {
         if sidecar.contains("..") || sidecar.starts_with('/') || sidecar.contains("://") {
@@ -164,7 +164,7 @@ pub async fn read(
             .files
             .push((path.clone(), bytes.len() as u64, Sha256Digest::of(&bytes)));
         let mut nested = Vec::new();
-        absorb(rows, &mut content, &mut nested).map_err(|e| format!("{path}: {e}"))?;
+        absorb(source, rows, &mut content, &mut nested).map_err(|e| format!("{path}: {e}"))?;
         if !nested.is_empty() {
             return Err(format!("{path}: a sidecar names further sidecars"));
         }
@@ -182,6 +182,7 @@ async fn fetch(source: &SourceTable, path: &str) -> Result<Bytes, String> {
 }
 
 fn absorb(
+    source: &SourceTable,
     rows: Vec<Value>,
     content: &mut CheckpointContent,
     sidecars: &mut Vec<String>,
@@ -199,8 +200,9 @@ fn absorb(
                     let single = Value::Object(
                         std::iter::once((name.clone(), strip_parsed(body))).collect(),
                     );
-                    let action =
+                    let mut action =
                         Action::from_json(&single).map_err(|e| format!("{name} action: {e}"))?;
+                    action.map_path(|p| source.relative(p));
                     if let Action::Add(add) = &action {
                         let parsed = ParsedColumns {
                             stats: body.get("stats_parsed").filter(|v| !v.is_null()).cloned(),

@@ -2,7 +2,7 @@
 //! URI its Delta table id was attested under (an evidence copy, a restored backup, the table
 //! seen as `s3a://` or through a mount).
 
-use makoto_core::delta::{Action, Commit};
+use makoto_core::delta::Action;
 
 use crate::Error;
 use crate::log::SourceTable;
@@ -75,7 +75,7 @@ pub async fn table_id(source: &SourceTable) -> Result<Option<String>, Error> {
     let log = source.list_log(0).await?;
     for v in log.commits().keys().take(16) {
         let bytes = source.read_commit_bytes(*v).await?;
-        if let Ok(c) = Commit::parse(*v, &bytes)
+        if let Ok(c) = source.parse_commit(*v, &bytes)
             && let Some(m) = c.metadata()
         {
             return Ok(Some(m.id().to_owned()));

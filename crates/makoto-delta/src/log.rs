@@ -370,6 +370,26 @@ impl SourceTable {
         }
     }
 
+    /// Parses commit `version`, naming each file by one identity: an absolute path under the
+    /// table root becomes its path relative to the root (as Spark and delta-rs resolve it), so
+    /// an `add` by absolute URI and a `remove` by relative path (or the reverse) are the same
+    /// file. Absolute paths outside the root are left as they are.
+    pub fn parse_commit(&self, version: u64, bytes: &[u8]) -> Result<Commit, makoto_core::Error> {
+        Ok(Commit::parse(version, bytes)?.map_paths(|p| self.relative(p)))
+    }
+
+    /// The relative form of an absolute path under the table root.
+    pub fn relative(
+        &self,
+        path: &makoto_core::delta::FilePath,
+    ) -> Option<makoto_core::delta::FilePath> {
+        if !path.is_absolute() {
+            return None;
+        }
+        crate::location::under_root(self.location.url(), path.as_str())
+            .map(makoto_core::delta::FilePath::from_decoded)
+    }
+
     /// Reads and parses commits `versions`, up to `concurrency` at a time, in order.
     pub async fn read_commits(
         &self,
@@ -379,10 +399,11 @@ impl SourceTable {
         futures::stream::iter(versions)
             .map(|v| async move {
                 let bytes = self.read_commit_bytes(v).await?;
-                Commit::parse(v, &bytes).map_err(|source| Error::CorruptCommit {
-                    table: self.uri.clone(),
-                    source,
-                })
+                self.parse_commit(v, &bytes)
+                    .map_err(|source| Error::CorruptCommit {
+                        table: self.uri.clone(),
+                        source,
+                    })
             })
             .buffered(concurrency.max(1))
             .try_collect()

@@ -27,6 +27,20 @@ pub enum Action {
 }
 
 impl Action {
+    /// Replaces the file path of an `add`, `remove` or `cdc` when `f` gives another one (the
+    /// relative form of an absolute path under the table root: one identity per file).
+    pub fn map_path(&mut self, f: impl Fn(&FilePath) -> Option<FilePath>) {
+        let path = match self {
+            Action::Add(x) => x.path_mut(),
+            Action::Remove(x) => x.path_mut(),
+            Action::Cdc(x) => x.path_mut(),
+            _ => return,
+        };
+        if let Some(p) = f(path) {
+            *path = p;
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             Action::Add(_) => "add",
@@ -161,6 +175,9 @@ impl AddFile {
     pub fn path(&self) -> &FilePath {
         &self.path
     }
+    pub(crate) fn path_mut(&mut self) -> &mut FilePath {
+        &mut self.path
+    }
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -238,6 +255,9 @@ impl RemoveFile {
     pub fn path(&self) -> &FilePath {
         &self.path
     }
+    pub(crate) fn path_mut(&mut self) -> &mut FilePath {
+        &mut self.path
+    }
     pub fn deletion_timestamp(&self) -> Option<i64> {
         self.deletion_timestamp
     }
@@ -283,6 +303,9 @@ impl TryFrom<RawCdc> for CdcFile {
 impl CdcFile {
     pub fn path(&self) -> &FilePath {
         &self.path
+    }
+    pub(crate) fn path_mut(&mut self) -> &mut FilePath {
+        &mut self.path
     }
     pub fn size(&self) -> u64 {
         self.size

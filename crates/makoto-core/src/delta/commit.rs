@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::action::{Action, AddFile, CdcFile, CommitInfo, Metadata, Protocol, RemoveFile};
+use super::path::FilePath;
 use crate::{Error, Sha256Digest, canonical};
 
 /// How a commit's timestamp was determined, in order of preference.
@@ -89,6 +90,15 @@ impl Commit {
             file_digest: Sha256Digest::of(b""),
             file_size: 0,
         }
+    }
+
+    /// Rewrites file paths with `f` (see [`Action::map_path`]); the digests stay those of
+    /// the bytes.
+    pub fn map_paths(mut self, f: impl Fn(&FilePath) -> Option<FilePath>) -> Commit {
+        for a in &mut self.actions {
+            a.map_path(&f);
+        }
+        self
     }
 
     pub fn version(&self) -> u64 {

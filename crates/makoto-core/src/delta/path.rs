@@ -33,6 +33,12 @@ impl FilePath {
         Ok(FilePath { decoded, absolute })
     }
 
+    /// A path already decoded (the relative form of an absolute path under the table root).
+    pub fn from_decoded(decoded: String) -> Self {
+        let absolute = has_scheme(&decoded) || decoded.starts_with('/');
+        FilePath { decoded, absolute }
+    }
+
     /// The decoded path: relative to the table root, or an absolute URI/path.
     pub fn as_str(&self) -> &str {
         &self.decoded

@@ -863,7 +863,7 @@ impl Attestor {
                 let Ok(bytes) = self.source.read_commit_bytes(v).await else {
                     break;
                 };
-                let Ok(c) = Commit::parse(v, &bytes) else {
+                let Ok(c) = self.source.parse_commit(v, &bytes) else {
                     break;
                 };
                 for r in c.removes() {

@@ -31,6 +31,7 @@ pub(crate) async fn open(
     options: HashMap<String, String>,
     version: u64,
 ) -> Result<ReaderSees, String> {
+    let root = url.clone();
     let table = deltalake::DeltaTableBuilder::from_url(url)
         .map_err(|e| e.to_string())?
         .with_storage_options(options)
@@ -63,8 +64,14 @@ pub(crate) async fn open(
         .map_err(|e| e.to_string())?;
     let mut files = BTreeMap::new();
     for f in views {
+        // Named as makoto names files: an absolute path under the root by its relative path.
+        let path = f.path().into_owned();
+        let path = match crate::location::is_absolute(&path) {
+            true => crate::location::under_root(&root, &path).unwrap_or(path),
+            false => path,
+        };
         let mut add = json!({
-            "path": utf8_percent_encode(&f.path(), LOG_PATH).to_string(),
+            "path": utf8_percent_encode(&path, LOG_PATH).to_string(),
             "size": f.size(),
             "partitionValues": f.partition_values_map().into_iter().collect::<BTreeMap<_, _>>(),
             "modificationTime": f.modification_time(),

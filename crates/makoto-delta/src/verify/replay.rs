@@ -309,6 +309,6 @@ pub(crate) async fn read_commit(
     version: u64,
 ) -> Result<(bytes::Bytes, Option<Commit>), Error> {
     let bytes = source.read_commit_bytes(version).await?;
-    let commit = Commit::parse(version, &bytes).ok();
+    let commit = source.parse_commit(version, &bytes).ok();
     Ok((bytes, commit))
 }

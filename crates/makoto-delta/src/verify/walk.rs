@@ -830,7 +830,11 @@ impl Walk<'_> {
                     .bytes()
                     .await
                     .map_err(|e| e.to_string())?;
-                let commit = Commit::parse(y, &bytes).map_err(|e| e.to_string())?;
+                let commit = self
+                    .input
+                    .source
+                    .parse_commit(y, &bytes)
+                    .map_err(|e| e.to_string())?;
                 makoto_core::reader_view::apply_reconciled(&mut start, commit.actions())
                     .map_err(|e| e.to_string())?;
                 Ok::<_, String>(start.digest())
