@@ -193,12 +193,38 @@ pub struct SetTransaction {
 }
 
 /// Protocol, metadata, live domain metadata and set transactions of a version.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableFacts {
     protocol: Option<Value>,
     metadata: Option<Value>,
     domains: BTreeMap<String, String>,
     txns: BTreeMap<String, SetTransaction>,
+    /// Kept up to date by [`TableFacts::apply`], so a digest per version costs nothing when
+    /// the facts did not change (a wide schema is hashed once, not once per commit).
+    digests: FactsDigests,
+}
+
+impl Default for TableFacts {
+    fn default() -> Self {
+        let mut facts = TableFacts {
+            protocol: None,
+            metadata: None,
+            domains: BTreeMap::new(),
+            txns: BTreeMap::new(),
+            digests: FactsDigests {
+                protocol: Sha256Digest::ZERO,
+                metadata: Sha256Digest::ZERO,
+                domain_metadata: Sha256Digest::ZERO,
+                set_transactions: Sha256Digest::ZERO,
+            },
+        };
+        facts.refresh_all();
+        facts
+    }
+}
+
+fn json_digest(v: &Value) -> Sha256Digest {
+    Sha256Digest::of(&canonical::to_vec(v))
 }
 
 /// The component digests of [`TableFacts`].
@@ -214,8 +240,14 @@ impl TableFacts {
     /// Applies a `protocol`, `metaData`, `txn` or `domainMetadata` action; others are ignored.
     pub fn apply(&mut self, action: &Action) {
         match action {
-            Action::Protocol(p) => self.protocol = Some(protocol_json(p)),
-            Action::Metadata(m) => self.metadata = Some(metadata_json(m)),
+            Action::Protocol(p) => {
+                self.protocol = Some(protocol_json(p));
+                self.digests.protocol = json_digest(self.protocol());
+            }
+            Action::Metadata(m) => {
+                self.metadata = Some(metadata_json(m));
+                self.digests.metadata = json_digest(self.metadata());
+            }
             Action::Txn(t) => {
                 self.txns.insert(
                     t.app_id().to_owned(),
@@ -224,6 +256,7 @@ impl TableFacts {
                         last_updated: t.last_updated(),
                     },
                 );
+                self.digests.set_transactions = json_digest(&self.set_transactions_json());
             }
             Action::DomainMetadata(d) => {
                 if d.removed() {
@@ -232,9 +265,19 @@ impl TableFacts {
                     self.domains
                         .insert(d.domain().to_owned(), d.configuration().to_owned());
                 }
+                self.digests.domain_metadata = json_digest(&self.domain_metadata_json());
             }
             _ => {}
         }
+    }
+
+    fn refresh_all(&mut self) {
+        self.digests = FactsDigests {
+            protocol: json_digest(self.protocol()),
+            metadata: json_digest(self.metadata()),
+            domain_metadata: json_digest(&self.domain_metadata_json()),
+            set_transactions: json_digest(&self.set_transactions_json()),
+        };
     }
 
     pub fn protocol(&self) -> &Value {
@@ -271,13 +314,7 @@ impl TableFacts {
     }
 
     pub fn digests(&self) -> FactsDigests {
-        let d = |v: &Value| Sha256Digest::of(&canonical::to_vec(v));
-        FactsDigests {
-            protocol: d(self.protocol()),
-            metadata: d(self.metadata()),
-            domain_metadata: d(&self.domain_metadata_json()),
-            set_transactions: d(&self.set_transactions_json()),
-        }
+        self.digests
     }
 
     /// The whole as one JSON object (stored by the attestor so a later run can resume).
@@ -337,6 +374,7 @@ impl TableFacts {
                 },
             );
         }
+        facts.refresh_all();
         Ok(facts)
     }
 }
