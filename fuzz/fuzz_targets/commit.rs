@@ -10,7 +10,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = c.timestamp();
         let _ = c.action_counts();
         for a in c.adds() {
-            let _ = a.deletion_vector().map(|d| (d.unique_id(), d.file().map(str::len)));
+            let _ = a
+                .deletion_vector()
+                .map(|d| (d.unique_id(), d.file().map(str::len)));
         }
     }
 });

@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     root.copy_from_slice(&data[..32]);
     let mut key = [0u8; 32];
     key.copy_from_slice(&data[32..64]);
-    let mut tree = StateTree::resume(Sha256Digest::from_bytes(root), 0, 0);
+    let mut tree: StateTree = StateTree::resume(Sha256Digest::from_bytes(root), 0, 0);
     if let Some(req) = tree.missing_page(&Sha256Digest::from_bytes(key)) {
         if tree.attach_page(&req, &data[64..]).is_ok() {
             // Only a page hashing to the requested root can be attached.

@@ -14,6 +14,7 @@ use deltalake::arrow::datatypes::{DataType, Field, Fields, Schema};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use makoto_core::Sha256Digest;
 use makoto_core::delta::{Action, AddFile};
+pub use makoto_core::reader_view::ParsedColumns;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde_json::Value;
@@ -97,13 +98,6 @@ fn multi_part(rest: &str) -> Option<(u32, u32)> {
     let (a, b) = stem.split_once('.')?;
     let ok = |s: &str| s.len() == 10 && s.bytes().all(|c| c.is_ascii_digit());
     (ok(a) && ok(b)).then(|| Some((a.parse().ok()?, b.parse().ok()?)))?
-}
-
-/// The `_parsed` columns of a checkpoint `add`, when present.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ParsedColumns {
-    pub stats: Option<Value>,
-    pub partition_values: Option<Value>,
 }
 
 /// What a checkpoint holds that readers use.

@@ -8,7 +8,6 @@
 //! `N` and files nobody references. It reports every finding, each with its kind, version,
 //! file and attestation row; see `docs/verification.md`.
 
-mod artifacts;
 mod chain;
 mod checkpoints;
 mod data;
@@ -493,7 +492,7 @@ impl<'a> Verifier<'a> {
                             FindingKind::ReaderMismatch,
                             format!(
                                 "delta-rs reads another table at version {target} than the attested one: {}",
-                                artifacts::summarize(&diffs)
+                                makoto_core::reader_view::summarize(&diffs)
                             ),
                         )
                         .at(target),

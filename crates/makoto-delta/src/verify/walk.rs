@@ -14,13 +14,13 @@ use makoto_core::delta::{Action, Commit, DeletionVector, commit_file_name};
 use makoto_core::reader_view::{ReaderView, ReaderViewDigest};
 use makoto_core::state::{DvEntry, FileEntry, StateTree, leaf_key};
 
-use super::artifacts::{Check, Claimed, Expected, parse_checksum};
 use super::chain::CheckedRow;
 use super::findings::{Finding, FindingKind};
 use super::replay::{Replay, compare_commit, read_commit};
 use crate::Error;
 use crate::checkpoint::{self, CheckpointRef};
 use crate::log::{LogFiles, SourceTable};
+use makoto_core::reader_view::{Check, Claimed, Expected, parse_checksum};
 use object_store::ObjectStoreExt;
 
 /// How the reader view of the verified version was established.

@@ -16,9 +16,13 @@
 //!
 //! `docs/digests.md` §10 specifies every normalization.
 
+mod artifacts;
+
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
+
+pub use artifacts::{Check, Checksum, Claimed, Expected, ParsedColumns, parse_checksum, summarize};
 
 use crate::delta::{Action, AddFile, Commit, DeletionVector, Metadata, Protocol};
 use crate::state::{Leaf, StateTree, leaf_key};

@@ -1,25 +1,31 @@
-//! The artifacts a reader may use besides commit files (checkpoints, `.crc` version checksum
-//! files, log compaction files), each compared with the reader view attested for its
-//! version: field by field against the view replayed from attested commits, or by digest
-//! against the signed reader view when the commits are not available.
+//! What an artifact a reader may use besides commit files (a checkpoint's actions, a `.crc`
+//! version checksum file) claims a version looks like, compared with the reader view attested
+//! for that version: field by field against a view replayed from attested commits, or by
+//! digest against a signed reader view when the commits are not available. Pure: the caller
+//! reads the bytes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use makoto_core::Sha256Digest;
-use makoto_core::canonical;
-use makoto_core::delta::{Action, DeletionVector};
-use makoto_core::reader_view::{
+use serde_json::{Value, json};
+
+use super::{
     ReaderFile, ReaderView, ReaderViewDigest, SetTransaction, TableFacts, loosely_equal,
     metadata_json, protocol_json,
 };
-use makoto_core::state::{Leaf, leaf_key, root_of};
-use serde_json::{Value, json};
+use crate::delta::{Action, DeletionVector};
+use crate::state::{Leaf, leaf_key, root_of};
+use crate::{Sha256Digest, canonical};
 
-use crate::checkpoint::ParsedColumns;
+/// The `_parsed` columns of a checkpoint `add`, when present.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParsedColumns {
+    pub stats: Option<Value>,
+    pub partition_values: Option<Value>,
+}
 
 /// What an artifact is checked against.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Expected<'a> {
+pub enum Expected<'a> {
     /// The view replayed from attested commits (compared field by field).
     Replayed(&'a ReaderView),
     /// Only the signed reader-view digest of the version and its attested byte total.
@@ -31,7 +37,7 @@ pub(crate) enum Expected<'a> {
 
 /// What an artifact says a version looks like; components it does not carry are `None`.
 #[derive(Debug, Default)]
-pub(crate) struct Claimed {
+pub struct Claimed {
     pub protocol: Option<Value>,
     pub metadata: Option<Value>,
     pub domains: Option<BTreeMap<String, String>>,
@@ -47,7 +53,7 @@ pub(crate) struct Claimed {
 
 /// The outcome of one comparison.
 #[derive(Debug, Default)]
-pub(crate) struct Check {
+pub struct Check {
     pub differences: Vec<String>,
     /// Could not be compared exactly (statistics only in typed columns, checked against a
     /// digest): not contradicted, not confirmed.
@@ -63,7 +69,7 @@ impl Check {
     }
 }
 
-pub(crate) fn summarize(items: &[String]) -> String {
+pub fn summarize(items: &[String]) -> String {
     let more = items.len().saturating_sub(3);
     let mut shown: Vec<String> = items.iter().take(3).cloned().collect();
     if more > 0 {
@@ -396,7 +402,7 @@ fn domain_action(domain: &str, configuration: &str) -> Action {
 
 /// A `.crc` version checksum file, parsed.
 #[derive(Debug, Default)]
-pub(crate) struct Checksum {
+pub struct Checksum {
     pub claimed: Claimed,
     pub problems: Vec<String>,
     pub deletion_vectors: Option<u64>,
@@ -405,7 +411,7 @@ pub(crate) struct Checksum {
 
 /// Parses a `.crc` file (`tableSizeBytes`, `numFiles`, `metadata`, `protocol`, and the optional
 /// `setTransactions`, `domainMetadata`, `allFiles`, `fileSizeHistogram` and DV counts).
-pub(crate) fn parse_checksum(bytes: &[u8]) -> Result<Checksum, String> {
+pub fn parse_checksum(bytes: &[u8]) -> Result<Checksum, String> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON ({e})"))?;
     let obj = v.as_object().ok_or("not a JSON object")?;
     let mut c = Checksum::default();
@@ -519,5 +525,124 @@ impl Checksum {
             }
         }
         check
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delta::Commit;
+
+    fn view() -> ReaderView {
+        let mut v = ReaderView::default();
+        v.apply(
+            &Commit::parse(
+                0,
+                br#"{"protocol":{"minReaderVersion":1,"minWriterVersion":2}}
+{"metaData":{"id":"t","format":{"provider":"parquet","options":{}},"schemaString":"{\"type\":\"struct\",\"fields\":[]}","partitionColumns":["r"],"configuration":{},"createdTime":1}}
+{"add":{"path":"r=a/p1","size":10,"partitionValues":{"r":"a"},"modificationTime":1,"dataChange":true,"stats":"{\"numRecords\":2}"}}
+{"add":{"path":"r=b/p2","size":5,"partitionValues":{"r":"b"},"modificationTime":1,"dataChange":true}}"#,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        v
+    }
+
+    fn crc(num_files: u64, size: u64, schema: &str) -> Vec<u8> {
+        json!({
+            "tableSizeBytes": size, "numFiles": num_files, "numMetadata": 1, "numProtocol": 1,
+            "metadata": {"id": "t", "format": {"provider": "parquet", "options": {}},
+                         "schemaString": schema, "partitionColumns": ["r"],
+                         "configuration": {}, "createdTime": 1},
+            "protocol": {"minReaderVersion": 1, "minWriterVersion": 2},
+            "fileSizeHistogram": {"sortedBinBoundaries": [0, 8192], "fileCounts": [num_files, 0], "totalBytes": [size, 0]},
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_checksum_is_compared_with_the_view_and_its_digest() {
+        let v = view();
+        let schema = r#"{"type":"struct","fields":[]}"#;
+        let good = parse_checksum(&crc(2, 15, schema)).unwrap();
+        assert!(good.compare(Expected::Replayed(&v)).ok());
+        let d = v.digest();
+        let signed = Expected::Signed {
+            view: &d,
+            live_bytes: 15,
+        };
+        assert!(good.compare(signed).ok());
+
+        let renamed =
+            parse_checksum(&crc(2, 15, r#"{"type":"struct","fields":[{"name":"x"}]}"#)).unwrap();
+        let check = renamed.compare(Expected::Replayed(&v));
+        assert!(
+            check
+                .differences
+                .iter()
+                .any(|d| d.starts_with("metaData.schema"))
+        );
+        assert!(!renamed.compare(signed).ok());
+
+        let miscounted = parse_checksum(&crc(3, 15, schema)).unwrap();
+        assert!(!miscounted.compare(Expected::Replayed(&v)).ok());
+        assert!(parse_checksum(b"{}").is_err());
+        assert!(parse_checksum(b"not json").is_err());
+    }
+
+    #[test]
+    fn checkpoint_actions_compare_field_by_field_and_parsed_columns_by_value() {
+        let v = view();
+        let actions = |pv: &str, stats: &str| {
+            Commit::parse(
+                0,
+                format!(
+                    r#"{{"protocol":{{"minReaderVersion":1,"minWriterVersion":2}}}}
+{{"metaData":{{"id":"t","format":{{"provider":"parquet","options":{{}}}},"schemaString":"{{\"type\":\"struct\",\"fields\":[]}}","partitionColumns":["r"],"configuration":{{}},"createdTime":1}}}}
+{{"add":{{"path":"r=a/p1","size":10,"partitionValues":{{"r":"{pv}"}},"modificationTime":9,"dataChange":false{stats}}}}}
+{{"add":{{"path":"r=b/p2","size":5,"partitionValues":{{"r":"b"}},"modificationTime":9,"dataChange":false}}}}"#
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+            .actions()
+            .to_vec()
+        };
+        let same = Claimed::from_actions(
+            &actions("a", r#","stats":"{\"numRecords\": 2}""#),
+            &BTreeMap::new(),
+        );
+        assert!(
+            same.compare(Expected::Replayed(&v)).ok(),
+            "{:?}",
+            same.compare(Expected::Replayed(&v))
+        );
+        let forged = Claimed::from_actions(
+            &actions("z", r#","stats":"{\"numRecords\":2}""#),
+            &BTreeMap::new(),
+        );
+        let check = forged.compare(Expected::Replayed(&v));
+        assert!(
+            check.differences[0].starts_with("partitionValues of r=a/p1"),
+            "{check:?}"
+        );
+        // Statistics only in stats_parsed: compared by value with the replayed view.
+        let parsed = BTreeMap::from([(
+            ("r=a/p1".to_owned(), None),
+            ParsedColumns {
+                stats: Some(json!({"numRecords": 2, "minValues": null})),
+                partition_values: Some(json!({"r": "a"})),
+            },
+        )]);
+        let only_parsed = Claimed::from_actions(&actions("a", ""), &parsed);
+        assert!(only_parsed.compare(Expected::Replayed(&v)).ok());
+        let d = v.digest();
+        let against_digest = only_parsed.compare(Expected::Signed {
+            view: &d,
+            live_bytes: 15,
+        });
+        assert!(against_digest.ok() && against_digest.uncertain.is_some());
     }
 }
