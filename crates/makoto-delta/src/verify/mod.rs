@@ -325,10 +325,13 @@ impl<'a> Verifier<'a> {
         };
         // Continuing needs signed reader views for the checkpoint and checksum checks of the
         // versions not replayed; without them, verify everything.
+        // Log compactions are checked against the replayed view before them, which a
+        // continued run does not have: with any in the log, verify everything too.
         if base.is_some()
-            && trusted
+            && (trusted
                 .range(..=target)
                 .any(|(_, a)| a.reader_view().is_none())
+                || !log.compactions().is_empty())
         {
             base = None;
         }
