@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo bench --bench attest                  # every scenario
-//! cargo bench --bench attest -- large         # one scenario: large | large-small | commits
+//! cargo bench --bench attest -- large         # one scenario: large | large-small | commits | verify
 //! ```
 //!
 //! Each scenario runs in its own child process so that its peak RSS (VmHWM) is its own.
@@ -16,6 +16,7 @@
 //! - `large-small`: the same with 4 files of 64 MiB, to show peak RSS does not follow file size.
 //! - `commits`: 10,000 commits each adding a 1 KiB file (every tenth also removes one);
 //!   commits attested per second, then the time to attest 10 more commits on top.
+//! - `verify`: `makoto verify` of that table, log-only and deep (attested first, untimed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -210,11 +211,64 @@ fn commits() -> serde_json::Value {
     })
 }
 
+/// `makoto verify` (log-only and deep) of the 10,001-commit table: best of 3 each.
+fn verify() -> serde_json::Value {
+    const N: u64 = 10_000;
+    let dir = prepare("commits-10000", |d| {
+        makoto_testkit::synthetic::many_commits_table(d, N, 1024)
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let key = Arc::new(SigningKeyPair::from_seed(&[7; 32]));
+    let signer: Arc<dyn Signer> = Arc::clone(&key) as Arc<dyn Signer>;
+    let work = tempfile::tempdir().unwrap();
+    let wh = work.path().join("wh");
+    attest_into(&rt, &dir, &wh, &signer);
+    let trust = makoto_core::verify::TrustedKeys::new(vec![key.public_key().clone()]);
+    let run = |mode: makoto_delta::VerifyMode| {
+        rt.block_on(async {
+            let storage = StorageOptions::default();
+            let source =
+                SourceTable::open(Location::existing(dir.to_str().unwrap()).unwrap(), &storage)
+                    .unwrap();
+            let store =
+                AttestationStore::open(Location::existing(wh.to_str().unwrap()).unwrap(), storage)
+                    .await
+                    .unwrap();
+            let start = Instant::now();
+            let r = makoto_delta::Verifier::new(
+                &source,
+                &store,
+                &trust,
+                makoto_delta::VerifyOptions {
+                    mode,
+                    ..Default::default()
+                },
+            )
+            .run()
+            .await
+            .unwrap();
+            assert!(r.verified, "{:?}", r.findings);
+            start.elapsed().as_secs_f64()
+        })
+    };
+    let best = |mode| (0..3).map(|_| run(mode)).fold(f64::MAX, f64::min);
+    let log_only = best(makoto_delta::VerifyMode::LogOnly);
+    let deep = best(makoto_delta::VerifyMode::Deep);
+    serde_json::json!({
+        "scenario": "verify",
+        "commits": N + 1,
+        "log_only_seconds": (log_only * 1000.0).round() / 1000.0,
+        "deep_seconds": (deep * 1000.0).round() / 1000.0,
+        "peak_rss_MiB": peak_rss_mib().round(),
+    })
+}
+
 fn run_scenario(name: &str) -> serde_json::Value {
     match name {
         "large" => large("large", 4, 256 << 20),
         "large-small" => large("large-small", 4, 64 << 20),
         "commits" => commits(),
+        "verify" => verify(),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -229,7 +283,7 @@ fn main() {
         println!("{}", run_scenario(name));
         return;
     }
-    let all = ["large", "large-small", "commits"];
+    let all = ["large", "large-small", "commits", "verify"];
     let chosen: Vec<&str> = all
         .iter()
         .copied()
