@@ -701,3 +701,42 @@ async fn a_baseline_replaced_under_another_name_is_changed_not_expired() {
         summary(&r)
     );
 }
+
+/// Giant planted files are reported without being read (sparse files here, so the test is
+/// cheap): memory stays bounded on hostile input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn giant_planted_log_files_are_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (table, wh) = attested_copy("sample", tmp.path()).await;
+    let checkpoint = log(&table, "00000000000000000008.checkpoint.parquet");
+    std::fs::File::options()
+        .write(true)
+        .open(&checkpoint)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    std::fs::File::create(log(&table, "00000000000000000010.json"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let r = verify_mode(&table, &wh, VerifyMode::LogOnly, VersionSpec::Version(9)).await;
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.kind == FindingKind::CheckpointUnreadable
+                && f.version == Some(8)
+                && f.detail.contains("not read")),
+        "{}",
+        summary(&r)
+    );
+    let r = verify_mode(&table, &wh, VerifyMode::LogOnly, VersionSpec::Latest).await;
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.kind == FindingKind::CommitRewritten
+                && f.version == Some(10)
+                && f.detail.contains("not read")),
+        "{}",
+        summary(&r)
+    );
+}

@@ -93,6 +93,7 @@ pub struct AttestedCommit {
     timestamp_ms: i64,
     commit_file_digest: Sha256Digest,
     commit_actions_digest: Sha256Digest,
+    commit_size: Option<u64>,
     changes_digest: Sha256Digest,
     changes: Option<Vec<AttestedChange>>,
     live_files: u64,
@@ -311,6 +312,10 @@ impl AttestedCommit {
                 .ok_or_else(|| bad("delta.timestampMs"))?,
             commit_file_digest: digest_at(d, &["commit", "digest", "sha256"])?,
             commit_actions_digest: digest_at(d, &["commit", "actionsDigest", "sha256"])?,
+            commit_size: d
+                .get("commit")
+                .and_then(|c| c.get("size"))
+                .and_then(Value::as_u64),
             changes_digest: digest_at(d, &["changes", "digest", "sha256"])?,
             changes: entries,
             live_files: u64_at(state, "files")?,
@@ -385,6 +390,10 @@ impl AttestedCommit {
     }
     pub fn commit_file_digest(&self) -> Sha256Digest {
         self.commit_file_digest
+    }
+    /// Size in bytes of the attested commit file.
+    pub fn commit_size(&self) -> Option<u64> {
+        self.commit_size
     }
     pub fn commit_actions_digest(&self) -> Sha256Digest {
         self.commit_actions_digest

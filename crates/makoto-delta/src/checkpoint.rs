@@ -128,11 +128,23 @@ pub async fn read(
     source: &SourceTable,
     checkpoint: &CheckpointRef,
 ) -> Result<CheckpointContent, String> {
+    read_bounded(source, checkpoint, u64::MAX).await
+}
+
+/// Reads one checkpoint whose files (parts and sidecars together) may hold at most
+/// `max_bytes`: a planted giant file is refused before it is read, so memory stays bounded on
+/// hostile input.
+pub async fn read_bounded(
+    source: &SourceTable,
+    checkpoint: &CheckpointRef,
+    max_bytes: u64,
+) -> Result<CheckpointContent, String> {
+    let mut budget = max_bytes;
     let mut content = CheckpointContent::default();
     let mut sidecars: Vec<String> = Vec::new();
     for name in &checkpoint.files {
         let path = format!("_delta_log/{name}");
-        let bytes = fetch(source, &path).await?;
+        let bytes = fetch(source, &path, &mut budget).await?;
         let rows = if name.ends_with(".json") {
             json_rows(&bytes).map_err(|e| format!("{path}: {e}"))?
         } else {
@@ -151,7 +163,7 @@ pub async fn read(
             ));
         }
         let path = format!("_delta_log/_sidecars/{sidecar}");
-        let bytes = fetch(source, &path).await?;
+        let bytes = fetch(source, &path, &mut budget).await?;
         let rows = parquet_rows(bytes.clone(), &mut content.parsed_unreadable)
             .map_err(|e| format!("{path}: {e}"))?;
         content
@@ -166,8 +178,23 @@ pub async fn read(
     Ok(content)
 }
 
-async fn fetch(source: &SourceTable, path: &str) -> Result<Bytes, String> {
+async fn fetch(source: &SourceTable, path: &str, budget: &mut u64) -> Result<Bytes, String> {
     let p = Path::from(path);
+    if *budget != u64::MAX {
+        let size = match source.store().head(&p).await {
+            Ok(m) => m.size,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(format!("{path} does not exist"));
+            }
+            Err(e) => return Err(format!("{path}: {e}")),
+        };
+        if size > *budget {
+            return Err(format!(
+                "{path} has {size} bytes, more than a checkpoint of the attested files can hold; not read"
+            ));
+        }
+        *budget -= size;
+    }
     match source.store().get(&p).await {
         Ok(r) => r.bytes().await.map_err(|e| format!("{path}: {e}")),
         Err(object_store::Error::NotFound { .. }) => Err(format!("{path} does not exist")),

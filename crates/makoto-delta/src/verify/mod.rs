@@ -405,12 +405,20 @@ impl<'a> Verifier<'a> {
         }
         let changes = attested_changes(&chain, &by_version, &mut findings);
 
-        // delta-rs opens the table at the same version while the log is walked.
-        let cross_check = tokio::spawn(readers::open(
-            self.source.location().url().clone(),
-            self.options.storage.0.clone(),
-            target,
-        ));
+        // delta-rs opens the table at the same version while the log is walked — unless the log
+        // holds a commit file too large to read safely (reported by the walk), which delta-rs
+        // would read whole.
+        let oversized = log
+            .commits()
+            .range(..=target)
+            .any(|(_, m)| m.size > walk::MAX_UNATTESTED_COMMIT);
+        let cross_check = (!oversized).then(|| {
+            tokio::spawn(readers::open(
+                self.source.location().url().clone(),
+                self.options.storage.0.clone(),
+                target,
+            ))
+        });
 
         let resumed = base
             .as_ref()
@@ -485,7 +493,13 @@ impl<'a> Verifier<'a> {
         }
 
         let mut cross_checked = false;
-        match (cross_check.await, &walked.view) {
+        let cross_check = match cross_check {
+            Some(handle) => handle.await,
+            None => Ok(Err(
+                "the log holds a commit file too large to read safely; not opened".to_owned()
+            )),
+        };
+        match (cross_check, &walked.view) {
             (Ok(Ok(sees)), Some(view)) if walked.target_covered => {
                 cross_checked = true;
                 let diffs = readers::differences(&sees, view);

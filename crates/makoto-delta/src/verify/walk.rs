@@ -23,6 +23,15 @@ use crate::log::{LogFiles, SourceTable};
 use makoto_core::reader_view::{Check, Claimed, Expected, parse_checksum};
 use object_store::ObjectStoreExt;
 
+/// The largest commit file read when no attestation says how large it should be.
+pub(crate) const MAX_UNATTESTED_COMMIT: u64 = 256 << 20;
+/// The most checkpoint bytes read for a version of `n` files: `n × PER_FILE + FIXED` (an
+/// `add` with statistics takes well under 1 KiB in Parquet), or `MAX_UNATTESTED` when no
+/// attestation gives `n`.
+const CHECKPOINT_BYTES_PER_FILE: u64 = 16 << 10;
+const CHECKPOINT_BYTES_FIXED: u64 = 64 << 20;
+const MAX_UNATTESTED_CHECKPOINT: u64 = 1 << 30;
+
 /// How the reader view of the verified version was established.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -332,6 +341,36 @@ impl Walk<'_> {
     }
 
     async fn commit(&mut self, v: u64) -> Result<(), Error> {
+        // A planted or rewritten commit far larger than the attested one is reported without
+        // being read: memory stays bounded on hostile input.
+        let listed = self.input.log.commits().get(&v).map(|m| m.size);
+        let limit = match self.attested(v).and_then(AttestedCommit::commit_size) {
+            // Room for a re-serialization (other whitespace, key order) to be told apart.
+            Some(attested) => Some((attested.saturating_mul(4).saturating_add(1 << 20), attested)),
+            None => Some((MAX_UNATTESTED_COMMIT, 0)).filter(|_| self.attested(v).is_none()),
+        };
+        if let (Some(size), Some((max, attested))) = (listed, limit)
+            && size > max
+        {
+            let path = format!("_delta_log/{}", commit_file_name(v));
+            self.findings.push(
+                if attested > 0 {
+                    Finding::new(
+                        FindingKind::CommitRewritten,
+                        format!("the commit file has {size} bytes, the attested one {attested}: it was rewritten (not read)"),
+                    )
+                } else {
+                    Finding::new(
+                        FindingKind::CommitRewritten,
+                        format!("an unattested commit file of {size} bytes, larger than makoto reads without an attestation ({MAX_UNATTESTED_COMMIT} bytes); not read"),
+                    )
+                }
+                .at(v)
+                .file(path),
+            );
+            self.lose();
+            return Ok(());
+        }
         let (bytes, commit) = read_commit(self.input.source, v).await?;
         let matches = compare_commit(&bytes, commit.as_ref(), v, self.input.chain, self.findings);
         let Some(commit) = commit else {
@@ -470,8 +509,20 @@ impl Walk<'_> {
             baseline_bytes_ok = self.check_baseline_files(b, &names).await;
         }
         let mut seeded = false;
+        // At most this much checkpoint for the number of files the version has.
+        let files = match (&self.view, self.known) {
+            (Some(view), true) => Some(view.files.files()),
+            _ => self
+                .signed_view(v)
+                .map(|(d, _)| d.files)
+                .or_else(|| self.attested(v).map(AttestedCommit::live_files)),
+        };
+        let max_bytes = files.map_or(MAX_UNATTESTED_CHECKPOINT, |n| {
+            n.saturating_mul(CHECKPOINT_BYTES_PER_FILE)
+                .saturating_add(CHECKPOINT_BYTES_FIXED)
+        });
         for cp in groups {
-            let content = match checkpoint::read(self.input.source, &cp).await {
+            let content = match checkpoint::read_bounded(self.input.source, &cp, max_bytes).await {
                 Ok(c) => c,
                 Err(e) => {
                     self.findings.push(
