@@ -72,7 +72,7 @@ fn attest_into(
             &storage,
         )
         .unwrap();
-        let store = AttestationStore::open(
+        let store = AttestationStore::create(
             Location::create(warehouse.to_str().unwrap()).unwrap(),
             storage,
         )
@@ -230,10 +230,12 @@ fn verify() -> serde_json::Value {
             let source =
                 SourceTable::open(Location::existing(dir.to_str().unwrap()).unwrap(), &storage)
                     .unwrap();
-            let store =
-                AttestationStore::open(Location::existing(wh.to_str().unwrap()).unwrap(), storage)
-                    .await
-                    .unwrap();
+            let store = AttestationStore::open_existing(
+                Location::existing(wh.to_str().unwrap()).unwrap(),
+                storage,
+            )
+            .await
+            .unwrap();
             let start = Instant::now();
             let r = makoto_delta::Verifier::new(
                 &source,

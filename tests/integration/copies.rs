@@ -14,7 +14,7 @@ use crate::verify::{attested_copy, trust};
 
 async fn verify_copy(copy: &Path, wh: &Path) -> (makoto_delta::VerifyReport, Identity) {
     let storage = StorageOptions::default();
-    let store = AttestationStore::open(
+    let store = AttestationStore::open_existing(
         Location::existing(wh.to_str().unwrap()).unwrap(),
         storage.clone(),
     )

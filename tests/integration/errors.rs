@@ -308,3 +308,61 @@ async fn a_rewritten_log_under_existing_attestations_is_refused() {
         &["version 5 is attested but the log ends at version 2"],
     );
 }
+
+/// Commands that only read never create a warehouse: pointed at an empty directory (or a
+/// path that does not exist) they exit 2 naming it, and leave nothing behind.
+#[test]
+fn read_only_commands_do_not_create_a_warehouse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, public) = keyfiles(tmp.path());
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let t = table.to_str().unwrap();
+    for missing in [tmp.path().join("empty-wh"), tmp.path().join("no-such-wh")] {
+        if missing.ends_with("empty-wh") {
+            std::fs::create_dir(&missing).unwrap();
+        }
+        let w = missing.to_str().unwrap();
+        let runs: Vec<Vec<&str>> = vec![
+            vec!["verify", t, "--warehouse", w, "--trust", &public],
+            vec!["check", t, "--warehouse", w, "--trust", &public],
+            vec!["dbom", t, "--warehouse", w, "--key", &key],
+            vec![
+                "prove",
+                t,
+                "--warehouse",
+                w,
+                "--file",
+                "x.parquet",
+                "--version",
+                "1",
+            ],
+            vec!["head", "--warehouse", w, "--key", &key],
+        ];
+        for args in runs {
+            let out = makoto(&args);
+            assert_eq!(out.code, Some(2), "{args:?}: {} {}", out.stdout, out.stderr);
+            let errors: Vec<&str> = out
+                .stderr
+                .lines()
+                .filter(|l| l.starts_with("error:"))
+                .collect();
+            assert_eq!(errors.len(), 1, "{args:?}: {}", out.stderr);
+            let uri = url::Url::from_directory_path(&missing).unwrap();
+            let uri = uri.as_str().trim_end_matches('/');
+            assert!(
+                errors[0].contains(w) || errors[0].contains(uri),
+                "{args:?}: {}",
+                errors[0]
+            );
+            if missing.exists() {
+                assert_eq!(
+                    std::fs::read_dir(&missing).unwrap().count(),
+                    0,
+                    "{args:?} wrote into {w}"
+                );
+            }
+        }
+        assert!(missing.ends_with("empty-wh") || !missing.exists());
+    }
+}

@@ -176,9 +176,10 @@ async fn attest_and_verify_on_s3() {
     );
 
     // The rows on S3 carry the digests of the bytes, recomputed here from the local copy.
-    let store = AttestationStore::open(Location::existing(&warehouse).unwrap(), garage.storage())
-        .await
-        .unwrap();
+    let store =
+        AttestationStore::open_existing(Location::existing(&warehouse).unwrap(), garage.storage())
+            .await
+            .unwrap();
     let files_table = store.load_files().await.unwrap();
     let files = store
         .file_rows(&files_table, &table, 0, u64::MAX / 2)

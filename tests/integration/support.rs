@@ -97,7 +97,7 @@ impl<'a> Run<'a> {
         let storage = StorageOptions::default();
         let table = SourceTable::open(Location::existing(self.table.to_str().unwrap())?, &storage)?;
         let store =
-            AttestationStore::open(Location::create(self.warehouse.to_str().unwrap())?, storage)
+            AttestationStore::create(Location::create(self.warehouse.to_str().unwrap())?, storage)
                 .await?;
         let signer = self.key.map(|k| k as Arc<dyn Signer>);
         let mut a = Attestor::new(table, store, signer, self.options);
@@ -109,7 +109,7 @@ impl<'a> Run<'a> {
 }
 
 pub async fn store(warehouse: &Path) -> AttestationStore {
-    AttestationStore::open(
+    AttestationStore::create(
         Location::create(warehouse.to_str().unwrap()).unwrap(),
         StorageOptions::default(),
     )

@@ -32,9 +32,10 @@ pub async fn verify_err(table: &Path, wh: &Path, version: u64) -> String {
         &storage,
     )
     .unwrap();
-    let store = AttestationStore::open(Location::existing(wh.to_str().unwrap()).unwrap(), storage)
-        .await
-        .unwrap();
+    let store =
+        AttestationStore::open_existing(Location::existing(wh.to_str().unwrap()).unwrap(), storage)
+            .await
+            .unwrap();
     let options = VerifyOptions {
         at: makoto_delta::VersionSpec::Version(version),
         ..VerifyOptions::default()
@@ -60,9 +61,10 @@ pub async fn verify_with(
         &storage,
     )
     .unwrap();
-    let store = AttestationStore::open(Location::existing(wh.to_str().unwrap()).unwrap(), storage)
-        .await
-        .unwrap();
+    let store =
+        AttestationStore::open_existing(Location::existing(wh.to_str().unwrap()).unwrap(), storage)
+            .await
+            .unwrap();
     Verifier::new(&source, &store, trust, options)
         .run()
         .await

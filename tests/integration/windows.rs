@@ -118,7 +118,7 @@ fn windows_cli(table: &Path, wh: &Path, key: &str, spec: &str) -> Value {
 }
 
 async fn store(wh: &Path) -> makoto_delta::AttestationStore {
-    makoto_delta::AttestationStore::open(
+    makoto_delta::AttestationStore::open_existing(
         Location::existing(wh.to_str().unwrap()).unwrap(),
         StorageOptions::default(),
     )

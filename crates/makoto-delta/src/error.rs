@@ -146,6 +146,11 @@ pub enum Error {
     ProofInvalid { reason: String },
 
     #[error(
+        "{warehouse}: not a Makoto warehouse (no system/makoto/attestations table); give the warehouse `makoto attest` wrote to"
+    )]
+    WarehouseNotFound { warehouse: String },
+
+    #[error(
         "{table}: no attestations under this URI, and its table id {table_id} was attested under several: {} — choose one with --as",
         .candidates.join(", ")
     )]

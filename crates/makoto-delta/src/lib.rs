@@ -9,7 +9,7 @@
 //!
 //! let options = StorageOptions::default();
 //! let table = SourceTable::open(Location::existing("data/sample/sales")?, &options)?;
-//! let store = AttestationStore::open(Location::create("/tmp/warehouse")?, options).await?;
+//! let store = AttestationStore::create(Location::create("/tmp/warehouse")?, options).await?;
 //! let key = makoto_delta::keyfile::load_signing_key("makoto.key".as_ref())?;
 //! let summary = Attestor::new(table, store, Some(Arc::new(key)), AttestOptions::default())
 //!     .run()

@@ -29,7 +29,8 @@ pub(crate) async fn attest(req: AttestRequest) -> anyhow::Result<AttestSummary> 
         None => None,
     };
     let table = SourceTable::open(Location::existing(&req.table)?, &storage)?;
-    let store = AttestationStore::open(Location::create(&req.warehouse)?, storage.clone()).await?;
+    let store =
+        AttestationStore::create(Location::create(&req.warehouse)?, storage.clone()).await?;
     let mut options = AttestOptions {
         to_version: req.to_version,
         batch_size: req.batch_size.max(1),
@@ -181,7 +182,7 @@ pub async fn run(args: AttestArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
             };
             let source = SourceTable::open(Location::existing(&table_arg)?, &storage)?;
             let store =
-                AttestationStore::open(Location::existing(&warehouse_arg)?, storage).await?;
+                AttestationStore::create(Location::existing(&warehouse_arg)?, storage).await?;
             Some(
                 makoto_delta::windows::attest_windows(
                     &source,

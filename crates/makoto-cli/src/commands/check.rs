@@ -20,7 +20,8 @@ pub async fn run(args: CheckArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let trust = load_trust(&args.trust)?;
     let storage = StorageOptions::default();
     let store =
-        AttestationStore::open(Location::existing(&args.warehouse)?, storage.clone()).await?;
+        AttestationStore::open_existing(Location::existing(&args.warehouse)?, storage.clone())
+            .await?;
     let source =
         super::attested_table(&args.table, args.attested_as.as_deref(), &store, &storage).await?;
     let options = GateOptions {

@@ -24,7 +24,8 @@ pub async fn run(args: DbomArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     };
     let storage = StorageOptions::default();
     let store =
-        AttestationStore::open(Location::existing(&args.warehouse)?, storage.clone()).await?;
+        AttestationStore::open_existing(Location::existing(&args.warehouse)?, storage.clone())
+            .await?;
     let source =
         super::attested_table(&args.table, args.attested_as.as_deref(), &store, &storage).await?;
     let verification = match &trust {

@@ -54,7 +54,7 @@ pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let public = keyfile::load_public_key(&pub_path)?;
     let trusted = TrustedKeys::new(vec![public.clone()]);
     let storage = StorageOptions::default();
-    let store = AttestationStore::open(
+    let store = AttestationStore::create(
         Location::create(&warehouse.display().to_string())?,
         storage.clone(),
     )

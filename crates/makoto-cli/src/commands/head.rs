@@ -8,7 +8,7 @@ use crate::args::HeadArgs;
 
 pub async fn run(args: HeadArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let key = keyfile::load_signing_key(&args.key)?;
-    let store = AttestationStore::open(
+    let store = AttestationStore::open_existing(
         Location::existing(&args.warehouse)?,
         StorageOptions::default(),
     )

@@ -91,7 +91,7 @@ async fn record_in_warehouse(
     use makoto_delta::store::{AppendOutcome, windows_app_id};
     let own = signer.map(|s| makoto_core::verify::TrustedKeys::new(vec![s.public_key().clone()]));
     let (windows, _) = makoto_kafka::published(topic, own.as_ref()).await?;
-    let store = makoto_delta::AttestationStore::open(
+    let store = makoto_delta::AttestationStore::create(
         makoto_delta::Location::create(warehouse)?,
         makoto_delta::StorageOptions::default(),
     )

@@ -13,7 +13,8 @@ pub async fn prove(args: ProveArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let storage = StorageOptions::default();
     let table = Location::existing(&args.table)?;
     let store =
-        AttestationStore::open(Location::existing(&args.warehouse)?, storage.clone()).await?;
+        AttestationStore::open_existing(Location::existing(&args.warehouse)?, storage.clone())
+            .await?;
     let (bytes, what, version) = match (&args.record, &args.file, args.version) {
         (Some(record), _, _) => {
             let (v, i) = record

@@ -32,7 +32,8 @@ pub async fn run(args: TransformArgs, out: &mut dyn Write) -> anyhow::Result<u8>
         );
     }
     let storage = StorageOptions::default();
-    let store = AttestationStore::open(Location::create(&args.warehouse)?, storage.clone()).await?;
+    let store =
+        AttestationStore::create(Location::create(&args.warehouse)?, storage.clone()).await?;
     let transform = SqlTransform {
         name: args.name.clone().unwrap_or_else(|| "SQL transform".into()),
         query: args.sql.clone(),

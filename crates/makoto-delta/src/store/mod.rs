@@ -155,8 +155,42 @@ pub struct AttestationStore {
 }
 
 impl AttestationStore {
-    /// Opens the store, creating the system tables if they do not exist.
-    pub async fn open(warehouse: Location, options: StorageOptions) -> Result<Self, Error> {
+    /// Opens the store of a warehouse that must already hold attestations (every command that
+    /// only reads: verify, check, prove, dbom, head, sql). Creates nothing: a warehouse without
+    /// `system/makoto/attestations` (a mistyped URI, an empty bucket) is an error naming it.
+    pub async fn open_existing(
+        warehouse: Location,
+        options: StorageOptions,
+    ) -> Result<Self, Error> {
+        let store = Self::handle(warehouse, options)?;
+        if !store.has_log(&store.attestations).await? {
+            return Err(Error::WarehouseNotFound {
+                warehouse: store.warehouse.as_uri(),
+            });
+        }
+        Ok(store)
+    }
+
+    /// Opens the store, creating the system tables if they do not exist (attest, transform,
+    /// recording Kafka windows).
+    pub async fn create(warehouse: Location, options: StorageOptions) -> Result<Self, Error> {
+        let store = Self::handle(warehouse, options)?;
+        store
+            .ensure_table(
+                &store.attestations,
+                ATTESTATION_COLUMNS,
+                "attestations",
+                "Makoto attestations: one signed in-toto statement per attested Delta commit.",
+            )
+            .await?;
+        store
+            .ensure_table(&store.files, FILE_COLUMNS, "files",
+                "Makoto per-file digests: every file added, removed or written as change data by an attested commit.")
+            .await?;
+        Ok(store)
+    }
+
+    fn handle(warehouse: Location, options: StorageOptions) -> Result<Self, Error> {
         let attestations = warehouse.join(ATTESTATIONS_PATH)?;
         let files = warehouse.join(FILES_PATH)?;
         let verifications = warehouse.join(VERIFICATIONS_PATH)?;
@@ -171,7 +205,7 @@ impl AttestationStore {
             STATE_PAGES_PATH,
             format!("{}/{STATE_PAGES_PATH}", warehouse.as_uri()),
         );
-        let store = AttestationStore {
+        Ok(AttestationStore {
             warehouse,
             options,
             attestations,
@@ -180,20 +214,7 @@ impl AttestationStore {
             windows,
             pages,
             leaves,
-        };
-        store
-            .ensure_table(
-                &store.attestations,
-                ATTESTATION_COLUMNS,
-                "attestations",
-                "Makoto attestations: one signed in-toto statement per attested Delta commit.",
-            )
-            .await?;
-        store
-            .ensure_table(&store.files, FILE_COLUMNS, "files",
-                "Makoto per-file digests: every file added, removed or written as change data by an attested commit.")
-            .await?;
-        Ok(store)
+        })
     }
 
     pub fn warehouse(&self) -> &Location {

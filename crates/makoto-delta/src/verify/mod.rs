@@ -496,7 +496,7 @@ impl<'a> Verifier<'a> {
         let cross_check = match cross_check {
             Some(handle) => handle.await,
             None => Ok(Err(
-                "the log holds a commit file too large to read safely; not opened".to_owned()
+                "the log holds a commit file too large to read safely; not opened".to_owned(),
             )),
         };
         match (cross_check, &walked.view) {
@@ -550,7 +550,7 @@ impl<'a> Verifier<'a> {
         };
         let outcome = Outcome::of(&findings, &coverage);
         let verified = outcome == Outcome::Verified;
-        if verified && replay.known {
+        if verified && replay.known && self.options.record.is_some() {
             // Keep the verified state's pages so a later --since-last can resume from it.
             record::persist_state(self.store, &mut replay.tree).await?;
         }
