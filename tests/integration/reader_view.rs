@@ -740,3 +740,35 @@ async fn giant_planted_log_files_are_not_read() {
         summary(&r)
     );
 }
+
+/// A run continues a chain from the stored table facts; when they are gone (or the chain was
+/// made before reader views were signed) it rebuilds the view from the log, checks it against
+/// the last signed one, and the chain goes on verifying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_without_stored_facts_rebuilds_the_view_from_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("t");
+    let wh = tmp.path().join("wh");
+    let mut t = makoto_testkit::SampleTable::create(&table).await.unwrap();
+    t.append(makoto_testkit::rows(0..10, "emea").unwrap())
+        .await
+        .unwrap();
+    t.checkpoint().await.unwrap();
+    t.append(makoto_testkit::rows(10..20, "amer").unwrap())
+        .await
+        .unwrap();
+    Run::new(&table, &wh).run().await.unwrap();
+    std::fs::remove_dir_all(wh.join("system/makoto/state/facts")).unwrap();
+    t.append(makoto_testkit::rows(20..30, "apac").unwrap())
+        .await
+        .unwrap();
+    t.delete("id < 5").await.unwrap();
+    let s = Run::new(&table, &wh).run().await.unwrap();
+    assert_eq!(s.attested.len(), 2);
+    let r = verify_mode(&table, &wh, VerifyMode::Deep, VersionSpec::Latest).await;
+    assert!(r.verified, "{}", summary(&r));
+    assert_eq!(
+        r.coverage.reader_view,
+        makoto_delta::ReaderViewCoverage::Signed
+    );
+}
