@@ -17,7 +17,7 @@ use crate::support::*;
 
 /// v0 create, v1..=v3 appends of 10 rows (ids 0..30), v4 a delete (not part of the stream),
 /// v5 an append of 10 rows (ids 100..110).
-async fn stream_table(dir: &Path) -> PathBuf {
+pub(crate) async fn stream_table(dir: &Path) -> PathBuf {
     let path = dir.join("ticks");
     let mut t = makoto_testkit::SampleTable::create(&path).await.unwrap();
     for i in 0..3 {
@@ -228,7 +228,13 @@ async fn windows_over_appends_match_an_independent_tree() {
     let ok = makoto(&["verify-proof", proof.to_str().unwrap(), "--trust", &public]);
     assert_eq!(ok.code, Some(0), "{}", ok.stdout);
     assert!(ok.stdout.contains("record 4 of version 2"), "{}", ok.stdout);
-    let mut p: Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
+    let written = std::fs::read(&proof).unwrap();
+    let mut p: Value = serde_json::from_slice(&written).unwrap();
+    // The file is the proof's canonical JSON and one newline.
+    let mut canonical = makoto_core::canonical::to_vec(&p);
+    canonical.push(b'\n');
+    assert_eq!(written, canonical);
+    assert_eq!(p["format"], "makoto-record-proof/2");
     // Record (2, 4) is stream record 14, the first of window 3.
     assert_eq!(p["position"], 0);
     assert_eq!(
@@ -338,6 +344,89 @@ fn tamper_v2(table: &Path, how: &Tamper) {
     let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None).unwrap();
     w.write(&out).unwrap();
     w.close().unwrap();
+}
+
+/// Trust files that date the key: a window is dated by its own signing time
+/// (`predicate.delta.attestedAt`), so genuine windows and record proofs verify while the key
+/// is valid, and fail when it was revoked, expired or not yet valid when they were signed.
+#[rstest]
+#[case::valid_from_and_until(
+    r#""validFrom":"2020-01-01T00:00:00Z","validUntil":"2100-01-01T00:00:00Z""#,
+    None
+)]
+#[case::revoked_later(r#""revokedAt":"2100-01-01T00:00:00Z""#, None)]
+#[case::all_three(
+    r#""validFrom":"2020-01-01T00:00:00Z","validUntil":"2100-01-01T00:00:00Z","revokedAt":"2099-01-01T00:00:00Z""#,
+    None
+)]
+#[case::revoked_before_signing(r#""revokedAt":"2021-01-01T00:00:00Z""#, Some("revoked"))]
+#[case::expired_before_signing(r#""validUntil":"2021-01-01T00:00:00Z""#, Some("expired"))]
+#[case::not_yet_valid(r#""validFrom":"2100-01-01T00:00:00Z""#, Some("valid only from"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_and_record_proofs_are_dated_by_their_signing_time(
+    #[case] dates: &str,
+    #[case] refused: Option<&str>,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = stream_table(tmp.path()).await;
+    let wh = tmp.path().join("wh");
+    let (key, public) = keyfiles(tmp.path());
+    windows_cli(&table, &wh, &key, "records=7");
+    let pem = std::fs::read_to_string(&public).unwrap();
+    let trust = tmp.path().join("trust.json");
+    std::fs::write(
+        &trust,
+        format!(
+            r#"{{"keys":[{{"name":"attestor","publicKey":{},{dates}}}]}}"#,
+            serde_json::to_string(&pem).unwrap()
+        ),
+    )
+    .unwrap();
+    let trust = trust.to_str().unwrap();
+    let report = verify_cli(&table, &wh, trust);
+    let untrusted: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "window-untrusted")
+        .map(|f| f["detail"].as_str().unwrap())
+        .collect();
+    let proof = tmp.path().join("proof.json");
+    let out = makoto(&[
+        "prove",
+        table.to_str().unwrap(),
+        "--warehouse",
+        wh.to_str().unwrap(),
+        "--record",
+        "2:5",
+        "--out",
+        proof.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let checked = makoto(&["verify-proof", proof.to_str().unwrap(), "--trust", trust]);
+    match refused {
+        None => {
+            assert_eq!(report["outcome"], "verified", "{report}");
+            assert_eq!(report["windowsChecked"], 5);
+            assert!(untrusted.is_empty(), "{untrusted:?}");
+            assert_eq!(checked.code, Some(0), "{}", checked.stdout);
+            assert!(
+                checked
+                    .stdout
+                    .contains("record 5 of version 2 is record 1 of 7")
+            );
+        }
+        Some(reason) => {
+            assert_eq!(report["outcome"], "failed");
+            assert_eq!(untrusted.len(), 5, "{report}");
+            assert!(
+                untrusted.iter().all(|d| d.contains(reason)),
+                "{untrusted:?}"
+            );
+            assert_eq!(checked.code, Some(1), "{}", checked.stdout);
+            assert!(checked.stdout.contains(reason), "{}", checked.stdout);
+        }
+    }
 }
 
 /// Record (v2, 1) is stream record 11: window 2 of records=7 (records 7..=13), position 4.

@@ -12,14 +12,16 @@
 //!  "envelope": {<the DSSE envelope of the version's attestation>}}
 //! ```
 //!
-//! Checking it: the envelope verifies under a trusted key whose id is `keyid` (and is the key
-//! id its signature names); its statement is the attestation of
-//! `table@v<version>` with subject digest `stateDigest`; the file's leaf hash, folded with the
-//! siblings along its key, gives `stateDigest`. A proof file that is not exactly the canonical
-//! form of its content is rejected, so any changed byte makes it fail.
+//! Checking it (docs/verification.md#proofs): the envelope holds exactly one signature, which
+//! verifies under a trusted key whose id is `keyid` (and is the key id the signature names);
+//! its statement is the commit attestation of `table@v<version>` with subject digest
+//! `stateDigest`; the file (which has a digest) hashed as a leaf and folded with the siblings
+//! along its key gives `stateDigest`. A proof file that is not exactly the canonical form of
+//! its content is rejected, so any changed byte makes it fail.
 
 use serde_json::{Value, json};
 
+use crate::attestation::{ORIGIN_V1, TRANSFORM_V1};
 use crate::attested::AttestedCommit;
 use crate::dsse::Envelope;
 use crate::state::{FileEntry, MembershipProof, verify_membership};
@@ -113,6 +115,12 @@ impl FileProof {
             .parse()?;
         let file = v.get("file").ok_or_else(|| bad("no file"))?;
         let entry = FileEntry::from_value_bytes(&canonical::to_vec(file))?;
+        if !entry.is_available() {
+            return Err(bad(format!(
+                "{} has no digest (its bytes were gone when it was attested): there is nothing to prove its bytes by",
+                entry.path()
+            )));
+        }
         let siblings = v
             .get("siblings")
             .and_then(Value::as_array)
@@ -130,6 +138,12 @@ impl FileProof {
             .ok_or_else(|| bad("no keyid"))?;
         let envelope = v.get("envelope").ok_or_else(|| bad("no envelope"))?;
         let envelope = Envelope::from_json(&canonical::to_vec(envelope))?;
+        if envelope.signatures().len() != 1 {
+            return Err(bad(format!(
+                "the envelope holds {} signatures; makoto writes exactly one",
+                envelope.signatures().len()
+            )));
+        }
         let proof = FileProof {
             table,
             version,
@@ -176,6 +190,12 @@ impl FileProof {
             )));
         }
         let statement: &Statement = verified.value();
+        if ![ORIGIN_V1, TRANSFORM_V1].contains(&statement.predicate_type()) {
+            return Err(bad(format!(
+                "the envelope holds a {} statement, not a commit attestation",
+                statement.predicate_type()
+            )));
+        }
         let attested = AttestedCommit::from_statement(statement)?;
         let expected_subject = format!("{}@v{}", self.table, self.version);
         if attested.subject_name() != expected_subject {

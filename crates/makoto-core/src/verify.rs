@@ -12,7 +12,8 @@
 //! ```
 //!
 //! A signature counts only if it verifies under one of these keys and the statement's signed
-//! time (`predicate.delta.attestor.attestedAt`, or `predicate.createdAt`) lies in
+//! time ([`signing_time`]: `predicate.delta.attestor.attestedAt` of commit attestations,
+//! `predicate.delta.attestedAt` of stream windows, or `predicate.createdAt`) lies in
 //! `[validFrom, min(validUntil, revokedAt))`. A signature's `keyid` only chooses which trusted
 //! key to try first; it never makes a key trusted.
 
@@ -20,6 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::attestation::STREAM_WINDOW_V1;
 use crate::dsse::{Envelope, pae};
 use crate::keys::{KeyId, PublicKey};
 use crate::statement::Statement;
@@ -206,15 +208,26 @@ impl<T> Verified<T> {
     }
 }
 
-/// The signing time a statement records: `predicate.delta.attestor.attestedAt` for commit
-/// attestations, `predicate.createdAt` for other Makoto statements.
+/// The signing time a statement records, where its kind of statement keeps it:
+/// `predicate.delta.attestedAt` for stream-window statements of Delta tables
+/// (`predicate.kafka.attestedAt` for Kafka topics), `predicate.delta.attestor.attestedAt` for
+/// commit attestations (origin and transform), `predicate.createdAt` for other Makoto
+/// statements (heads, verification records).
 pub fn signing_time(statement: &Statement) -> Option<DateTime<Utc>> {
     let p = statement.predicate();
-    p.get("delta")
-        .and_then(|d| d.get("attestor"))
-        .and_then(|a| a.get("attestedAt"))
-        .or_else(|| p.get("createdAt"))
-        .and_then(Value::as_str)
+    let at = if statement.predicate_type() == STREAM_WINDOW_V1 {
+        match (p.get("delta"), p.get("kafka")) {
+            (Some(d), None) => d.get("attestedAt"),
+            (None, Some(k)) => k.get("attestedAt"),
+            _ => None,
+        }
+    } else {
+        p.get("delta")
+            .and_then(|d| d.get("attestor"))
+            .and_then(|a| a.get("attestedAt"))
+            .or_else(|| p.get("createdAt"))
+    };
+    at.and_then(Value::as_str)
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&Utc))
 }
@@ -370,6 +383,53 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("revoked")
+        );
+    }
+
+    #[test]
+    fn window_statements_are_dated_where_they_keep_their_signing_time() {
+        let k = SigningKeyPair::from_seed(&[10u8; 32]);
+        let pem = serde_json::to_string(&k.public_key().to_spki_pem().unwrap()).unwrap();
+        let trust = |extra: &str| {
+            TrustedKeys::parse(&format!(r#"{{"keys":[{{"publicKey":{pem},{extra}}}]}}"#)).unwrap()
+        };
+        let window = |block: &str, at: &str| {
+            let s = Statement::new(
+                vec![Subject::new("t#window/records=1/1", Default::default())],
+                crate::attestation::STREAM_WINDOW_V1,
+                json!({ block: {"attestedAt": at} }),
+            );
+            Envelope::sign(IN_TOTO_PAYLOAD_TYPE, s.to_payload(), &k).unwrap()
+        };
+        let dated = trust(
+            r#""validFrom":"2026-01-01T00:00:00Z","validUntil":"2027-01-01T00:00:00Z","revokedAt":"2026-09-01T00:00:00Z""#,
+        );
+        for block in ["delta", "kafka"] {
+            assert!(
+                verify_statement(&window(block, "2026-06-01T00:00:00Z"), &dated).is_ok(),
+                "{block}"
+            );
+            let late = verify_statement(&window(block, "2026-10-01T00:00:00Z"), &dated)
+                .unwrap_err()
+                .to_string();
+            assert!(late.contains("revoked"), "{block}: {late}");
+            let early = verify_statement(&window(block, "2025-10-01T00:00:00Z"), &dated)
+                .unwrap_err()
+                .to_string();
+            assert!(early.contains("valid only from"), "{block}: {early}");
+        }
+        // A window statement is not dated by a commit statement's field.
+        let s = Statement::new(
+            vec![Subject::new("t#window/records=1/1", Default::default())],
+            crate::attestation::STREAM_WINDOW_V1,
+            json!({"delta": {"attestor": {"attestedAt": "2026-06-01T00:00:00Z"}}}),
+        );
+        let env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, s.to_payload(), &k).unwrap();
+        assert!(
+            verify_statement(&env, &dated)
+                .unwrap_err()
+                .to_string()
+                .contains("no signing time")
         );
     }
 

@@ -1,6 +1,11 @@
 //! Stream windows: records that append-only commits add, grouped into bounded windows, each
 //! committed to by an RFC 6962 Merkle root ([`crate::merkle`]) and chained to the previous
 //! window. A window is attested by one `https://makoto.dev/stream-window/v1` statement.
+//!
+//! Since `predicate.delta.formatVersion` 2 the statement also signs where each commit's
+//! records are among the leaves (`predicate.delta.commits`, [`CommitSpan`]), so that a record
+//! proof binds the record's `version:index` to its leaf position ([`AttestedWindow::locate`]).
+//! Statements of format 1 sign only the first and last record.
 
 use std::fmt;
 use std::str::FromStr;
@@ -103,6 +108,50 @@ pub struct RecordPos {
     pub index: u64,
 }
 
+/// A run of consecutive records of one commit inside a window: leaves
+/// `position .. position + records` are the records `first_index .. first_index + records` of
+/// commit `version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommitSpan {
+    pub version: u64,
+    pub first_index: u64,
+    pub position: u64,
+    pub records: u64,
+}
+
+impl CommitSpan {
+    fn to_json(self) -> Value {
+        json!({
+            "version": self.version,
+            "firstIndex": self.first_index,
+            "position": self.position,
+            "records": self.records,
+        })
+    }
+}
+
+/// The commit spans of a window whose leaves are the records at `positions`, in leaf order.
+pub fn commit_spans(positions: impl IntoIterator<Item = RecordPos>) -> Vec<CommitSpan> {
+    let mut spans: Vec<CommitSpan> = Vec::new();
+    for (leaf, pos) in (0u64..).zip(positions) {
+        match spans.last_mut() {
+            Some(s) if s.version == pos.version && s.first_index + s.records == pos.index => {
+                s.records += 1;
+            }
+            _ => spans.push(CommitSpan {
+                version: pos.version,
+                first_index: pos.index,
+                position: leaf,
+                records: 1,
+            }),
+        }
+    }
+    spans
+}
+
+/// `predicate.delta.formatVersion` of the window statements written now.
+pub const WINDOW_FORMAT_VERSION: u64 = 2;
+
 /// The previous window of a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreviousWindow {
@@ -125,6 +174,8 @@ pub struct WindowFacts {
     pub first_timestamp_ms: i64,
     pub last_timestamp_ms: i64,
     pub leaves: Vec<Sha256Digest>,
+    /// Where each commit's records are among the leaves ([`commit_spans`] of the records).
+    pub commits: Vec<CommitSpan>,
     pub previous: Option<PreviousWindow>,
     pub attested_at_ms: i64,
 }
@@ -148,6 +199,11 @@ impl WindowFacts {
 pub fn build_window_statement(w: &WindowFacts, attestor: &str) -> Result<Statement, Error> {
     let root = w.root();
     let id = w.id();
+    check_spans(&w.commits, w.leaves.len() as u64, w.first, w.last).map_err(|e| {
+        Error::InvalidStatement {
+            reason: format!("window {id}: commits: {e}"),
+        }
+    })?;
     let genesis = w
         .previous
         .as_ref()
@@ -192,12 +248,13 @@ pub fn build_window_statement(w: &WindowFacts, attestor: &str) -> Result<Stateme
         "collector": {"id": attestor},
         "verification": {"merkleProofAvailable": true},
         "delta": {
-            "formatVersion": 1,
+            "formatVersion": WINDOW_FORMAT_VERSION,
             "tableId": w.table_id,
             "spec": w.spec.to_string(),
             "recordEncoding": RECORD_ENCODING,
             "first": {"version": w.first.version, "index": w.first.index},
             "last": {"version": w.last.version, "index": w.last.index},
+            "commits": w.commits.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
             "firstTimestampMs": w.first_timestamp_ms,
             "lastTimestampMs": w.last_timestamp_ms,
             "attestedAt": rfc3339(w.attested_at_ms)?,
@@ -228,6 +285,73 @@ pub struct AttestedWindow {
     pub last: RecordPos,
     pub previous_id: Option<String>,
     pub previous_root: Option<Sha256Digest>,
+    /// `predicate.delta.formatVersion` (1 or 2).
+    pub format_version: u64,
+    /// `predicate.delta.commits` (format 2); `None` for format 1, which does not sign it.
+    pub commits: Option<Vec<CommitSpan>>,
+}
+
+/// Checks that `commits` describe exactly the leaves `0..leaf_count`, from `first` to `last`:
+/// spans in leaf order, contiguous from position 0, each of at least one record, one per
+/// commit in increasing version order, every span but the first starting at record 0.
+fn check_spans(
+    commits: &[CommitSpan],
+    leaf_count: u64,
+    first: RecordPos,
+    last: RecordPos,
+) -> Result<(), String> {
+    let mut next = 0u64;
+    let mut previous: Option<u64> = None;
+    for (k, c) in commits.iter().enumerate() {
+        if c.records == 0 {
+            return Err(format!("commits[{k}] holds no record"));
+        }
+        if c.position != next {
+            return Err(format!(
+                "commits[{k}] starts at leaf {}, the previous spans end at leaf {next}",
+                c.position
+            ));
+        }
+        if previous.is_some_and(|v| c.version <= v) {
+            return Err(format!("commits[{k}]: versions are not increasing"));
+        }
+        if k > 0 && c.first_index != 0 {
+            return Err(format!(
+                "commits[{k}] starts at record {} of version {} (only the first span may start after record 0)",
+                c.first_index, c.version
+            ));
+        }
+        c.first_index
+            .checked_add(c.records)
+            .ok_or_else(|| format!("commits[{k}]: record index overflows"))?;
+        next = next
+            .checked_add(c.records)
+            .ok_or_else(|| format!("commits[{k}]: leaf position overflows"))?;
+        previous = Some(c.version);
+    }
+    if next != leaf_count {
+        return Err(format!(
+            "the spans hold {next} records, the tree {leaf_count} leaves"
+        ));
+    }
+    let (Some(a), Some(b)) = (commits.first(), commits.last()) else {
+        return Err("no span".into());
+    };
+    if (RecordPos {
+        version: a.version,
+        index: a.first_index,
+    }) != first
+    {
+        return Err("the first span does not start at the first record".into());
+    }
+    if (RecordPos {
+        version: b.version,
+        index: b.first_index + b.records - 1,
+    }) != last
+    {
+        return Err("the last span does not end at the last record".into());
+    }
+    Ok(())
 }
 
 impl AttestedWindow {
@@ -258,6 +382,47 @@ impl AttestedWindow {
         if subject.sha256() != Some(root.to_hex().as_str()) {
             return Err(bad("subject digest (must be the Merkle root)"));
         }
+        let leaf_count = tree["leafCount"]
+            .as_u64()
+            .ok_or_else(|| bad("merkleTree.leafCount"))?;
+        let first = pos(&d["first"])?;
+        let last = pos(&d["last"])?;
+        let format_version = d["formatVersion"]
+            .as_u64()
+            .ok_or_else(|| bad("delta.formatVersion"))?;
+        let commits = match (format_version, d.get("commits")) {
+            (1, None) => None,
+            (1, Some(_)) => return Err(bad("delta.commits (not part of formatVersion 1)")),
+            (2, Some(Value::Array(a))) => {
+                let u = |c: &Value, k: &str| c.get(k).and_then(Value::as_u64);
+                let spans = a
+                    .iter()
+                    .map(|c| {
+                        Some(CommitSpan {
+                            version: u(c, "version")?,
+                            first_index: u(c, "firstIndex")?,
+                            position: u(c, "position")?,
+                            records: u(c, "records")?,
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| bad("delta.commits"))?;
+                check_spans(&spans, leaf_count, first, last).map_err(|e| {
+                    Error::InvalidStatement {
+                        reason: format!("stream-window statement: delta.commits: {e}"),
+                    }
+                })?;
+                Some(spans)
+            }
+            (2, _) => return Err(bad("delta.commits")),
+            (v, _) => {
+                return Err(Error::InvalidStatement {
+                    reason: format!(
+                        "stream-window statement: delta.formatVersion {v} is not supported (1 or 2)"
+                    ),
+                });
+            }
+        };
         Ok(AttestedWindow {
             id: subject.name().to_owned(),
             spec: d["spec"]
@@ -268,17 +433,72 @@ impl AttestedWindow {
                 .as_u64()
                 .ok_or_else(|| bad("chain.chainLength"))?,
             root,
-            leaf_count: tree["leafCount"]
-                .as_u64()
-                .ok_or_else(|| bad("merkleTree.leafCount"))?,
-            first: pos(&d["first"])?,
-            last: pos(&d["last"])?,
+            leaf_count,
+            first,
+            last,
             previous_id: chain["previousWindowId"].as_str().map(str::to_owned),
             previous_root: chain["previousMerkleRoot"]
                 .as_str()
                 .map(str::parse)
                 .transpose()?,
+            format_version,
+            commits,
         })
+    }
+
+    /// The leaf position of record `pos` as the signed statement pins it, or why the statement
+    /// does not pin it: format 2 from its commit spans; format 1 only for the first and last
+    /// record, and for any record of a window that holds the records of a single commit.
+    pub fn locate(&self, pos: RecordPos) -> Result<u64, String> {
+        let at = |p: RecordPos| format!("{}:{}", p.version, p.index);
+        if pos < self.first || pos > self.last {
+            return Err(format!(
+                "record {} is not in window {} (it holds records {} to {})",
+                at(pos),
+                self.id,
+                at(self.first),
+                at(self.last)
+            ));
+        }
+        if let Some(spans) = &self.commits {
+            return spans
+                .iter()
+                .find(|c| {
+                    c.version == pos.version
+                        && pos.index >= c.first_index
+                        && pos.index - c.first_index < c.records
+                })
+                .map(|c| c.position + (pos.index - c.first_index))
+                .ok_or_else(|| {
+                    format!(
+                        "window {} signs no record {} (version {} has no such record in it)",
+                        self.id,
+                        at(pos),
+                        pos.version
+                    )
+                });
+        }
+        let last_leaf = self.leaf_count.checked_sub(1);
+        if pos == self.first {
+            return Ok(0);
+        }
+        if pos == self.last
+            && let Some(l) = last_leaf
+        {
+            return Ok(l);
+        }
+        if self.first.version == self.last.version
+            && self.last.index.checked_sub(self.first.index) == last_leaf
+        {
+            return Ok(pos.index - self.first.index);
+        }
+        Err(format!(
+            "window {} has stream-window formatVersion 1: it signs only its first record ({}) and its last ({}), not which leaf holds each commit's records, so record {} cannot be tied to a leaf",
+            self.id,
+            at(self.first),
+            at(self.last),
+            at(pos)
+        ))
     }
 }
 
@@ -307,5 +527,146 @@ mod tests {
             assert!(bad.parse::<WindowSpec>().is_err(), "{bad}");
         }
         assert_eq!(iso_duration(1500), "PT1.500S");
+    }
+
+    fn pos(version: u64, index: u64) -> RecordPos {
+        RecordPos { version, index }
+    }
+
+    /// Records 2:4..=2:9, 3:0..=3:2, 5:0 (a window that starts inside commit 2).
+    fn facts() -> WindowFacts {
+        let positions: Vec<RecordPos> = (4..10)
+            .map(|i| pos(2, i))
+            .chain((0..3).map(|i| pos(3, i)))
+            .chain([pos(5, 0)])
+            .collect();
+        WindowFacts {
+            table_uri: "file:///t".into(),
+            table_id: "id".into(),
+            spec: WindowSpec::Records(10),
+            sequence: 2,
+            first: positions[0],
+            last: positions[9],
+            first_timestamp_ms: 0,
+            last_timestamp_ms: 0,
+            leaves: positions
+                .iter()
+                .map(|p| merkle::leaf_hash(format!("{p:?}").as_bytes()))
+                .collect(),
+            commits: commit_spans(positions.iter().copied()),
+            previous: Some(PreviousWindow {
+                id: "file:///t#window/records=10/1".into(),
+                root: Sha256Digest::of(b"r"),
+                sequence: 1,
+                genesis_id: "file:///t#window/records=10/1".into(),
+            }),
+            attested_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn format_2_pins_every_record_to_its_leaf() {
+        let f = facts();
+        assert_eq!(
+            f.commits,
+            vec![
+                CommitSpan {
+                    version: 2,
+                    first_index: 4,
+                    position: 0,
+                    records: 6
+                },
+                CommitSpan {
+                    version: 3,
+                    first_index: 0,
+                    position: 6,
+                    records: 3
+                },
+                CommitSpan {
+                    version: 5,
+                    first_index: 0,
+                    position: 9,
+                    records: 1
+                },
+            ]
+        );
+        let s = build_window_statement(&f, "a").unwrap();
+        assert_eq!(s.predicate()["delta"]["formatVersion"], 2);
+        let w = AttestedWindow::from_statement(&s).unwrap();
+        assert_eq!(w.locate(pos(2, 4)), Ok(0));
+        assert_eq!(w.locate(pos(2, 9)), Ok(5));
+        assert_eq!(w.locate(pos(3, 2)), Ok(8));
+        assert_eq!(w.locate(pos(5, 0)), Ok(9));
+        for p in [
+            pos(2, 3),
+            pos(3, 3),
+            pos(4, 0),
+            pos(5, 1),
+            pos(1, 0),
+            pos(9, 0),
+        ] {
+            assert!(w.locate(p).is_err(), "{p:?}");
+        }
+        // Spans that do not describe the leaves are refused, when signing and when reading.
+        let mut broken = f.clone();
+        broken.commits[1].records = 2;
+        assert!(build_window_statement(&broken, "a").is_err());
+        for edit in [
+            json!([{"version": 2, "firstIndex": 4, "position": 0, "records": 10}]),
+            json!([{"version": 2, "firstIndex": 4, "position": 1, "records": 6},
+                   {"version": 3, "firstIndex": 0, "position": 7, "records": 3},
+                   {"version": 5, "firstIndex": 0, "position": 10, "records": 1}]),
+            json!([{"version": 2, "firstIndex": 4, "position": 0, "records": 6},
+                   {"version": 3, "firstIndex": 1, "position": 6, "records": 3},
+                   {"version": 5, "firstIndex": 0, "position": 9, "records": 1}]),
+            json!([{"version": 2, "firstIndex": 4, "position": 0, "records": 6},
+                   {"version": 5, "firstIndex": 0, "position": 6, "records": 3},
+                   {"version": 5, "firstIndex": 0, "position": 9, "records": 1}]),
+            json!([{"version": 2, "firstIndex": 4, "position": 0, "records": 6},
+                   {"version": 3, "firstIndex": 0, "position": 6, "records": 3},
+                   {"version": 5, "firstIndex": 0, "position": 9}]),
+            json!(null),
+        ] {
+            let mut p = s.predicate().clone();
+            p["delta"]["commits"] = edit.clone();
+            let edited = Statement::new(s.subject().to_vec(), STREAM_WINDOW_V1, p);
+            assert!(AttestedWindow::from_statement(&edited).is_err(), "{edit}");
+        }
+    }
+
+    #[test]
+    fn format_1_pins_only_what_it_signs() {
+        let s = build_window_statement(&facts(), "a").unwrap();
+        let v1 = |first: RecordPos, last: RecordPos| {
+            let mut p = s.predicate().clone();
+            p["delta"]["formatVersion"] = json!(1);
+            p["delta"]["first"] = json!({"version": first.version, "index": first.index});
+            p["delta"]["last"] = json!({"version": last.version, "index": last.index});
+            if let Some(d) = p["delta"].as_object_mut() {
+                d.remove("commits");
+            }
+            AttestedWindow::from_statement(&Statement::new(
+                s.subject().to_vec(),
+                STREAM_WINDOW_V1,
+                p,
+            ))
+            .unwrap()
+        };
+        let w = v1(pos(2, 4), pos(5, 0));
+        assert_eq!(w.format_version, 1);
+        assert_eq!(w.locate(pos(2, 4)), Ok(0));
+        assert_eq!(w.locate(pos(5, 0)), Ok(9));
+        let err = w.locate(pos(2, 5)).unwrap_err();
+        assert!(err.contains("formatVersion 1"), "{err}");
+        assert!(w.locate(pos(3, 0)).is_err());
+        // Ten records of one commit: every one is pinned.
+        let one = v1(pos(7, 3), pos(7, 12));
+        assert_eq!(one.locate(pos(7, 8)), Ok(5));
+        assert!(one.locate(pos(7, 13)).is_err());
+        // A format 1 statement does not carry commit spans.
+        let mut p = s.predicate().clone();
+        p["delta"]["formatVersion"] = json!(1);
+        let st = Statement::new(s.subject().to_vec(), STREAM_WINDOW_V1, p);
+        assert!(AttestedWindow::from_statement(&st).is_err());
     }
 }

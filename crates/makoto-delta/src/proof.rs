@@ -9,6 +9,8 @@ use makoto_core::state::{DvEntry, FileEntry, StateTree, leaf_key};
 use crate::Error;
 use crate::store::{AttestationStore, FileRow};
 
+/// The state leaf of an `add` row; a file whose bytes were vacuumed before they were attested
+/// keeps its leaf, with no digest (`"sha256": null`), as the attestation signed it.
 fn entry_of(row: &FileRow) -> Option<FileEntry> {
     let dv = row.dv_unique_id.as_ref().map(|id| {
         DvEntry::new(
@@ -18,7 +20,11 @@ fn entry_of(row: &FileRow) -> Option<FileEntry> {
             row.dv_sha256,
         )
     });
-    Some(FileEntry::new(row.path.clone(), row.size?, row.sha256?, dv))
+    let size = row.size?;
+    Some(match row.sha256 {
+        Some(sha256) => FileEntry::new(row.path.clone(), size, sha256, dv),
+        None => FileEntry::unavailable(row.path.clone(), size, dv),
+    })
 }
 
 /// The state tree of `version`, rebuilt from the file rows and checked against `expected`.
@@ -115,6 +121,16 @@ pub async fn prove(
             version,
             reason: format!("{path} is not a live file at this version"),
         })?;
+    if !entry.is_available() {
+        // Other files of the version are proven; this one has nothing to prove its bytes by.
+        return Err(Error::InvalidLog {
+            table: table_uri.to_owned(),
+            version,
+            reason: format!(
+                "{path} has no digest: its bytes were already deleted (VACUUM) when it was attested, so there is nothing to prove them by"
+            ),
+        });
+    }
     let proof = tree
         .prove(&entry.key())
         .map_err(|e| Error::core(format!("{table_uri}@v{version}"), e))?

@@ -11,9 +11,9 @@ use makoto_core::statement::Statement;
 use makoto_core::verify::TrustedKeys;
 use makoto_core::window::{
     AttestedWindow, PreviousWindow, RecordPos, WindowFacts, WindowSpec, build_window_statement,
+    commit_spans,
 };
 use makoto_core::{Sha256Digest, merkle};
-use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::log::SourceTable;
@@ -107,12 +107,12 @@ struct LeafCache {
 }
 
 impl LeafCache {
-    /// The leaves of a window's records as the table holds them now.
+    /// The positions and leaves of a window's records as the table holds them now.
     async fn window(
         &mut self,
         source: &SourceTable,
         row: &WindowRow,
-    ) -> Result<Vec<Sha256Digest>, Error> {
+    ) -> Result<Vec<(RecordPos, Sha256Digest)>, Error> {
         let (first, last) = bounds(row);
         // Windows of one spec come in order: older commits are not needed again.
         self.by_version = self.by_version.split_off(&first.version);
@@ -129,7 +129,7 @@ impl LeafCache {
             .range(first.version..=last.version)
             .flat_map(|(_, l)| l.iter())
             .filter(|(pos, _)| *pos >= first && *pos <= last)
-            .map(|(_, leaf)| *leaf)
+            .copied()
             .collect())
     }
 }
@@ -211,6 +211,7 @@ pub async fn attest_windows(
             first_timestamp_ms: first.2,
             last_timestamp_ms: last.2,
             leaves: records.iter().map(|r| r.1).collect(),
+            commits: commit_spans(records.iter().map(|r| r.0)),
             previous: previous.clone(),
             attested_at_ms,
         };
@@ -425,8 +426,8 @@ pub async fn verify_windows(
             ));
         }
         previous = Some(row);
-        let now: Vec<Sha256Digest> = match cache.window(source, row).await {
-            Ok(leaves) => leaves,
+        let records = match cache.window(source, row).await {
+            Ok(records) => records,
             Err(e) => {
                 // Vacuumed or unreadable data: the window cannot be rechecked (not tampering
                 // by itself; the per-commit checks say whether a live file is missing).
@@ -440,7 +441,24 @@ pub async fn verify_windows(
                 continue;
             }
         };
+        let now: Vec<Sha256Digest> = records.iter().map(|(_, leaf)| *leaf).collect();
         if merkle::root(&now) == attested.root && now.len() as u64 == attested.leaf_count {
+            // Format 2 also signs which commit each leaf comes from.
+            if let Some(signed) = &attested.commits {
+                let spans = commit_spans(records.iter().map(|(pos, _)| *pos));
+                if let Some(k) =
+                    (0..signed.len().max(spans.len())).find(|k| signed.get(*k) != spans.get(*k))
+                {
+                    let leaf = signed.get(k).or(spans.get(k)).map_or(0, |c| c.position);
+                    findings.push(at(
+                        FindingKind::WindowRecordAltered,
+                        format!(
+                            "records from position {leaf} of {} come from other commits than attested (commits[{k}])",
+                            now.len()
+                        ),
+                    ));
+                }
+            }
             continue;
         }
         match store.window_leaves(attested.root).await {
@@ -472,32 +490,254 @@ pub async fn verify_windows(
     Ok((findings, rows.len() as u64))
 }
 
-/// An inclusion proof of one record in an attested window.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// `format` of the record proofs `makoto prove --record` writes (docs/streams.md#record-proofs).
+pub const RECORD_PROOF_FORMAT: &str = "makoto-record-proof/2";
+
+/// The record proofs written before they bound the record's `version:index` (their `kind`
+/// member); refused.
+pub const RECORD_PROOF_FORMAT_1: &str = "makoto-record-proof/1";
+
+/// An inclusion proof of one record in an attested window, bound to the record's commit
+/// version and index by the window's signed commit spans. Its file is the canonical JSON of
+///
+/// ```json
+/// {"format": "makoto-record-proof/2", "windowId": "<id>", "version": v, "index": i,
+///  "position": p, "leafCount": n, "merkleRoot": "<hex>", "record": "<record bytes>",
+///  "auditPath": ["<hex>", …], "keyid": "<key id>", "envelope": {<the window's DSSE envelope>}}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordProof {
-    pub kind: String,
+    pub window_id: String,
+    /// The commit that appended the record.
+    pub version: u64,
+    /// The record's index among that commit's records.
+    pub index: u64,
+    /// Position of the record's leaf in the window.
+    pub position: u64,
+    pub leaf_count: u64,
+    pub merkle_root: Sha256Digest,
+    /// The record's canonical bytes (`makoto-record-json/1`), as text.
+    pub record: String,
+    /// RFC 6962 audit path, bottom-up.
+    pub audit_path: Vec<Sha256Digest>,
+    /// The window's DSSE envelope.
+    pub envelope: Envelope,
+}
+
+/// What a checked record proof establishes: the signed window holds this record, added by
+/// commit `version` as its record `index`, at leaf `position`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenRecord {
     pub window_id: String,
     pub version: u64,
     pub index: u64,
-    /// Position of the record in the window.
     pub position: u64,
     pub leaf_count: u64,
-    pub merkle_root: String,
-    /// The record's canonical bytes (`makoto-record-json/1`).
-    pub record: String,
-    pub audit_path: Vec<String>,
-    /// The window's DSSE envelope.
-    pub envelope: serde_json::Value,
+    pub merkle_root: Sha256Digest,
+    /// The trusted key the window's signature verified under.
+    pub keyid: String,
+    /// `predicate.delta.formatVersion` of the window statement.
+    pub window_format: u64,
 }
 
-/// The inclusion proof of record `pos` in the attested window that holds it.
+fn proof_invalid(reason: impl Into<String>) -> Error {
+    Error::ProofInvalid {
+        reason: reason.into(),
+    }
+}
+
+impl RecordProof {
+    /// The key id the window's (first) signature names; empty when it names none.
+    pub fn keyid(&self) -> String {
+        self.envelope
+            .signatures()
+            .first()
+            .and_then(|s| s.keyid())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The canonical JSON bytes of the proof (no trailing newline).
+    pub fn to_json_bytes(&self) -> Result<Vec<u8>, Error> {
+        let envelope: serde_json::Value = serde_json::from_str(&self.envelope.to_json())
+            .map_err(|e| proof_invalid(format!("envelope: {e}")))?;
+        let v = serde_json::json!({
+            "format": RECORD_PROOF_FORMAT,
+            "windowId": self.window_id,
+            "version": self.version,
+            "index": self.index,
+            "position": self.position,
+            "leafCount": self.leaf_count,
+            "merkleRoot": self.merkle_root.to_hex(),
+            "record": self.record,
+            "auditPath": self.audit_path.iter().map(Sha256Digest::to_hex).collect::<Vec<_>>(),
+            "keyid": self.keyid(),
+            "envelope": envelope,
+        });
+        Ok(makoto_core::canonical::to_vec(&v))
+    }
+
+    /// Parses a proof, which must be exactly the bytes [`RecordProof::to_json_bytes`] writes:
+    /// no other member, order, spacing or encoding.
+    pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        use serde_json::Value;
+        let v: Value =
+            serde_json::from_slice(bytes).map_err(|e| proof_invalid(format!("not JSON: {e}")))?;
+        let format = v.get("format").and_then(Value::as_str);
+        if format != Some(RECORD_PROOF_FORMAT) {
+            if format.is_none()
+                && v.get("kind").and_then(Value::as_str) == Some(RECORD_PROOF_FORMAT_1)
+            {
+                return Err(proof_invalid(format!(
+                    "{RECORD_PROOF_FORMAT_1} proofs do not bind the record's version and index and are no longer accepted; make a new proof with `makoto prove --record`"
+                )));
+            }
+            return Err(proof_invalid(format!(
+                "format is {}, not {RECORD_PROOF_FORMAT}",
+                format.map_or("missing".to_owned(), |f| format!("{f:?}"))
+            )));
+        }
+        let member = |k: &str| v.get(k).ok_or_else(|| proof_invalid(format!("no {k}")));
+        let string = |k: &str| -> Result<String, Error> {
+            member(k)?
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| proof_invalid(format!("{k} is not a string")))
+        };
+        let number = |k: &str| -> Result<u64, Error> {
+            member(k)?
+                .as_u64()
+                .ok_or_else(|| proof_invalid(format!("{k} is not a non-negative integer")))
+        };
+        let digest = |k: &str, s: &str| -> Result<Sha256Digest, Error> {
+            s.parse()
+                .map_err(|_| proof_invalid(format!("{k} is not a lowercase hex SHA-256")))
+        };
+        let audit_path = member("auditPath")?
+            .as_array()
+            .ok_or_else(|| proof_invalid("auditPath is not an array"))?
+            .iter()
+            .map(|h| {
+                h.as_str()
+                    .ok_or_else(|| proof_invalid("auditPath holds a non-string"))
+                    .and_then(|s| digest("auditPath", s))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let envelope = Envelope::from_json(&makoto_core::canonical::to_vec(member("envelope")?))
+            .map_err(|e| proof_invalid(format!("envelope: {e}")))?;
+        if envelope.signatures().len() != 1 {
+            return Err(proof_invalid(format!(
+                "the envelope holds {} signatures; makoto writes exactly one",
+                envelope.signatures().len()
+            )));
+        }
+        let keyid = string("keyid")?;
+        let proof = RecordProof {
+            window_id: string("windowId")?,
+            version: number("version")?,
+            index: number("index")?,
+            position: number("position")?,
+            leaf_count: number("leafCount")?,
+            merkle_root: digest("merkleRoot", &string("merkleRoot")?)?,
+            record: string("record")?,
+            audit_path,
+            envelope,
+        };
+        if proof.keyid() != keyid {
+            return Err(proof_invalid(format!(
+                "keyid {keyid:?} is not the key id the window's signature names ({:?})",
+                proof.keyid()
+            )));
+        }
+        if proof.to_json_bytes()? != bytes {
+            return Err(proof_invalid(
+                "the proof is not exactly what makoto prove writes (a member added, renamed or reordered, other spacing or escapes): it was edited",
+            ));
+        }
+        Ok(proof)
+    }
+
+    /// Checks the proof offline: the window's signature under `trust` (a trusted key valid at
+    /// the window's signing time, whose id is the proof's `keyid`), the proof's window, root and
+    /// leaf count against the signed statement, the record's leaf position against the one the
+    /// statement signs for `version:index`, and the record's leaf and audit path up to the
+    /// signed root.
+    pub fn verify(&self, trust: &TrustedKeys) -> Result<ProvenRecord, Error> {
+        let verified = makoto_core::verify::verify_statement(&self.envelope, trust)
+            .map_err(|e| proof_invalid(format!("window {}: {e}", self.window_id)))?;
+        let keyid = self.keyid();
+        if verified.keyid().as_str() != keyid
+            || self
+                .envelope
+                .signatures()
+                .iter()
+                .any(|s| s.keyid() != Some(keyid.as_str()))
+        {
+            return Err(proof_invalid(format!(
+                "the window verifies under key {}, but the proof names key {keyid:?}",
+                verified.keyid()
+            )));
+        }
+        let w = AttestedWindow::from_statement(verified.value())
+            .map_err(|e| proof_invalid(e.to_string()))?;
+        if w.id != self.window_id {
+            return Err(proof_invalid(format!(
+                "the proof names window {}, the signed statement is window {}",
+                self.window_id, w.id
+            )));
+        }
+        if w.root != self.merkle_root || w.leaf_count != self.leaf_count {
+            return Err(proof_invalid(format!(
+                "the proof says root {} over {} records, window {} signs root {} over {}",
+                self.merkle_root, self.leaf_count, w.id, w.root, w.leaf_count
+            )));
+        }
+        let pos = RecordPos {
+            version: self.version,
+            index: self.index,
+        };
+        let expected = w.locate(pos).map_err(proof_invalid)?;
+        if expected != self.position {
+            return Err(proof_invalid(format!(
+                "window {} signs record {}:{} at position {expected}, the proof claims position {}",
+                w.id, self.version, self.index, self.position
+            )));
+        }
+        let root = merkle::root_from_proof(
+            merkle::leaf_hash(self.record.as_bytes()),
+            self.position,
+            self.leaf_count,
+            &self.audit_path,
+        )
+        .map_err(|e| proof_invalid(e.to_string()))?;
+        if root != w.root {
+            return Err(proof_invalid(format!(
+                "the record and audit path give root {root}, window {} signs {}",
+                w.id, w.root
+            )));
+        }
+        Ok(ProvenRecord {
+            window_id: w.id,
+            version: self.version,
+            index: self.index,
+            position: self.position,
+            leaf_count: self.leaf_count,
+            merkle_root: w.root,
+            keyid,
+            window_format: w.format_version,
+        })
+    }
+}
+
+/// The inclusion proof of record `pos` in the attested window that holds it. Refused (exit 2)
+/// for a record of a `formatVersion` 1 window that does not sign where the record is.
 pub async fn prove_record(
     source: &SourceTable,
     store: &AttestationStore,
     pos: RecordPos,
 ) -> Result<RecordProof, Error> {
-    let rows = store.window_rows(source.uri()).await?;
+    let table = source.uri().to_owned();
+    let rows = store.window_rows(&table).await?;
     let row = rows
         .iter()
         .find(|r| {
@@ -512,15 +752,32 @@ pub async fn prove_record(
                     }
         })
         .ok_or_else(|| Error::RecordNotInWindow {
-            table: source.uri().to_owned(),
+            table: table.clone(),
             version: pos.version,
             index: pos.index,
         })?;
+    let corrupt = |reason: String| Error::StoreCorrupt {
+        store: store.windows_location().as_uri(),
+        reason: format!("window {}: {reason}", row.window_id),
+    };
+    let envelope =
+        Envelope::from_json(row.envelope.as_bytes()).map_err(|e| corrupt(e.to_string()))?;
+    let statement =
+        Statement::from_payload(envelope.payload()).map_err(|e| corrupt(e.to_string()))?;
+    let attested =
+        AttestedWindow::from_statement(&statement).map_err(|e| corrupt(e.to_string()))?;
+    let signed_position = attested.locate(pos).map_err(|reason| {
+        proof_invalid(format!(
+            "{table} version {} record {}: {reason}",
+            pos.version, pos.index
+        ))
+    })?;
     let records = window_records(source, row).await?;
     let leaves: Vec<Sha256Digest> = records.iter().map(Record::leaf).collect();
-    if merkle::root(&leaves) != row.merkle_root {
+    let position = records.iter().position(|r| r.pos == pos);
+    if merkle::root(&leaves) != attested.root || position != usize::try_from(signed_position).ok() {
         return Err(Error::InvalidLog {
-            table: source.uri().to_owned(),
+            table,
             version: pos.version,
             reason: format!(
                 "the records of window {} no longer match its attestation; run `makoto verify`",
@@ -528,68 +785,28 @@ pub async fn prove_record(
             ),
         });
     }
-    let position = records
-        .iter()
-        .position(|r| r.pos == pos)
-        .ok_or_else(|| Error::InvalidLog {
-            table: source.uri().to_owned(),
-            version: pos.version,
-            reason: format!("commit {} has no record {}", pos.version, pos.index),
-        })?;
-    let path = merkle::inclusion_proof(&leaves, position)
+    let position = position.ok_or_else(|| Error::InvalidLog {
+        table: table.clone(),
+        version: pos.version,
+        reason: format!("commit {} has no record {}", pos.version, pos.index),
+    })?;
+    let audit_path = merkle::inclusion_proof(&leaves, position)
         .map_err(|e| Error::core(row.window_id.clone(), e))?;
+    let record =
+        String::from_utf8(records[position].bytes.clone()).map_err(|_| Error::InvalidLog {
+            table: table.clone(),
+            version: pos.version,
+            reason: format!("record {} is not UTF-8", pos.index),
+        })?;
     Ok(RecordProof {
-        kind: "makoto-record-proof/1".into(),
-        window_id: row.window_id.clone(),
+        window_id: attested.id,
         version: pos.version,
         index: pos.index,
         position: position as u64,
         leaf_count: leaves.len() as u64,
-        merkle_root: row.merkle_root.to_hex(),
-        record: String::from_utf8_lossy(&records[position].bytes).into_owned(),
-        audit_path: path.iter().map(Sha256Digest::to_hex).collect(),
-        envelope: serde_json::from_str(&row.envelope).map_err(|e| Error::StoreCorrupt {
-            store: store.windows_location().as_uri(),
-            reason: format!("window {}: envelope is not JSON: {e}", row.window_id),
-        })?,
+        merkle_root: attested.root,
+        record,
+        audit_path,
+        envelope,
     })
-}
-
-/// Checks a record proof offline: the window's signature under `trust`, the record's leaf,
-/// and the audit path up to the signed root. Returns the window id.
-pub fn verify_record_proof(proof: &RecordProof, trust: &TrustedKeys) -> Result<String, Error> {
-    let bad = |reason: String| Error::ProofInvalid { reason };
-    let env = Envelope::from_json(proof.envelope.to_string().as_bytes())
-        .map_err(|e| bad(e.to_string()))?;
-    let verified =
-        makoto_core::verify::verify_statement(&env, trust).map_err(|e| bad(e.to_string()))?;
-    let w = AttestedWindow::from_statement(verified.value()).map_err(|e| bad(e.to_string()))?;
-    if w.id != proof.window_id
-        || w.root.to_hex() != proof.merkle_root
-        || w.leaf_count != proof.leaf_count
-    {
-        return Err(bad(
-            "the proof's window does not match the signed statement".into(),
-        ));
-    }
-    let path = proof
-        .audit_path
-        .iter()
-        .map(|h| h.parse::<Sha256Digest>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(e.to_string()))?;
-    let root = merkle::root_from_proof(
-        merkle::leaf_hash(proof.record.as_bytes()),
-        proof.position,
-        proof.leaf_count,
-        &path,
-    )
-    .map_err(|e| bad(e.to_string()))?;
-    if root != w.root {
-        return Err(bad(format!(
-            "the record and audit path give root {root}, the signed window {}",
-            w.root
-        )));
-    }
-    Ok(w.id)
 }

@@ -2,8 +2,9 @@ use std::io::Write;
 
 use anyhow::Context;
 use makoto_core::proof::FileProof;
+use makoto_delta::windows::RecordProof;
 use makoto_delta::{AttestationStore, Location, StorageOptions};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::verify::load_trust;
 use super::{EXIT_FINDINGS, EXIT_OK};
@@ -33,7 +34,7 @@ pub async fn prove(args: ProveArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
                 },
             )
             .await?;
-            (serde_json::to_vec_pretty(&proof)?, format!("record {i}"), v)
+            (proof.to_json_bytes()?, format!("record {i}"), v)
         }
         (None, Some(file), Some(version)) => {
             let proof = makoto_delta::proof::prove(&store, &table.as_uri(), file, version).await?;
@@ -41,6 +42,9 @@ pub async fn prove(args: ProveArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         }
         _ => anyhow::bail!("give --file PATH --version N, or --record VERSION:INDEX"),
     };
+    // The proof file is the canonical JSON followed by one newline (docs/verification.md#proofs).
+    let mut bytes = bytes;
+    bytes.push(b'\n');
     match &args.out {
         Some(path) => {
             std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
@@ -49,106 +53,87 @@ pub async fn prove(args: ProveArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
                 path.display()
             );
         }
-        None => {
-            out.write_all(&bytes)?;
-            writeln!(out)?;
-        }
+        None => out.write_all(&bytes)?,
     }
     Ok(EXIT_OK)
 }
 
+/// Exit 0 the proof holds, 1 it does not, 2 it could not be read: an unreadable trust file
+/// or proof file, or a proof file that is not JSON at all (not UTF-8, a syntax error).
 pub fn verify(args: VerifyProofArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let trust = load_trust(&args.trust)?;
     let mut bytes = std::fs::read(&args.proof)
         .with_context(|| format!("proof {}: cannot read", args.proof.display()))?;
+    // The one newline `makoto prove` ends the file with; nothing else is stripped.
     if bytes.last() == Some(&b'\n') {
         bytes.pop();
     }
-    if let Ok(record) = serde_json::from_slice::<makoto_delta::windows::RecordProof>(&bytes) {
-        return Ok(
-            match makoto_delta::windows::verify_record_proof(&record, &trust) {
-                Ok(window) => {
-                    if args.json {
-                        writeln!(
-                            out,
-                            "{}",
-                            json!({"verified": true, "window": window, "version": record.version,
-                                   "index": record.index, "position": record.position,
-                                   "merkleRoot": record.merkle_root})
-                        )?;
-                    } else {
-                        writeln!(
-                            out,
-                            "PROOF VERIFIED: record {} of version {} is record {} of {} in window {} (Merkle root {})",
-                            record.index,
-                            record.version,
-                            record.position,
-                            record.leaf_count,
-                            window,
-                            record.merkle_root
-                        )?;
-                    }
-                    EXIT_OK
-                }
-                Err(e) => {
-                    if args.json {
-                        writeln!(
-                            out,
-                            "{}",
-                            json!({"verified": false, "reason": e.to_string()})
-                        )?;
-                    } else {
-                        writeln!(out, "PROOF DOES NOT VERIFY: {e}")?;
-                    }
-                    EXIT_FINDINGS
-                }
-            },
-        );
-    }
-    let result = FileProof::from_json_bytes(&bytes).and_then(|p| p.verify(&trust));
-    match result {
-        Ok(v) => {
-            let f = &v.value().file;
-            if args.json {
-                writeln!(
-                    out,
-                    "{}",
+    let value: Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("proof {}: not JSON", args.proof.display()))?;
+    let is_record = ["format", "kind"].iter().any(|k| {
+        value
+            .get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|f| f.starts_with("makoto-record-proof/"))
+    });
+    // The verdict: the text line and the JSON report of a proof that holds, or why it does not.
+    let verdict: Result<(String, Value), String> = if is_record {
+        RecordProof::from_json_bytes(&bytes)
+            .and_then(|p| p.verify(&trust))
+            .map(|r| {
+                (
+                    format!(
+                        "PROOF VERIFIED: record {} of version {} is record {} of {} in window {} (Merkle root {}), signed with key {}",
+                        r.index, r.version, r.position, r.leaf_count, r.window_id, r.merkle_root, r.keyid
+                    ),
+                    json!({"verified": true, "window": r.window_id, "version": r.version,
+                           "index": r.index, "position": r.position, "leafCount": r.leaf_count,
+                           "merkleRoot": r.merkle_root.to_hex(), "keyid": r.keyid}),
+                )
+            })
+            .map_err(|e| e.to_string())
+    } else {
+        FileProof::from_json_bytes(&bytes)
+            .and_then(|p| p.verify(&trust))
+            .map(|v| {
+                let (p, f) = (v.value(), &v.value().file);
+                (
+                    format!(
+                        "PROOF VERIFIED: {} ({} bytes, SHA-256 {}) is a live file of {}@v{} (state {}), attested with key {}",
+                        f.path(),
+                        f.size(),
+                        f.sha256().map_or("unknown".to_owned(), |h| h.to_hex()),
+                        p.table,
+                        p.version,
+                        p.state_digest,
+                        v.keyid()
+                    ),
                     json!({
                         "verified": true,
-                        "table": v.value().table,
-                        "version": v.value().version,
-                        "stateDigest": v.value().state_digest.to_hex(),
+                        "table": p.table,
+                        "version": p.version,
+                        "stateDigest": p.state_digest.to_hex(),
                         "file": f.to_json(),
                         "keyid": v.keyid().as_str(),
-                    })
-                )?;
+                    }),
+                )
+            })
+            .map_err(|e| e.to_string())
+    };
+    match verdict {
+        Ok((line, report)) => {
+            if args.json {
+                writeln!(out, "{report}")?;
             } else {
-                writeln!(
-                    out,
-                    "PROOF VERIFIED: {} ({} bytes, SHA-256 {}) is a live file of {}@v{} (state {}), attested with key {}",
-                    f.path(),
-                    f.size(),
-                    f.sha256().map_or(
-                        "unknown (vacuumed before it was attested)".to_owned(),
-                        |h| h.to_hex()
-                    ),
-                    v.value().table,
-                    v.value().version,
-                    v.value().state_digest,
-                    v.keyid()
-                )?;
+                writeln!(out, "{line}")?;
             }
             Ok(EXIT_OK)
         }
-        Err(e) => {
+        Err(reason) => {
             if args.json {
-                writeln!(
-                    out,
-                    "{}",
-                    json!({"verified": false, "reason": e.to_string()})
-                )?;
+                writeln!(out, "{}", json!({"verified": false, "reason": reason}))?;
             } else {
-                writeln!(out, "PROOF DOES NOT VERIFY: {e}")?;
+                writeln!(out, "PROOF DOES NOT VERIFY: {reason}")?;
             }
             Ok(EXIT_FINDINGS)
         }
