@@ -143,4 +143,41 @@ fn verify_as_names_the_attested_table_and_ambiguity_is_an_error() {
         &public,
     ]);
     assert_eq!(out.code, Some(0), "{} {}", out.stdout, out.stderr);
+
+    // A proof taken from the copy names the attested table and verifies.
+    let file = crate::verify::add_paths(&third, 9).pop().unwrap();
+    let proof = tmp.path().join("file.proof");
+    let t3 = third.to_str().unwrap();
+    let out = makoto(&[
+        "prove",
+        t3,
+        "--as",
+        &uri,
+        "--file",
+        &file,
+        "--version",
+        "9",
+        "--warehouse",
+        w,
+        "--out",
+        proof.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, Some(0), "{} {}", out.stdout, out.stderr);
+    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
+    assert_eq!(p["table"], uri.as_str());
+    let out = makoto(&["verify-proof", proof.to_str().unwrap(), "--trust", &public]);
+    assert_eq!(out.code, Some(0), "{} {}", out.stdout, out.stderr);
+    // Without --as the copy's table id is ambiguous here, and prove says so.
+    let out = makoto(&[
+        "prove",
+        t3,
+        "--file",
+        &file,
+        "--version",
+        "9",
+        "--warehouse",
+        w,
+    ]);
+    assert_eq!(out.code, Some(2), "{} {}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("--as"), "{}", out.stderr);
 }

@@ -304,6 +304,10 @@ pub struct VerifyArgs {
 pub struct ProveArgs {
     /// The Delta table.
     pub table: String,
+    /// Prove from this table (a copy) as the table attested under this URI. Without it, a
+    /// table whose own URI has no attestations is looked up by its Delta table id.
+    #[arg(long = "as", value_name = "ATTESTED_URI")]
+    pub attested_as: Option<String>,
     /// The data file, as its path relative to the table root (as in system.makoto.files).
     #[arg(long, requires = "version", required_unless_present = "record")]
     pub file: Option<String>,

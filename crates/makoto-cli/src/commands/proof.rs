@@ -12,10 +12,12 @@ use crate::args::{ProveArgs, VerifyProofArgs};
 
 pub async fn prove(args: ProveArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let storage = StorageOptions::default();
-    let table = Location::existing(&args.table)?;
     let store =
         AttestationStore::open_existing(Location::existing(&args.warehouse)?, storage.clone())
             .await?;
+    let source =
+        super::attested_table(&args.table, args.attested_as.as_deref(), &store, &storage).await?;
+    let table = source.uri().to_owned();
     let (bytes, what, version) = match (&args.record, &args.file, args.version) {
         (Some(record), _, _) => {
             let (v, i) = record
@@ -24,7 +26,6 @@ pub async fn prove(args: ProveArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
                 .ok_or_else(|| {
                     anyhow::anyhow!("--record {record:?}: expected VERSION:INDEX, e.g. 12:0")
                 })?;
-            let source = makoto_delta::SourceTable::open(table.clone(), &storage)?;
             let proof = makoto_delta::windows::prove_record(
                 &source,
                 &store,
@@ -37,7 +38,7 @@ pub async fn prove(args: ProveArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
             (proof.to_json_bytes()?, format!("record {i}"), v)
         }
         (None, Some(file), Some(version)) => {
-            let proof = makoto_delta::proof::prove(&store, &table.as_uri(), file, version).await?;
+            let proof = makoto_delta::proof::prove(&store, &table, file, version).await?;
             (proof.to_json_bytes()?, file.clone(), version)
         }
         _ => anyhow::bail!("give --file PATH --version N, or --record VERSION:INDEX"),
