@@ -46,6 +46,50 @@ pub(crate) fn row_ref(row: &AttestationRow) -> RowRef {
     }
 }
 
+/// Rows below this count are checked on the calling thread.
+const PARALLEL_ROWS: usize = 256;
+
+/// Checks every row (see [`check_row`]), on as many threads as there are cores, in order.
+pub(crate) fn check_rows(
+    rows: Vec<AttestationRow>,
+    table_uri: &str,
+    trust: &TrustedKeys,
+    allow_unsigned: bool,
+) -> Vec<(CheckedRow, Vec<Finding>)> {
+    let one = |r: AttestationRow| {
+        let mut f = Vec::new();
+        let c = check_row(r, table_uri, trust, allow_unsigned, &mut f);
+        (c, f)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || rows.len() < PARALLEL_ROWS {
+        return rows.into_iter().map(one).collect();
+    }
+    let per = rows.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<AttestationRow>> = Vec::with_capacity(threads);
+    let mut rest = rows.into_iter();
+    loop {
+        let chunk: Vec<AttestationRow> = rest.by_ref().take(per).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|c| scope.spawn(move || c.into_iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(checked) => checked,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
 /// Checks one row: envelope, payload digest, signature and key validity, statement shape, and
 /// every column against the signed statement.
 pub(crate) fn check_row(

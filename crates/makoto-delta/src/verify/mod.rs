@@ -34,7 +34,7 @@ use crate::Error;
 use crate::location::StorageOptions;
 use crate::log::SourceTable;
 use crate::store::{AttestationStore, FileRow};
-use chain::{CheckedRow, check_row, select_chain};
+use chain::{CheckedRow, select_chain};
 use replay::{attested_changes, read_commit};
 
 /// Which version to verify.
@@ -229,6 +229,15 @@ pub struct Verifier<'a> {
     options: VerifyOptions,
 }
 
+/// The delta-rs cross-check in flight; stopped when the verification ends without it.
+struct CrossCheck(tokio::task::JoinHandle<Result<readers::ReaderSees, String>>);
+
+impl Drop for CrossCheck {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Merges per-version "attestation missing" findings into ranges.
 fn merge_missing(findings: Vec<Finding>) -> Vec<Finding> {
     let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
@@ -280,11 +289,20 @@ impl<'a> Verifier<'a> {
     /// Runs the verification. An `Err` means it could not be done (exit code 2); findings,
     /// however serious, are in the report.
     pub async fn run(&self) -> Result<VerifyReport, Error> {
+        let phase_start = std::time::Instant::now();
         let uri = self.source.uri().to_owned();
         let log = self.source.list_log(0).await?;
         let latest = log
             .latest_commit()
             .ok_or_else(|| Error::NotADeltaTable { table: uri.clone() })?;
+        // delta-rs opens the table from the start, beside everything else, when the version
+        // is known before the attestations are read.
+        let early_cross_check = match self.options.at {
+            VersionSpec::Latest => Some(latest),
+            VersionSpec::Version(v) if v <= latest => Some(v),
+            _ => None,
+        }
+        .map(|t| (t, self.start_cross_check(&log, t)));
         let mut findings = Vec::new();
         for e in log.errors() {
             findings
@@ -293,18 +311,22 @@ impl<'a> Verifier<'a> {
 
         // Every row is checked once; its findings count only when it is in scope.
         let rows = self.store.attestation_rows(&uri).await?;
+        tracing::debug!(
+            phase = "rows read",
+            elapsed_ms = phase_start.elapsed().as_millis() as u64,
+            "verify phase done"
+        );
         let attestation_rows = rows.len() as u64;
         let allow_unsigned = self.options.unsigned == UnsignedRows::Warn;
-        let checked_all: Vec<(CheckedRow, Vec<Finding>)> = rows
-            .iter()
-            .cloned()
-            .map(|r| {
-                let mut f = Vec::new();
-                let c = check_row(r, &uri, self.trust, allow_unsigned, &mut f);
-                (c, f)
-            })
-            .collect();
+        let checked_all = chain::check_rows(rows, &uri, self.trust, allow_unsigned);
         let trusted = trusted_attestations(&checked_all);
+        tracing::debug!(
+            phase = "rows checked",
+            elapsed_ms = phase_start.elapsed().as_millis() as u64,
+            "verify phase done"
+        );
+        let rows: Vec<&crate::store::AttestationRow> =
+            checked_all.iter().map(|(c, _)| &c.row).collect();
         let target = self.resolve_version(latest, &trusted)?;
 
         // A copy is verified in full and not recorded: a record names the attested table, and
@@ -404,21 +426,16 @@ impl<'a> Verifier<'a> {
             by_version.entry(r.version).or_default().push(r);
         }
         let changes = attested_changes(&chain, &by_version, &mut findings);
+        tracing::debug!(
+            phase = "file rows",
+            elapsed_ms = phase_start.elapsed().as_millis() as u64,
+            "verify phase done"
+        );
 
-        // delta-rs opens the table at the same version while the log is walked — unless the log
-        // holds a commit file too large to read safely (reported by the walk), which delta-rs
-        // would read whole.
-        let oversized = log
-            .commits()
-            .range(..=target)
-            .any(|(_, m)| m.size > walk::MAX_UNATTESTED_COMMIT);
-        let cross_check = (!oversized).then(|| {
-            tokio::spawn(readers::open(
-                self.source.location().url().clone(),
-                self.options.storage.0.clone(),
-                target,
-            ))
-        });
+        let cross_check = match early_cross_check {
+            Some((t, handle)) if t == target => handle,
+            _ => self.start_cross_check(&log, target),
+        };
 
         let resumed = base
             .as_ref()
@@ -440,6 +457,11 @@ impl<'a> Verifier<'a> {
         )
         .await?;
         let mut replay = walked.replay;
+        tracing::debug!(
+            phase = "walk",
+            elapsed_ms = phase_start.elapsed().as_millis() as u64,
+            "verify phase done"
+        );
 
         if target == latest {
             walk::unattested_beyond(&log, latest, &mut findings);
@@ -493,8 +515,13 @@ impl<'a> Verifier<'a> {
         }
 
         let mut cross_checked = false;
+        tracing::debug!(
+            phase = "deep+windows",
+            elapsed_ms = phase_start.elapsed().as_millis() as u64,
+            "verify phase done"
+        );
         let cross_check = match cross_check {
-            Some(handle) => handle.await,
+            Some(mut handle) => (&mut handle.0).await,
             None => Ok(Err(
                 "the log holds a commit file too large to read safely; not opened".to_owned(),
             )),
@@ -534,6 +561,11 @@ impl<'a> Verifier<'a> {
         }
 
         let head = chain.get(&target);
+        tracing::debug!(
+            phase = "cross-check",
+            elapsed_ms = phase_start.elapsed().as_millis() as u64,
+            "verify phase done"
+        );
         let mut findings = merge_missing(findings);
         findings.sort_by_key(|f| (f.version, f.kind));
         let coverage = Coverage {
@@ -594,6 +626,22 @@ impl<'a> Verifier<'a> {
             }
         }
         Ok(report)
+    }
+
+    /// delta-rs opening the table at `target` on its own task — unless the log holds a commit
+    /// file too large to read safely (reported by the walk), which delta-rs would read whole.
+    fn start_cross_check(&self, log: &crate::log::LogFiles, target: u64) -> Option<CrossCheck> {
+        let oversized = log
+            .commits()
+            .range(..=target)
+            .any(|(_, m)| m.size > walk::MAX_UNATTESTED_COMMIT);
+        (!oversized).then(|| {
+            CrossCheck(tokio::spawn(readers::open(
+                self.source.location().url().clone(),
+                self.options.storage.0.clone(),
+                target,
+            )))
+        })
     }
 
     /// What the attested commits after the verified version remove: such a removal (VACUUM
@@ -683,11 +731,12 @@ fn trusted_attestations(checked: &[(CheckedRow, Vec<Finding>)]) -> BTreeMap<u64,
 /// The attestation a trusted head recorded must still be in the table.
 fn check_anchor(
     anchor: &makoto_core::head::HeadEntry,
-    rows: &[crate::store::AttestationRow],
+    rows: &[&crate::store::AttestationRow],
     findings: &mut Vec<Finding>,
 ) {
     let at_version: Vec<&crate::store::AttestationRow> = rows
         .iter()
+        .copied()
         .filter(|r| r.version == anchor.version)
         .collect();
     let present = at_version.iter().any(|r| {

@@ -56,7 +56,7 @@ pub(crate) struct Base {
 
 impl Base {
     /// The attestation that was verified must still be there.
-    pub fn check_still_attested(&self, rows: &[AttestationRow], findings: &mut Vec<Finding>) {
+    pub fn check_still_attested(&self, rows: &[&AttestationRow], findings: &mut Vec<Finding>) {
         let present = rows.iter().any(|r| {
             r.version == self.version
                 && Envelope::from_json(r.envelope.as_bytes())
@@ -100,7 +100,7 @@ pub(crate) async fn find_base(
     trust: &TrustedKeys,
     target: u64,
     mode: VerifyMode,
-    rows: &[AttestationRow],
+    rows: &[&AttestationRow],
 ) -> Result<Option<Base>, Error> {
     let mut records = store.verification_rows(table).await?;
     records.sort_by_key(|r| std::cmp::Reverse((r.version, r.verified_at_us)));

@@ -312,3 +312,74 @@ pub(crate) async fn read_commit(
     let commit = source.parse_commit(version, &bytes).ok();
     Ok((bytes, commit))
 }
+
+/// Commit files at most this large are read ahead of the walk; larger ones are read when the
+/// walk reaches them, after its size checks.
+const PREFETCH_MAX_BYTES: u64 = 256 << 10;
+/// Commit files read and parsed at once ahead of the walk.
+const PREFETCH_CONCURRENCY: usize = 16;
+/// Read commits waiting for the walk (bounds memory with the two constants above).
+const PREFETCH_QUEUE: usize = 32;
+
+type ReadCommit = Result<(bytes::Bytes, Option<Commit>), Error>;
+
+/// Commit files read and parsed in version order on their own task while the walk checks the
+/// ones before them: the walk waits for storage once, not once per commit.
+pub(crate) struct CommitPrefetch {
+    rx: tokio::sync::mpsc::Receiver<(u64, ReadCommit)>,
+    next: Option<(u64, ReadCommit)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CommitPrefetch {
+    /// Starts reading `versions` (ascending) whose listed size is small enough.
+    pub fn start(source: &SourceTable, versions: impl Iterator<Item = (u64, u64)>) -> Self {
+        use futures::StreamExt;
+        let wanted: Vec<u64> = versions
+            .filter(|(_, size)| *size <= PREFETCH_MAX_BYTES)
+            .map(|(v, _)| v)
+            .collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_QUEUE);
+        let source = source.clone();
+        let task = tokio::spawn(async move {
+            let source = &source;
+            let mut reads = futures::stream::iter(wanted)
+                .map(|v| async move { (v, read_commit(source, v).await) })
+                .buffered(PREFETCH_CONCURRENCY);
+            while let Some(item) = reads.next().await {
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        CommitPrefetch {
+            rx,
+            next: None,
+            task,
+        }
+    }
+
+    /// The read of version `v`, if it was read ahead (versions before it are dropped).
+    pub async fn take(&mut self, v: u64) -> Option<ReadCommit> {
+        loop {
+            let item = match self.next.take() {
+                Some(item) => item,
+                None => self.rx.recv().await?,
+            };
+            match item.0.cmp(&v) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Equal => return Some(item.1),
+                std::cmp::Ordering::Greater => {
+                    self.next = Some(item);
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for CommitPrefetch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -16,7 +16,7 @@ use makoto_core::state::{DvEntry, FileEntry, StateTree, leaf_key};
 
 use super::chain::CheckedRow;
 use super::findings::{Finding, FindingKind};
-use super::replay::{Replay, compare_commit, read_commit};
+use super::replay::{CommitPrefetch, Replay, compare_commit, read_commit};
 use crate::Error;
 use crate::checkpoint::{self, CheckpointRef};
 use crate::log::{LogFiles, SourceTable};
@@ -100,6 +100,7 @@ struct Walk<'a> {
     commit_matched: bool,
     /// Checking artifacts of versions before the walk: never restart from them.
     no_seed: bool,
+    prefetch: CommitPrefetch,
 }
 
 fn range_detail(a: u64, b: u64) -> String {
@@ -120,7 +121,14 @@ pub(crate) async fn walk(
     let since_last = resumed.is_some();
     let tree = resumed.unwrap_or_default();
     let fresh = input.from == 0 && !since_last && input.baseline.is_none();
+    let ahead = (input.from <= input.target)
+        .then(|| input.log.commits().range(input.from..=input.target))
+        .into_iter()
+        .flatten()
+        .map(|(v, m)| (*v, m.size));
+    let prefetch = CommitPrefetch::start(input.source, ahead);
     let mut w = Walk {
+        prefetch,
         since_last,
         last_step: None,
         commit_matched: false,
@@ -371,7 +379,11 @@ impl Walk<'_> {
             self.lose();
             return Ok(());
         }
-        let (bytes, commit) = read_commit(self.input.source, v).await?;
+        let read = match self.prefetch.take(v).await {
+            Some(read) => read,
+            None => read_commit(self.input.source, v).await,
+        };
+        let (bytes, commit) = read?;
         let matches = compare_commit(&bytes, commit.as_ref(), v, self.input.chain, self.findings);
         let Some(commit) = commit else {
             self.lose();
@@ -404,14 +416,15 @@ impl Walk<'_> {
                 .load_paths(&mut self.replay.tree, &keys)
                 .await?;
         }
-        let unavailable = self
-            .attested(v)
-            .map(|a| a.unavailable_files().to_vec())
-            .unwrap_or_default();
+        let chain = self.input.chain;
+        let unavailable = chain
+            .get(&v)
+            .and_then(|r| r.attested.as_ref())
+            .map_or(&[][..], AttestedCommit::unavailable_files);
         self.replay.apply(
             &commit,
             self.input.changes.get(&v).map(Vec::as_slice),
-            &unavailable,
+            unavailable,
         )?;
         if !self.replay.known {
             self.lose();
@@ -429,7 +442,8 @@ impl Walk<'_> {
     }
 
     fn compare_with_attestation(&mut self, v: u64) {
-        let Some(att) = self.attested(v).cloned() else {
+        let chain = self.input.chain;
+        let Some(att) = chain.get(&v).and_then(|r| r.attested.as_ref()) else {
             return;
         };
         if !self.known {
