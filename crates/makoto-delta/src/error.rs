@@ -116,6 +116,9 @@ pub enum Error {
     #[error("key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
 
+    #[error("trust file {path}: {reason}")]
+    TrustFile { path: String, reason: String },
+
     #[error("{context}: {source}")]
     Core {
         context: String,

@@ -117,3 +117,14 @@ pub fn load_public_key(path: &Path) -> Result<PublicKey, Error> {
     }
     PublicKey::from_spki_pem(&text).map_err(|e| key_error(path, e.to_string()))
 }
+
+/// Loads the keys a verifier trusts: a public key PEM, or a trust file (JSON) listing keys
+/// with their validity windows.
+pub fn load_trust(path: &Path) -> Result<makoto_core::verify::TrustedKeys, Error> {
+    let bad = |reason: String| Error::TrustFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    makoto_core::verify::TrustedKeys::parse(&text).map_err(|e| bad(e.to_string()))
+}

@@ -79,6 +79,14 @@ pub enum Error {
     },
 }
 
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(source: datafusion::error::DataFusionError) -> Self {
+        Error::Sql {
+            source: Box::new(source),
+        }
+    }
+}
+
 /// A user table registered in the session: `NAME=URI`, or `NAME=URI@vN` pinned to a version.
 #[derive(Debug, Clone)]
 pub struct UserTable {
@@ -178,9 +186,7 @@ async fn provider(
             source: Box::new(source),
         })?;
     let at = table.version().unwrap_or(0);
-    let provider = table.table_provider().await.map_err(|source| Error::Sql {
-        source: Box::new(source),
-    })?;
+    let provider = table.table_provider().await?;
     Ok((provider, at))
 }
 
@@ -214,11 +220,7 @@ impl MakotoSession {
                 &format!("system.makoto.{name}"),
             )
             .await?;
-            schema
-                .register_table(name.to_owned(), p)
-                .map_err(|source| Error::Sql {
-                    source: Box::new(source),
-                })?;
+            schema.register_table(name.to_owned(), p)?;
         }
         // Tables written on first use: empty until then.
         type Empty = fn() -> Result<arrow::array::RecordBatch, makoto_delta::Error>;
@@ -243,41 +245,21 @@ impl MakotoSession {
                     provider(&ctx, &location, None, storage, display).await?.0
                 } else {
                     let empty = empty()?;
-                    Arc::new(
-                        MemTable::try_new(empty.schema(), vec![vec![empty]]).map_err(|source| {
-                            Error::Sql {
-                                source: Box::new(source),
-                            }
-                        })?,
-                    )
+                    Arc::new(MemTable::try_new(empty.schema(), vec![vec![empty]])?)
                 };
-            schema
-                .register_table(name.into(), p)
-                .map_err(|source| Error::Sql {
-                    source: Box::new(source),
-                })?;
+            schema.register_table(name.into(), p)?;
         }
 
         let catalog = Arc::new(MemoryCatalogProvider::new());
-        catalog
-            .register_schema("makoto", Arc::clone(&schema) as Arc<dyn SchemaProvider>)
-            .map_err(|source| Error::Sql {
-                source: Box::new(source),
-            })?;
+        catalog.register_schema("makoto", Arc::clone(&schema) as Arc<dyn SchemaProvider>)?;
         ctx.register_catalog("system", catalog);
 
         let rows = {
             let batches = ctx
                 .sql("SELECT * FROM system.makoto.attestations")
-                .await
-                .map_err(|source| Error::Sql {
-                    source: Box::new(source),
-                })?
+                .await?
                 .collect()
-                .await
-                .map_err(|source| Error::Sql {
-                    source: Box::new(source),
-                })?;
+                .await?;
             let store = warehouse.join(ATTESTATIONS_PATH)?.as_uri();
             let mut rows = Vec::new();
             for b in &batches {
@@ -288,25 +270,13 @@ impl MakotoSession {
             rows
         };
         let lineage = Arc::new(Lineage::from_rows(&rows));
-        schema
-            .register_table(
-                "lineage".into(),
-                Arc::new(lineage::edge_table(&lineage).map_err(|source| Error::Sql {
-                    source: Box::new(source),
-                })?),
-            )
-            .map_err(|source| Error::Sql {
-                source: Box::new(source),
-            })?;
+        schema.register_table("lineage".into(), Arc::new(lineage::edge_table(&lineage)?))?;
 
         let mut aliases = HashMap::new();
         let mut pinned = Vec::new();
         for t in &options.tables {
             let (p, at) = provider(&ctx, t.location(), t.version(), storage, t.name()).await?;
-            ctx.register_table(t.name(), p)
-                .map_err(|source| Error::Sql {
-                    source: Box::new(source),
-                })?;
+            ctx.register_table(t.name(), p)?;
             aliases.insert(t.name().to_owned(), t.location().as_uri());
             pinned.push((t.name().to_owned(), t.location().as_uri(), at));
         }
@@ -339,17 +309,7 @@ impl MakotoSession {
     }
 
     pub async fn sql(&self, query: &str) -> Result<Vec<RecordBatch>, Error> {
-        self.ctx
-            .sql(query)
-            .await
-            .map_err(|source| Error::Sql {
-                source: Box::new(source),
-            })?
-            .collect()
-            .await
-            .map_err(|source| Error::Sql {
-                source: Box::new(source),
-            })
+        Ok(self.ctx.sql(query).await?.collect().await?)
     }
 }
 

@@ -309,17 +309,9 @@ impl SqlTransform {
             },
         )
         .await?;
-        let df = session
-            .context()
-            .sql(&self.query)
-            .await
-            .map_err(|source| Error::Sql {
-                source: Box::new(source),
-            })?;
+        let df = session.context().sql(&self.query).await?;
         let schema = df.schema().as_arrow().clone();
-        let mut batches = df.collect().await.map_err(|source| Error::Sql {
-            source: Box::new(source),
-        })?;
+        let mut batches = df.collect().await?;
         if batches.is_empty() {
             batches.push(RecordBatch::new_empty(Arc::new(schema)));
         }

@@ -4,9 +4,9 @@ use makoto_core::attestation::MakotoLevel;
 use makoto_delta::gate::{self, GateOptions, Upstream};
 use makoto_delta::{AttestationStore, Location, StorageOptions, VerifyMode, VersionSpec};
 
-use super::verify::load_trust;
 use super::{EXIT_FINDINGS, EXIT_OK};
 use crate::args::CheckArgs;
+use makoto_delta::keyfile::load_trust;
 
 pub(crate) fn level(n: u8) -> MakotoLevel {
     match n {

@@ -8,8 +8,8 @@ use makoto_delta::gate::GateOptions;
 use makoto_delta::{AttestationStore, Location, StorageOptions, VerifyMode, keyfile};
 
 use super::EXIT_OK;
-use super::verify::load_trust;
 use crate::args::DbomArgs;
+use makoto_delta::keyfile::load_trust;
 
 pub async fn run(args: DbomArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let key = args

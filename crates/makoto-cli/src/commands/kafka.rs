@@ -4,9 +4,9 @@ use makoto_core::keys::Signer;
 use makoto_delta::keyfile;
 use serde_json::json;
 
-use super::verify::load_trust;
 use super::{EXIT_FINDINGS, EXIT_OK, short};
 use crate::args::{KafkaAttestArgs, KafkaCommand, KafkaVerifyArgs};
+use makoto_delta::keyfile::load_trust;
 
 pub async fn run(cmd: KafkaCommand, out: &mut dyn Write) -> anyhow::Result<u8> {
     match cmd {

@@ -6,9 +6,9 @@ use makoto_delta::windows::RecordProof;
 use makoto_delta::{AttestationStore, Location, StorageOptions};
 use serde_json::{Value, json};
 
-use super::verify::load_trust;
 use super::{EXIT_FINDINGS, EXIT_OK};
 use crate::args::{ProveArgs, VerifyProofArgs};
+use makoto_delta::keyfile::load_trust;
 
 pub async fn prove(args: ProveArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let storage = StorageOptions::default();

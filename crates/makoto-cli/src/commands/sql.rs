@@ -4,9 +4,9 @@ use makoto_core::verify::TrustedKeys;
 use makoto_delta::{Location, StorageOptions};
 use makoto_sql::{MakotoSession, OutputFormat, SessionOptions, UserTable, format_batches};
 
-use super::verify::load_trust;
 use super::{EXIT_ERROR, EXIT_OK};
 use crate::args::{Format, SqlArgs};
+use makoto_delta::keyfile::load_trust;
 
 async fn run_one(
     session: &MakotoSession,

@@ -10,9 +10,9 @@ use makoto_delta::{
 use makoto_sql::UserTable;
 use makoto_sql::transform::{SqlTransform, WriteMode};
 
-use super::verify::load_trust;
 use super::{EXIT_OK, short};
 use crate::args::{Mode, TransformArgs};
+use makoto_delta::keyfile::load_trust;
 
 pub async fn run(args: TransformArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let key = Arc::new(keyfile::load_signing_key(&args.key)?);

@@ -3,7 +3,6 @@ use std::io::Write;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use makoto_core::head::verify_head;
-use makoto_core::verify::TrustedKeys;
 use makoto_delta::keyfile;
 use makoto_delta::verify::{RecordSigner, UnsignedRows};
 use makoto_delta::{
@@ -14,12 +13,6 @@ use std::sync::Arc;
 
 use super::{EXIT_FINDINGS, EXIT_OK, human_bytes};
 use crate::args::VerifyArgs;
-
-pub(crate) fn load_trust(path: &std::path::Path) -> anyhow::Result<TrustedKeys> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("trust file {}: cannot read", path.display()))?;
-    TrustedKeys::parse(&text).with_context(|| format!("trust file {}", path.display()))
-}
 
 fn parse_time(s: &str) -> anyhow::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
@@ -152,7 +145,7 @@ pub fn print_report(r: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()
 }
 
 pub async fn run(args: VerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let trust = load_trust(&args.trust)?;
+    let trust = keyfile::load_trust(&args.trust)?;
     let storage = StorageOptions::default();
     let store =
         AttestationStore::open_existing(Location::existing(&args.warehouse)?, storage.clone())
