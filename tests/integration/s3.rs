@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use deltalake::logstore::object_store;
+use futures::TryStreamExt;
 use makoto_delta::{AttestationStore, Location, StorageOptions};
-use object_store::ObjectStoreExt;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::support::*;
 
@@ -244,5 +245,56 @@ async fn attest_and_verify_on_s3() {
             .iter()
             .any(|f| f["kind"] == "data-file-changed" && f["path"] == live.as_str()),
         "{report}"
+    );
+
+    // Commands that only read, pointed at a mistyped warehouse, exit 2 naming it and create
+    // nothing on the server.
+    let bucket_store = Location::existing(&format!("s3://{bucket}"))
+        .unwrap()
+        .object_store(&garage.storage())
+        .unwrap();
+    let objects = || async {
+        let mut names: Vec<String> = bucket_store
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        names.sort();
+        names
+    };
+    let before = objects().await;
+    let typo = format!("s3://{bucket}/warehous");
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["verify", &table, "--warehouse", &typo, "--trust", &pub_file],
+        vec!["check", &table, "--warehouse", &typo, "--trust", &pub_file],
+        vec!["dbom", &table, "--warehouse", &typo, "--key", &key_file],
+        vec![
+            "prove",
+            &table,
+            "--warehouse",
+            &typo,
+            "--file",
+            &live,
+            "--version",
+            "9",
+        ],
+        vec!["head", "--warehouse", &typo, "--key", &key_file],
+    ];
+    for args in runs {
+        let out = makoto_env(&args, &env);
+        assert_eq!(out.code, Some(2), "{args:?}: {} {}", out.stdout, out.stderr);
+        let errors: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{args:?}: {}", out.stderr);
+        assert!(errors[0].contains(&typo), "{args:?}: {}", errors[0]);
+    }
+    assert_eq!(
+        objects().await,
+        before,
+        "a read-only command wrote to the bucket"
     );
 }
