@@ -323,37 +323,14 @@ fn read_only_commands_do_not_create_a_warehouse() {
             std::fs::create_dir(&missing).unwrap();
         }
         let w = missing.to_str().unwrap();
-        let runs: Vec<Vec<&str>> = vec![
-            vec!["verify", t, "--warehouse", w, "--trust", &public],
-            vec!["check", t, "--warehouse", w, "--trust", &public],
-            vec!["dbom", t, "--warehouse", w, "--key", &key],
-            vec![
-                "prove",
-                t,
-                "--warehouse",
-                w,
-                "--file",
-                "x.parquet",
-                "--version",
-                "1",
-            ],
-            vec!["head", "--warehouse", w, "--key", &key],
-        ];
-        for args in runs {
+        for args in read_only_runs(t, w, &key, &public, "x.parquet", "1") {
             let out = makoto(&args);
-            assert_eq!(out.code, Some(2), "{args:?}: {} {}", out.stdout, out.stderr);
-            let errors: Vec<&str> = out
-                .stderr
-                .lines()
-                .filter(|l| l.starts_with("error:"))
-                .collect();
-            assert_eq!(errors.len(), 1, "{args:?}: {}", out.stderr);
+            let error = sole_error(&args, &out);
             let uri = url::Url::from_directory_path(&missing).unwrap();
             let uri = uri.as_str().trim_end_matches('/');
             assert!(
-                errors[0].contains(w) || errors[0].contains(uri),
-                "{args:?}: {}",
-                errors[0]
+                error.contains(w) || error.contains(uri),
+                "{args:?}: {error}"
             );
             if missing.exists() {
                 assert_eq!(

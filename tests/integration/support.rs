@@ -623,3 +623,43 @@ pub fn keyfiles(dir: &Path) -> (String, String) {
         format!("{}.pub", prefix.display()),
     )
 }
+
+/// The commands that only read a warehouse, each pointed at `warehouse`: verify, check, dbom,
+/// prove (of `file` at `version`) and head.
+pub fn read_only_runs<'a>(
+    table: &'a str,
+    warehouse: &'a str,
+    key: &'a str,
+    public: &'a str,
+    file: &'a str,
+    version: &'a str,
+) -> Vec<Vec<&'a str>> {
+    vec![
+        vec!["verify", table, "--warehouse", warehouse, "--trust", public],
+        vec!["check", table, "--warehouse", warehouse, "--trust", public],
+        vec!["dbom", table, "--warehouse", warehouse, "--key", key],
+        vec![
+            "prove",
+            table,
+            "--warehouse",
+            warehouse,
+            "--file",
+            file,
+            "--version",
+            version,
+        ],
+        vec!["head", "--warehouse", warehouse, "--key", key],
+    ]
+}
+
+/// The single `error:` line of a run that could not be done (exit 2).
+pub fn sole_error<'a>(args: &[&str], out: &'a ChildOutput) -> &'a str {
+    assert_eq!(out.code, Some(2), "{args:?}: {} {}", out.stdout, out.stderr);
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{args:?}: {}", out.stderr);
+    errors[0]
+}
