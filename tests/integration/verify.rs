@@ -801,6 +801,31 @@ async fn verify_cli_exit_codes_and_json() {
     let v: Value = serde_json::from_str(&ok.stdout).unwrap();
     assert_eq!(v["verified"], true);
     assert_eq!(v["version"], 9);
+    assert_eq!(v["coverage"]["deltaRsCrossCheck"], true);
+    assert_eq!(v["coverage"]["readerCheck"], "delta-rs");
+    let skipped = tokio::task::spawn_blocking({
+        let a = args(&["--json", "--reader-check", "skip"]);
+        move || run(a)
+    })
+    .await
+    .unwrap();
+    assert_eq!(skipped.code, Some(0), "{}", skipped.stderr);
+    let s: Value = serde_json::from_str(&skipped.stdout).unwrap();
+    assert_eq!(s["coverage"]["deltaRsCrossCheck"], false);
+    assert_eq!(s["coverage"]["readerCheck"], "skip");
+    let skipped_text = tokio::task::spawn_blocking({
+        let a = args(&["--reader-check", "skip"]);
+        move || run(a)
+    })
+    .await
+    .unwrap();
+    assert!(
+        skipped_text
+            .stdout
+            .contains("delta-rs cross-check skipped (--reader-check skip)"),
+        "{}",
+        skipped_text.stdout
+    );
     let path = add_paths(&table, 9).pop().unwrap();
     flip_byte(&table.join(&path), 100);
     let bad = tokio::task::spawn_blocking({

@@ -295,9 +295,30 @@ pub struct VerifyArgs {
     /// Files hashed in parallel (default: twice the number of cores).
     #[arg(long, value_name = "N")]
     pub parallelism: Option<usize>,
+    /// Whether delta-rs opens the verified version and must see the attested reader view.
+    /// `skip` leaves only makoto's own checks (the coverage line says so); on a long log with
+    /// no checkpoint, opening costs what any reader pays.
+    #[arg(long, value_enum, default_value_t = ReaderCheckArg::DeltaRs)]
+    pub reader_check: ReaderCheckArg,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--reader-check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReaderCheckArg {
+    DeltaRs,
+    Skip,
+}
+
+impl From<ReaderCheckArg> for makoto_delta::ReaderCheck {
+    fn from(a: ReaderCheckArg) -> Self {
+        match a {
+            ReaderCheckArg::DeltaRs => makoto_delta::ReaderCheck::DeltaRs,
+            ReaderCheckArg::Skip => makoto_delta::ReaderCheck::Skip,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

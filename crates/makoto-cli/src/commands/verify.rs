@@ -100,10 +100,10 @@ pub fn print_report(r: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()
         c.checkpoints,
         c.checksums,
         c.compactions,
-        if c.delta_rs_cross_check {
-            "agrees"
-        } else {
-            "not done"
+        match (c.delta_rs_cross_check, c.reader_check) {
+            (true, _) => "agrees",
+            (false, makoto_delta::ReaderCheck::Skip) => "skipped (--reader-check skip)",
+            (false, _) => "not done",
         }
     )?;
     if let Some(d) = &r.state_digest {
@@ -170,6 +170,7 @@ pub async fn run(args: VerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
             UnsignedRows::Fail
         },
         storage,
+        reader_check: args.reader_check.into(),
         ..VerifyOptions::default()
     };
     if let Some(p) = args.parallelism {

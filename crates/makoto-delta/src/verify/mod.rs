@@ -12,6 +12,7 @@ mod chain;
 mod checkpoints;
 mod data;
 mod findings;
+mod log_reads;
 mod readers;
 mod record;
 mod replay;
@@ -63,6 +64,18 @@ pub enum UnsignedRows {
     Warn,
 }
 
+/// Whether a real reader opens the verified version beside makoto's own checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReaderCheck {
+    /// delta-rs opens the version and must see the attested reader view (`reader-mismatch`).
+    /// On a long log without checkpoints this costs what any reader pays to open it.
+    #[default]
+    DeltaRs,
+    /// Not opened: only makoto's own checks run, and the coverage says so.
+    Skip,
+}
+
 /// Options of a verification.
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
@@ -79,6 +92,7 @@ pub struct VerifyOptions {
     pub since_last: bool,
     /// Record the outcome in `system.makoto.verifications` (`None`: do not).
     pub record: Option<record::RecordSigner>,
+    pub reader_check: ReaderCheck,
 }
 
 impl Default for VerifyOptions {
@@ -92,6 +106,7 @@ impl Default for VerifyOptions {
             anchor: None,
             since_last: false,
             record: None,
+            reader_check: ReaderCheck::default(),
         }
     }
 }
@@ -165,6 +180,8 @@ pub struct Coverage {
     pub bytes_hashed: u64,
     /// delta-rs read the version and saw the attested view.
     pub delta_rs_cross_check: bool,
+    /// The reader cross-check asked for (`skip`: delta-rs was not opened).
+    pub reader_check: ReaderCheck,
 }
 
 /// The outcome of a verification.
@@ -521,13 +538,15 @@ impl<'a> Verifier<'a> {
             "verify phase done"
         );
         let cross_check = match cross_check {
-            Some(mut handle) => (&mut handle.0).await,
-            None => Ok(Err(
+            Some(mut handle) => Some((&mut handle.0).await),
+            None if self.options.reader_check == ReaderCheck::Skip => None,
+            None => Some(Ok(Err(
                 "the log holds a commit file too large to read safely; not opened".to_owned(),
-            )),
+            ))),
         };
         match (cross_check, &walked.view) {
-            (Ok(Ok(sees)), Some(view)) if walked.target_covered => {
+            (None, _) => {}
+            (Some(Ok(Ok(sees))), Some(view)) if walked.target_covered => {
                 cross_checked = true;
                 let diffs = readers::differences(&sees, view);
                 if !diffs.is_empty() {
@@ -543,14 +562,14 @@ impl<'a> Verifier<'a> {
                     );
                 }
             }
-            (Ok(Err(e)), _) => findings.push(
+            (Some(Ok(Err(e))), _) => findings.push(
                 Finding::new(
                     FindingKind::ReaderCrossCheckFailed,
                     format!("delta-rs cannot read version {target}: {e}"),
                 )
                 .at(target),
             ),
-            (Err(e), _) => findings.push(
+            (Some(Err(e)), _) => findings.push(
                 Finding::new(
                     FindingKind::ReaderCrossCheckFailed,
                     format!("the delta-rs cross-check did not finish: {e}"),
@@ -579,6 +598,7 @@ impl<'a> Verifier<'a> {
             files_hashed,
             bytes_hashed,
             delta_rs_cross_check: cross_checked,
+            reader_check: self.options.reader_check,
         };
         let outcome = Outcome::of(&findings, &coverage);
         let verified = outcome == Outcome::Verified;
@@ -631,6 +651,9 @@ impl<'a> Verifier<'a> {
     /// delta-rs opening the table at `target` on its own task — unless the log holds a commit
     /// file too large to read safely (reported by the walk), which delta-rs would read whole.
     fn start_cross_check(&self, log: &crate::log::LogFiles, target: u64) -> Option<CrossCheck> {
+        if self.options.reader_check == ReaderCheck::Skip {
+            return None;
+        }
         let oversized = log
             .commits()
             .range(..=target)

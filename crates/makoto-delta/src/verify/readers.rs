@@ -4,6 +4,7 @@
 //! view. It catches any artifact or parsing rule the walk does not model.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use makoto_core::Sha256Digest;
@@ -32,8 +33,10 @@ pub(crate) async fn open(
     version: u64,
 ) -> Result<ReaderSees, String> {
     let root = url.clone();
-    let table = deltalake::DeltaTableBuilder::from_url(url)
+    let store = log_read_cache(&url, &options)?;
+    let table = deltalake::DeltaTableBuilder::from_url(url.clone())
         .map_err(|e| e.to_string())?
+        .with_storage_backend(store, url)
         .with_storage_options(options)
         .with_version(version)
         .load()
@@ -98,6 +101,29 @@ pub(crate) async fn open(
         metadata,
         files,
     })
+}
+
+/// The store delta-rs would open `url` with, listing the log once and reading each small
+/// commit once (see [`super::log_reads`]).
+fn log_read_cache(
+    url: &url::Url,
+    options: &HashMap<String, String>,
+) -> Result<Arc<dyn object_store::ObjectStore>, String> {
+    use deltalake::logstore::{StorageConfig, object_store_factories};
+    let config = StorageConfig::parse_options(options.clone()).map_err(|e| e.to_string())?;
+    let scheme = url::Url::parse(&format!("{}://", url.scheme())).map_err(|e| e.to_string())?;
+    let factory = object_store_factories()
+        .get(&scheme)
+        .map(|f| f.value().clone())
+        .ok_or_else(|| format!("no storage backend for {}://", url.scheme()))?;
+    let (root, _) = factory
+        .parse_url_opts(url, &config)
+        .map_err(|e| e.to_string())?;
+    let log = object_store::path::Path::from_url_path(url.path())
+        .map_err(|e| e.to_string())?
+        .clone()
+        .join("_delta_log");
+    Ok(Arc::new(super::log_reads::LogReadCache::new(root, log)))
 }
 
 /// The differences between what delta-rs sees and the attested view.
