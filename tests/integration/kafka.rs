@@ -172,6 +172,31 @@ async fn kafka_windows_attest_and_verify() {
     assert_eq!(rows[0]["table_uri"], "kafka://ticks/0", "{rows}");
     assert_eq!(rows[0]["n"], 4);
     assert_eq!(rows[1]["n"], 2);
+    // Each row's digest is the SHA-256 of its envelope's payload, its key id the envelope's,
+    // its version columns the window's offsets.
+    let out = makoto(&[
+        "sql",
+        "--warehouse",
+        wh.to_str().unwrap(),
+        "--format",
+        "json",
+        "SELECT sequence, first_version, last_version, attestation_digest, keyid, envelope FROM system.makoto.windows WHERE table_uri = 'kafka://ticks/0' ORDER BY sequence",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let rows: Value = serde_json::from_str(&out.stdout).unwrap();
+    for (k, row) in rows.as_array().unwrap().iter().enumerate() {
+        use base64::Engine;
+        let env: Value = serde_json::from_str(row["envelope"].as_str().unwrap()).unwrap();
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(env["payload"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(row["attestation_digest"], hex::encode(Sha256::digest(&payload)));
+        assert_eq!(row["keyid"], env["signatures"][0]["keyid"]);
+        assert!(row["keyid"].as_str().is_some_and(|k| !k.is_empty()), "{row}");
+        assert_eq!(row["sequence"], k as u64 + 1);
+        assert_eq!(row["first_version"], k as u64 * 5);
+        assert_eq!(row["last_version"], k as u64 * 5 + 4);
+    }
 
     // The envelopes in makoto.dbom verify with the public key and validate against the schema.
     let dbom = topic.sibling("makoto.dbom");

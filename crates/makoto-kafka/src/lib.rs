@@ -9,6 +9,8 @@
 //!   `[k·N, (k+1)·N)`; its Merkle tree (RFC 6962) is over the records' values.
 //! - [`verify`] re-reads the partitions and reports injected, altered, dropped or reordered
 //!   records by partition, offset and window.
+//! - [`record_windows`] appends the published windows a warehouse lacks to
+//!   `system.makoto.windows`, exactly once per partition, so SQL sees them beside Delta windows.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), makoto_kafka::Error> {
@@ -21,6 +23,7 @@
 
 mod report;
 mod statement;
+mod warehouse;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -34,6 +37,7 @@ use rskafka::record::{Record, RecordAndOffset};
 
 pub use report::{KafkaFinding, KafkaFindingKind, VerifyReport};
 pub use statement::{KafkaWindow, parse_statement, subject};
+pub use warehouse::record_windows;
 
 /// Header with the hex SHA-256 of the record's value.
 pub const CONTENT_HASH_HEADER: &str = "makoto.content_hash";
@@ -65,6 +69,17 @@ pub enum Error {
     },
     #[error("window attestation: {reason}")]
     Core { reason: String },
+    /// A published window that cannot become a `system.makoto.windows` row.
+    #[error("{stream} window {window}: {reason}")]
+    WindowRow {
+        stream: String,
+        window: u64,
+        reason: String,
+    },
+    #[error("another run recorded windows of {stream} at the same time; run again")]
+    RecordConflict { stream: String },
+    #[error(transparent)]
+    Warehouse(#[from] makoto_delta::Error),
 }
 
 /// A topic on a cluster.
