@@ -246,7 +246,7 @@ pub struct AttestArgs {
     /// window with a stream-window/v1 statement: records=N, commits=N or duration=D (ms, s, m,
     /// h, d).
     #[arg(long, value_name = "SPEC")]
-    pub windows: Option<String>,
+    pub windows: Option<makoto_core::window::WindowSpec>,
     /// Print a JSON summary instead of text.
     #[arg(long)]
     pub json: bool,

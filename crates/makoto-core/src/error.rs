@@ -38,6 +38,10 @@ pub enum Error {
     #[error("invalid in-toto statement: {reason}")]
     InvalidStatement { reason: String },
 
+    /// A window spec (`records=N`, `commits=N`, `duration=D`) that does not parse.
+    #[error("window spec {spec:?}: {reason} (use records=N, commits=N or duration=D such as 5m)")]
+    InvalidWindowSpec { spec: String, reason: String },
+
     #[error("signature check failed: {reason}")]
     SignatureInvalid { reason: String },
 

@@ -32,10 +32,9 @@ impl FromStr for WindowSpec {
 
     /// `records=1000`, `commits=10`, `duration=15m` (`ms`, `s`, `m`, `h`, `d`).
     fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = |reason: &str| Error::InvalidStatement {
-            reason: format!(
-                "window spec {s:?}: {reason} (use records=N, commits=N or duration=D such as 5m)"
-            ),
+        let bad = |reason: &str| Error::InvalidWindowSpec {
+            spec: s.to_owned(),
+            reason: reason.to_owned(),
         };
         let (kind, value) = s.split_once('=').ok_or_else(|| bad("no '='"))?;
         let positive = |v: &str| -> Result<u64, Error> {

@@ -2,6 +2,8 @@ use std::io::Write;
 use std::sync::Arc;
 
 use makoto_core::keys::Signer;
+use makoto_core::window::WindowSpec;
+use makoto_delta::windows::WindowSummary;
 use makoto_delta::{
     AttestOptions, AttestSummary, AttestationStore, Attestor, Location, SourceTable,
     StorageOptions, keyfile,
@@ -20,9 +22,19 @@ pub(crate) struct AttestRequest {
     pub batch_size: usize,
     pub parallelism: Option<usize>,
     pub quiet: bool,
+    /// Also attest stream windows over the attested appends.
+    pub windows: Option<WindowSpec>,
 }
 
-pub(crate) async fn attest(req: AttestRequest) -> anyhow::Result<AttestSummary> {
+/// What one `attest` run did: the commits, and the windows when asked for.
+pub(crate) struct AttestOutcome {
+    pub summary: AttestSummary,
+    pub windows: Option<WindowSummary>,
+}
+
+/// Loads the key and opens the table and the warehouse once, then attests the commits and,
+/// with a window spec, the windows over them.
+pub(crate) async fn attest(req: AttestRequest) -> anyhow::Result<AttestOutcome> {
     let storage = StorageOptions::default();
     let signer: Option<Arc<dyn Signer>> = match &req.key {
         Some(path) => Some(Arc::new(keyfile::load_signing_key(path)?)),
@@ -41,10 +53,27 @@ pub(crate) async fn attest(req: AttestRequest) -> anyhow::Result<AttestSummary> 
         options.parallelism = p.max(1);
     }
     let progress = Arc::new(TerminalProgress::new(req.quiet));
-    let attestor = Attestor::new(table, store, signer, options).with_observer(progress.clone());
+    let attestor = Attestor::new(table.clone(), store.clone(), signer.clone(), options)
+        .with_observer(progress.clone());
     let result = attestor.run().await;
     progress.finish();
-    Ok(result?)
+    let summary = result?;
+    let windows = match (req.windows, summary.attested_through(), &summary.table_id) {
+        (Some(spec), Some(through), Some(table_id)) => Some(
+            makoto_delta::windows::attest_windows(
+                &table,
+                &store,
+                signer.as_deref(),
+                spec,
+                through,
+                table_id,
+                &summary.run_id,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+    Ok(AttestOutcome { summary, windows })
 }
 
 pub fn summary_json(s: &AttestSummary) -> serde_json::Value {
@@ -150,20 +179,12 @@ pub fn print_summary(s: &AttestSummary, out: &mut dyn Write) -> std::io::Result<
 }
 
 pub async fn run(args: AttestArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let windows: Option<makoto_core::window::WindowSpec> = args
-        .windows
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|e: makoto_core::Error| anyhow::anyhow!("--windows: {e}"))?;
-    let (table_arg, warehouse_arg, key_arg) =
-        (args.table.clone(), args.warehouse.clone(), args.key.clone());
     if args.key.is_none() {
         eprintln!(
             "warning: no --key (or MAKOTO_KEY): writing unsigned attestations (Makoto L1); sign with a key for L2"
         );
     }
-    let summary = attest(AttestRequest {
+    let AttestOutcome { summary, windows } = attest(AttestRequest {
         table: args.table,
         warehouse: args.warehouse,
         key: args.key,
@@ -171,33 +192,9 @@ pub async fn run(args: AttestArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         batch_size: args.batch_size,
         parallelism: args.parallelism,
         quiet: args.json,
+        windows: args.windows,
     })
     .await?;
-    let windows = match (windows, summary.attested_through(), &summary.table_id) {
-        (Some(spec), Some(through), Some(table_id)) => {
-            let storage = StorageOptions::default();
-            let signer = match &key_arg {
-                Some(path) => Some(keyfile::load_signing_key(path)?),
-                None => None,
-            };
-            let source = SourceTable::open(Location::existing(&table_arg)?, &storage)?;
-            let store =
-                AttestationStore::create(Location::existing(&warehouse_arg)?, storage).await?;
-            Some(
-                makoto_delta::windows::attest_windows(
-                    &source,
-                    &store,
-                    signer.as_ref().map(|s| s as &dyn Signer),
-                    spec,
-                    through,
-                    table_id,
-                    &summary.run_id,
-                )
-                .await?,
-            )
-        }
-        _ => None,
-    };
     if args.json {
         let mut v = summary_json(&summary);
         if let (Some(w), Some(m)) = (&windows, v.as_object_mut()) {
@@ -229,7 +226,7 @@ pub async fn run(args: AttestArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     Ok(super::EXIT_OK)
 }
 
-fn windows_json(w: &makoto_delta::windows::WindowSummary) -> serde_json::Value {
+fn windows_json(w: &WindowSummary) -> serde_json::Value {
     json!({
         "spec": w.spec,
         "openRecords": w.open_records,

@@ -47,8 +47,10 @@ pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         batch_size: 500,
         parallelism: None,
         quiet: args.json,
+        windows: None,
     })
-    .await?;
+    .await?
+    .summary;
 
     // Verify the sample, deeply, against the demo's public key.
     let public = keyfile::load_public_key(&pub_path)?;
