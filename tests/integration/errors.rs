@@ -343,3 +343,32 @@ fn read_only_commands_do_not_create_a_warehouse() {
         assert!(missing.ends_with("empty-wh") || !missing.exists());
     }
 }
+
+/// Arguments parsed into library types by clap: a malformed one is a usage error (exit 2)
+/// naming the option and the expected form, and nothing is written.
+#[rstest::rstest]
+#[case::record(&["prove", "TABLE", "--warehouse", "WH", "--record", "12"], &["--record", "VERSION:INDEX"])]
+#[case::windows(&["attest", "TABLE", "--warehouse", "WH", "--windows", "rows=3"], &["--windows", "records=N"])]
+#[case::sql_table(&["sql", "--warehouse", "WH", "--table", "no-equals", "SELECT 1"], &["--table", "NAME=URI"])]
+#[case::transform_pinned(&["transform", "--sql", "SELECT * FROM s", "--input", "s=TABLE@v1", "--output", "WH/out", "--warehouse", "WH", "--key", "KEY"], &["s", "drop the @v suffix"])]
+fn malformed_typed_arguments_are_usage_errors(#[case] args: &[&str], #[case] needles: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, _) = keyfiles(tmp.path());
+    let table = sample_copy(tmp.path());
+    let wh = tmp.path().join("wh");
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            a.replace("TABLE", table.to_str().unwrap())
+                .replace("WH", wh.to_str().unwrap())
+                .replace("KEY", &key)
+        })
+        .collect();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = makoto(&refs);
+    assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+    for n in needles {
+        assert!(out.stderr.contains(n), "{args:?}: {}", out.stderr);
+    }
+    assert!(!wh.exists(), "{args:?} wrote {}", wh.display());
+}

@@ -190,9 +190,15 @@ async fn kafka_windows_attest_and_verify() {
         let payload = base64::engine::general_purpose::STANDARD
             .decode(env["payload"].as_str().unwrap())
             .unwrap();
-        assert_eq!(row["attestation_digest"], hex::encode(Sha256::digest(&payload)));
+        assert_eq!(
+            row["attestation_digest"],
+            hex::encode(Sha256::digest(&payload))
+        );
         assert_eq!(row["keyid"], env["signatures"][0]["keyid"]);
-        assert!(row["keyid"].as_str().is_some_and(|k| !k.is_empty()), "{row}");
+        assert!(
+            row["keyid"].as_str().is_some_and(|k| !k.is_empty()),
+            "{row}"
+        );
         assert_eq!(row["sequence"], k as u64 + 1);
         assert_eq!(row["first_version"], k as u64 * 5);
         assert_eq!(row["last_version"], k as u64 * 5 + 4);

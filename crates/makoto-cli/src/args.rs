@@ -103,7 +103,7 @@ pub struct SqlArgs {
     pub warehouse: String,
     /// Register a Delta table by name: NAME=URI, or NAME=URI@vN for a past version (repeatable).
     #[arg(long = "table", value_name = "NAME=URI[@vN]")]
-    pub tables: Vec<String>,
+    pub tables: Vec<makoto_sql::UserTable>,
     /// Default trusted key(s) of makoto_verify(envelope): a public key PEM or a trust file.
     #[arg(long, env = "MAKOTO_TRUST")]
     pub trust: Option<PathBuf>,
@@ -127,7 +127,7 @@ pub struct TransformArgs {
     pub sql: String,
     /// An input table: NAME=URI (repeatable). Pinned to its current version.
     #[arg(long = "input", value_name = "NAME=URI", required = true)]
-    pub inputs: Vec<String>,
+    pub inputs: Vec<makoto_sql::UserTable>,
     /// The output Delta table (created when missing).
     #[arg(long)]
     pub output: String,
@@ -338,7 +338,7 @@ pub struct ProveArgs {
     /// A record of an attested stream window: VERSION:INDEX, the INDEX-th record (from 0) that
     /// commit VERSION appended.
     #[arg(long, value_name = "VERSION:INDEX", conflicts_with_all = ["file", "version"])]
-    pub record: Option<String>,
+    pub record: Option<makoto_core::window::RecordPos>,
     #[arg(long, env = "MAKOTO_WAREHOUSE")]
     pub warehouse: String,
     /// Write the proof here instead of standard output.

@@ -42,6 +42,9 @@ pub enum Error {
     #[error("window spec {spec:?}: {reason} (use records=N, commits=N or duration=D such as 5m)")]
     InvalidWindowSpec { spec: String, reason: String },
 
+    #[error("record position {input:?}: expected VERSION:INDEX, e.g. 12:0")]
+    InvalidRecordPosition { input: String },
+
     #[error("signature check failed: {reason}")]
     SignatureInvalid { reason: String },
 

@@ -107,6 +107,24 @@ pub struct RecordPos {
     pub index: u64,
 }
 
+impl FromStr for RecordPos {
+    type Err = Error;
+
+    /// `VERSION:INDEX`, e.g. `12:0`: the INDEX-th record (from 0) that commit VERSION appended.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        s.split_once(':')
+            .and_then(|(v, i)| {
+                Some(RecordPos {
+                    version: v.parse().ok()?,
+                    index: i.parse().ok()?,
+                })
+            })
+            .ok_or_else(|| Error::InvalidRecordPosition {
+                input: s.to_owned(),
+            })
+    }
+}
+
 /// A run of consecutive records of one commit inside a window: leaves
 /// `position .. position + records` are the records `first_index .. first_index + records` of
 /// commit `version`.
@@ -504,6 +522,21 @@ impl AttestedWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_positions_parse() {
+        assert_eq!(
+            "12:0".parse::<RecordPos>().unwrap(),
+            RecordPos {
+                version: 12,
+                index: 0
+            }
+        );
+        for bad in ["12", "12:", ":0", "a:1", "1:-1", "1:2:3", ""] {
+            let e = bad.parse::<RecordPos>().unwrap_err();
+            assert!(e.to_string().contains("VERSION:INDEX"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn specs_parse_and_print() {

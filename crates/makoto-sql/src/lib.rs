@@ -360,3 +360,11 @@ pub fn format_table(batches: &[RecordBatch]) -> Result<String, Error> {
         .map(|t| t.to_string())
         .map_err(|source| Error::Format { source })
 }
+impl std::str::FromStr for UserTable {
+    type Err = Error;
+
+    /// `NAME=URI` or `NAME=URI@vN` (see [`UserTable::parse`]).
+    fn from_str(spec: &str) -> Result<Self, Error> {
+        UserTable::parse(spec)
+    }
+}

@@ -282,6 +282,19 @@ pub struct TransformOutcome {
 }
 
 impl SqlTransform {
+    /// Transform inputs are read at their current version: an input pinned with `@vN` is
+    /// refused. [`SqlTransform::run`] checks it too; front ends call it before opening anything.
+    pub fn check_inputs(inputs: &[UserTable]) -> Result<(), Error> {
+        match inputs.iter().find(|i| i.version().is_some()) {
+            Some(pinned) => Err(Error::TableSpec {
+                spec: pinned.name().to_owned(),
+                reason: "transforms read the current version of each input; drop the @v suffix"
+                    .into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     pub async fn run(
         &self,
         store: &AttestationStore,
@@ -289,6 +302,7 @@ impl SqlTransform {
         signer: Option<Arc<dyn Signer>>,
         options: AttestOptions,
     ) -> Result<TransformOutcome, Error> {
+        Self::check_inputs(&self.inputs)?;
         let started_ms = Utc::now().timestamp_millis();
         let storage = options.storage.clone();
         let pinned = PinnedInputs::pin(

@@ -20,22 +20,12 @@ pub async fn prove(args: ProveArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let table = source.uri().to_owned();
     let (bytes, what, version) = match (&args.record, &args.file, args.version) {
         (Some(record), _, _) => {
-            let (v, i) = record
-                .split_once(':')
-                .and_then(|(v, i)| Some((v.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
-                .ok_or_else(|| {
-                    anyhow::anyhow!("--record {record:?}: expected VERSION:INDEX, e.g. 12:0")
-                })?;
-            let proof = makoto_delta::windows::prove_record(
-                &source,
-                &store,
-                makoto_core::window::RecordPos {
-                    version: v,
-                    index: i,
-                },
+            let proof = makoto_delta::windows::prove_record(&source, &store, *record).await?;
+            (
+                proof.to_json_bytes()?,
+                format!("record {}", record.index),
+                record.version,
             )
-            .await?;
-            (proof.to_json_bytes()?, format!("record {i}"), v)
         }
         (None, Some(file), Some(version)) => {
             let proof = makoto_delta::proof::prove(&store, &table, file, version).await?;

@@ -2,7 +2,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use makoto_core::verify::TrustedKeys;
 use makoto_delta::{Location, StorageOptions};
-use makoto_sql::{MakotoSession, OutputFormat, SessionOptions, UserTable, format_batches};
+use makoto_sql::{MakotoSession, OutputFormat, SessionOptions, format_batches};
 
 use super::{EXIT_ERROR, EXIT_OK};
 use crate::args::{Format, SqlArgs};
@@ -25,11 +25,7 @@ async fn run_one(
 }
 
 pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let tables = args
-        .tables
-        .iter()
-        .map(|t| UserTable::parse(t))
-        .collect::<Result<Vec<_>, _>>()?;
+    let tables = args.tables;
     let trust = match &args.trust {
         Some(p) => load_trust(p)?,
         None => TrustedKeys::default(),

@@ -7,7 +7,6 @@ use makoto_core::verify::TrustedKeys;
 use makoto_delta::{
     AttestOptions, AttestationStore, Location, StorageOptions, VerifyMode, keyfile,
 };
-use makoto_sql::UserTable;
 use makoto_sql::transform::{SqlTransform, WriteMode};
 
 use super::{EXIT_OK, short};
@@ -20,17 +19,8 @@ pub async fn run(args: TransformArgs, out: &mut dyn Write) -> anyhow::Result<u8>
         Some(p) => load_trust(p)?,
         None => TrustedKeys::new(vec![key.public_key().clone()]),
     };
-    let inputs = args
-        .inputs
-        .iter()
-        .map(|t| UserTable::parse(t))
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(pinned) = inputs.iter().find(|i| i.version().is_some()) {
-        anyhow::bail!(
-            "input {}: transforms read the current version of each input; drop the @v suffix",
-            pinned.name()
-        );
-    }
+    let inputs = args.inputs;
+    SqlTransform::check_inputs(&inputs)?;
     let storage = StorageOptions::default();
     let store =
         AttestationStore::create(Location::create(&args.warehouse)?, storage.clone()).await?;
