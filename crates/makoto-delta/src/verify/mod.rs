@@ -17,6 +17,7 @@ mod readers;
 mod record;
 mod replay;
 mod walk;
+mod windows;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -526,7 +527,7 @@ impl<'a> Verifier<'a> {
         let mut windows_checked = 0;
         if self.options.mode == VerifyMode::Deep {
             let (w, n) =
-                crate::windows::verify_windows(self.source, self.store, self.trust, target).await?;
+                windows::verify_windows(self.source, self.store, self.trust, target).await?;
             findings.extend(w);
             windows_checked = n;
         }
