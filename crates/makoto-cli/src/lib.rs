@@ -9,6 +9,7 @@
 
 pub mod args;
 mod commands;
+mod context;
 mod progress;
 
 use std::ffi::OsString;

@@ -4,10 +4,7 @@ use std::sync::Arc;
 use makoto_core::keys::Signer;
 use makoto_core::window::WindowSpec;
 use makoto_delta::windows::WindowSummary;
-use makoto_delta::{
-    AttestOptions, AttestSummary, AttestationStore, Attestor, Location, SourceTable,
-    StorageOptions, keyfile,
-};
+use makoto_delta::{AttestOptions, AttestSummary, Attestor, Location, SourceTable};
 use serde_json::json;
 
 use super::{human_bytes, short};
@@ -34,15 +31,15 @@ pub(crate) struct AttestOutcome {
 
 /// Loads the key and opens the table and the warehouse once, then attests the commits and,
 /// with a window spec, the windows over them.
-pub(crate) async fn attest(req: AttestRequest) -> anyhow::Result<AttestOutcome> {
-    let storage = StorageOptions::default();
-    let signer: Option<Arc<dyn Signer>> = match &req.key {
-        Some(path) => Some(Arc::new(keyfile::load_signing_key(path)?)),
-        None => None,
-    };
+pub(crate) async fn attest(
+    ctx: &crate::context::Context,
+    req: AttestRequest,
+) -> anyhow::Result<AttestOutcome> {
+    let storage = ctx.storage().clone();
+    let signer: Option<Arc<dyn Signer>> =
+        crate::context::signer(req.key.as_deref())?.map(|k| k as Arc<dyn Signer>);
     let table = SourceTable::open(Location::existing(&req.table)?, &storage)?;
-    let store =
-        AttestationStore::create(Location::create(&req.warehouse)?, storage.clone()).await?;
+    let store = ctx.warehouse(&req.warehouse).await?;
     let mut options = AttestOptions {
         to_version: req.to_version,
         batch_size: req.batch_size.max(1),
@@ -178,22 +175,29 @@ pub fn print_summary(s: &AttestSummary, out: &mut dyn Write) -> std::io::Result<
     Ok(())
 }
 
-pub async fn run(args: AttestArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub async fn run(
+    ctx: &crate::context::Context,
+    args: AttestArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
     if args.key.is_none() {
         eprintln!(
             "warning: no --key (or MAKOTO_KEY): writing unsigned attestations (Makoto L1); sign with a key for L2"
         );
     }
-    let AttestOutcome { summary, windows } = attest(AttestRequest {
-        table: args.table,
-        warehouse: args.warehouse,
-        key: args.key,
-        to_version: args.to_version,
-        batch_size: args.batch_size,
-        parallelism: args.parallelism,
-        quiet: args.json,
-        windows: args.windows,
-    })
+    let AttestOutcome { summary, windows } = attest(
+        ctx,
+        AttestRequest {
+            table: args.table,
+            warehouse: args.warehouse,
+            key: args.key,
+            to_version: args.to_version,
+            batch_size: args.batch_size,
+            parallelism: args.parallelism,
+            quiet: args.json,
+            windows: args.windows,
+        },
+    )
     .await?;
     if args.json {
         let mut v = summary_json(&summary);

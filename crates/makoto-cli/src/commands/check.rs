@@ -2,7 +2,7 @@ use std::io::Write;
 
 use makoto_core::attestation::MakotoLevel;
 use makoto_delta::gate::{self, GateOptions, Upstream};
-use makoto_delta::{AttestationStore, Location, StorageOptions, VerifyMode, VersionSpec};
+use makoto_delta::{VerifyMode, VersionSpec};
 
 use super::{EXIT_FINDINGS, EXIT_OK};
 use crate::args::CheckArgs;
@@ -16,14 +16,16 @@ pub(crate) fn level(n: u8) -> MakotoLevel {
     }
 }
 
-pub async fn run(args: CheckArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub async fn run(
+    ctx: &crate::context::Context,
+    args: CheckArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
     let trust = load_trust(&args.trust)?;
-    let storage = StorageOptions::default();
-    let store =
-        AttestationStore::open_existing(Location::existing(&args.warehouse)?, storage.clone())
-            .await?;
-    let source =
-        super::attested_table(&args.table, args.attested_as.as_deref(), &store, &storage).await?;
+    let store = ctx.existing_warehouse(&args.warehouse).await?;
+    let source = ctx
+        .attested_table(&args.table, args.attested_as.as_deref(), &store)
+        .await?;
     let options = GateOptions {
         at: args
             .version
@@ -39,7 +41,7 @@ pub async fn run(args: CheckArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         } else {
             VerifyMode::Deep
         },
-        storage,
+        storage: ctx.storage().clone(),
         ..GateOptions::default()
     };
     let report = gate::check(&store, &trust, &source, &options).await?;

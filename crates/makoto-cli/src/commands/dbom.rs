@@ -1,33 +1,24 @@
 use std::io::Write;
 
 use anyhow::Context;
-use makoto_core::keys::Signer;
-use makoto_core::verify::TrustedKeys;
+use makoto_delta::VerifyMode;
 use makoto_delta::dbom::{self, DbomVerification};
 use makoto_delta::gate::GateOptions;
-use makoto_delta::{AttestationStore, Location, StorageOptions, VerifyMode, keyfile};
 
 use super::EXIT_OK;
 use crate::args::DbomArgs;
-use makoto_delta::keyfile::load_trust;
 
-pub async fn run(args: DbomArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let key = args
-        .key
-        .as_deref()
-        .map(keyfile::load_signing_key)
-        .transpose()?;
-    let trust = match (&args.trust, &key) {
-        (Some(p), _) => Some(load_trust(p)?),
-        (None, Some(k)) => Some(TrustedKeys::new(vec![k.public_key().clone()])),
-        (None, None) => None,
-    };
-    let storage = StorageOptions::default();
-    let store =
-        AttestationStore::open_existing(Location::existing(&args.warehouse)?, storage.clone())
-            .await?;
-    let source =
-        super::attested_table(&args.table, args.attested_as.as_deref(), &store, &storage).await?;
+pub async fn run(
+    ctx: &crate::context::Context,
+    args: DbomArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    let key = crate::context::signer(args.key.as_deref())?;
+    let trust = crate::context::trust_or_own(args.trust.as_deref(), key.as_deref())?;
+    let store = ctx.existing_warehouse(&args.warehouse).await?;
+    let source = ctx
+        .attested_table(&args.table, args.attested_as.as_deref(), &store)
+        .await?;
     let verification = match &trust {
         Some(t) => DbomVerification::Trusted(
             t,
@@ -37,7 +28,7 @@ pub async fn run(args: DbomArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
                 } else {
                     VerifyMode::Deep
                 },
-                storage,
+                storage: ctx.storage().clone(),
                 ..GateOptions::default()
             },
         ),
@@ -45,7 +36,7 @@ pub async fn run(args: DbomArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     };
     let doc = dbom::build(&store, &source, args.version, verification).await?;
     let text = match &key {
-        Some(k) => dbom::sign(&doc, k)?.to_json(),
+        Some(k) => dbom::sign(&doc, k.as_ref())?.to_json(),
         None => serde_json::to_string_pretty(&doc)?,
     };
     match &args.out {

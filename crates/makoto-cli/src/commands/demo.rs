@@ -3,9 +3,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use makoto_core::verify::TrustedKeys;
-use makoto_delta::{
-    AttestationStore, Location, SourceTable, StorageOptions, Verifier, VerifyOptions, keyfile,
-};
+use makoto_delta::{Location, SourceTable, Verifier, VerifyOptions, keyfile};
 use serde_json::json;
 
 use super::attest::{AttestRequest, attest, print_summary, summary_json};
@@ -26,7 +24,11 @@ fn sample_table(requested: &str) -> anyhow::Result<PathBuf> {
     bail!("sample table {requested} not found (run from the repository root, or pass --table)")
 }
 
-pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub async fn run(
+    ctx: &crate::context::Context,
+    args: DemoArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
     let table = sample_table(&args.table)?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
@@ -39,28 +41,29 @@ pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         Some(keyfile::generate(&prefix)?)
     };
     let warehouse = args.dir.join("warehouse");
-    let summary = attest(AttestRequest {
-        table: table.display().to_string(),
-        warehouse: warehouse.display().to_string(),
-        key: Some(key_path.clone()),
-        to_version: None,
-        batch_size: 500,
-        parallelism: None,
-        quiet: args.json,
-        windows: None,
-    })
+    let summary = attest(
+        ctx,
+        AttestRequest {
+            table: table.display().to_string(),
+            warehouse: warehouse.display().to_string(),
+            key: Some(key_path.clone()),
+            to_version: None,
+            batch_size: 500,
+            parallelism: None,
+            quiet: args.json,
+            windows: None,
+        },
+    )
     .await?
     .summary;
 
     // Verify the sample, deeply, against the demo's public key.
     let public = keyfile::load_public_key(&pub_path)?;
     let trusted = TrustedKeys::new(vec![public.clone()]);
-    let storage = StorageOptions::default();
-    let store = AttestationStore::create(
-        Location::create(&warehouse.display().to_string())?,
-        storage.clone(),
-    )
-    .await?;
+    let storage = ctx.storage().clone();
+    let store = ctx
+        .existing_warehouse(&warehouse.display().to_string())
+        .await?;
     let source = SourceTable::open(Location::existing(&table.display().to_string())?, &storage)?;
     let report = Verifier::new(&source, &store, &trusted, VerifyOptions::default())
         .run()

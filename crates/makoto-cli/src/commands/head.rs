@@ -1,18 +1,18 @@
 use std::io::Write;
 
 use anyhow::Context;
-use makoto_delta::{AttestationStore, Location, StorageOptions, keyfile};
+use makoto_delta::keyfile;
 
 use super::EXIT_OK;
 use crate::args::HeadArgs;
 
-pub async fn run(args: HeadArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub async fn run(
+    ctx: &crate::context::Context,
+    args: HeadArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
     let key = keyfile::load_signing_key(&args.key)?;
-    let store = AttestationStore::open_existing(
-        Location::existing(&args.warehouse)?,
-        StorageOptions::default(),
-    )
-    .await?;
+    let store = ctx.existing_warehouse(&args.warehouse).await?;
     let (envelope, entries) = makoto_delta::head::sign_current_head(&store, &key).await?;
     let json = envelope.to_json();
     match &args.out {

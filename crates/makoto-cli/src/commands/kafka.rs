@@ -8,14 +8,22 @@ use super::{EXIT_FINDINGS, EXIT_OK, short};
 use crate::args::{KafkaAttestArgs, KafkaCommand, KafkaVerifyArgs};
 use makoto_delta::keyfile::load_trust;
 
-pub async fn run(cmd: KafkaCommand, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub async fn run(
+    ctx: &crate::context::Context,
+    cmd: KafkaCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
     match cmd {
-        KafkaCommand::Attest(a) => attest(a, out).await,
+        KafkaCommand::Attest(a) => attest(ctx, a, out).await,
         KafkaCommand::Verify(a) => verify(a, out).await,
     }
 }
 
-async fn attest(args: KafkaAttestArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+async fn attest(
+    ctx: &crate::context::Context,
+    args: KafkaAttestArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
     let signer = match &args.key {
         Some(path) => Some(keyfile::load_signing_key(path)?),
         None => {
@@ -32,11 +40,7 @@ async fn attest(args: KafkaAttestArgs, out: &mut dyn Write) -> anyhow::Result<u8
     .await?;
     let recorded = match &args.warehouse {
         Some(w) => {
-            let store = makoto_delta::AttestationStore::create(
-                makoto_delta::Location::create(w)?,
-                makoto_delta::StorageOptions::default(),
-            )
-            .await?;
+            let store = ctx.warehouse(w).await?;
             let signer = signer.as_ref().map(|s| s as &dyn Signer);
             Some(makoto_kafka::record_windows(&topic, &store, signer).await?)
         }

@@ -3,20 +3,21 @@ use std::io::Write;
 use anyhow::Context;
 use makoto_core::proof::FileProof;
 use makoto_delta::windows::RecordProof;
-use makoto_delta::{AttestationStore, Location, StorageOptions};
 use serde_json::{Value, json};
 
 use super::{EXIT_FINDINGS, EXIT_OK};
 use crate::args::{ProveArgs, VerifyProofArgs};
 use makoto_delta::keyfile::load_trust;
 
-pub async fn prove(args: ProveArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let storage = StorageOptions::default();
-    let store =
-        AttestationStore::open_existing(Location::existing(&args.warehouse)?, storage.clone())
-            .await?;
-    let source =
-        super::attested_table(&args.table, args.attested_as.as_deref(), &store, &storage).await?;
+pub async fn prove(
+    ctx: &crate::context::Context,
+    args: ProveArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    let store = ctx.existing_warehouse(&args.warehouse).await?;
+    let source = ctx
+        .attested_table(&args.table, args.attested_as.as_deref(), &store)
+        .await?;
     let table = source.uri().to_owned();
     let (bytes, what, version) = match (&args.record, &args.file, args.version) {
         (Some(record), _, _) => {

@@ -1,7 +1,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use makoto_core::verify::TrustedKeys;
-use makoto_delta::{Location, StorageOptions};
+use makoto_delta::Location;
 use makoto_sql::{MakotoSession, OutputFormat, SessionOptions, format_batches};
 
 use super::{EXIT_ERROR, EXIT_OK};
@@ -24,7 +24,11 @@ async fn run_one(
     Ok(())
 }
 
-pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub async fn run(
+    ctx: &crate::context::Context,
+    args: SqlArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
     let tables = args.tables;
     let trust = match &args.trust {
         Some(p) => load_trust(p)?,
@@ -33,7 +37,7 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let session = MakotoSession::open_with(
         &Location::existing(&args.warehouse)?,
         SessionOptions {
-            storage: StorageOptions::default(),
+            storage: ctx.storage().clone(),
             trust,
             tables,
         },

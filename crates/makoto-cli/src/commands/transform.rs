@@ -3,27 +3,24 @@ use std::sync::Arc;
 
 use makoto_core::attestation::InputPolicy;
 use makoto_core::keys::Signer;
-use makoto_core::verify::TrustedKeys;
-use makoto_delta::{
-    AttestOptions, AttestationStore, Location, StorageOptions, VerifyMode, keyfile,
-};
+use makoto_delta::{AttestOptions, Location, VerifyMode, keyfile};
 use makoto_sql::transform::{SqlTransform, WriteMode};
 
 use super::{EXIT_OK, short};
 use crate::args::{Mode, TransformArgs};
-use makoto_delta::keyfile::load_trust;
 
-pub async fn run(args: TransformArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub async fn run(
+    ctx: &crate::context::Context,
+    args: TransformArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
     let key = Arc::new(keyfile::load_signing_key(&args.key)?);
-    let trust = match &args.trust {
-        Some(p) => load_trust(p)?,
-        None => TrustedKeys::new(vec![key.public_key().clone()]),
-    };
+    let trust =
+        crate::context::trust_or_own(args.trust.as_deref(), Some(&key))?.unwrap_or_default();
     let inputs = args.inputs;
     SqlTransform::check_inputs(&inputs)?;
-    let storage = StorageOptions::default();
-    let store =
-        AttestationStore::create(Location::create(&args.warehouse)?, storage.clone()).await?;
+    let storage = ctx.storage().clone();
+    let store = ctx.warehouse(&args.warehouse).await?;
     let transform = SqlTransform {
         name: args.name.clone().unwrap_or_else(|| "SQL transform".into()),
         query: args.sql.clone(),

@@ -5,10 +5,7 @@ use chrono::{DateTime, Utc};
 use makoto_core::head::verify_head;
 use makoto_delta::keyfile;
 use makoto_delta::verify::{RecordSigner, UnsignedRows};
-use makoto_delta::{
-    AttestationStore, Location, Severity, StorageOptions, Verifier, VerifyMode, VerifyOptions,
-    VerifyReport, VersionSpec,
-};
+use makoto_delta::{Severity, Verifier, VerifyMode, VerifyOptions, VerifyReport, VersionSpec};
 use std::sync::Arc;
 
 use super::{EXIT_FINDINGS, EXIT_OK, human_bytes};
@@ -144,14 +141,17 @@ pub fn print_report(r: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()
     Ok(())
 }
 
-pub async fn run(args: VerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+pub async fn run(
+    ctx: &crate::context::Context,
+    args: VerifyArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
     let trust = keyfile::load_trust(&args.trust)?;
-    let storage = StorageOptions::default();
-    let store =
-        AttestationStore::open_existing(Location::existing(&args.warehouse)?, storage.clone())
-            .await?;
-    let source =
-        super::attested_table(&args.table, args.attested_as.as_deref(), &store, &storage).await?;
+    let store = ctx.existing_warehouse(&args.warehouse).await?;
+    let source = ctx
+        .attested_table(&args.table, args.attested_as.as_deref(), &store)
+        .await?;
+    let storage = ctx.storage().clone();
     let at = match (args.version, &args.timestamp) {
         (Some(v), _) => VersionSpec::Version(v),
         (None, Some(t)) => VersionSpec::Timestamp(parse_time(t)?),

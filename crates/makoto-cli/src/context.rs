@@ -1,0 +1,77 @@
+//! What every command resolves the same way, built once per run: the storage options, the
+//! warehouse (opened for reading, or created for writing), the table checked, and keys.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use makoto_core::keys::{Signer, SigningKeyPair};
+use makoto_core::verify::TrustedKeys;
+use makoto_delta::identity::{self, Identity};
+use makoto_delta::{AttestationStore, Location, SourceTable, StorageOptions, keyfile};
+
+/// The resolved environment of one `makoto` run.
+#[derive(Debug, Default)]
+pub(crate) struct Context {
+    storage: StorageOptions,
+}
+
+impl Context {
+    pub fn storage(&self) -> &StorageOptions {
+        &self.storage
+    }
+
+    /// A warehouse the command only reads: it must exist, and nothing is created.
+    pub async fn existing_warehouse(&self, uri: &str) -> anyhow::Result<AttestationStore> {
+        Ok(AttestationStore::open_existing(Location::existing(uri)?, self.storage.clone()).await?)
+    }
+
+    /// A warehouse the command writes to: its system tables are created when missing.
+    pub async fn warehouse(&self, uri: &str) -> anyhow::Result<AttestationStore> {
+        Ok(AttestationStore::create(Location::create(uri)?, self.storage.clone()).await?)
+    }
+
+    /// Opens the table to check and names it as the table its attestations are about: `--as`,
+    /// else its own URI, else the URI its Delta table id was attested under (said on stderr).
+    pub async fn attested_table(
+        &self,
+        table: &str,
+        attested_as: Option<&str>,
+        store: &AttestationStore,
+    ) -> anyhow::Result<SourceTable> {
+        let source = SourceTable::open(Location::existing(table)?, &self.storage)?;
+        if let Some(uri) = attested_as {
+            return Ok(source.attested_as(Location::named(uri)?.as_uri()));
+        }
+        let (source, identity) = identity::resolve(source, store).await?;
+        if let Identity::ByTableId {
+            table_id,
+            attested_uri,
+        } = &identity
+        {
+            eprintln!(
+                "note: nothing is attested under {table}; its table id {table_id} was attested under {attested_uri}, which is what is checked (choose with --as)"
+            );
+        }
+        Ok(source)
+    }
+}
+
+/// The signing key at `path`, when one is given.
+pub(crate) fn signer(path: Option<&Path>) -> anyhow::Result<Option<Arc<SigningKeyPair>>> {
+    Ok(path
+        .map(keyfile::load_signing_key)
+        .transpose()?
+        .map(Arc::new))
+}
+
+/// The keys to trust: the trust file when given, else the signing key's own public key.
+pub(crate) fn trust_or_own(
+    trust: Option<&Path>,
+    key: Option<&SigningKeyPair>,
+) -> anyhow::Result<Option<TrustedKeys>> {
+    Ok(match (trust, key) {
+        (Some(p), _) => Some(keyfile::load_trust(p)?),
+        (None, Some(k)) => Some(TrustedKeys::new(vec![k.public_key().clone()])),
+        (None, None) => None,
+    })
+}
