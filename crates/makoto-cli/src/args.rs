@@ -383,6 +383,14 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
+/// `--log-only` as the library's verification mode: the flag is parsed here, once.
+pub(crate) fn verify_mode(log_only: bool) -> makoto_delta::VerifyMode {
+    match log_only {
+        true => makoto_delta::VerifyMode::LogOnly,
+        false => makoto_delta::VerifyMode::Deep,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -1,8 +1,8 @@
 use std::io::Write;
 
 use makoto_core::attestation::MakotoLevel;
+use makoto_delta::VersionSpec;
 use makoto_delta::gate::{self, GateOptions, Upstream};
-use makoto_delta::{VerifyMode, VersionSpec};
 
 use super::{EXIT_FINDINGS, EXIT_OK};
 use crate::args::CheckArgs;
@@ -36,11 +36,7 @@ pub async fn run(
         } else {
             Upstream::Ignore
         },
-        mode: if args.log_only {
-            VerifyMode::LogOnly
-        } else {
-            VerifyMode::Deep
-        },
+        mode: crate::args::verify_mode(args.log_only),
         storage: ctx.storage().clone(),
         ..GateOptions::default()
     };

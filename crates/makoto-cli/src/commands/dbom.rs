@@ -1,7 +1,6 @@
 use std::io::Write;
 
 use anyhow::Context;
-use makoto_delta::VerifyMode;
 use makoto_delta::dbom::{self, DbomVerification};
 use makoto_delta::gate::GateOptions;
 
@@ -23,11 +22,7 @@ pub async fn run(
         Some(t) => DbomVerification::Trusted(
             t,
             GateOptions {
-                mode: if args.log_only {
-                    VerifyMode::LogOnly
-                } else {
-                    VerifyMode::Deep
-                },
+                mode: crate::args::verify_mode(args.log_only),
                 storage: ctx.storage().clone(),
                 ..GateOptions::default()
             },

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use makoto_core::attestation::InputPolicy;
 use makoto_core::keys::Signer;
-use makoto_delta::{AttestOptions, Location, VerifyMode, keyfile};
+use makoto_delta::{AttestOptions, Location, keyfile};
 use makoto_sql::transform::{SqlTransform, WriteMode};
 
 use super::{EXIT_OK, short};
@@ -35,11 +35,7 @@ pub async fn run(
         } else {
             InputPolicy::RequireVerified
         },
-        input_check: if args.log_only {
-            VerifyMode::LogOnly
-        } else {
-            VerifyMode::Deep
-        },
+        input_check: crate::args::verify_mode(args.log_only),
     };
     let signer: Arc<dyn Signer> = key;
     let outcome = transform

@@ -159,11 +159,7 @@ pub async fn run(
     };
     let mut options = VerifyOptions {
         at,
-        mode: if args.log_only {
-            VerifyMode::LogOnly
-        } else {
-            VerifyMode::Deep
-        },
+        mode: crate::args::verify_mode(args.log_only),
         unsigned: if args.allow_unsigned {
             UnsignedRows::Warn
         } else {
