@@ -155,15 +155,22 @@ pub struct TransformArgs {
     pub json: bool,
 }
 
+/// The table a command checks, and the URI its attestations name.
 #[derive(Debug, Args)]
-pub struct CheckArgs {
-    /// The Delta table.
+pub struct AttestedTableArgs {
+    /// The Delta table: a local path or a URL.
     pub table: String,
-    /// Verify this table (a copy: an evidence bucket, a restored backup, another scheme or
-    /// mount) as the table attested under this URI. Without it, a table whose own URI has no
+    /// Take this table (a copy: an evidence bucket, a restored backup, another scheme or mount)
+    /// as the table attested under this URI. Without it, a table whose own URI has no
     /// attestations is looked up by its Delta table id.
     #[arg(long = "as", value_name = "ATTESTED_URI")]
     pub attested_as: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub target: AttestedTableArgs,
     /// The version to check (default: latest).
     #[arg(long, value_name = "N")]
     pub version: Option<u64>,
@@ -188,13 +195,8 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct DbomArgs {
-    /// The Delta table.
-    pub table: String,
-    /// Verify this table (a copy: an evidence bucket, a restored backup, another scheme or
-    /// mount) as the table attested under this URI. Without it, a table whose own URI has no
-    /// attestations is looked up by its Delta table id.
-    #[arg(long = "as", value_name = "ATTESTED_URI")]
-    pub attested_as: Option<String>,
+    #[command(flatten)]
+    pub target: AttestedTableArgs,
     /// The version (default: the latest attested).
     #[arg(long, value_name = "N")]
     pub version: Option<u64>,
@@ -254,13 +256,8 @@ pub struct AttestArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The Delta table: a local path or a URL.
-    pub table: String,
-    /// Verify this table (a copy: an evidence bucket, a restored backup, another scheme or
-    /// mount) as the table attested under this URI. Without it, a table whose own URI has no
-    /// attestations is looked up by its Delta table id.
-    #[arg(long = "as", value_name = "ATTESTED_URI")]
-    pub attested_as: Option<String>,
+    #[command(flatten)]
+    pub target: AttestedTableArgs,
     /// Where the system.makoto.* tables live.
     #[arg(long, env = "MAKOTO_WAREHOUSE")]
     pub warehouse: String,
@@ -323,12 +320,8 @@ impl From<ReaderCheckArg> for makoto_delta::ReaderCheck {
 
 #[derive(Debug, Args)]
 pub struct ProveArgs {
-    /// The Delta table.
-    pub table: String,
-    /// Prove from this table (a copy) as the table attested under this URI. Without it, a
-    /// table whose own URI has no attestations is looked up by its Delta table id.
-    #[arg(long = "as", value_name = "ATTESTED_URI")]
-    pub attested_as: Option<String>,
+    #[command(flatten)]
+    pub target: AttestedTableArgs,
     /// The data file, as its path relative to the table root (as in system.makoto.files).
     #[arg(long, requires = "version", required_unless_present = "record")]
     pub file: Option<String>,

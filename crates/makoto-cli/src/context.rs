@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::args::AttestedTableArgs;
 use makoto_core::keys::{Signer, SigningKeyPair};
 use makoto_core::verify::TrustedKeys;
 use makoto_delta::identity::{self, Identity};
@@ -34,12 +35,12 @@ impl Context {
     /// else its own URI, else the URI its Delta table id was attested under (said on stderr).
     pub async fn attested_table(
         &self,
-        table: &str,
-        attested_as: Option<&str>,
+        target: &AttestedTableArgs,
         store: &AttestationStore,
     ) -> anyhow::Result<SourceTable> {
+        let table = &target.table;
         let source = SourceTable::open(Location::existing(table)?, &self.storage)?;
-        if let Some(uri) = attested_as {
+        if let Some(uri) = &target.attested_as {
             return Ok(source.attested_as(Location::named(uri)?.as_uri()));
         }
         let (source, identity) = identity::resolve(source, store).await?;

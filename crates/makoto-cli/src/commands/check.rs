@@ -23,9 +23,7 @@ pub async fn run(
 ) -> anyhow::Result<u8> {
     let trust = load_trust(&args.trust)?;
     let store = ctx.existing_warehouse(&args.warehouse).await?;
-    let source = ctx
-        .attested_table(&args.table, args.attested_as.as_deref(), &store)
-        .await?;
+    let source = ctx.attested_table(&args.target, &store).await?;
     let options = GateOptions {
         at: args
             .version

@@ -15,9 +15,7 @@ pub async fn run(
     let key = crate::context::signer(args.key.as_deref())?;
     let trust = crate::context::trust_or_own(args.trust.as_deref(), key.as_deref())?;
     let store = ctx.existing_warehouse(&args.warehouse).await?;
-    let source = ctx
-        .attested_table(&args.table, args.attested_as.as_deref(), &store)
-        .await?;
+    let source = ctx.attested_table(&args.target, &store).await?;
     let verification = match &trust {
         Some(t) => DbomVerification::Trusted(
             t,

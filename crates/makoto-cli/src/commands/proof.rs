@@ -15,9 +15,7 @@ pub async fn prove(
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
     let store = ctx.existing_warehouse(&args.warehouse).await?;
-    let source = ctx
-        .attested_table(&args.table, args.attested_as.as_deref(), &store)
-        .await?;
+    let source = ctx.attested_table(&args.target, &store).await?;
     let table = source.uri().to_owned();
     let (bytes, what, version) = match (&args.record, &args.file, args.version) {
         (Some(record), _, _) => {

@@ -148,9 +148,7 @@ pub async fn run(
 ) -> anyhow::Result<u8> {
     let trust = keyfile::load_trust(&args.trust)?;
     let store = ctx.existing_warehouse(&args.warehouse).await?;
-    let source = ctx
-        .attested_table(&args.table, args.attested_as.as_deref(), &store)
-        .await?;
+    let source = ctx.attested_table(&args.target, &store).await?;
     let storage = ctx.storage().clone();
     let at = match (args.version, &args.timestamp) {
         (Some(v), _) => VersionSpec::Version(v),
