@@ -242,13 +242,8 @@ impl AttestationStore {
 
     /// Window rows of `table_uri` (all specs), by spec and sequence; none before the first.
     pub async fn window_rows(&self, table_uri: &str) -> Result<Vec<WindowRow>, Error> {
-        if !self.has_log(&self.windows).await? {
-            return Ok(Vec::new());
-        }
-        let table = self.load(&self.windows).await?;
-        let filter = col("table_uri").eq(lit(table_uri));
         let mut rows = self
-            .rows(&table, filter, &self.windows, WindowRow::read)
+            .rows_of_table(&self.windows, table_uri, WindowRow::read)
             .await?;
         rows.sort_by(|a, b| (&a.spec, a.sequence).cmp(&(&b.spec, b.sequence)));
         Ok(rows)
@@ -309,13 +304,8 @@ impl AttestationStore {
 
     /// Verification records of `table_uri` (none when the table does not exist yet).
     pub async fn verification_rows(&self, table_uri: &str) -> Result<Vec<VerificationRow>, Error> {
-        if !self.has_log(&self.verifications).await? {
-            return Ok(Vec::new());
-        }
-        let table = self.load(&self.verifications).await?;
-        let filter = col("table_uri").eq(lit(table_uri));
         let mut rows = self
-            .rows(&table, filter, &self.verifications, VerificationRow::read)
+            .rows_of_table(&self.verifications, table_uri, VerificationRow::read)
             .await?;
         rows.sort_by_key(|r| (r.version, r.verified_at_us));
         Ok(rows)
@@ -452,6 +442,22 @@ impl AttestationStore {
             .collect()
             .await
             .map_err(query_err)
+    }
+
+    /// The rows of one system table that name `table_uri` (none while that system table has no
+    /// log yet), unordered.
+    async fn rows_of_table<T>(
+        &self,
+        store: &Location,
+        table_uri: &str,
+        read: fn(&arrow::array::RecordBatch, usize, &str) -> Result<T, Error>,
+    ) -> Result<Vec<T>, Error> {
+        if !self.has_log(store).await? {
+            return Ok(Vec::new());
+        }
+        let table = self.load(store).await?;
+        self.rows(&table, col("table_uri").eq(lit(table_uri)), store, read)
+            .await
     }
 
     async fn rows<T>(
