@@ -255,7 +255,8 @@ pub async fn build(
             options.at = crate::verify::VersionSpec::Version(version);
             options.upstream = Upstream::Check;
             options.min_level = MakotoLevel::L1;
-            let report: GateReport = gate::check(store, trust, source, &options).await?;
+            let report: GateReport =
+                gate::check_with_lineage(store, trust, source, &options, &lineage).await?;
             json!({
                 "chainVerified": report.passed,
                 "allSignaturesValid": report.passed && overall >= MakotoLevel::L2,

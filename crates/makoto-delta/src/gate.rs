@@ -127,11 +127,23 @@ pub async fn check(
     source: &SourceTable,
     options: &GateOptions,
 ) -> Result<GateReport, Error> {
+    let lineage = Lineage::from_rows(&store.all_attestation_rows().await?);
+    check_with_lineage(store, trust, source, options, &lineage).await
+}
+
+/// [`check`] with the lineage graph the caller already read from `store` (a DBOM builds it
+/// too): the attestations table is scanned once.
+pub async fn check_with_lineage(
+    store: &AttestationStore,
+    trust: &TrustedKeys,
+    source: &SourceTable,
+    options: &GateOptions,
+    lineage: &Lineage,
+) -> Result<GateReport, Error> {
     let mut reasons = Vec::new();
     let uri = source.uri().to_owned();
     let (version, mut first) =
         verify_table(store, trust, source, options.at, options, &mut reasons).await?;
-    let lineage = Lineage::from_rows(&store.all_attestation_rows().await?);
     match lineage.node(&uri, version) {
         None => reasons.push(format!("{uri}@v{version} is not attested")),
         Some(node) => {
