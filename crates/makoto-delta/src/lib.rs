@@ -17,6 +17,38 @@
 //! println!("attested through {:?}", summary.attested_through());
 //! # Ok(()) }
 //! ```
+//!
+//! Verifying a version: a read-only command opens the warehouse with
+//! [`AttestationStore::open_existing`] (it creates nothing) and trusts only the keys it is
+//! given. The report says what it covered; `verified` is true only when the version was
+//! checked and nothing was found.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), makoto_delta::Error> {
+//! use makoto_delta::{
+//!     AttestationStore, Location, SourceTable, StorageOptions, Verifier, VerifyMode,
+//!     VerifyOptions, VersionSpec,
+//! };
+//!
+//! let storage = StorageOptions::default();
+//! let store =
+//!     AttestationStore::open_existing(Location::existing("/tmp/warehouse")?, storage.clone())
+//!         .await?;
+//! let table = SourceTable::open(Location::existing("data/sample/sales")?, &storage)?;
+//! let trust = makoto_delta::keyfile::load_trust("makoto.pub".as_ref())?;
+//! let options = VerifyOptions {
+//!     at: VersionSpec::Version(3),
+//!     mode: VerifyMode::LogOnly,
+//!     storage,
+//!     ..VerifyOptions::default()
+//! };
+//! let report = Verifier::new(&table, &store, &trust, options).run().await?;
+//! println!("{:?} at version {}: {:?}", report.outcome, report.version, report.coverage);
+//! for f in &report.findings {
+//!     println!("{} {:?} {}", f.kind.code(), f.version, f.detail);
+//! }
+//! # Ok(()) }
+//! ```
 
 pub mod attest;
 pub mod baseline;
