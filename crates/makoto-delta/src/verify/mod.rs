@@ -532,53 +532,26 @@ impl<'a> Verifier<'a> {
             windows_checked = n;
         }
 
-        let mut cross_checked = false;
         tracing::debug!(
             phase = "deep+windows",
             elapsed_ms = phase_start.elapsed().as_millis() as u64,
             "verify phase done"
         );
-        let cross_check = match cross_check {
-            Some(mut handle) => Some((&mut handle.0).await),
-            None if self.options.reader_check == ReaderCheck::Skip => None,
-            None => Some(Ok(Err(
-                "the log holds a commit file too large to read safely; not opened".to_owned(),
-            ))),
-        };
-        match (cross_check, &walked.view) {
-            (None, _) => {}
-            (Some(Ok(Ok(sees))), Some(view)) if walked.target_covered => {
-                cross_checked = true;
-                let diffs = readers::differences(&sees, view);
-                if !diffs.is_empty() {
-                    findings.push(
-                        Finding::new(
-                            FindingKind::ReaderMismatch,
-                            format!(
-                                "delta-rs reads another table at version {target} than the attested one: {}",
-                                makoto_core::reader_view::summarize(&diffs)
-                            ),
-                        )
-                        .at(target),
-                    );
-                }
+        let end = match cross_check {
+            Some(mut handle) => match (&mut handle.0).await {
+                Ok(opened) => readers::CrossCheckEnd::Opened(opened),
+                Err(e) => readers::CrossCheckEnd::Aborted(e.to_string()),
+            },
+            None if self.options.reader_check == ReaderCheck::Skip => {
+                readers::CrossCheckEnd::Skipped
             }
-            (Some(Ok(Err(e))), _) => findings.push(
-                Finding::new(
-                    FindingKind::ReaderCrossCheckFailed,
-                    format!("delta-rs cannot read version {target}: {e}"),
-                )
-                .at(target),
+            None => readers::CrossCheckEnd::NotOpened(
+                "the log holds a commit file too large to read safely; not opened".to_owned(),
             ),
-            (Some(Err(e)), _) => findings.push(
-                Finding::new(
-                    FindingKind::ReaderCrossCheckFailed,
-                    format!("the delta-rs cross-check did not finish: {e}"),
-                )
-                .at(target),
-            ),
-            _ => {}
-        }
+        };
+        let (finding, cross_checked) =
+            readers::judge(end, walked.view.as_ref(), walked.target_covered, target);
+        findings.extend(finding);
 
         let head = chain.get(&target);
         tracing::debug!(

@@ -15,6 +15,8 @@ use makoto_core::reader_view::{
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::{Value, json};
 
+use super::{Finding, FindingKind};
+
 /// Characters re-encoded when a decoded path is written back as a log path.
 const LOG_PATH: &AsciiSet = &CONTROLS.add(b'%');
 
@@ -101,6 +103,57 @@ pub(crate) async fn open(
         metadata,
         files,
     })
+}
+
+/// How the cross-check ended.
+#[derive(Debug)]
+pub(crate) enum CrossCheckEnd {
+    /// Not asked for (`--reader-check skip`).
+    Skipped,
+    /// Not started, for this reason.
+    NotOpened(String),
+    /// delta-rs opened the version (or said why it could not).
+    Opened(Result<ReaderSees, String>),
+    /// The task did not finish.
+    Aborted(String),
+}
+
+/// The finding the cross-check at `target` gives, and whether it counts as done: only a view
+/// delta-rs opened, compared with the attested view of a version that was rebuilt.
+pub(crate) fn judge(
+    end: CrossCheckEnd,
+    view: Option<&ReaderView>,
+    covered: bool,
+    target: u64,
+) -> (Option<Finding>, bool) {
+    let failed =
+        |detail: String| Some(Finding::new(FindingKind::ReaderCrossCheckFailed, detail).at(target));
+    match (end, view) {
+        (CrossCheckEnd::Skipped, _) => (None, false),
+        (CrossCheckEnd::Opened(Ok(sees)), Some(view)) if covered => {
+            let diffs = differences(&sees, view);
+            let finding = (!diffs.is_empty()).then(|| {
+                Finding::new(
+                    FindingKind::ReaderMismatch,
+                    format!(
+                        "delta-rs reads another table at version {target} than the attested one: {}",
+                        makoto_core::reader_view::summarize(&diffs)
+                    ),
+                )
+                .at(target)
+            });
+            (finding, true)
+        }
+        (CrossCheckEnd::Opened(Ok(_)), _) => (None, false),
+        (CrossCheckEnd::Opened(Err(e)) | CrossCheckEnd::NotOpened(e), _) => (
+            failed(format!("delta-rs cannot read version {target}: {e}")),
+            false,
+        ),
+        (CrossCheckEnd::Aborted(e), _) => (
+            failed(format!("the delta-rs cross-check did not finish: {e}")),
+            false,
+        ),
+    }
 }
 
 /// The store delta-rs would open `url` with, listing the log once and reading each small
@@ -191,4 +244,55 @@ pub(crate) fn differences(sees: &ReaderSees, view: &ReaderView) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sees() -> ReaderSees {
+        ReaderSees {
+            protocol: Value::Null,
+            metadata: Value::Null,
+            files: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn only_an_opened_view_of_a_rebuilt_version_counts() {
+        assert!(matches!(
+            judge(CrossCheckEnd::Skipped, None, true, 3),
+            (None, false)
+        ));
+        // delta-rs opened it, but there is no rebuilt attested view to compare with.
+        assert!(matches!(
+            judge(CrossCheckEnd::Opened(Ok(sees())), None, true, 3),
+            (None, false)
+        ));
+    }
+
+    #[test]
+    fn a_cross_check_that_did_not_run_is_a_finding_at_the_version() {
+        for (end, needle) in [
+            (
+                CrossCheckEnd::NotOpened("too large".into()),
+                "delta-rs cannot read version 7: too large",
+            ),
+            (
+                CrossCheckEnd::Opened(Err("no such version".into())),
+                "delta-rs cannot read version 7: no such version",
+            ),
+            (
+                CrossCheckEnd::Aborted("cancelled".into()),
+                "did not finish: cancelled",
+            ),
+        ] {
+            let (finding, done) = judge(end, None, true, 7);
+            let f = finding.unwrap();
+            assert!(!done);
+            assert_eq!(f.kind, FindingKind::ReaderCrossCheckFailed);
+            assert_eq!(f.version, Some(7));
+            assert!(f.detail.contains(needle), "{}", f.detail);
+        }
+    }
 }
