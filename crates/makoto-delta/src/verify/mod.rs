@@ -256,6 +256,21 @@ impl Drop for CrossCheck {
     }
 }
 
+/// Trusted attestations of versions after the last commit of the log (ascending `attested`):
+/// commits were removed or the table replaced.
+fn attested_beyond_log(attested: impl Iterator<Item = u64>, latest: u64) -> Option<Finding> {
+    let mut beyond = attested.filter(|v| *v > latest);
+    let first = beyond.next()?;
+    let last = beyond.last().unwrap_or(first);
+    Some(
+        Finding::new(
+            FindingKind::CommitMissing,
+            format!("versions {first}..={last} are attested but the log ends at version {latest}: commits were removed or the table replaced"),
+        )
+        .at(first),
+    )
+}
+
 /// Merges per-version "attestation missing" findings into ranges.
 fn merge_missing(findings: Vec<Finding>) -> Vec<Finding> {
     let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
@@ -377,18 +392,8 @@ impl<'a> Verifier<'a> {
         }
         let from = base.as_ref().map_or(0, |b| b.version + 1);
 
-        if let (Some(first), Some(last)) = (
-            trusted.keys().find(|v| **v > latest),
-            trusted.keys().next_back().filter(|v| **v > latest),
-        ) && target == latest
-        {
-            findings.push(
-                Finding::new(
-                    FindingKind::CommitMissing,
-                    format!("versions {first}..={last} are attested but the log ends at version {latest}: commits were removed or the table replaced"),
-                )
-                .at(*first),
-            );
+        if target == latest {
+            findings.extend(attested_beyond_log(trusted.keys().copied(), latest));
         }
         if let Some(anchor) = &self.options.anchor {
             check_anchor(anchor, &rows, &mut findings);
@@ -778,5 +783,44 @@ fn check_anchor(
             )
             .at(anchor.version),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attestations_beyond_the_log_are_one_finding_at_the_first() {
+        assert!(attested_beyond_log([0, 1, 2].into_iter(), 2).is_none());
+        let f = attested_beyond_log([0, 1, 2, 3, 4, 5].into_iter(), 2).unwrap();
+        assert_eq!((f.kind, f.version), (FindingKind::CommitMissing, Some(3)));
+        assert!(
+            f.detail
+                .starts_with("versions 3..=5 are attested but the log ends at version 2")
+        );
+        let one = attested_beyond_log([7].into_iter(), 2).unwrap();
+        assert!(one.detail.starts_with("versions 7..=7"), "{}", one.detail);
+    }
+
+    #[test]
+    fn missing_attestations_merge_into_ranges() {
+        let missing = |v| Finding::new(FindingKind::AttestationMissing, "x").at(v);
+        let other = Finding::new(FindingKind::CommitMissing, "gap").at(9);
+        let merged = merge_missing(vec![missing(1), missing(2), missing(3), missing(5), other]);
+        let details: Vec<(&str, Option<u64>)> = merged
+            .iter()
+            .map(|f| (f.detail.as_str(), f.version))
+            .collect();
+        assert!(
+            details.contains(&("no attestation rows for versions 1..=3", Some(1))),
+            "{details:?}"
+        );
+        assert!(
+            details.contains(&("no attestation row for version 5", Some(5))),
+            "{details:?}"
+        );
+        assert!(details.contains(&("gap", Some(9))), "{details:?}");
+        assert_eq!(merged.len(), 3);
     }
 }
