@@ -140,10 +140,21 @@ async fn an_anchored_head_detects_truncation_and_rewrites() {
         "a head needs a trusted key"
     );
     let entry: HeadEntry = head.value()[0].clone();
-    let anchored = |e: HeadEntry| VerifyOptions {
-        anchor: Some(e),
-        mode: VerifyMode::LogOnly,
-        ..VerifyOptions::default()
+    // Only a head that verifies under a trusted key can anchor a verification.
+    let anchored = |e: HeadEntry| {
+        let env = makoto_core::head::sign_head(
+            "wh",
+            chrono::Utc::now(),
+            std::slice::from_ref(&e),
+            key(1).as_ref(),
+        )
+        .unwrap();
+        let head = verify_head(env.to_json().as_bytes(), &trust(1)).unwrap();
+        VerifyOptions {
+            anchor: Some(makoto_core::head::head_entry(head, &e.table).unwrap()),
+            mode: VerifyMode::LogOnly,
+            ..VerifyOptions::default()
+        }
     };
     let r = verify_with(&table, &wh, &trust(1), anchored(entry.clone())).await;
     assert!(r.verified && r.findings.is_empty());

@@ -62,6 +62,12 @@ pub fn sign_head(
     Envelope::sign(IN_TOTO_PAYLOAD_TYPE, statement.to_payload(), signer)
 }
 
+/// The entry of `table` in a verified head, still marked verified by the head's signature.
+pub fn head_entry(head: Verified<Vec<HeadEntry>>, table: &str) -> Option<Verified<HeadEntry>> {
+    let at = head.value().iter().position(|e| e.table == table)?;
+    Some(head.map(|mut entries| entries.swap_remove(at)))
+}
+
 /// Verifies a head against trusted keys and returns its entries.
 pub fn verify_head(bytes: &[u8], trusted: &TrustedKeys) -> Result<Verified<Vec<HeadEntry>>, Error> {
     let envelope = Envelope::from_json(bytes)?;
@@ -128,7 +134,11 @@ mod tests {
         let env = sign_head("s3://lake/wh", Utc::now(), std::slice::from_ref(&e), &k).unwrap();
         let trusted = TrustedKeys::new(vec![k.public_key().clone()]);
         let got = verify_head(env.to_json().as_bytes(), &trusted).unwrap();
-        assert_eq!(got.value(), &vec![e]);
+        assert_eq!(got.value(), &vec![e.clone()]);
+        let entry = head_entry(got.clone(), "s3://lake/t").unwrap();
+        assert_eq!(entry.value(), &e);
+        assert_eq!(entry.keyid(), got.keyid());
+        assert!(head_entry(got, "s3://lake/other").is_none());
         let other = TrustedKeys::new(vec![
             SigningKeyPair::from_seed(&[4; 32]).public_key().clone(),
         ]);

@@ -175,18 +175,13 @@ pub async fn run(
             .with_context(|| format!("anchor {}: cannot read", anchor.display()))?;
         let head =
             verify_head(&bytes, &trust).with_context(|| format!("anchor {}", anchor.display()))?;
-        let entry = head
-            .value()
-            .iter()
-            .find(|e| e.table == source.uri())
-            .cloned()
-            .with_context(|| {
-                format!(
-                    "anchor {} has no entry for {}",
-                    anchor.display(),
-                    source.uri()
-                )
-            })?;
+        let entry = makoto_core::head::head_entry(head, source.uri()).with_context(|| {
+            format!(
+                "anchor {} has no entry for {}",
+                anchor.display(),
+                source.uri()
+            )
+        })?;
         options.anchor = Some(entry);
     }
     options.since_last = args.since_last;

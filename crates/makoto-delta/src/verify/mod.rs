@@ -88,7 +88,7 @@ pub struct VerifyOptions {
     pub storage: StorageOptions,
     /// This table's entry of a trusted head (`makoto head`): the attestation table must still
     /// hold that attestation.
-    pub anchor: Option<makoto_core::head::HeadEntry>,
+    pub anchor: Option<makoto_core::verify::Verified<makoto_core::head::HeadEntry>>,
     /// Continue from the last recorded, signed, successful verification instead of version 0.
     pub since_last: bool,
     /// Record the outcome in `system.makoto.verifications` (`None`: do not).
@@ -396,7 +396,7 @@ impl<'a> Verifier<'a> {
             findings.extend(attested_beyond_log(trusted.keys().copied(), latest));
         }
         if let Some(anchor) = &self.options.anchor {
-            check_anchor(anchor, &rows, &mut findings);
+            check_anchor(anchor.value(), &rows, &mut findings);
         }
         if let Some(b) = &base {
             b.check_still_attested(&rows, &mut findings);
