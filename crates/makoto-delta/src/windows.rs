@@ -17,8 +17,8 @@ use makoto_core::{Sha256Digest, merkle};
 
 use crate::Error;
 use crate::log::SourceTable;
-use crate::records::{Record, commit_records};
 use crate::store::{AppendOutcome, AttestationStore, WindowRow, windows_app_id};
+use crate::stream_records::{Record, commit_records};
 
 /// A window closed by a run.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -154,8 +154,8 @@ impl std::fmt::Debug for Attestor {
     }
 }
 
-/// Where the previous attestation left the table.
-struct Head {
+/// Where the previous attestation left the table: the tip of its chain.
+struct ChainTip {
     row: Option<AttestationRow>,
     statement: Option<Statement>,
 }
@@ -318,13 +318,13 @@ impl Attestor {
         }
     }
 
-    async fn read_head(&self) -> Result<Head, Error> {
+    async fn read_chain_tip(&self) -> Result<ChainTip, Error> {
         let uri = self.source.uri();
         let table = self.store.load_attestations().await?;
         let Some(version) =
             AttestationStore::txn_version(&table, &attestations_app_id(uri)).await?
         else {
-            return Ok(Head {
+            return Ok(ChainTip {
                 row: None,
                 statement: None,
             });
@@ -341,7 +341,7 @@ impl Attestor {
                 ),
             })?;
         let statement = self.check_head_row(&row, &store_name)?;
-        Ok(Head {
+        Ok(ChainTip {
             row: Some(row),
             statement: Some(statement),
         })
@@ -384,12 +384,12 @@ impl Attestor {
 
     async fn attempt(&self, totals: &mut Totals) -> Result<(Progress, AttestSummary), Error> {
         let uri = self.source.uri().to_owned();
-        let head = self.read_head().await?;
-        let previously = head.row.as_ref().map(|r| r.version);
+        let tip = self.read_chain_tip().await?;
+        let previously = tip.row.as_ref().map(|r| r.version);
         let start = previously.map_or(0, |v| v + 1);
 
         let listing = self.source.list_commits(start).await?;
-        let latest = match (listing.latest(), &head.row) {
+        let latest = match (listing.latest(), &tip.row) {
             (Some(l), _) => l,
             (None, None) => {
                 return Err(Error::NotADeltaTable { table: uri });
@@ -428,7 +428,7 @@ impl Attestor {
 
         let mut summary = AttestSummary {
             table_uri: uri.clone(),
-            table_id: head.row.as_ref().map(|r| r.table_id.clone()),
+            table_id: tip.row.as_ref().map(|r| r.table_id.clone()),
             warehouse: self.store.warehouse().as_uri(),
             latest_version: latest,
             previously_attested: previously,
@@ -455,7 +455,7 @@ impl Attestor {
             totals.fill(&mut summary);
             return Ok((Progress::Done, summary));
         }
-        if let Some(row) = &head.row {
+        if let Some(row) = &tip.row {
             self.check_log_matches_head(row).await?;
         }
         self.emit(Event::Planned {
@@ -464,7 +464,7 @@ impl Attestor {
             to: target,
         })?;
 
-        let mut state = match (&head.row, &head.statement) {
+        let mut state = match (&tip.row, &tip.statement) {
             (Some(row), Some(statement)) => RunState {
                 ctx: Some(TableContext::from_attested(
                     &AttestedCommit::from_statement(statement).map_err(|e| {
@@ -503,7 +503,7 @@ impl Attestor {
             },
         };
 
-        if let (Some(row), Some(statement)) = (&head.row, &head.statement) {
+        if let (Some(row), Some(statement)) = (&tip.row, &tip.statement) {
             let (facts, reader) = self.resume_reader(row, statement).await?;
             state.facts = facts;
             state.reader = reader;

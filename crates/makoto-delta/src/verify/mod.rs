@@ -14,8 +14,8 @@ mod data;
 mod findings;
 mod log_reads;
 mod readers;
-mod record;
 mod replay;
+mod verifications;
 mod walk;
 mod windows;
 
@@ -29,7 +29,7 @@ use makoto_core::verify::TrustedKeys;
 use serde::Serialize;
 
 pub use findings::{Finding, FindingKind, RowRef, Severity};
-pub use record::RecordSigner;
+pub use verifications::RecordSigner;
 pub use walk::ReaderViewCoverage;
 
 use crate::Error;
@@ -92,7 +92,7 @@ pub struct VerifyOptions {
     /// Continue from the last recorded, signed, successful verification instead of version 0.
     pub since_last: bool,
     /// Record the outcome in `system.makoto.verifications` (`None`: do not).
-    pub record: Option<record::RecordSigner>,
+    pub record: Option<verifications::RecordSigner>,
     pub reader_check: ReaderCheck,
 }
 
@@ -366,7 +366,7 @@ impl<'a> Verifier<'a> {
         // `--since-last` on it must not continue from what a copy showed.
         let is_copy = self.source.copy_location().is_some();
         let mut base = if self.options.since_last && !is_copy {
-            record::find_base(
+            verifications::find_base(
                 self.store,
                 &uri,
                 self.trust,
@@ -583,7 +583,7 @@ impl<'a> Verifier<'a> {
         let verified = outcome == Outcome::Verified;
         if verified && replay.known && self.options.record.is_some() {
             // Keep the verified state's pages so a later --since-last can resume from it.
-            record::persist_state(self.store, &mut replay.tree).await?;
+            verifications::persist_state(self.store, &mut replay.tree).await?;
         }
         let mut report = VerifyReport {
             copy: self.source.copy_location(),
@@ -616,7 +616,7 @@ impl<'a> Verifier<'a> {
             report.record_error =
                 Some("not recorded: a copy was verified, not the attested table itself".into());
         } else if let Some(mode) = &self.options.record {
-            match record::write_record(self.store, self.trust, &report, mode).await {
+            match verifications::write_record(self.store, self.trust, &report, mode).await {
                 Ok(()) => report.recorded = true,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not record the verification");
