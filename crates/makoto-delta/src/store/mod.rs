@@ -4,6 +4,8 @@
 mod columns;
 mod rows;
 
+use std::sync::Arc;
+
 use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::{CommitConflictError, CommitProperties, TransactionError};
@@ -152,6 +154,19 @@ pub struct AttestationStore {
     windows: Location,
     pages: PageStore,
     leaves: PageStore,
+    /// One DataFusion session for every query on the system tables of this handle (and its
+    /// clones), made on first use.
+    session: QuerySession,
+}
+
+/// The DataFusion session shared by a store handle and its clones.
+#[derive(Clone, Default)]
+struct QuerySession(Arc<std::sync::OnceLock<SessionContext>>);
+
+impl std::fmt::Debug for QuerySession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QuerySession")
+    }
 }
 
 impl AttestationStore {
@@ -214,6 +229,7 @@ impl AttestationStore {
             windows,
             pages,
             leaves,
+            session: QuerySession::default(),
         })
     }
 
@@ -431,7 +447,7 @@ impl AttestationStore {
             table: name.clone(),
             source: Box::new(source),
         };
-        let ctx = SessionContext::new();
+        let ctx = self.session.0.get_or_init(SessionContext::new);
         table
             .update_datafusion_session(&ctx.state())
             .map_err(|e| Error::delta(name.clone(), e))?;
