@@ -429,10 +429,6 @@ impl AttestedCommit {
     pub fn inputs(&self) -> &[AttestedInput] {
         &self.inputs
     }
-    /// Inputs from other tables (cross-table transforms).
-    pub fn cross_table_inputs(&self) -> impl Iterator<Item = &AttestedInput> {
-        self.inputs.iter().filter(|i| i.check.is_some())
-    }
 }
 
 fn is_hex64(v: Option<&Value>) -> bool {

@@ -77,11 +77,6 @@ impl FileHasher {
         self
     }
 
-    pub fn with_chunk_size(mut self, chunk_size: usize) -> Self {
-        self.chunk_size = chunk_size.max(64 * 1024);
-        self
-    }
-
     /// Hashes every request, `parallelism` at a time.
     pub async fn hash_all(
         &self,

@@ -84,14 +84,6 @@ impl ReaderFile {
         }
     }
 
-    /// The same file with statistics taken from elsewhere (a checkpoint's `stats_parsed`).
-    pub fn with_stats(mut self, stats: Value) -> Self {
-        if let Some(m) = self.value.as_object_mut() {
-            m.insert("stats".into(), stats);
-        }
-        self
-    }
-
     pub fn path(&self) -> &str {
         &self.path
     }

@@ -248,9 +248,6 @@ impl AttestationStore {
     pub fn pages(&self) -> &PageStore {
         &self.pages
     }
-    pub fn verifications_location(&self) -> &Location {
-        &self.verifications
-    }
 
     pub fn windows_location(&self) -> &Location {
         &self.windows
