@@ -159,31 +159,19 @@ async fn kafka_windows_attest_and_verify() {
     assert_eq!(again["published"], serde_json::json!([]));
     assert_eq!(again["warehouseRowsWritten"], 0);
     // The warehouse rows are queryable with SQL, one chain per partition.
-    let out = makoto(&[
-        "sql",
-        "--warehouse",
-        wh.to_str().unwrap(),
-        "--format",
-        "json",
+    let rows = sql_json(
+        &wh,
         "SELECT table_uri, count(*) AS n, max(sequence) AS last FROM system.makoto.windows GROUP BY table_uri ORDER BY table_uri",
-    ]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let rows: Value = serde_json::from_str(&out.stdout).unwrap();
+    );
     assert_eq!(rows[0]["table_uri"], "kafka://ticks/0", "{rows}");
     assert_eq!(rows[0]["n"], 4);
     assert_eq!(rows[1]["n"], 2);
     // Each row's digest is the SHA-256 of its envelope's payload, its key id the envelope's,
     // its version columns the window's offsets.
-    let out = makoto(&[
-        "sql",
-        "--warehouse",
-        wh.to_str().unwrap(),
-        "--format",
-        "json",
+    let rows = sql_json(
+        &wh,
         "SELECT sequence, first_version, last_version, attestation_digest, keyid, envelope FROM system.makoto.windows WHERE table_uri = 'kafka://ticks/0' ORDER BY sequence",
-    ]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let rows: Value = serde_json::from_str(&out.stdout).unwrap();
+    );
     for (k, row) in rows.as_array().unwrap().iter().enumerate() {
         use base64::Engine;
         let env: Value = serde_json::from_str(row["envelope"].as_str().unwrap()).unwrap();

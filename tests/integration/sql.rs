@@ -670,16 +670,10 @@ async fn dbom_validates_against_the_schema_and_its_digests_match() {
 async fn sql_cli_formats_and_errors() {
     let f = build().await;
     let wh = f.warehouse.to_str().unwrap();
-    let out = support::makoto(&[
-        "sql",
-        "--warehouse",
-        wh,
-        "--format",
-        "json",
+    let v = support::sql_json(
+        &f.warehouse,
         "SELECT version, level FROM system.makoto.attestations WHERE table_uri LIKE '%/customers' ORDER BY version",
-    ]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    );
     assert_eq!(
         v,
         serde_json::json!([{"version": 0, "level": "L2"}, {"version": 1, "level": "L2"}])

@@ -663,3 +663,17 @@ pub fn sole_error<'a>(args: &[&str], out: &'a ChildOutput) -> &'a str {
     assert_eq!(errors.len(), 1, "{args:?}: {}", out.stderr);
     errors[0]
 }
+
+/// `makoto sql --format json QUERY` on a warehouse: the rows, after asserting exit 0.
+pub fn sql_json(warehouse: &Path, query: &str) -> serde_json::Value {
+    let out = makoto(&[
+        "sql",
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+        "--format",
+        "json",
+        query,
+    ]);
+    assert_eq!(out.code, Some(0), "{query}: {}", out.stderr);
+    serde_json::from_str(out.stdout.trim()).unwrap()
+}
