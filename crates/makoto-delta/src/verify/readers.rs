@@ -156,25 +156,19 @@ pub(crate) fn judge(
     }
 }
 
-/// The store delta-rs would open `url` with, listing the log once and reading each small
+/// The store delta-rs would open `url` with (the table's root store, as
+/// [`crate::Location::log_store`] builds it), listing the log once and reading each small
 /// commit once (see [`super::log_reads`]).
 fn log_read_cache(
     url: &url::Url,
     options: &HashMap<String, String>,
 ) -> Result<Arc<dyn object_store::ObjectStore>, String> {
-    use deltalake::logstore::{StorageConfig, object_store_factories};
-    let config = StorageConfig::parse_options(options.clone()).map_err(|e| e.to_string())?;
-    let scheme = url::Url::parse(&format!("{}://", url.scheme())).map_err(|e| e.to_string())?;
-    let factory = object_store_factories()
-        .get(&scheme)
-        .map(|f| f.value().clone())
-        .ok_or_else(|| format!("no storage backend for {}://", url.scheme()))?;
-    let (root, _) = factory
-        .parse_url_opts(url, &config)
-        .map_err(|e| e.to_string())?;
+    let root = crate::Location::from_url(url.clone())
+        .log_store(&crate::StorageOptions(options.clone()))
+        .map_err(|e| e.to_string())?
+        .root_object_store(None);
     let log = object_store::path::Path::from_url_path(url.path())
         .map_err(|e| e.to_string())?
-        .clone()
         .join("_delta_log");
     Ok(Arc::new(super::log_reads::LogReadCache::new(root, log)))
 }
