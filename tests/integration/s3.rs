@@ -214,8 +214,19 @@ async fn attest_and_verify_on_s3() {
     let ok = verify(&[]);
     assert_eq!(ok.code, Some(0), "{}\n{}", ok.stdout, ok.stderr);
     assert!(ok.stdout.starts_with("VERIFIED"), "{}", ok.stdout);
+    // delta-rs opened the table on S3 too, through the store that lists the log once.
+    assert!(
+        ok.stdout.contains("delta-rs cross-check agrees"),
+        "{}",
+        ok.stdout
+    );
     let old = verify(&["--version", "3", "--json"]);
     assert_eq!(old.code, Some(0), "{}", old.stderr);
+    let old_report: serde_json::Value = serde_json::from_str(&old.stdout).unwrap();
+    assert_eq!(
+        old_report["coverage"]["deltaRsCrossCheck"], true,
+        "{old_report}"
+    );
 
     // Tamper with one live data file on the server: verify names it.
     let live = live_files(&local, 9).await.pop().unwrap().path;
