@@ -169,7 +169,7 @@ async fn check_manifest_table(t: &ManifestTable) -> Result<String, String> {
             .count();
         let row = &rows[(v - first) as usize];
         let expected_availability = if gone > 0 { "unavailable" } else { "complete" };
-        if row.data_availability != expected_availability {
+        if row.data_availability.as_str() != expected_availability {
             return Err(format!(
                 "{name} v{v}: data_availability {:?}, expected {expected_availability:?} ({gone} live files gone)",
                 row.data_availability
@@ -267,12 +267,12 @@ async fn in_commit_timestamps_are_preferred() {
             .find_map(|v| v["commitInfo"]["inCommitTimestamp"].as_i64());
         if let Some(ict) = ict {
             assert_eq!(row.commit_timestamp_ms, ict, "v{}", row.version);
-            assert_eq!(row.timestamp_source, "inCommitTimestamp");
+            assert_eq!(row.timestamp_source.as_str(), "inCommitTimestamp");
         }
     }
     assert!(
         rows.iter()
-            .any(|r| r.timestamp_source == "inCommitTimestamp")
+            .any(|r| r.timestamp_source.as_str() == "inCommitTimestamp")
     );
 }
 
@@ -285,7 +285,7 @@ async fn deletion_vector_files_are_hashed_and_carried() {
     let files = file_rows(&wh, &table).await;
     let dv_add = files
         .iter()
-        .find(|f| f.action == "add" && f.dv_file.is_some())
+        .find(|f| f.action.as_str() == "add" && f.dv_file.is_some())
         .expect("v1 adds the file again with a deletion vector");
     let bytes = std::fs::read(table.join(dv_add.dv_file.as_ref().unwrap())).unwrap();
     assert_eq!(dv_add.dv_sha256.unwrap().to_hex(), sha256_hex(&bytes));
@@ -293,11 +293,11 @@ async fn deletion_vector_files_are_hashed_and_carried() {
     // The data file is the same one added at v0: same digest, carried without rehashing.
     let v0 = files
         .iter()
-        .find(|f| f.version == 0 && f.action == "add")
+        .find(|f| f.version == 0 && f.action.as_str() == "add")
         .unwrap();
     assert_eq!(dv_add.sha256, v0.sha256);
     // The remove at v1 names the digest of what it removed.
-    let rm = files.iter().find(|f| f.action == "remove").unwrap();
+    let rm = files.iter().find(|f| f.action.as_str() == "remove").unwrap();
     assert_eq!(rm.sha256, v0.sha256);
 }
 
@@ -358,7 +358,7 @@ async fn absolute_paths_hash_the_right_bytes() {
     let files = file_rows(&wh, &table).await;
     let added: Vec<_> = files
         .iter()
-        .filter(|f| f.version == 9 && f.action == "add")
+        .filter(|f| f.version == 9 && f.action.as_str() == "add")
         .collect();
     assert!(!added.is_empty());
     for f in &added {

@@ -31,7 +31,7 @@ async fn a_proof_verifies_offline_and_any_changed_byte_fails() {
     // A file live at version 30 with a deletion vector.
     let live30 = files
         .iter()
-        .rfind(|f| f.version <= 30 && f.action == "add" && f.dv_unique_id.is_some())
+        .rfind(|f| f.version <= 30 && f.action.as_str() == "add" && f.dv_unique_id.is_some())
         .unwrap();
     let store = store_of(&wh).await;
     let proof = makoto_delta::proof::prove(&store, &table_uri(&table), &live30.path, 30)
@@ -75,7 +75,7 @@ async fn prove_and_verify_proof_cli() {
     let path = file_rows(&wh, &table)
         .await
         .into_iter()
-        .rfind(|f| f.action == "add")
+        .rfind(|f| f.action.as_str() == "add")
         .unwrap()
         .path;
     let proof = tmp.path().join("p.json");
@@ -294,7 +294,7 @@ async fn since_last_checks_only_new_versions_and_records_are_signed() {
     let old = file_rows(&wh, &table)
         .await
         .into_iter()
-        .rfind(|f| f.action == "add")
+        .rfind(|f| f.action.as_str() == "add")
         .unwrap();
     let mut b = std::fs::read(table.join(&old.path)).unwrap();
     b[10] ^= 1;
@@ -328,7 +328,7 @@ async fn since_last_checks_only_new_versions_and_records_are_signed() {
     let newest = file_rows(&wh, &table)
         .await
         .into_iter()
-        .rfind(|f| f.action == "add")
+        .rfind(|f| f.action.as_str() == "add")
         .unwrap();
     assert_eq!(newest.version, 8);
     let mut b = std::fs::read(table.join(&newest.path)).unwrap();
@@ -397,7 +397,7 @@ async fn since_last_checks_only_new_versions_and_records_are_signed() {
     assert_eq!(rows.iter().filter(|r| r.result == "findings").count(), 1);
     assert!(
         rows.iter()
-            .all(|r| r.keyid.as_deref() == Some(verifier_key.keyid().as_str()))
+            .all(|r| r.keyid.as_ref().map(|k| k.as_str()) == Some(verifier_key.keyid().as_str()))
     );
 }
 
@@ -876,7 +876,7 @@ fn sample() -> &'static Sample {
             let path = file_rows(&wh, &table)
                 .await
                 .into_iter()
-                .rfind(|f| f.action == "add")
+                .rfind(|f| f.action.as_str() == "add")
                 .unwrap()
                 .path;
             let store = store_of(&wh).await;
@@ -963,11 +963,11 @@ async fn prove_file_at_a_version_with_vacuumed_data() {
     std::fs::remove_file(table.join(&gone)).unwrap();
     Run::new(&table, &wh).run().await.unwrap();
     let rows = attestation_rows(&wh, &table).await;
-    assert_eq!(rows[2].data_availability, "unavailable");
+    assert_eq!(rows[2].data_availability.as_str(), "unavailable");
     let files = file_rows(&wh, &table).await;
     let known = files
         .iter()
-        .find(|f| f.version <= 2 && f.action == "add" && f.sha256.is_some())
+        .find(|f| f.version <= 2 && f.action.as_str() == "add" && f.sha256.is_some())
         .unwrap()
         .path
         .clone();

@@ -187,7 +187,7 @@ async fn attest_and_verify_on_s3() {
         .await
         .unwrap();
     assert!(!files.is_empty());
-    for f in files.iter().filter(|f| f.action == "add") {
+    for f in files.iter().filter(|f| f.action.as_str() == "add") {
         let bytes = std::fs::read(local.join(&f.path)).unwrap();
         assert_eq!(f.sha256.unwrap().to_hex(), sha256_hex(&bytes), "{}", f.path);
     }

@@ -442,7 +442,7 @@ pub fn check_rows(
                 let trusted = makoto_core::verify::TrustedKeys::new(vec![k.public_key().clone()]);
                 makoto_core::verify::verify_statement(&env, &trusted).unwrap();
                 assert_eq!(row.level.as_str(), "L2");
-                assert_eq!(row.keyid.as_deref(), Some(k.keyid().as_str()));
+                assert_eq!(row.keyid.as_ref().map(|k| k.as_str()), Some(k.keyid().as_str()));
             }
             None => {
                 assert_eq!(row.level.as_str(), "L1");
@@ -458,7 +458,7 @@ pub fn check_rows(
 /// The SHA-256 of every file named by the files table, recomputed from disk, must match.
 pub fn check_file_digests(table: &Path, rows: &[FileRow]) {
     for r in rows {
-        if r.action == "remove" {
+        if r.action.as_str() == "remove" {
             continue;
         }
         if r.sha256.is_none() {
@@ -490,7 +490,7 @@ pub fn check_file_digests(table: &Path, rows: &[FileRow]) {
 /// Every version's state digest equals the independent recomputation.
 pub async fn check_state_digests(table: &Path, rows: &[AttestationRow]) {
     for row in rows {
-        let missing = if row.data_availability == "complete" {
+        let missing = if row.data_availability.as_str() == "complete" {
             MissingFiles::Fail
         } else {
             MissingFiles::Unavailable

@@ -401,7 +401,7 @@ async fn tamper_is_found(
             let row = files
                 .iter()
                 .rev()
-                .find(|f| f.action == "add" && f.dv_file.is_some())
+                .find(|f| f.action.as_str() == "add" && f.dv_file.is_some())
                 .unwrap();
             let dv = row.dv_file.clone().unwrap();
             flip_byte(&table.join(&dv), 30);

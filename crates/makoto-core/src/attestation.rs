@@ -59,6 +59,18 @@ impl MakotoLevel {
     }
 }
 
+impl serde::Serialize for MakotoLevel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for AvailabilityStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for MakotoLevel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -77,7 +89,7 @@ pub fn subject_name(table_uri: &str, version: u64) -> String {
 }
 
 /// What happened to a file in a commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ChangeKind {
     Add,
     Remove,
@@ -90,6 +102,14 @@ impl ChangeKind {
             ChangeKind::Add => "add",
             ChangeKind::Remove => "remove",
             ChangeKind::Cdc => "cdc",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "add" => Some(ChangeKind::Add),
+            "remove" => Some(ChangeKind::Remove),
+            "cdc" => Some(ChangeKind::Cdc),
+            _ => None,
         }
     }
 }
@@ -344,12 +364,43 @@ impl DataAvailability {
         self.unavailable_files.is_empty() && self.live_unavailable == 0
     }
     /// The `data_availability` column: `complete` or `unavailable`.
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> AvailabilityStatus {
         if self.is_complete() {
-            "complete"
+            AvailabilityStatus::Complete
         } else {
-            "unavailable"
+            AvailabilityStatus::Unavailable
         }
+    }
+}
+
+/// Whether every data file of a version was hashed when it was first attested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AvailabilityStatus {
+    /// Every file's bytes were hashed.
+    Complete,
+    /// Some files were already deleted (VACUUM) and carry no digest.
+    Unavailable,
+}
+
+impl AvailabilityStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AvailabilityStatus::Complete => "complete",
+            AvailabilityStatus::Unavailable => "unavailable",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "complete" => Some(AvailabilityStatus::Complete),
+            "unavailable" => Some(AvailabilityStatus::Unavailable),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AvailabilityStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -599,7 +650,7 @@ pub fn build_commit_statement(
             d.insert(
                 "dataAvailability".into(),
                 json!({
-                    "status": facts.availability.status(),
+                    "status": facts.availability.status().as_str(),
                     "unavailableFiles": facts.availability.unavailable_files,
                     "liveFilesUnavailable": facts.availability.live_unavailable,
                 }),

@@ -24,6 +24,28 @@ impl KeyId {
     }
 }
 
+impl serde::Serialize for KeyId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for KeyId {
+    type Err = Error;
+
+    /// A key id as written: 64 lowercase hex digits.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(KeyId(s.to_owned()))
+        } else {
+            Err(Error::InvalidKey {
+                what: format!("key id {s:?}"),
+                reason: "not 64 lowercase hex digits".into(),
+            })
+        }
+    }
+}
+
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -190,6 +212,20 @@ mod tests {
         let k = SigningKeyPair::from_seed(&[7u8; 32]);
         let raw = k.public_key().raw();
         assert_eq!(k.keyid().as_str(), Sha256Digest::of(&raw).to_hex());
+    }
+
+    #[test]
+    fn keyid_parses_only_its_written_form() {
+        let k = SigningKeyPair::from_seed(&[7u8; 32]);
+        assert_eq!(&k.keyid().as_str().parse::<KeyId>().unwrap(), k.keyid());
+        for bad in [
+            "",
+            "ab",
+            &k.keyid().as_str().to_uppercase(),
+            &format!("{}0", k.keyid()),
+        ] {
+            assert!(bad.parse::<KeyId>().is_err(), "{bad}");
+        }
     }
 
     #[test]

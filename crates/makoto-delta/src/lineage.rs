@@ -11,6 +11,7 @@ use makoto_core::Sha256Digest;
 use makoto_core::attestation::MakotoLevel;
 use makoto_core::attested::{AttestedCommit, AttestedInput};
 use makoto_core::dsse::Envelope;
+use makoto_core::keys::KeyId;
 use makoto_core::statement::Statement;
 use serde_json::Value;
 
@@ -29,7 +30,7 @@ pub struct LineageNode {
     /// `transform.type` of the statement.
     pub transform_type: Option<String>,
     pub level: MakotoLevel,
-    pub keyid: Option<String>,
+    pub keyid: Option<KeyId>,
     pub state_digest: Sha256Digest,
     pub attestation_digest: Sha256Digest,
     pub commit_timestamp_ms: i64,

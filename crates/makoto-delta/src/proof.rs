@@ -45,14 +45,11 @@ fn tree_at(
             .position(|r| r.version != v)
             .map_or(rows.len(), |k| i + k);
         let commit = &rows[i..j];
-        for r in commit
-            .iter()
-            .filter(|r| r.kind() == Some(ChangeKind::Remove))
-        {
+        for r in commit.iter().filter(|r| r.action == ChangeKind::Remove) {
             tree.remove(&leaf_key(&r.path, r.dv_unique_id.as_deref()))
                 .map_err(core)?;
         }
-        for r in commit.iter().filter(|r| r.kind() == Some(ChangeKind::Add)) {
+        for r in commit.iter().filter(|r| r.action == ChangeKind::Add) {
             if let Some(e) = entry_of(r) {
                 tree.insert(e).map_err(core)?;
             }

@@ -246,7 +246,7 @@ pub async fn attest_windows(
             previous_window_id: w.previous.as_ref().map(|p| p.id.clone()),
             previous_merkle_root: w.previous.as_ref().map(|p| p.root),
             attestation_digest: att.digest(),
-            keyid: att.keyid().map(|k| k.to_string()),
+            keyid: att.keyid().cloned(),
             envelope: att.envelope().to_json(),
             attested_at_us: attested_at_ms.saturating_mul(1000),
             run_id: run_id.to_owned(),

@@ -115,7 +115,9 @@ pub(crate) fn window_row(
             .signatures()
             .first()
             .and_then(|s| s.keyid())
-            .map(str::to_owned),
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: makoto_core::Error| bad(e.to_string()))?,
         envelope: envelope_json.to_owned(),
         attested_at_us: run.attested_at_us,
         run_id: run.run_id.clone(),
@@ -159,7 +161,7 @@ mod tests {
             .to_json();
         let row = window_row("ticks", &window(Some(10)), &env, &run()).unwrap();
         assert_eq!(row.attestation_digest, Sha256Digest::of(b"{\"x\":1}"));
-        assert_eq!(row.keyid.as_deref(), Some(key.keyid().as_str()));
+        assert_eq!(row.keyid.as_ref().map(|k| k.as_str()), Some(key.keyid().as_str()));
         assert_eq!((row.first_version, row.last_version), (10, 14));
         assert_eq!(row.sequence, 3);
         assert_eq!(row.table_uri, "kafka://ticks/1");

@@ -263,9 +263,7 @@ impl MakotoSession {
             let store = warehouse.join(ATTESTATIONS_PATH)?.as_uri();
             let mut rows = Vec::new();
             for b in &batches {
-                for i in 0..b.num_rows() {
-                    rows.push(AttestationRow::read(b, i, &store)?);
-                }
+                rows.extend(AttestationRow::read_batch(b, &store)?);
             }
             rows
         };

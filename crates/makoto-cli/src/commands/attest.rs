@@ -1,6 +1,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use makoto_core::attestation::AvailabilityStatus;
 use makoto_core::keys::Signer;
 use makoto_core::window::WindowSpec;
 use makoto_delta::windows::WindowSummary;
@@ -73,33 +74,8 @@ pub(crate) async fn attest(
     Ok(AttestOutcome { summary, windows })
 }
 
-pub fn summary_json(s: &AttestSummary) -> serde_json::Value {
-    json!({
-        "table": s.table_uri,
-        "tableId": s.table_id,
-        "warehouse": s.warehouse,
-        "latestVersion": s.latest_version,
-        "previouslyAttested": s.previously_attested,
-        "attestedThrough": s.attested_through(),
-        "level": s.level.as_str(),
-        "keyid": s.keyid,
-        "filesHashed": s.files_hashed,
-        "bytesHashed": s.bytes_hashed,
-        "concurrentRuns": s.concurrent_runs,
-        "runId": s.run_id,
-        "attested": s.attested.iter().map(|a| json!({
-            "version": a.version,
-            "operation": a.operation,
-            "predicateType": a.predicate_type,
-            "stateDigest": a.state_digest.to_hex(),
-            "attestationDigest": a.attestation_digest.to_hex(),
-            "filesAdded": a.files_added,
-            "filesRemoved": a.files_removed,
-            "dataAvailability": a.data_availability,
-            "unavailableFiles": a.unavailable_files,
-            "baselineCheckpoint": a.baseline,
-        })).collect::<Vec<_>>(),
-    })
+pub fn summary_json(s: &AttestSummary) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::to_value(s)?)
 }
 
 pub fn print_summary(s: &AttestSummary, out: &mut dyn Write) -> std::io::Result<()> {
@@ -161,7 +137,7 @@ pub fn print_summary(s: &AttestSummary, out: &mut dyn Write) -> std::io::Result<
     let unavailable: Vec<u64> = s
         .attested
         .iter()
-        .filter(|a| a.data_availability != "complete")
+        .filter(|a| a.data_availability != AvailabilityStatus::Complete)
         .map(|a| a.version)
         .collect();
     if let (Some(first), Some(last)) = (unavailable.first(), unavailable.last()) {
@@ -200,7 +176,7 @@ pub async fn run(
     )
     .await?;
     if args.json {
-        let mut v = summary_json(&summary);
+        let mut v = summary_json(&summary)?;
         if let (Some(w), Some(m)) = (&windows, v.as_object_mut()) {
             m.insert("windows".into(), windows_json(w));
         }

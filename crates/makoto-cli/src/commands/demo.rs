@@ -99,7 +99,7 @@ pub async fn run(
                 "keyid": public.keyid().as_str(),
                 "keyCreated": created_key.is_some(),
                 "warehouse": summary.warehouse,
-                "summary": summary_json(&summary),
+                "summary": summary_json(&summary)?,
                 "rowsVerified": report.attestation_rows,
                 "verified": report.verified,
             })

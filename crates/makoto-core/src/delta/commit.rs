@@ -25,6 +25,14 @@ impl TimestampSource {
             TimestampSource::FileModificationTime => "fileModificationTime",
         }
     }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "inCommitTimestamp" => Some(TimestampSource::InCommitTimestamp),
+            "commitInfo" => Some(TimestampSource::CommitInfo),
+            "fileModificationTime" => Some(TimestampSource::FileModificationTime),
+            _ => None,
+        }
+    }
 }
 
 /// Number of actions of each type in a commit, keyed by action name.

@@ -23,14 +23,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::Utc;
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::{
-    Attestation, AttestorInfo, Baseline, ChangeKind, CommitFacts, CrossTableTransform,
-    DataAvailability, FileChange, MakotoLevel, PreviousAttestation, build_commit_statement,
-    changes_digest,
+    Attestation, AttestorInfo, AvailabilityStatus, Baseline, ChangeKind, CommitFacts,
+    CrossTableTransform, DataAvailability, FileChange, MakotoLevel, PreviousAttestation,
+    build_commit_statement,
 };
 use makoto_core::attested::AttestedCommit;
 use makoto_core::delta::{Commit, DeletionVector, TimestampSource, commit_file_name};
 use makoto_core::dsse::Envelope;
-use makoto_core::keys::Signer;
+use makoto_core::keys::{KeyId, Signer};
 use makoto_core::reader_view::{
     ReaderFile, ReaderViewDigest, TableFacts, apply_actions, touched_keys,
 };
@@ -84,7 +84,8 @@ impl Default for AttestOptions {
 }
 
 /// One attested version.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AttestedVersion {
     pub version: u64,
     pub operation: Option<String>,
@@ -95,10 +96,30 @@ pub struct AttestedVersion {
     pub files_removed: u64,
     /// Files this commit references whose bytes were already deleted (VACUUM).
     pub unavailable_files: Vec<String>,
-    /// `complete` or `unavailable` (the `data_availability` column).
-    pub data_availability: String,
+    /// The `data_availability` column.
+    pub data_availability: AvailabilityStatus,
     /// The checkpoint version the chain starts from, for a baseline attestation.
+    #[serde(rename = "baselineCheckpoint")]
     pub baseline: Option<u64>,
+}
+
+impl AttestedVersion {
+    /// What the run reports of `attestation`, made of the commit `facts` describe.
+    pub fn of_commit(facts: &CommitFacts, attestation: &Attestation) -> Self {
+        let counts = facts.counts();
+        AttestedVersion {
+            version: facts.version,
+            operation: facts.operation.clone(),
+            predicate_type: facts.predicate_type().to_owned(),
+            state_digest: facts.state_root,
+            attestation_digest: attestation.digest(),
+            files_added: counts.files_added,
+            files_removed: counts.files_removed,
+            unavailable_files: facts.availability.unavailable_files.clone(),
+            data_availability: facts.availability.status(),
+            baseline: facts.baseline.as_ref().map(|b| b.checkpoint_version),
+        }
+    }
 }
 
 /// What a run did.
@@ -113,11 +134,34 @@ pub struct AttestSummary {
     pub previously_attested: Option<u64>,
     pub attested: Vec<AttestedVersion>,
     pub level: MakotoLevel,
-    pub keyid: Option<String>,
+    pub keyid: Option<KeyId>,
     pub files_hashed: u64,
     pub bytes_hashed: u64,
     pub concurrent_runs: u32,
     pub run_id: String,
+}
+
+/// The run as front ends report it (`makoto attest --json`, the Python report): camelCase
+/// keys, digests in hex, plus `attestedThrough`.
+impl serde::Serialize for AttestSummary {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut m = s.serialize_struct("AttestSummary", 13)?;
+        m.serialize_field("table", &self.table_uri)?;
+        m.serialize_field("tableId", &self.table_id)?;
+        m.serialize_field("warehouse", &self.warehouse)?;
+        m.serialize_field("latestVersion", &self.latest_version)?;
+        m.serialize_field("previouslyAttested", &self.previously_attested)?;
+        m.serialize_field("attestedThrough", &self.attested_through())?;
+        m.serialize_field("level", &self.level)?;
+        m.serialize_field("keyid", &self.keyid)?;
+        m.serialize_field("filesHashed", &self.files_hashed)?;
+        m.serialize_field("bytesHashed", &self.bytes_hashed)?;
+        m.serialize_field("concurrentRuns", &self.concurrent_runs)?;
+        m.serialize_field("runId", &self.run_id)?;
+        m.serialize_field("attested", &self.attested)?;
+        m.end()
+    }
 }
 
 impl AttestSummary {
@@ -373,7 +417,7 @@ impl Attestor {
             ));
         }
         if let Some(signer) = &self.signer
-            && row.keyid.as_deref() == Some(signer.keyid().as_str())
+            && row.keyid.as_ref() == Some(signer.keyid())
         {
             let trusted = makoto_core::verify::TrustedKeys::new(vec![signer.public_key().clone()]);
             makoto_core::verify::verify_statement(&env, &trusted)
@@ -434,7 +478,7 @@ impl Attestor {
             previously_attested: previously,
             attested: Vec::new(),
             level: self.level(),
-            keyid: self.signer.as_ref().map(|s| s.keyid().to_string()),
+            keyid: self.signer.as_ref().map(|s| s.keyid().clone()),
             files_hashed: 0,
             bytes_hashed: 0,
             concurrent_runs: 0,
@@ -1139,63 +1183,16 @@ impl Attestor {
         let attestation = Attestation::seal(statement, self.signer.as_deref())
             .map_err(|e| Error::core(format!("signing {uri} version {version}"), e))?;
 
-        let counts = facts.counts();
-        for (ordinal, ch) in facts.changes.iter().enumerate() {
-            out.file_rows.push(FileRow::from_change(
-                &uri,
-                &ctx.table_id,
-                version,
-                ordinal as u64,
-                timestamp_ms,
-                ch,
-                &self.run_id,
-            ));
-        }
-        out.attestation_rows.push(AttestationRow {
-            table_uri: uri.clone(),
-            table_id: ctx.table_id.clone(),
-            version,
-            commit_timestamp_ms: timestamp_ms,
-            timestamp_source: timestamp_source.as_str().to_owned(),
-            operation: facts.operation.clone(),
-            engine: facts.engine.clone(),
-            user_name: facts.user_name.clone().or(facts.user_id.clone()),
-            predicate_type: facts.predicate_type().to_owned(),
-            subject: facts.subject_name(),
-            state_digest: facts.state_root,
-            commit_digest: facts.commit_actions_digest,
-            commit_file_digest: facts.commit_file_digest,
-            changes_digest: changes_digest(&facts.changes),
-            files_added: counts.files_added,
-            files_removed: counts.files_removed,
-            cdc_files: counts.cdc_files,
-            bytes_added: counts.bytes_added,
-            bytes_removed: counts.bytes_removed,
-            records_added: counts.records_added,
-            live_files: facts.live_files,
-            live_bytes: facts.live_bytes,
-            previous_attestation_digest: facts.previous.as_ref().map(|p| p.digest),
-            attestation_digest: attestation.digest(),
-            keyid: attestation.keyid().map(|k| k.to_string()),
-            level: attestation.level(),
-            envelope: attestation.envelope().to_json(),
+        out.file_rows
+            .extend(FileRow::of_commit(&facts, &self.run_id));
+        out.attestation_rows.push(AttestationRow::of_commit(
+            &facts,
+            &attestation,
             attested_at_us,
-            attestor_version: attestor_version(),
-            run_id: self.run_id.clone(),
-            data_availability: facts.availability.status().to_owned(),
-        });
-        out.attested.push(AttestedVersion {
-            version,
-            operation: facts.operation.clone(),
-            predicate_type: facts.predicate_type().to_owned(),
-            state_digest: facts.state_root,
-            attestation_digest: attestation.digest(),
-            files_added: counts.files_added,
-            files_removed: counts.files_removed,
-            unavailable_files: facts.availability.unavailable_files.clone(),
-            data_availability: facts.availability.status().to_owned(),
-            baseline: facts.baseline.as_ref().map(|b| b.checkpoint_version),
-        });
+            &self.run_id,
+        ));
+        out.attested
+            .push(AttestedVersion::of_commit(&facts, &attestation));
         state.previous = Some(PreviousAttestation {
             version,
             state_root: facts.state_root,

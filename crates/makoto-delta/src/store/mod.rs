@@ -17,7 +17,7 @@ pub use rows::{AttestationRow, FileRow, VerificationRow, WindowRow};
 use crate::Error;
 use crate::location::{Location, StorageOptions};
 use crate::pages::PageStore;
-use columns::{delta_fields, to_batch};
+use columns::{SystemRow, delta_fields, to_batch};
 use makoto_core::Sha256Digest;
 use rows::{ATTESTATION_COLUMNS, FILE_COLUMNS, VERIFICATION_COLUMNS, WINDOW_COLUMNS};
 
@@ -76,12 +76,7 @@ fn docs(cols: &[columns::Col]) -> Vec<ColumnDoc> {
     cols.iter()
         .map(|c| ColumnDoc {
             name: c.name,
-            sql_type: match c.kind {
-                columns::Kind::Str => "STRING",
-                columns::Kind::Long => "BIGINT",
-                columns::Kind::Bool => "BOOLEAN",
-                columns::Kind::Ts => "TIMESTAMP (UTC, µs)",
-            },
+            sql_type: c.kind.sql_type(),
             nullable: c.nullable,
             doc: c.doc,
         })
@@ -102,7 +97,7 @@ pub fn file_columns() -> Vec<ColumnDoc> {
 /// An empty batch with the schema of `system.makoto.verifications`, for readers of a warehouse
 /// where no verification was recorded yet.
 pub fn empty_verifications() -> Result<arrow::array::RecordBatch, Error> {
-    to_batch(VERIFICATION_COLUMNS, &[]).map_err(|e| Error::StoreCorrupt {
+    to_batch::<VerificationRow>(&[]).map_err(|e| Error::StoreCorrupt {
         store: VERIFICATIONS_TABLE.into(),
         reason: format!("cannot build the schema: {e}"),
     })
@@ -110,7 +105,7 @@ pub fn empty_verifications() -> Result<arrow::array::RecordBatch, Error> {
 
 /// An empty batch with the schema of `system.makoto.windows`.
 pub fn empty_windows() -> Result<arrow::array::RecordBatch, Error> {
-    to_batch(WINDOW_COLUMNS, &[]).map_err(|e| Error::StoreCorrupt {
+    to_batch::<WindowRow>(&[]).map_err(|e| Error::StoreCorrupt {
         store: WINDOWS_TABLE.into(),
         reason: format!("cannot build the schema: {e}"),
     })
@@ -256,7 +251,7 @@ impl AttestationStore {
     /// Window rows of `table_uri` (all specs), by spec and sequence; none before the first.
     pub async fn window_rows(&self, table_uri: &str) -> Result<Vec<WindowRow>, Error> {
         let mut rows = self
-            .rows_of_table(&self.windows, table_uri, WindowRow::read)
+            .rows_of_table::<WindowRow>(&self.windows, table_uri)
             .await?;
         rows.sort_by(|a, b| (&a.spec, a.sequence).cmp(&(&b.spec, b.sequence)));
         Ok(rows)
@@ -284,10 +279,8 @@ impl AttestationStore {
         through: u64,
         run_id: &str,
     ) -> Result<AppendOutcome, Error> {
-        let cells = rows.iter().map(WindowRow::to_cells).collect();
         let txn = Transaction::new(windows_app_id(table_uri, spec), through as i64);
-        self.append(table, &self.windows, WINDOW_COLUMNS, cells, txn, run_id)
-            .await
+        self.append(table, &self.windows, rows, txn, run_id).await
     }
 
     /// Stores the leaf hashes of a window (32 bytes each, in order) under its Merkle root.
@@ -318,7 +311,7 @@ impl AttestationStore {
     /// Verification records of `table_uri` (none when the table does not exist yet).
     pub async fn verification_rows(&self, table_uri: &str) -> Result<Vec<VerificationRow>, Error> {
         let mut rows = self
-            .rows_of_table(&self.verifications, table_uri, VerificationRow::read)
+            .rows_of_table::<VerificationRow>(&self.verifications, table_uri)
             .await?;
         rows.sort_by_key(|r| (r.version, r.verified_at_us));
         Ok(rows)
@@ -334,11 +327,10 @@ impl AttestationStore {
         )
         .await?;
         let table = self.load(&self.verifications).await?;
-        let batch =
-            to_batch(VERIFICATION_COLUMNS, &[row.to_cells()]).map_err(|e| Error::StoreCorrupt {
-                store: self.verifications.as_uri(),
-                reason: format!("cannot build rows: {e}"),
-            })?;
+        let batch = to_batch(std::slice::from_ref(row)).map_err(|e| Error::StoreCorrupt {
+            store: self.verifications.as_uri(),
+            reason: format!("cannot build rows: {e}"),
+        })?;
         table
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
@@ -459,33 +451,29 @@ impl AttestationStore {
 
     /// The rows of one system table that name `table_uri` (none while that system table has no
     /// log yet), unordered.
-    async fn rows_of_table<T>(
+    async fn rows_of_table<R: SystemRow>(
         &self,
         store: &Location,
         table_uri: &str,
-        read: fn(&arrow::array::RecordBatch, usize, &str) -> Result<T, Error>,
-    ) -> Result<Vec<T>, Error> {
+    ) -> Result<Vec<R>, Error> {
         if !self.has_log(store).await? {
             return Ok(Vec::new());
         }
         let table = self.load(store).await?;
-        self.rows(&table, col("table_uri").eq(lit(table_uri)), store, read)
+        self.rows(&table, col("table_uri").eq(lit(table_uri)), store)
             .await
     }
 
-    async fn rows<T>(
+    async fn rows<R: SystemRow>(
         &self,
         table: &DeltaTable,
         filter: datafusion::prelude::Expr,
         store: &Location,
-        read: fn(&arrow::array::RecordBatch, usize, &str) -> Result<T, Error>,
-    ) -> Result<Vec<T>, Error> {
+    ) -> Result<Vec<R>, Error> {
         let store = store.as_uri();
         let mut rows = Vec::new();
         for b in self.query(table, filter).await? {
-            for i in 0..b.num_rows() {
-                rows.push(read(&b, i, &store)?);
-            }
+            rows.extend(columns::from_batch::<R>(&b, &store)?);
         }
         Ok(rows)
     }
@@ -501,7 +489,7 @@ impl AttestationStore {
             .eq(lit(table_uri))
             .and(col("version").eq(lit(version as i64)));
         let mut rows = self
-            .rows(table, filter, &self.attestations, AttestationRow::read)
+            .rows::<AttestationRow>(table, filter, &self.attestations)
             .await?;
         match rows.len() {
             0 => Ok(None),
@@ -518,7 +506,7 @@ impl AttestationStore {
         let table = self.load_attestations().await?;
         let filter = col("table_uri").eq(lit(table_uri));
         let mut rows = self
-            .rows(&table, filter, &self.attestations, AttestationRow::read)
+            .rows::<AttestationRow>(&table, filter, &self.attestations)
             .await?;
         rows.sort_by_key(|r| r.version);
         Ok(rows)
@@ -527,13 +515,8 @@ impl AttestationStore {
     /// Every attestation row of every table.
     pub async fn all_attestation_rows(&self) -> Result<Vec<AttestationRow>, Error> {
         let table = self.load_attestations().await?;
-        self.rows(
-            &table,
-            datafusion::prelude::lit(true),
-            &self.attestations,
-            AttestationRow::read,
-        )
-        .await
+        self.rows::<AttestationRow>(&table, datafusion::prelude::lit(true), &self.attestations)
+            .await
     }
 
     /// File rows of `table_uri` for versions in `from..=to`, ordered by version.
@@ -548,21 +531,20 @@ impl AttestationStore {
             .eq(lit(table_uri))
             .and(col("version").gt_eq(lit(from as i64)))
             .and(col("version").lt_eq(lit(to as i64)));
-        let mut rows = self.rows(table, filter, &self.files, FileRow::read).await?;
+        let mut rows = self.rows::<FileRow>(table, filter, &self.files).await?;
         rows.sort_by_key(|r| (r.version, r.ordinal));
         Ok(rows)
     }
 
-    async fn append(
+    async fn append<R: SystemRow>(
         &self,
         table: DeltaTable,
         location: &Location,
-        cols: &[columns::Col],
-        cells: Vec<Vec<columns::Cell>>,
+        rows: &[R],
         txn: Transaction,
         run_id: &str,
     ) -> Result<AppendOutcome, Error> {
-        let batch = to_batch(cols, &cells).map_err(|e| Error::StoreCorrupt {
+        let batch = to_batch(rows).map_err(|e| Error::StoreCorrupt {
             store: location.as_uri(),
             reason: format!("cannot build rows: {e}"),
         })?;
@@ -600,17 +582,9 @@ impl AttestationStore {
         through: u64,
         run_id: &str,
     ) -> Result<AppendOutcome, Error> {
-        let cells = rows.iter().map(AttestationRow::to_cells).collect();
         let txn = Transaction::new(attestations_app_id(table_uri), through as i64);
-        self.append(
-            table,
-            &self.attestations,
-            ATTESTATION_COLUMNS,
-            cells,
-            txn,
-            run_id,
-        )
-        .await
+        self.append(table, &self.attestations, rows, txn, run_id)
+            .await
     }
 
     /// Appends file rows, recording `through` as the last version covered.
@@ -622,9 +596,7 @@ impl AttestationStore {
         through: u64,
         run_id: &str,
     ) -> Result<AppendOutcome, Error> {
-        let cells = rows.iter().map(FileRow::to_cells).collect();
         let txn = Transaction::new(files_app_id(table_uri), through as i64);
-        self.append(table, &self.files, FILE_COLUMNS, cells, txn, run_id)
-            .await
+        self.append(table, &self.files, rows, txn, run_id).await
     }
 }

@@ -8,6 +8,7 @@ use makoto_core::Sha256Digest;
 use makoto_core::attestation::MakotoLevel;
 use makoto_core::attested::{AttestedCommit, check_commit_statement};
 use makoto_core::dsse::Envelope;
+use makoto_core::keys::KeyId;
 use makoto_core::statement::Statement;
 use makoto_core::verify::{TrustedKeys, verify_statement};
 
@@ -259,7 +260,7 @@ pub(crate) fn check_row(
     cmp("level", (row.level == MakotoLevel::L2) == signed);
     cmp(
         "keyid",
-        row.keyid.as_deref() == env.signatures().first().and_then(|s| s.keyid()),
+        row.keyid.as_ref().map(KeyId::as_str) == env.signatures().first().and_then(|s| s.keyid()),
     );
     if !differ.is_empty() {
         push(Finding::new(

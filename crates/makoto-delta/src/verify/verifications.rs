@@ -229,7 +229,7 @@ pub(crate) async fn write_record(
         RecordSigner::Signed(s) => (
             Envelope::sign(IN_TOTO_PAYLOAD_TYPE, statement.to_payload(), s.as_ref())
                 .map_err(|e| Error::core("signing the verification record", e))?,
-            Some(s.keyid().to_string()),
+            Some(s.keyid().clone()),
         ),
     };
     let parse = |d: &Option<String>| d.as_deref().and_then(|s| s.parse().ok());
