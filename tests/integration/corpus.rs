@@ -297,7 +297,10 @@ async fn deletion_vector_files_are_hashed_and_carried() {
         .unwrap();
     assert_eq!(dv_add.sha256, v0.sha256);
     // The remove at v1 names the digest of what it removed.
-    let rm = files.iter().find(|f| f.action.as_str() == "remove").unwrap();
+    let rm = files
+        .iter()
+        .find(|f| f.action.as_str() == "remove")
+        .unwrap();
     assert_eq!(rm.sha256, v0.sha256);
 }
 

@@ -442,7 +442,10 @@ pub fn check_rows(
                 let trusted = makoto_core::verify::TrustedKeys::new(vec![k.public_key().clone()]);
                 makoto_core::verify::verify_statement(&env, &trusted).unwrap();
                 assert_eq!(row.level.as_str(), "L2");
-                assert_eq!(row.keyid.as_ref().map(|k| k.as_str()), Some(k.keyid().as_str()));
+                assert_eq!(
+                    row.keyid.as_ref().map(|k| k.as_str()),
+                    Some(k.keyid().as_str())
+                );
             }
             None => {
                 assert_eq!(row.level.as_str(), "L1");

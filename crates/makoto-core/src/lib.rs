@@ -40,6 +40,7 @@ pub mod proof;
 pub mod reader_view;
 pub mod state;
 pub mod statement;
+pub mod stream_window;
 pub mod verify;
 pub mod window;
 

@@ -10,10 +10,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde_json::{Value, json};
-
 use crate::attestation::{STREAM_WINDOW_V1, rfc3339};
 use crate::statement::{Statement, Subject};
+use crate::stream_window::{
+    Aggregates, Chain, Collector, DeltaBlock, DeltaSource, Integrity, MerkleTree, Statistics,
+    StreamRef, StreamWindowPredicate, Verification, WindowShape,
+};
 use crate::{Error, Sha256Digest, merkle};
 
 /// How records are grouped into windows (tumbling, non-overlapping).
@@ -101,7 +103,9 @@ fn iso_duration(ms: u64) -> String {
 }
 
 /// Where a record is: the commit that added it and its index among that commit's records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct RecordPos {
     pub version: u64,
     pub index: u64,
@@ -128,23 +132,13 @@ impl FromStr for RecordPos {
 /// A run of consecutive records of one commit inside a window: leaves
 /// `position .. position + records` are the records `first_index .. first_index + records` of
 /// commit `version`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CommitSpan {
     pub version: u64,
     pub first_index: u64,
     pub position: u64,
     pub records: u64,
-}
-
-impl CommitSpan {
-    fn to_json(self) -> Value {
-        json!({
-            "version": self.version,
-            "firstIndex": self.first_index,
-            "position": self.position,
-            "records": self.records,
-        })
-    }
 }
 
 /// The commit spans of a window whose leaves are the records at `positions`, in leaf order.
@@ -225,58 +219,62 @@ pub fn build_window_statement(w: &WindowFacts, attestor: &str) -> Result<Stateme
         .previous
         .as_ref()
         .map_or(id.clone(), |p| p.genesis_id.clone());
-    let mut chain = json!({"chainLength": w.sequence, "genesisWindowId": genesis});
-    if let (Some(p), Some(c)) = (&w.previous, chain.as_object_mut()) {
-        c.insert("previousWindowId".into(), json!(p.id));
-        c.insert("previousMerkleRoot".into(), json!(p.root.to_hex()));
-    }
     let span = u64::try_from(w.last_timestamp_ms - w.first_timestamp_ms).unwrap_or(0);
     let duration = match w.spec {
         WindowSpec::Duration { millis } => millis,
         _ => span,
     };
-    let predicate = json!({
-        "stream": {
-            "id": w.table_uri,
-            "source": w.table_uri,
-            "topic": w.table_id,
+    let predicate = StreamWindowPredicate {
+        stream: StreamRef {
+            id: w.table_uri.clone(),
+            source: w.table_uri.clone(),
+            topic: w.table_id.clone(),
+            partitions: None,
         },
-        "window": {
-            "type": "tumbling",
-            "duration": iso_duration(duration),
-            "alignment": "event-time",
+        window: WindowShape {
+            kind: "tumbling".into(),
+            duration: iso_duration(duration),
+            alignment: "event-time".into(),
         },
-        "integrity": {
-            "merkleTree": {
-                "algorithm": "sha256",
-                "leafHashAlgorithm": "rfc6962-sha256",
-                "leafCount": w.leaves.len(),
-                "treeHeight": merkle::height(w.leaves.len()),
-                "root": root.to_hex(),
-            },
-            "chain": chain,
-        },
-        "aggregates": {
-            "statistics": {
-                "minTimestamp": rfc3339(w.first_timestamp_ms)?,
-                "maxTimestamp": rfc3339(w.last_timestamp_ms)?,
+        integrity: Integrity {
+            merkle_tree: MerkleTree::rfc6962(w.leaves.len() as u64, root),
+            chain: Chain {
+                chain_length: w.sequence,
+                genesis_window_id: genesis,
+                previous_window_id: w.previous.as_ref().map(|p| p.id.clone()),
+                previous_merkle_root: w.previous.as_ref().map(|p| p.root),
             },
         },
-        "collector": {"id": attestor},
-        "verification": {"merkleProofAvailable": true},
-        "delta": {
-            "formatVersion": WINDOW_FORMAT_VERSION,
-            "tableId": w.table_id,
-            "spec": w.spec.to_string(),
-            "recordEncoding": RECORD_ENCODING,
-            "first": {"version": w.first.version, "index": w.first.index},
-            "last": {"version": w.last.version, "index": w.last.index},
-            "commits": w.commits.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
-            "firstTimestampMs": w.first_timestamp_ms,
-            "lastTimestampMs": w.last_timestamp_ms,
-            "attestedAt": rfc3339(w.attested_at_ms)?,
+        aggregates: Some(Aggregates {
+            statistics: Statistics {
+                min_timestamp: rfc3339(w.first_timestamp_ms)?,
+                max_timestamp: rfc3339(w.last_timestamp_ms)?,
+            },
+        }),
+        collector: Collector {
+            id: attestor.to_owned(),
         },
-    });
+        verification: Verification {
+            merkle_proof_available: true,
+        },
+        source: DeltaSource {
+            delta: DeltaBlock {
+                format_version: WINDOW_FORMAT_VERSION,
+                table_id: w.table_id.clone(),
+                spec: w.spec.to_string(),
+                record_encoding: RECORD_ENCODING.into(),
+                first: w.first,
+                last: w.last,
+                commits: Some(w.commits.clone()),
+                first_timestamp_ms: w.first_timestamp_ms,
+                last_timestamp_ms: w.last_timestamp_ms,
+                attested_at: rfc3339(w.attested_at_ms)?,
+            },
+        },
+    };
+    let predicate = serde_json::to_value(&predicate).map_err(|e| Error::InvalidStatement {
+        reason: format!("window {id}: {e}"),
+    })?;
     Ok(Statement::new(
         vec![Subject::new(
             id,
@@ -373,92 +371,51 @@ fn check_spans(
 
 impl AttestedWindow {
     pub fn from_statement(s: &Statement) -> Result<Self, Error> {
-        let bad = |what: &str| Error::InvalidStatement {
-            reason: format!("stream-window statement: {what} is missing or malformed"),
+        let invalid = |reason: String| Error::InvalidStatement {
+            reason: format!("stream-window statement: {reason}"),
         };
+        let bad = |what: &str| invalid(format!("{what} is missing or malformed"));
         if s.predicate_type() != STREAM_WINDOW_V1 {
             return Err(bad("predicateType"));
         }
-        let p = s.predicate();
-        let tree = &p["integrity"]["merkleTree"];
-        let chain = &p["integrity"]["chain"];
-        let d = &p["delta"];
-        let pos = |v: &Value| -> Result<RecordPos, Error> {
-            Ok(RecordPos {
-                version: v["version"]
-                    .as_u64()
-                    .ok_or_else(|| bad("delta.first/last"))?,
-                index: v["index"].as_u64().ok_or_else(|| bad("delta.first/last"))?,
-            })
-        };
+        let p: StreamWindowPredicate<DeltaSource> =
+            serde_json::from_value(s.predicate().clone()).map_err(|e| invalid(e.to_string()))?;
+        let (tree, chain, d) = (
+            &p.integrity.merkle_tree,
+            &p.integrity.chain,
+            &p.source.delta,
+        );
         let subject = s.subject().first().ok_or_else(|| bad("subject"))?;
-        let root: Sha256Digest = tree["root"]
-            .as_str()
-            .ok_or_else(|| bad("merkleTree.root"))?
-            .parse()?;
-        if subject.sha256() != Some(root.to_hex().as_str()) {
+        if subject.sha256() != Some(tree.root.to_hex().as_str()) {
             return Err(bad("subject digest (must be the Merkle root)"));
         }
-        let leaf_count = tree["leafCount"]
-            .as_u64()
-            .ok_or_else(|| bad("merkleTree.leafCount"))?;
-        let first = pos(&d["first"])?;
-        let last = pos(&d["last"])?;
-        let format_version = d["formatVersion"]
-            .as_u64()
-            .ok_or_else(|| bad("delta.formatVersion"))?;
-        let commits = match (format_version, d.get("commits")) {
+        let previous = chain.previous().map_err(|e| invalid(e.to_owned()))?;
+        let commits = match (d.format_version, &d.commits) {
             (1, None) => None,
             (1, Some(_)) => return Err(bad("delta.commits (not part of formatVersion 1)")),
-            (2, Some(Value::Array(a))) => {
-                let u = |c: &Value, k: &str| c.get(k).and_then(Value::as_u64);
-                let spans = a
-                    .iter()
-                    .map(|c| {
-                        Some(CommitSpan {
-                            version: u(c, "version")?,
-                            first_index: u(c, "firstIndex")?,
-                            position: u(c, "position")?,
-                            records: u(c, "records")?,
-                        })
-                    })
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| bad("delta.commits"))?;
-                check_spans(&spans, leaf_count, first, last).map_err(|e| {
-                    Error::InvalidStatement {
-                        reason: format!("stream-window statement: delta.commits: {e}"),
-                    }
-                })?;
-                Some(spans)
+            (2, Some(spans)) => {
+                check_spans(spans, tree.leaf_count, d.first, d.last)
+                    .map_err(|e| invalid(format!("delta.commits: {e}")))?;
+                Some(spans.clone())
             }
-            (2, _) => return Err(bad("delta.commits")),
+            (2, None) => return Err(bad("delta.commits")),
             (v, _) => {
-                return Err(Error::InvalidStatement {
-                    reason: format!(
-                        "stream-window statement: delta.formatVersion {v} is not supported (1 or 2)"
-                    ),
-                });
+                return Err(invalid(format!(
+                    "delta.formatVersion {v} is not supported (1 or 2)"
+                )));
             }
         };
         Ok(AttestedWindow {
             id: subject.name().to_owned(),
-            spec: d["spec"]
-                .as_str()
-                .ok_or_else(|| bad("delta.spec"))?
-                .to_owned(),
-            sequence: chain["chainLength"]
-                .as_u64()
-                .ok_or_else(|| bad("chain.chainLength"))?,
-            root,
-            leaf_count,
-            first,
-            last,
-            previous_id: chain["previousWindowId"].as_str().map(str::to_owned),
-            previous_root: chain["previousMerkleRoot"]
-                .as_str()
-                .map(str::parse)
-                .transpose()?,
-            format_version,
+            spec: d.spec.clone(),
+            sequence: chain.chain_length,
+            root: tree.root,
+            leaf_count: tree.leaf_count,
+            first: d.first,
+            last: d.last,
+            previous_id: previous.map(|(id, _)| id.to_owned()),
+            previous_root: previous.map(|(_, root)| root),
+            format_version: d.format_version,
             commits,
         })
     }
@@ -522,6 +479,7 @@ impl AttestedWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn record_positions_parse() {
@@ -594,6 +552,63 @@ mod tests {
             }),
             attested_at_ms: 0,
         }
+    }
+
+    /// The predicate as statements have always carried it (written out by hand, not by the
+    /// serde types): a change here changes signed bytes.
+    #[test]
+    fn the_predicate_keeps_its_signed_shape() {
+        let f = facts();
+        let s = build_window_statement(&f, "https://makoto.dev/attestors/makoto").unwrap();
+        let root = f.root().to_hex();
+        let expected = json!({
+            "stream": {"id": "file:///t", "source": "file:///t", "topic": "id"},
+            "window": {"type": "tumbling", "duration": "PT0S", "alignment": "event-time"},
+            "integrity": {
+                "merkleTree": {
+                    "algorithm": "sha256",
+                    "leafHashAlgorithm": "rfc6962-sha256",
+                    "leafCount": 10,
+                    "treeHeight": 4,
+                    "root": root,
+                },
+                "chain": {
+                    "chainLength": 2,
+                    "genesisWindowId": "file:///t#window/records=10/1",
+                    "previousWindowId": "file:///t#window/records=10/1",
+                    "previousMerkleRoot": Sha256Digest::of(b"r").to_hex(),
+                },
+            },
+            "aggregates": {"statistics": {
+                "minTimestamp": "1970-01-01T00:00:00.000Z",
+                "maxTimestamp": "1970-01-01T00:00:00.000Z",
+            }},
+            "collector": {"id": "https://makoto.dev/attestors/makoto"},
+            "verification": {"merkleProofAvailable": true},
+            "delta": {
+                "formatVersion": 2,
+                "tableId": "id",
+                "spec": "records=10",
+                "recordEncoding": "makoto-record-json/1",
+                "first": {"version": 2, "index": 4},
+                "last": {"version": 5, "index": 0},
+                "commits": [
+                    {"version": 2, "firstIndex": 4, "position": 0, "records": 6},
+                    {"version": 3, "firstIndex": 0, "position": 6, "records": 3},
+                    {"version": 5, "firstIndex": 0, "position": 9, "records": 1},
+                ],
+                "firstTimestampMs": 0,
+                "lastTimestampMs": 0,
+                "attestedAt": "1970-01-01T00:00:00.000Z",
+            },
+        });
+        assert_eq!(s.predicate(), &expected);
+        let back = AttestedWindow::from_statement(&s).unwrap();
+        assert_eq!(
+            (back.sequence, back.leaf_count, back.first, back.last),
+            (2, 10, f.first, f.last)
+        );
+        assert_eq!(back.commits.as_deref(), Some(f.commits.as_slice()));
     }
 
     #[test]

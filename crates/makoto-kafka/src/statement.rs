@@ -5,10 +5,14 @@ use std::collections::BTreeMap;
 use makoto_core::attestation::STREAM_WINDOW_V1;
 use makoto_core::dsse::Envelope;
 use makoto_core::statement::{Statement, Subject};
+use makoto_core::stream_window::{
+    Aggregates, Chain, Collector, Integrity, MerkleTree, Statistics, StreamRef,
+    StreamWindowPredicate, Verification, WindowShape,
+};
 use makoto_core::verify::TrustedKeys;
 use makoto_core::{Sha256Digest, merkle};
 use rskafka::record::Record;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::{CONTENT_HASH_HEADER, record_leaf};
 
@@ -48,61 +52,61 @@ pub(crate) fn build_statement(w: &WindowInput<'_>) -> Result<Statement, makoto_c
         (Some(a), Some(b)) => (b - a).num_milliseconds().max(0),
         _ => 0,
     };
-    let mut chain = json!({
-        "chainLength": w.window + 1,
-        "genesisWindowId": subject(&w.topic, w.partition, w.window_records, 0),
-    });
-    if let (Some((k, r)), Some(c)) = (w.previous, chain.as_object_mut()) {
-        c.insert(
-            "previousWindowId".into(),
-            json!(subject(&w.topic, w.partition, w.window_records, k)),
-        );
-        c.insert("previousMerkleRoot".into(), json!(r.to_hex()));
-    }
-    let mut predicate = json!({
-        "stream": {
-            "id": format!("kafka://{}", w.topic),
-            "source": format!("kafka://{}/{}", w.brokers, w.topic),
-            "topic": w.topic,
-            "partitions": [w.partition.to_string()],
+    let predicate = StreamWindowPredicate {
+        stream: StreamRef {
+            id: format!("kafka://{}", w.topic),
+            source: format!("kafka://{}/{}", w.brokers, w.topic),
+            topic: w.topic.clone(),
+            partitions: Some(vec![w.partition.to_string()]),
         },
-        "window": {
-            "type": "tumbling",
-            "duration": format!("PT{}.{:03}S", span_ms / 1000, span_ms % 1000),
-            "alignment": "processing-time",
+        window: WindowShape {
+            kind: "tumbling".into(),
+            duration: format!("PT{}.{:03}S", span_ms / 1000, span_ms % 1000),
+            alignment: "processing-time".into(),
         },
-        "integrity": {
-            "merkleTree": {
-                "algorithm": "sha256",
-                "leafHashAlgorithm": "rfc6962-sha256",
-                "leafCount": leaves.len(),
-                "treeHeight": merkle::height(leaves.len()),
-                "root": root.to_hex(),
+        integrity: Integrity {
+            merkle_tree: MerkleTree::rfc6962(leaves.len() as u64, root),
+            chain: Chain {
+                chain_length: w.window + 1,
+                genesis_window_id: subject(&w.topic, w.partition, w.window_records, 0),
+                previous_window_id: w
+                    .previous
+                    .map(|(k, _)| subject(&w.topic, w.partition, w.window_records, k)),
+                previous_merkle_root: w.previous.map(|(_, r)| r),
             },
-            "chain": chain,
         },
-        "collector": {"id": "https://makoto.dev/attestors/makoto"},
-        "verification": {"merkleProofAvailable": true},
-        "kafka": {
-            "formatVersion": 1,
-            "topic": w.topic,
-            "partition": w.partition,
-            "windowRecords": w.window_records,
-            "window": w.window,
-            "firstOffset": w.records.first().map(|(o, _)| *o),
-            "lastOffset": w.records.last().map(|(o, _)| *o),
-            "recordEncoding": "kafka-value/1",
-            "unheaderedRecords": unheadered,
-            "leaves": leaves.iter().map(Sha256Digest::to_hex).collect::<Vec<_>>(),
-            "attestedAt": rfc3339(chrono::Utc::now()),
+        aggregates: min.zip(max).map(|(a, b)| Aggregates {
+            statistics: Statistics {
+                min_timestamp: rfc3339(a),
+                max_timestamp: rfc3339(b),
+            },
+        }),
+        collector: Collector {
+            id: "https://makoto.dev/attestors/makoto".into(),
         },
-    });
-    if let (Some(a), Some(b), Some(p)) = (min, max, predicate.as_object_mut()) {
-        p.insert(
-            "aggregates".into(),
-            json!({"statistics": {"minTimestamp": rfc3339(a), "maxTimestamp": rfc3339(b)}}),
-        );
-    }
+        verification: Verification {
+            merkle_proof_available: true,
+        },
+        source: KafkaSource {
+            kafka: KafkaBlock {
+                format_version: 1,
+                topic: w.topic.clone(),
+                partition: w.partition,
+                window_records: w.window_records,
+                window: w.window,
+                first_offset: w.records.first().map(|(o, _)| *o),
+                last_offset: w.records.last().map(|(o, _)| *o),
+                record_encoding: "kafka-value/1".into(),
+                unheadered_records: unheadered as u64,
+                leaves: leaves.clone(),
+                attested_at: rfc3339(chrono::Utc::now()),
+            },
+        },
+    };
+    let predicate =
+        serde_json::to_value(&predicate).map_err(|e| makoto_core::Error::InvalidStatement {
+            reason: format!("window {id}: {e}"),
+        })?;
     Ok(Statement::new(
         vec![Subject::new(
             id,
@@ -111,6 +115,29 @@ pub(crate) fn build_statement(w: &WindowInput<'_>) -> Result<Statement, makoto_c
         STREAM_WINDOW_V1,
         predicate,
     ))
+}
+
+/// The Kafka source block of a window statement: `{"kafka": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct KafkaSource {
+    kafka: KafkaBlock,
+}
+
+/// `predicate.kafka`. The offsets are written as `null` when absent, as they always were.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KafkaBlock {
+    format_version: u64,
+    topic: String,
+    partition: i32,
+    window_records: u64,
+    window: u64,
+    first_offset: Option<i64>,
+    last_offset: Option<i64>,
+    record_encoding: String,
+    unheadered_records: u64,
+    leaves: Vec<Sha256Digest>,
+    attested_at: String,
 }
 
 /// A window statement read back.
@@ -146,63 +173,156 @@ pub fn parse_statement(bytes: &[u8], trust: Option<&TrustedKeys>) -> Result<Kafk
     if statement.predicate_type() != STREAM_WINDOW_V1 {
         return Err("not a stream-window statement".into());
     }
-    let k = &statement.predicate()["kafka"];
-    let bad = |what: &str| format!("stream-window statement: kafka.{what} missing or malformed");
-    let leaves = k["leaves"]
-        .as_array()
-        .ok_or_else(|| bad("leaves"))?
-        .iter()
-        .map(|v| v.as_str().and_then(|s| s.parse().ok()))
-        .collect::<Option<Vec<Sha256Digest>>>()
-        .ok_or_else(|| bad("leaves"))?;
-    let root: Sha256Digest = statement.predicate()["integrity"]["merkleTree"]["root"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("integrity.merkleTree.root"))?;
-    let subject = statement.subject().first().ok_or_else(|| bad("subject"))?;
-    if merkle::root(&leaves) != root || subject.sha256() != Some(root.to_hex().as_str()) {
+    let p: StreamWindowPredicate<KafkaSource> =
+        serde_json::from_value(statement.predicate().clone())
+            .map_err(|e| format!("stream-window statement: {e}"))?;
+    let (k, tree, chain) = (
+        &p.source.kafka,
+        &p.integrity.merkle_tree,
+        &p.integrity.chain,
+    );
+    if k.format_version != 1 {
+        return Err(format!(
+            "stream-window statement: kafka.formatVersion {} is not supported (1)",
+            k.format_version
+        ));
+    }
+    let subject = statement
+        .subject()
+        .first()
+        .ok_or("stream-window statement: no subject")?;
+    if merkle::root(&k.leaves) != tree.root || subject.sha256() != Some(tree.root.to_hex().as_str())
+    {
         return Err("the leaves, the Merkle root and the subject digest disagree".into());
     }
-    let chain = &statement.predicate()["integrity"]["chain"];
-    let window = k["window"].as_u64().ok_or_else(|| bad("window"))?;
-    let window_records = k["windowRecords"]
-        .as_u64()
-        .ok_or_else(|| bad("windowRecords"))?;
-    let previous = match (
-        chain["previousWindowId"].as_str(),
-        chain["previousMerkleRoot"].as_str(),
-    ) {
-        (Some(id), Some(r)) => {
+    let previous = match chain.previous()? {
+        Some((id, root)) => {
             let pk = id
                 .rsplit('/')
                 .next()
                 .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| bad("chain.previousWindowId"))?;
-            Some((pk, r.parse().map_err(|_| bad("chain.previousMerkleRoot"))?))
+                .ok_or("stream-window statement: chain.previousWindowId is malformed")?;
+            Some((pk, root))
         }
-        _ => None,
+        None => None,
     };
-    let ts = |k: &str| {
-        statement.predicate()["aggregates"]["statistics"][k]
-            .as_str()
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    let ts = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .ok()
             .map(|t| t.timestamp_millis())
     };
+    let stats = p.aggregates.as_ref().map(|a| &a.statistics);
     Ok(KafkaWindow {
-        min_timestamp_ms: ts("minTimestamp"),
-        max_timestamp_ms: ts("maxTimestamp"),
+        min_timestamp_ms: stats.and_then(|s| ts(&s.min_timestamp)),
+        max_timestamp_ms: stats.and_then(|s| ts(&s.max_timestamp)),
         id: subject.name().to_owned(),
-        topic: k["topic"].as_str().ok_or_else(|| bad("topic"))?.to_owned(),
-        partition: k["partition"]
-            .as_i64()
-            .and_then(|p| i32::try_from(p).ok())
-            .ok_or_else(|| bad("partition"))?,
-        window_records,
-        window,
-        first_offset: k["firstOffset"].as_i64(),
-        last_offset: k["lastOffset"].as_i64(),
-        root,
-        leaves,
+        topic: k.topic.clone(),
+        partition: k.partition,
+        window_records: k.window_records,
+        window: k.window,
+        first_offset: k.first_offset,
+        last_offset: k.last_offset,
+        root: tree.root,
+        leaves: k.leaves.clone(),
         previous,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(value: &str, ms: i64, headered: bool) -> Record {
+        let headers = if headered {
+            BTreeMap::from([(CONTENT_HASH_HEADER.to_owned(), b"x".to_vec())])
+        } else {
+            BTreeMap::new()
+        };
+        Record {
+            key: None,
+            value: Some(value.as_bytes().to_vec()),
+            headers,
+            timestamp: chrono::DateTime::from_timestamp_millis(ms).unwrap(),
+        }
+    }
+
+    /// The predicate as Kafka window statements have always carried it (written out by hand,
+    /// not by the serde types), and its parse.
+    #[test]
+    fn the_predicate_keeps_its_signed_shape_and_parses_back() {
+        let (a, b) = (record("a", 1_000, true), record("b", 2_500, false));
+        let previous_root = Sha256Digest::of(b"p");
+        let input = WindowInput {
+            topic: "orders".into(),
+            brokers: "127.0.0.1:9092".into(),
+            partition: 3,
+            window_records: 2,
+            window: 1,
+            records: vec![(10, &a), (11, &b)],
+            previous: Some((0, previous_root)),
+        };
+        let s = build_statement(&input).unwrap();
+        let leaves = [record_leaf(&a), record_leaf(&b)];
+        let root = merkle::root(&leaves);
+        let mut p = s.predicate().clone();
+        let attested_at = p["kafka"]["attestedAt"].take();
+        assert!(attested_at.is_string());
+        let expected = json!({
+            "stream": {
+                "id": "kafka://orders",
+                "source": "kafka://127.0.0.1:9092/orders",
+                "topic": "orders",
+                "partitions": ["3"],
+            },
+            "window": {"type": "tumbling", "duration": "PT1.500S", "alignment": "processing-time"},
+            "integrity": {
+                "merkleTree": {
+                    "algorithm": "sha256",
+                    "leafHashAlgorithm": "rfc6962-sha256",
+                    "leafCount": 2,
+                    "treeHeight": 1,
+                    "root": root.to_hex(),
+                },
+                "chain": {
+                    "chainLength": 2,
+                    "genesisWindowId": "kafka://orders/3#window/records=2/0",
+                    "previousWindowId": "kafka://orders/3#window/records=2/0",
+                    "previousMerkleRoot": previous_root.to_hex(),
+                },
+            },
+            "aggregates": {"statistics": {
+                "minTimestamp": "1970-01-01T00:00:01.000Z",
+                "maxTimestamp": "1970-01-01T00:00:02.500Z",
+            }},
+            "collector": {"id": "https://makoto.dev/attestors/makoto"},
+            "verification": {"merkleProofAvailable": true},
+            "kafka": {
+                "formatVersion": 1,
+                "topic": "orders",
+                "partition": 3,
+                "windowRecords": 2,
+                "window": 1,
+                "firstOffset": 10,
+                "lastOffset": 11,
+                "recordEncoding": "kafka-value/1",
+                "unheaderedRecords": 1,
+                "leaves": leaves.iter().map(Sha256Digest::to_hex).collect::<Vec<_>>(),
+                "attestedAt": null,
+            },
+        });
+        assert_eq!(p, expected);
+
+        let envelope = Envelope::unsigned(makoto_core::dsse::IN_TOTO_PAYLOAD_TYPE, s.to_payload());
+        let back = parse_statement(envelope.to_json().as_bytes(), None).unwrap();
+        assert_eq!(
+            (back.partition, back.window, back.first_offset, back.root),
+            (3, 1, Some(10), root)
+        );
+        assert_eq!(back.previous, Some((0, previous_root)));
+        assert_eq!(
+            (back.min_timestamp_ms, back.max_timestamp_ms),
+            (Some(1_000), Some(2_500))
+        );
+    }
 }

@@ -161,7 +161,10 @@ mod tests {
             .to_json();
         let row = window_row("ticks", &window(Some(10)), &env, &run()).unwrap();
         assert_eq!(row.attestation_digest, Sha256Digest::of(b"{\"x\":1}"));
-        assert_eq!(row.keyid.as_ref().map(|k| k.as_str()), Some(key.keyid().as_str()));
+        assert_eq!(
+            row.keyid.as_ref().map(|k| k.as_str()),
+            Some(key.keyid().as_str())
+        );
         assert_eq!((row.first_version, row.last_version), (10, 14));
         assert_eq!(row.sequence, 3);
         assert_eq!(row.table_uri, "kafka://ticks/1");
