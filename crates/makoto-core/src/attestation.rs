@@ -7,6 +7,12 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::commit_predicate::{
+    AttestorRef, AvailabilityBlock, BaselineBlock, ChangeEntry, ChangesBlock, CheckpointFileRef,
+    CommitRef, DeltaBlock, DvEntry, InputDelta, InputEntry, InputVerification, Origin,
+    OriginMetadata, OriginPredicate, Party, PreviousRef, ProtocolRef, SchemaRef, StateRef,
+    TableRef, TransformMetadata, TransformPredicate, TransformSpec,
+};
 use crate::delta::{ActionCounts, DeletionVector, Protocol, TimestampSource};
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::keys::{KeyId, Signer};
@@ -62,6 +68,28 @@ impl MakotoLevel {
 impl serde::Serialize for MakotoLevel {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MakotoLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        MakotoLevel::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown Makoto level {s:?}")))
+    }
+}
+
+impl serde::Serialize for ChangeKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ChangeKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        ChangeKind::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown file action {s:?}")))
     }
 }
 
@@ -176,32 +204,35 @@ impl FileChange {
         self.deletion_vector.as_ref()
     }
 
-    pub fn to_json(&self) -> Value {
-        json!({
-            "action": self.kind.as_str(),
-            "path": self.path,
-            "size": self.size,
-            "sha256": self.sha256.map(|d| d.to_hex()),
-            "dataChange": self.data_change,
-            "partitionValues": self.partition_values,
-            "numRecords": self.num_records,
-            "deletionVector": self.deletion_vector.as_ref().map(|(dv, sha)| {
-                let mut d = dv.descriptor_json();
-                if let Some(m) = d.as_object_mut() {
-                    m.insert("uniqueId".into(), json!(dv.unique_id()));
-                    m.insert("file".into(), json!(dv.file()));
-                    m.insert("sha256".into(), json!(sha.map(|s| s.to_hex())));
-                }
-                d
+    /// The change as the statement lists it (`delta.changes.entries[]`).
+    pub fn to_entry(&self) -> ChangeEntry {
+        ChangeEntry {
+            action: self.kind,
+            path: self.path.clone(),
+            size: self.size,
+            sha256: self.sha256,
+            data_change: self.data_change,
+            partition_values: self.partition_values.clone(),
+            num_records: self.num_records,
+            deletion_vector: self.deletion_vector.as_ref().map(|(dv, sha)| DvEntry {
+                storage_type: dv.storage().code().to_owned(),
+                path_or_inline_dv: dv.path_or_inline().to_owned(),
+                offset: dv.offset(),
+                size_in_bytes: dv.size_in_bytes(),
+                cardinality: dv.cardinality(),
+                unique_id: dv.unique_id(),
+                file: dv.file().map(str::to_owned),
+                sha256: *sha,
             }),
-        })
+        }
     }
 }
 
 /// SHA-256 of the canonical JSON array of a commit's file changes, in log order.
 pub fn changes_digest(changes: &[FileChange]) -> Sha256Digest {
-    let v = Value::Array(changes.iter().map(FileChange::to_json).collect());
-    Sha256Digest::of(&canonical::to_vec(&v))
+    let entries: Vec<ChangeEntry> = changes.iter().map(FileChange::to_entry).collect();
+    // `json!` of a value whose serialization cannot fail (string keys, no custom errors).
+    Sha256Digest::of(&canonical::to_vec(&json!(entries)))
 }
 
 /// The attestation this one chains to.
@@ -425,21 +456,26 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "kind": "checkpoint",
-            "checkpointVersion": self.checkpoint_version,
-            "checkpointFiles": self.checkpoint_files.iter().map(|f| json!({
-                "path": f.path,
-                "size": f.size,
-                "sha256": f.sha256.to_hex(),
-            })).collect::<Vec<_>>(),
-            "firstAvailableCommit": self.first_available_commit,
-            "reason": format!(
+    /// `predicate.delta.baseline`.
+    pub fn to_block(&self) -> BaselineBlock {
+        BaselineBlock {
+            kind: "checkpoint".into(),
+            checkpoint_version: self.checkpoint_version,
+            checkpoint_files: self
+                .checkpoint_files
+                .iter()
+                .map(|f| CheckpointFileRef {
+                    path: f.path.clone(),
+                    size: f.size,
+                    sha256: f.sha256,
+                })
+                .collect(),
+            first_available_commit: self.first_available_commit,
+            reason: format!(
                 "commit files before version {} were removed by log cleanup before the table was first attested; the chain starts from the checkpoint of version {}, whose live files are this version's changes, and earlier versions are not attested",
                 self.first_available_commit, self.checkpoint_version
             ),
-        })
+        }
     }
 }
 
@@ -548,34 +584,194 @@ fn platform(engine: Option<&str>) -> &'static str {
 
 /// A cross-table input: `digest` is the input's attested state digest, or — for an unattested
 /// input read under `allow-unattested` — the SHA-256 of its commit file, as `delta.digestOf` says.
-fn cross_input_json(i: &TransformInput) -> Value {
-    let mut v = json!({
-        "name": subject_name(&i.table_uri, i.version),
-        "delta": {
-            "alias": i.alias,
-            "tableUri": i.table_uri,
-            "version": i.version,
-            "check": i.check.as_str(),
-            "commitDigest": {"sha256": i.commit_file_digest.to_hex()},
-            "digestOf": if i.attestation.is_some() { "tableState" } else { "commitFile" },
-        },
-    });
-    if let Some(m) = v.as_object_mut() {
-        match &i.attestation {
-            Some(a) => {
-                m.insert("digest".into(), json!({"sha256": a.state_root.to_hex()}));
-                m.insert("attestationRef".into(), json!(attestation_ref(&a.digest)));
-                m.insert("makotoLevel".into(), json!(a.level.as_str()));
-            }
-            None => {
-                m.insert(
-                    "digest".into(),
-                    json!({"sha256": i.commit_file_digest.to_hex()}),
-                );
-            }
+fn cross_input(i: &TransformInput) -> InputEntry {
+    let delta = InputDelta {
+        alias: i.alias.clone(),
+        table_uri: i.table_uri.clone(),
+        version: i.version,
+        check: i.check.as_str().to_owned(),
+        commit_digest: i.commit_file_digest.into(),
+        digest_of: if i.attestation.is_some() {
+            "tableState"
+        } else {
+            "commitFile"
         }
+        .to_owned(),
+    };
+    InputEntry {
+        name: subject_name(&i.table_uri, i.version),
+        digest: i
+            .attestation
+            .as_ref()
+            .map_or(i.commit_file_digest, |a| a.state_root)
+            .into(),
+        attestation_ref: i.attestation.as_ref().map(|a| attestation_ref(&a.digest)),
+        makoto_level: i.attestation.as_ref().map(|a| a.level),
+        delta: Some(delta),
     }
-    v
+}
+
+/// `predicate.delta` of a commit's statement.
+fn delta_block(facts: &CommitFacts, attestor: &AttestorInfo) -> Result<DeltaBlock, Error> {
+    let counts = facts.counts();
+    let inline = facts.changes.len() <= INLINE_CHANGES_LIMIT;
+    let p = &facts.protocol;
+    Ok(DeltaBlock {
+        format_version: DELTA_BLOCK_FORMAT,
+        table: TableRef {
+            uri: facts.table_uri.clone(),
+            id: facts.table_id.clone(),
+            name: facts.table_name.clone(),
+        },
+        version: facts.version,
+        timestamp: rfc3339(facts.timestamp_ms)?,
+        timestamp_ms: facts.timestamp_ms,
+        timestamp_source: facts.timestamp_source.as_str().to_owned(),
+        commit: CommitRef {
+            path: facts.commit_path.clone(),
+            size: Some(facts.commit_size),
+            digest: facts.commit_file_digest.into(),
+            actions_digest: facts.commit_actions_digest.into(),
+            action_counts: facts.action_counts.clone(),
+        },
+        protocol: ProtocolRef {
+            min_reader_version: p.min_reader_version(),
+            min_writer_version: p.min_writer_version(),
+            reader_features: p.reader_features().to_vec(),
+            writer_features: p.writer_features().to_vec(),
+        },
+        schema_digest: facts.schema_digest.into(),
+        state: StateRef {
+            algorithm: STATE_ALGORITHM.to_owned(),
+            root: facts.state_root,
+            files: facts.live_files,
+            bytes: facts.live_bytes,
+        },
+        changes: ChangesBlock {
+            digest: changes_digest(&facts.changes).into(),
+            files_added: counts.files_added,
+            files_removed: counts.files_removed,
+            cdc_files: counts.cdc_files,
+            bytes_added: counts.bytes_added,
+            bytes_removed: counts.bytes_removed,
+            records_added: counts.records_added,
+            entries_inline: inline,
+            entries: inline.then(|| facts.changes.iter().map(FileChange::to_entry).collect()),
+        },
+        reader_view: Some(facts.reader_view.to_json()),
+        previous_attestation: facts.previous.as_ref().map(|p| PreviousRef {
+            version: p.version,
+            digest: p.digest.into(),
+        }),
+        attestor: AttestorRef {
+            name: attestor.name.clone(),
+            version: attestor.version.clone(),
+            deltalake: attestor.deltalake_version.clone(),
+            attested_at: Some(rfc3339(facts.attested_at_ms)?),
+        },
+        // Only present when they apply, so complete commits keep their statement shape.
+        data_availability: (!facts.availability.is_complete()).then(|| AvailabilityBlock {
+            status: facts.availability.status().as_str().to_owned(),
+            unavailable_files: facts.availability.unavailable_files.clone(),
+            live_files_unavailable: facts.availability.live_unavailable,
+        }),
+        baseline: facts.baseline.as_ref().map(Baseline::to_block),
+    })
+}
+
+/// The writing engine and the identity the commit records: the origin's collector or the
+/// transform's executor.
+fn party(facts: &CommitFacts) -> Party {
+    let engine = facts.engine.as_deref();
+    let versions = engine.map(engine_versions).unwrap_or_default();
+    Party {
+        id: engine.unwrap_or("unknown").to_owned(),
+        platform: platform(engine).to_owned(),
+        version: (!versions.is_empty()).then_some(versions),
+        user_id: facts.user_id.clone(),
+        user_name: facts.user_name.clone(),
+        job: facts.job.clone(),
+        notebook: facts.notebook.clone(),
+        cluster_id: facts.cluster_id.clone(),
+    }
+}
+
+fn origin_predicate(facts: &CommitFacts, delta: DeltaBlock) -> Result<OriginPredicate, Error> {
+    let counts = facts.counts();
+    Ok(OriginPredicate {
+        origin: Origin {
+            source: facts.table_uri.clone(),
+            collection_timestamp: rfc3339(facts.timestamp_ms)?,
+        },
+        collector: party(facts),
+        schema: SchemaRef {
+            format: "delta".into(),
+            schema_digest: facts.schema_digest.into(),
+        },
+        metadata: OriginMetadata {
+            bytes_collected: counts.bytes_added,
+            records_collected: counts.records_added,
+        },
+        delta,
+    })
+}
+
+fn transform_predicate(
+    facts: &CommitFacts,
+    delta: DeltaBlock,
+) -> Result<TransformPredicate, Error> {
+    let counts = facts.counts();
+    let cross = facts.transform.as_ref();
+    let operation = facts.operation.as_deref().unwrap_or("UNKNOWN");
+    let transform = match cross {
+        None => TransformSpec {
+            kind: format!("{DELTA_TRANSFORM_TYPE_PREFIX}{}", slug(operation)),
+            name: operation.to_owned(),
+            parameters: facts.operation_parameters.clone().filter(Value::is_object),
+        },
+        Some(c) => TransformSpec {
+            kind: SQL_TRANSFORM_TYPE.to_owned(),
+            name: c.name.clone(),
+            parameters: Some(json!({
+                "query": c.query,
+                "mode": c.mode,
+                "inputPolicy": c.policy.as_str(),
+                "deltaOperation": operation,
+            })),
+        },
+    };
+    let previous = facts.previous.as_ref().map(|prev| InputEntry {
+        name: subject_name(&facts.table_uri, prev.version),
+        digest: prev.state_root.into(),
+        attestation_ref: Some(attestation_ref(&prev.digest)),
+        makoto_level: Some(prev.level),
+        delta: None,
+    });
+    let inputs = previous
+        .into_iter()
+        .chain(cross.iter().flat_map(|c| &c.inputs).map(cross_input))
+        .collect();
+    let ts = rfc3339(facts.timestamp_ms)?;
+    let (started_on, finished_on) = match cross {
+        Some(c) => (rfc3339(c.started_ms)?, rfc3339(c.finished_ms)?),
+        None => (ts.clone(), ts),
+    };
+    Ok(TransformPredicate {
+        inputs,
+        transform,
+        executor: party(facts),
+        metadata: TransformMetadata {
+            started_on,
+            finished_on,
+            bytes_output: counts.bytes_added,
+            records_output: counts.records_added,
+            invocation_id: facts.txn_id.clone(),
+        },
+        verification: cross.map(|c| InputVerification {
+            input_hash_verified: c.inputs.iter().all(|i| i.check != InputCheck::Unverified),
+        }),
+        delta,
+    })
 }
 
 /// Builds the in-toto statement for one commit: `origin/v1` for the first attested version of
@@ -584,213 +780,19 @@ pub fn build_commit_statement(
     facts: &CommitFacts,
     attestor: &AttestorInfo,
 ) -> Result<Statement, Error> {
-    let ts = rfc3339(facts.timestamp_ms)?;
-    let counts = facts.counts();
-    let inline = facts.changes.len() <= INLINE_CHANGES_LIMIT;
-    let mut changes = json!({
-        "digest": {"sha256": changes_digest(&facts.changes).to_hex()},
-        "filesAdded": counts.files_added,
-        "filesRemoved": counts.files_removed,
-        "cdcFiles": counts.cdc_files,
-        "bytesAdded": counts.bytes_added,
-        "bytesRemoved": counts.bytes_removed,
-        "recordsAdded": counts.records_added,
-        "entriesInline": inline,
-    });
-    if inline && let Some(m) = changes.as_object_mut() {
-        m.insert(
-            "entries".into(),
-            Value::Array(facts.changes.iter().map(FileChange::to_json).collect()),
-        );
+    let delta = delta_block(facts, attestor)?;
+    let invalid = |e: serde_json::Error| Error::InvalidStatement {
+        reason: format!("{}: {e}", facts.subject_name()),
+    };
+    let predicate = match (&facts.previous, &facts.transform) {
+        (None, None) => serde_json::to_value(origin_predicate(facts, delta)?),
+        _ => serde_json::to_value(transform_predicate(facts, delta)?),
     }
-    let mut delta = json!({
-        "formatVersion": DELTA_BLOCK_FORMAT,
-        "table": {"uri": facts.table_uri, "id": facts.table_id, "name": facts.table_name},
-        "version": facts.version,
-        "timestamp": ts,
-        "timestampMs": facts.timestamp_ms,
-        "timestampSource": facts.timestamp_source.as_str(),
-        "commit": {
-            "path": facts.commit_path,
-            "size": facts.commit_size,
-            "digest": {"sha256": facts.commit_file_digest.to_hex()},
-            "actionsDigest": {"sha256": facts.commit_actions_digest.to_hex()},
-            "actionCounts": facts.action_counts,
-        },
-        "protocol": {
-            "minReaderVersion": facts.protocol.min_reader_version(),
-            "minWriterVersion": facts.protocol.min_writer_version(),
-            "readerFeatures": facts.protocol.reader_features(),
-            "writerFeatures": facts.protocol.writer_features(),
-        },
-        "schemaDigest": {"sha256": facts.schema_digest.to_hex()},
-        "state": {
-            "algorithm": STATE_ALGORITHM,
-            "root": facts.state_root.to_hex(),
-            "files": facts.live_files,
-            "bytes": facts.live_bytes,
-        },
-        "changes": changes,
-        "readerView": facts.reader_view.to_json(),
-        "previousAttestation": facts.previous.as_ref().map(|p| json!({
-            "version": p.version,
-            "digest": {"sha256": p.digest.to_hex()},
-        })),
-
-        "attestor": {
-            "name": attestor.name,
-            "version": attestor.version,
-            "deltalake": attestor.deltalake_version,
-            "attestedAt": rfc3339(facts.attested_at_ms)?,
-        },
-    });
-    if let Some(d) = delta.as_object_mut() {
-        // Only present when they apply, so complete commits keep their statement shape.
-        if !facts.availability.is_complete() {
-            d.insert(
-                "dataAvailability".into(),
-                json!({
-                    "status": facts.availability.status().as_str(),
-                    "unavailableFiles": facts.availability.unavailable_files,
-                    "liveFilesUnavailable": facts.availability.live_unavailable,
-                }),
-            );
-        }
-        if let Some(b) = &facts.baseline {
-            d.insert("baseline".into(), b.to_json());
-        }
-    }
-
-    let engine = facts.engine.as_deref();
-    let versions = engine.map(engine_versions).unwrap_or_default();
-    let executor_id = engine.unwrap_or("unknown").to_owned();
-    let mut identity = Map::new();
-    if let Some(u) = &facts.user_id {
-        identity.insert("userId".into(), json!(u));
-    }
-    if let Some(u) = &facts.user_name {
-        identity.insert("userName".into(), json!(u));
-    }
-    if let Some(j) = &facts.job {
-        identity.insert("job".into(), j.clone());
-    }
-    if let Some(n) = &facts.notebook {
-        identity.insert("notebook".into(), n.clone());
-    }
-    if let Some(c) = &facts.cluster_id {
-        identity.insert("clusterId".into(), json!(c));
-    }
-
+    .map_err(invalid)?;
     let subject = Subject::new(
         facts.subject_name(),
         BTreeMap::from([("sha256".to_owned(), facts.state_root.to_hex())]),
     );
-
-    let mut predicate = match (&facts.previous, &facts.transform) {
-        (None, None) => {
-            let mut collector = json!({"id": executor_id, "platform": platform(engine)});
-            if let Some(c) = collector.as_object_mut() {
-                if !versions.is_empty() {
-                    c.insert("version".into(), Value::Object(versions));
-                }
-                c.extend(identity);
-            }
-            let mut metadata = json!({"bytesCollected": counts.bytes_added});
-            if let (Some(r), Some(m)) = (counts.records_added, metadata.as_object_mut()) {
-                m.insert("recordsCollected".into(), json!(r));
-            }
-            json!({
-                "origin": {
-                    "source": facts.table_uri,
-                    "collectionTimestamp": ts,
-                },
-                "collector": collector,
-                "schema": {
-                    "format": "delta",
-                    "schemaDigest": {"sha256": facts.schema_digest.to_hex()},
-                },
-                "metadata": metadata,
-            })
-        }
-        (prev, cross) => {
-            let operation = facts.operation.as_deref().unwrap_or("UNKNOWN");
-            let mut transform = match cross {
-                None => json!({
-                    "type": format!("{DELTA_TRANSFORM_TYPE_PREFIX}{}", slug(operation)),
-                    "name": operation,
-                }),
-                Some(c) => json!({
-                    "type": SQL_TRANSFORM_TYPE,
-                    "name": c.name,
-                    "parameters": {
-                        "query": c.query,
-                        "mode": c.mode,
-                        "inputPolicy": c.policy.as_str(),
-                        "deltaOperation": operation,
-                    },
-                }),
-            };
-            if let (None, Some(p @ Value::Object(_)), Some(t)) = (
-                cross,
-                &facts.operation_parameters,
-                transform.as_object_mut(),
-            ) {
-                t.insert("parameters".into(), p.clone());
-            }
-            let mut inputs = Vec::new();
-            if let Some(prev) = prev {
-                inputs.push(json!({
-                    "name": subject_name(&facts.table_uri, prev.version),
-                    "digest": {"sha256": prev.state_root.to_hex()},
-                    "attestationRef": attestation_ref(&prev.digest),
-                    "makotoLevel": prev.level.as_str(),
-                }));
-            }
-            for i in cross.iter().flat_map(|c| &c.inputs) {
-                inputs.push(cross_input_json(i));
-            }
-            let mut executor = json!({"id": executor_id, "platform": platform(engine)});
-            if let Some(e) = executor.as_object_mut() {
-                if !versions.is_empty() {
-                    e.insert("version".into(), Value::Object(versions));
-                }
-                e.extend(identity);
-            }
-            let (started, finished) = match cross {
-                Some(c) => (rfc3339(c.started_ms)?, rfc3339(c.finished_ms)?),
-                None => (ts.clone(), ts.clone()),
-            };
-            let mut metadata = json!({
-                "startedOn": started,
-                "finishedOn": finished,
-                "bytesOutput": counts.bytes_added,
-            });
-            if let Some(m) = metadata.as_object_mut() {
-                if let Some(r) = counts.records_added {
-                    m.insert("recordsOutput".into(), json!(r));
-                }
-                if let Some(id) = &facts.txn_id {
-                    m.insert("invocationId".into(), json!(id));
-                }
-            }
-            let mut predicate = json!({
-                "inputs": inputs,
-                "transform": transform,
-                "executor": executor,
-                "metadata": metadata,
-            });
-            if let (Some(c), Some(p)) = (cross, predicate.as_object_mut()) {
-                p.insert(
-                    "verification".into(),
-                    json!({"inputHashVerified": c.inputs.iter().all(|i| i.check != InputCheck::Unverified)}),
-                );
-            }
-            predicate
-        }
-    };
-    if let Some(p) = predicate.as_object_mut() {
-        p.insert("delta".into(), delta);
-    }
     Ok(Statement::new(
         vec![subject],
         facts.predicate_type(),

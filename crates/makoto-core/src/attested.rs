@@ -5,7 +5,12 @@
 use chrono::DateTime;
 use serde_json::Value;
 
-use crate::attestation::{ChangeKind, InputCheck, MakotoLevel, ORIGIN_V1, TRANSFORM_V1};
+use crate::attestation::{
+    ChangeKind, FileChange, InputCheck, MakotoLevel, ORIGIN_V1, TRANSFORM_V1,
+};
+use crate::commit_predicate::{
+    BaselineBlock, ChangeEntry, InputEntry, OriginPredicate, TransformPredicate,
+};
 use crate::delta::Protocol;
 use crate::reader_view::ReaderViewDigest;
 use crate::statement::Statement;
@@ -55,29 +60,17 @@ pub fn parse_attestation_ref(r: &str) -> Option<Sha256Digest> {
         .ok()
 }
 
-fn input_from_json(v: &Value) -> Result<AttestedInput, Error> {
-    let name = v
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("predicate.inputs[].name"))?;
-    Ok(AttestedInput {
-        name: name.to_owned(),
-        table_version: parse_subject_name(name),
-        digest: digest_at(v, &["digest", "sha256"])?,
-        attestation: v
-            .get("attestationRef")
-            .and_then(Value::as_str)
-            .and_then(parse_attestation_ref),
-        level: v
-            .get("makotoLevel")
-            .and_then(Value::as_str)
-            .and_then(MakotoLevel::parse),
-        check: v
-            .get("delta")
-            .and_then(|d| d.get("check"))
-            .and_then(Value::as_str)
-            .and_then(InputCheck::parse),
-    })
+impl From<&InputEntry> for AttestedInput {
+    fn from(i: &InputEntry) -> Self {
+        AttestedInput {
+            name: i.name.clone(),
+            table_version: parse_subject_name(&i.name),
+            digest: i.digest.sha256,
+            attestation: i.attestation_ref.as_deref().and_then(parse_attestation_ref),
+            level: i.makoto_level,
+            check: i.delta.as_ref().and_then(|d| InputCheck::parse(&d.check)),
+        }
+    }
 }
 
 /// The facts of one attested commit.
@@ -118,34 +111,26 @@ pub struct AttestedBaseline {
     pub first_available_commit: u64,
 }
 
-fn baseline_from_json(b: &Value) -> Result<AttestedBaseline, Error> {
-    if b.get("kind").and_then(Value::as_str) != Some("checkpoint") {
-        return Err(bad("delta.baseline.kind"));
-    }
-    let files = b
-        .get("checkpointFiles")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("delta.baseline.checkpointFiles"))?
-        .iter()
-        .map(|f| {
-            Ok((
-                f.get("path")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad("delta.baseline.checkpointFiles[].path"))?
-                    .to_owned(),
-                u64_at(f, "size")?,
-                digest_at(f, &["sha256"])?,
-            ))
+impl TryFrom<&BaselineBlock> for AttestedBaseline {
+    type Error = Error;
+
+    fn try_from(b: &BaselineBlock) -> Result<Self, Error> {
+        if b.kind != "checkpoint" {
+            return Err(bad("delta.baseline.kind"));
+        }
+        if b.checkpoint_files.is_empty() {
+            return Err(bad("delta.baseline.checkpointFiles"));
+        }
+        Ok(AttestedBaseline {
+            checkpoint_version: b.checkpoint_version,
+            checkpoint_files: b
+                .checkpoint_files
+                .iter()
+                .map(|f| (f.path.clone(), f.size, f.sha256))
+                .collect(),
+            first_available_commit: b.first_available_commit,
         })
-        .collect::<Result<Vec<_>, Error>>()?;
-    if files.is_empty() {
-        return Err(bad("delta.baseline.checkpointFiles"));
     }
-    Ok(AttestedBaseline {
-        checkpoint_version: u64_at(b, "checkpointVersion")?,
-        checkpoint_files: files,
-        first_available_commit: u64_at(b, "firstAvailableCommit")?,
-    })
 }
 
 fn bad(what: &str) -> Error {
@@ -154,59 +139,26 @@ fn bad(what: &str) -> Error {
     }
 }
 
-fn digest_at(v: &Value, path: &[&str]) -> Result<Sha256Digest, Error> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p).ok_or_else(|| bad(&path.join(".")))?;
-    }
-    cur.as_str()
-        .ok_or_else(|| bad(&path.join(".")))?
-        .parse()
-        .map_err(|_| bad(&path.join(".")))
-}
-
-fn u64_at(v: &Value, key: &str) -> Result<u64, Error> {
-    v.get(key).and_then(Value::as_u64).ok_or_else(|| bad(key))
-}
-
-fn opt_digest(v: Option<&Value>) -> Result<Option<Sha256Digest>, Error> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => s.parse().map(Some),
-        Some(_) => Err(bad("sha256")),
+impl From<&ChangeEntry> for AttestedChange {
+    fn from(c: &ChangeEntry) -> Self {
+        let dv = c.deletion_vector.as_ref();
+        AttestedChange {
+            kind: c.action,
+            path: c.path.clone(),
+            size: c.size,
+            sha256: c.sha256,
+            dv_unique_id: dv.map(|d| d.unique_id.clone()),
+            dv_sha256: dv.and_then(|d| d.sha256),
+            dv_size_in_bytes: dv.map(|d| d.size_in_bytes),
+            dv_cardinality: dv.map(|d| d.cardinality),
+        }
     }
 }
 
-/// Parses a change entry as written by `FileChange::to_json`.
-pub fn change_from_json(v: &Value) -> Result<AttestedChange, Error> {
-    let kind = match v.get("action").and_then(Value::as_str) {
-        Some("add") => ChangeKind::Add,
-        Some("remove") => ChangeKind::Remove,
-        Some("cdc") => ChangeKind::Cdc,
-        _ => return Err(bad("changes.entries[].action")),
-    };
-    let dv = v.get("deletionVector").filter(|d| !d.is_null());
-    Ok(AttestedChange {
-        kind,
-        path: v
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("changes.entries[].path"))?
-            .to_owned(),
-        size: v.get("size").and_then(Value::as_u64),
-        sha256: opt_digest(v.get("sha256"))?,
-        dv_unique_id: dv
-            .and_then(|d| d.get("uniqueId"))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        dv_sha256: opt_digest(dv.and_then(|d| d.get("sha256")))?,
-        dv_size_in_bytes: dv
-            .and_then(|d| d.get("sizeInBytes"))
-            .and_then(Value::as_u64),
-        dv_cardinality: dv
-            .and_then(|d| d.get("cardinality"))
-            .and_then(Value::as_u64),
-    })
+impl From<&FileChange> for AttestedChange {
+    fn from(c: &FileChange) -> Self {
+        AttestedChange::from(&c.to_entry())
+    }
 }
 
 impl AttestedCommit {
@@ -217,129 +169,75 @@ impl AttestedCommit {
             .sha256()
             .ok_or_else(|| bad("subject digest.sha256"))?
             .parse()?;
-        let d = statement
-            .predicate()
-            .get("delta")
-            .ok_or_else(|| bad("predicate.delta"))?;
-        let table = d.get("table").ok_or_else(|| bad("delta.table"))?;
-        let p = d.get("protocol").ok_or_else(|| bad("delta.protocol"))?;
-        let features = |k: &str| -> Vec<String> {
-            p.get(k)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
+        let malformed = |e: serde_json::Error| Error::InvalidStatement {
+            reason: format!("predicate: {e}"),
         };
-        let pv = |k: &str| -> Result<u32, Error> {
-            p.get(k)
-                .and_then(Value::as_u64)
-                .and_then(|v| u32::try_from(v).ok())
-                .ok_or_else(|| bad(k))
-        };
-        let changes = d.get("changes").ok_or_else(|| bad("delta.changes"))?;
-        let entries = match changes.get("entries") {
-            Some(Value::Array(a)) => Some(
-                a.iter()
-                    .map(change_from_json)
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            _ => None,
-        };
-        let state = d.get("state").ok_or_else(|| bad("delta.state"))?;
-        let previous = match d.get("previousAttestation") {
-            None | Some(Value::Null) => None,
-            Some(prev) => Some((
-                u64_at(prev, "version")?,
-                digest_at(prev, &["digest", "sha256"])?,
-            )),
-        };
-        let availability = d.get("dataAvailability").filter(|a| !a.is_null());
-        let live_unavailable = match availability {
-            None => 0,
-            Some(a) => u64_at(a, "liveFilesUnavailable")?,
-        };
-        let unavailable_files = match availability {
-            None => Vec::new(),
-            Some(a) => a
-                .get("unavailableFiles")
-                .and_then(Value::as_array)
-                .ok_or_else(|| bad("delta.dataAvailability.unavailableFiles"))?
-                .iter()
-                .map(|p| p.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| bad("delta.dataAvailability.unavailableFiles"))?,
-        };
-        let baseline = match d.get("baseline") {
-            None | Some(Value::Null) => None,
-            Some(b) => Some(baseline_from_json(b)?),
-        };
-        let reader_view = match d.get("readerView") {
-            None | Some(Value::Null) => None,
-            Some(r) => Some(ReaderViewDigest::from_json(r)?),
+        let predicate = statement.predicate().clone();
+        let (d, inputs) = match statement.predicate_type() {
+            ORIGIN_V1 => {
+                let p: OriginPredicate = serde_json::from_value(predicate).map_err(malformed)?;
+                (p.delta, Vec::new())
+            }
+            TRANSFORM_V1 => {
+                let p: TransformPredicate = serde_json::from_value(predicate).map_err(malformed)?;
+                (p.delta, p.inputs.iter().map(AttestedInput::from).collect())
+            }
+            _ => return Err(bad("predicateType")),
         };
         let attested_at_ms = d
-            .get("attestor")
-            .and_then(|a| a.get("attestedAt"))
-            .and_then(Value::as_str)
+            .attestor
+            .attested_at
+            .as_deref()
             .map(|s| {
                 DateTime::parse_from_rfc3339(s)
                     .map(|t| t.timestamp_millis())
                     .map_err(|_| bad("delta.attestor.attestedAt"))
             })
             .transpose()?;
+        let availability = d.data_availability.as_ref();
         Ok(AttestedCommit {
             predicate_type: statement.predicate_type().to_owned(),
             subject_name: subject.name().to_owned(),
             state_root,
-            table_uri: table
-                .get("uri")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("delta.table.uri"))?
-                .to_owned(),
-            table_id: table
-                .get("id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("delta.table.id"))?
-                .to_owned(),
-            table_name: table.get("name").and_then(Value::as_str).map(str::to_owned),
-            version: u64_at(d, "version")?,
-            timestamp_ms: d
-                .get("timestampMs")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| bad("delta.timestampMs"))?,
-            commit_file_digest: digest_at(d, &["commit", "digest", "sha256"])?,
-            commit_actions_digest: digest_at(d, &["commit", "actionsDigest", "sha256"])?,
-            commit_size: d
-                .get("commit")
-                .and_then(|c| c.get("size"))
-                .and_then(Value::as_u64),
-            changes_digest: digest_at(d, &["changes", "digest", "sha256"])?,
-            changes: entries,
-            live_files: u64_at(state, "files")?,
-            live_bytes: u64_at(state, "bytes")?,
-            previous,
+            table_uri: d.table.uri,
+            table_id: d.table.id,
+            table_name: d.table.name,
+            version: d.version,
+            timestamp_ms: d.timestamp_ms,
+            commit_file_digest: d.commit.digest.sha256,
+            commit_actions_digest: d.commit.actions_digest.sha256,
+            commit_size: d.commit.size,
+            changes_digest: d.changes.digest.sha256,
+            changes: d
+                .changes
+                .entries
+                .map(|e| e.iter().map(AttestedChange::from).collect()),
+            live_files: d.state.files,
+            live_bytes: d.state.bytes,
+            previous: d.previous_attestation.map(|p| (p.version, p.digest.sha256)),
             attested_at_ms,
             protocol: Protocol::new(
-                pv("minReaderVersion")?,
-                pv("minWriterVersion")?,
-                features("readerFeatures"),
-                features("writerFeatures"),
+                d.protocol.min_reader_version,
+                d.protocol.min_writer_version,
+                d.protocol.reader_features,
+                d.protocol.writer_features,
             ),
-            schema_digest: digest_at(d, &["schemaDigest", "sha256"])?,
-            inputs: match statement.predicate().get("inputs") {
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .map(input_from_json)
-                    .collect::<Result<Vec<_>, _>>()?,
-                _ => Vec::new(),
-            },
-            live_unavailable,
-            unavailable_files,
-            baseline,
-            reader_view,
+            schema_digest: d.schema_digest.sha256,
+            inputs,
+            live_unavailable: availability.map_or(0, |a| a.live_files_unavailable),
+            unavailable_files: availability
+                .map(|a| a.unavailable_files.clone())
+                .unwrap_or_default(),
+            baseline: d
+                .baseline
+                .as_ref()
+                .map(AttestedBaseline::try_from)
+                .transpose()?,
+            reader_view: d
+                .reader_view
+                .as_ref()
+                .map(ReaderViewDigest::from_json)
+                .transpose()?,
         })
     }
 

@@ -29,6 +29,7 @@
 pub mod attestation;
 pub mod attested;
 pub mod canonical;
+pub mod commit_predicate;
 pub mod delta;
 mod digest;
 pub mod dsse;

@@ -64,13 +64,7 @@ pub(crate) fn attested_changes(
         if let Some(c) = attested.changes() {
             out.insert(*v, c.to_vec());
         } else if rows_ok && let Ok(changes) = from_rows {
-            let parsed = changes
-                .iter()
-                .map(|c| makoto_core::attested::change_from_json(&c.to_json()))
-                .collect::<Result<Vec<_>, _>>();
-            if let Ok(p) = parsed {
-                out.insert(*v, p);
-            }
+            out.insert(*v, changes.iter().map(AttestedChange::from).collect());
         }
     }
     out
