@@ -198,6 +198,16 @@ impl<T> Verified<T> {
         self.payload_digest
     }
 
+    /// Parses the verified value into another (a statement into the facts it attests); the
+    /// result keeps the key and payload digest it was verified with.
+    pub fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Verified<U>, E> {
+        Ok(Verified {
+            value: f(self.value)?,
+            keyid: self.keyid,
+            payload_digest: self.payload_digest,
+        })
+    }
+
     /// A value derived from the verified one keeps its verification.
     pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Verified<U> {
         Verified {

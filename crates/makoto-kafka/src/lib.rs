@@ -29,14 +29,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use makoto_core::keys::Signer;
-use makoto_core::verify::TrustedKeys;
+use makoto_core::verify::{TrustedKeys, Verified};
 use makoto_core::{Sha256Digest, merkle};
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::{Record, RecordAndOffset};
 
 pub use report::{KafkaFinding, KafkaFindingKind, VerifyReport};
-pub use statement::{KafkaWindow, parse_statement, subject};
+pub use statement::{KafkaWindow, read_statement, subject, verify_statement};
 pub use warehouse::record_windows;
 
 /// Header with the hex SHA-256 of the record's value.
@@ -311,18 +311,48 @@ pub struct PublishedWindow {
     pub attestation_digest: Sha256Digest,
 }
 
-/// The windows already published for `topic` (signed by a key in `trust`, when given),
-/// by partition and window number.
+/// Statements found in [`DBOM_TOPIC`] for a topic, by partition and window number, each with
+/// its envelope JSON.
+pub type Published<T> = BTreeMap<(i32, u64), (T, String)>;
+
+/// The windows published for `topic` whose statements verify with `trust`. Statements that name
+/// the topic but do not verify are returned as findings.
 pub async fn published(
     topic: &Topic,
-    trust: Option<&TrustedKeys>,
-) -> Result<
-    (
-        BTreeMap<(i32, u64), (KafkaWindow, String)>,
-        Vec<KafkaFinding>,
-    ),
-    Error,
-> {
+    trust: &TrustedKeys,
+) -> Result<(Published<Verified<KafkaWindow>>, Vec<KafkaFinding>), Error> {
+    scan(
+        topic,
+        |b| statement::verify_statement(b, trust),
+        Verified::value,
+    )
+    .await
+}
+
+/// The windows a run continues from: those signed by `signer`'s key or, for an unsigned (L1)
+/// run, every window as published.
+pub(crate) async fn own_windows(
+    topic: &Topic,
+    signer: Option<&dyn Signer>,
+) -> Result<Published<KafkaWindow>, Error> {
+    match signer {
+        Some(s) => {
+            let trust = TrustedKeys::new(vec![s.public_key().clone()]);
+            let (windows, _) = published(topic, &trust).await?;
+            Ok(windows
+                .into_iter()
+                .map(|(k, (w, envelope))| (k, (w.into_inner(), envelope)))
+                .collect())
+        }
+        None => Ok(scan(topic, statement::read_statement, |w| w).await?.0),
+    }
+}
+
+async fn scan<T>(
+    topic: &Topic,
+    parse: impl Fn(&[u8]) -> Result<T, String>,
+    window: fn(&T) -> &KafkaWindow,
+) -> Result<(Published<T>, Vec<KafkaFinding>), Error> {
     let dbom = topic.sibling(DBOM_TOPIC);
     let mut out = BTreeMap::new();
     let mut findings = Vec::new();
@@ -334,15 +364,14 @@ pub async fn published(
             let Some(value) = r.record.value.as_deref() else {
                 continue;
             };
-            let parsed = parse_statement(value, trust);
-            match parsed {
-                Ok(w) if w.topic == topic.name => {
-                    out.insert(
-                        (w.partition, w.window),
-                        (w, String::from_utf8_lossy(value).into_owned()),
-                    );
+            match parse(value) {
+                Ok(parsed) => {
+                    let w = window(&parsed);
+                    if w.topic == topic.name {
+                        let key = (w.partition, w.window);
+                        out.insert(key, (parsed, String::from_utf8_lossy(value).into_owned()));
+                    }
                 }
-                Ok(_) => {}
                 Err(reason) => {
                     if report::mentions_topic(value, &topic.name) {
                         findings.push(KafkaFinding {
@@ -372,8 +401,7 @@ pub async fn attest(
         brokers: topic.brokers.clone(),
         topic: topic.name.clone(),
     })?;
-    let own = signer.map(|s| TrustedKeys::new(vec![s.public_key().clone()]));
-    let (existing, _) = published(topic, own.as_ref()).await?;
+    let existing = own_windows(topic, signer).await?;
     let dbom = topic.sibling(DBOM_TOPIC);
     if dbom.partitions().await?.is_none() {
         dbom.create(1).await?;
@@ -459,7 +487,7 @@ pub async fn verify(
     trust: &TrustedKeys,
 ) -> Result<VerifyReport, Error> {
     let source = topic.sibling(attested_as);
-    let (windows, mut findings) = published(&source, Some(trust)).await?;
+    let (windows, mut findings) = published(&source, trust).await?;
     let partitions = topic.partitions().await?.ok_or_else(|| Error::NoTopic {
         brokers: topic.brokers.clone(),
         topic: topic.name.clone(),
@@ -468,7 +496,7 @@ pub async fn verify(
     for p in &partitions {
         let records = topic.read(*p, 0).await?;
         records_checked += records.len() as u64;
-        let attested: Vec<&KafkaWindow> = windows
+        let attested: Vec<&Verified<KafkaWindow>> = windows
             .iter()
             .filter(|((pp, _), _)| pp == p)
             .map(|(_, (w, _))| w)

@@ -1,5 +1,6 @@
 //! What `makoto kafka verify` finds, by partition, offset and window.
 
+use makoto_core::verify::Verified;
 use makoto_core::{Sha256Digest, merkle};
 use rskafka::record::RecordAndOffset;
 use serde::Serialize;
@@ -75,9 +76,10 @@ pub(crate) fn mentions_topic(value: &[u8], topic: &str) -> bool {
 pub(crate) fn check_partition(
     p: i32,
     records: &[RecordAndOffset],
-    windows: &[&KafkaWindow],
+    windows: &[&Verified<KafkaWindow>],
     findings: &mut Vec<KafkaFinding>,
 ) {
+    let windows: Vec<&KafkaWindow> = windows.iter().map(|w| w.value()).collect();
     let n = windows.first().map(|w| w.window_records);
     let window_of = |offset: i64| n.map(|n| u64::try_from(offset).unwrap_or(0) / n);
     for r in records {

@@ -9,7 +9,7 @@ use makoto_core::stream_window::{
     Aggregates, Chain, Collector, Integrity, MerkleTree, Statistics, StreamRef,
     StreamWindowPredicate, Verification, WindowShape,
 };
-use makoto_core::verify::TrustedKeys;
+use makoto_core::verify::{TrustedKeys, Verified};
 use makoto_core::{Sha256Digest, merkle};
 use rskafka::record::Record;
 use serde::{Deserialize, Serialize};
@@ -159,17 +159,25 @@ pub struct KafkaWindow {
     pub max_timestamp_ms: Option<i64>,
 }
 
-/// Parses an envelope published to `makoto.dbom`; with `trust`, only a statement signed by one
-/// of those keys is accepted.
-pub fn parse_statement(bytes: &[u8], trust: Option<&TrustedKeys>) -> Result<KafkaWindow, String> {
+/// Verifies an envelope published to `makoto.dbom` with `trust` and reads its window.
+pub fn verify_statement(
+    bytes: &[u8],
+    trust: &TrustedKeys,
+) -> Result<Verified<KafkaWindow>, String> {
     let env = Envelope::from_json(bytes).map_err(|e| e.to_string())?;
-    let statement = match trust {
-        Some(t) => makoto_core::verify::verify_statement(&env, t)
-            .map_err(|e| e.to_string())?
-            .value()
-            .clone(),
-        None => Statement::from_payload(env.payload()).map_err(|e| e.to_string())?,
-    };
+    makoto_core::verify::verify_statement(&env, trust)
+        .map_err(|e| e.to_string())?
+        .try_map(|s| window_of(&s))
+}
+
+/// Reads the window of an envelope published to `makoto.dbom` without checking its signature:
+/// for unsigned (L1) runs continuing their own chain, never for verification.
+pub fn read_statement(bytes: &[u8]) -> Result<KafkaWindow, String> {
+    let env = Envelope::from_json(bytes).map_err(|e| e.to_string())?;
+    window_of(&Statement::from_payload(env.payload()).map_err(|e| e.to_string())?)
+}
+
+fn window_of(statement: &Statement) -> Result<KafkaWindow, String> {
     if statement.predicate_type() != STREAM_WINDOW_V1 {
         return Err("not a stream-window statement".into());
     }
@@ -314,7 +322,7 @@ mod tests {
         assert_eq!(p, expected);
 
         let envelope = Envelope::unsigned(makoto_core::dsse::IN_TOTO_PAYLOAD_TYPE, s.to_payload());
-        let back = parse_statement(envelope.to_json().as_bytes(), None).unwrap();
+        let back = read_statement(envelope.to_json().as_bytes()).unwrap();
         assert_eq!(
             (back.partition, back.window, back.first_offset, back.root),
             (3, 1, Some(10), root)
@@ -324,5 +332,38 @@ mod tests {
             (back.min_timestamp_ms, back.max_timestamp_ms),
             (Some(1_000), Some(2_500))
         );
+    }
+
+    #[test]
+    fn only_a_trusted_signature_makes_a_verified_window() {
+        use makoto_core::keys::{Signer, SigningKeyPair};
+        let a = record("a", 1_000, true);
+        let input = WindowInput {
+            topic: "orders".into(),
+            brokers: "b".into(),
+            partition: 0,
+            window_records: 1,
+            window: 0,
+            records: vec![(0, &a)],
+            previous: None,
+        };
+        let (key, other) = (
+            SigningKeyPair::from_seed(&[3; 32]),
+            SigningKeyPair::from_seed(&[4; 32]),
+        );
+        let signed = makoto_core::attestation::Attestation::seal(
+            build_statement(&input).unwrap(),
+            Some(&key),
+        )
+        .unwrap()
+        .envelope()
+        .to_json();
+        let trust = |k: &SigningKeyPair| TrustedKeys::new(vec![k.public_key().clone()]);
+        let verified = verify_statement(signed.as_bytes(), &trust(&key)).unwrap();
+        assert_eq!(verified.keyid(), key.keyid());
+        assert_eq!(verified.value().window, 0);
+        assert!(verify_statement(signed.as_bytes(), &trust(&other)).is_err());
+        let tampered = signed.replacen("\"payload\":\"", "\"payload\":\"e", 1);
+        assert!(verify_statement(tampered.as_bytes(), &trust(&key)).is_err());
     }
 }

@@ -9,11 +9,10 @@ use std::collections::BTreeMap;
 use makoto_core::Sha256Digest;
 use makoto_core::dsse::Envelope;
 use makoto_core::keys::Signer;
-use makoto_core::verify::TrustedKeys;
 use makoto_delta::store::{AppendOutcome, windows_app_id};
 use makoto_delta::{AttestationStore, WindowRow};
 
-use crate::{Error, KafkaWindow, Topic, published, subject};
+use crate::{Error, KafkaWindow, Topic, own_windows, subject};
 
 /// One row run's identity and clock.
 #[derive(Debug, Clone)]
@@ -30,8 +29,7 @@ pub async fn record_windows(
     store: &AttestationStore,
     signer: Option<&dyn Signer>,
 ) -> Result<u64, Error> {
-    let own = signer.map(|s| TrustedKeys::new(vec![s.public_key().clone()]));
-    let (windows, _) = published(topic, own.as_ref()).await?;
+    let windows = own_windows(topic, signer).await?;
     let run = RowRun {
         run_id: uuid::Uuid::new_v4().to_string(),
         attested_at_us: chrono::Utc::now().timestamp_micros(),
