@@ -705,3 +705,76 @@ async fn sql_cli_formats_and_errors() {
     assert_eq!(out.code, Some(2));
     assert!(out.stderr.contains("bad name=/x"), "{}", out.stderr);
 }
+
+/// The gate and signed DBOMs read lineage only from statements that verify with the keys
+/// given: with a key that signed nothing there is no node, the DBOM is refused (exit 1, one
+/// line naming the table) and the gate fails.
+#[tokio::test]
+async fn lineage_is_read_only_from_statements_the_trusted_keys_verify() {
+    use makoto_core::attestation::MakotoLevel;
+    use makoto_delta::lineage::{Lineage, NodeCheck};
+    use makoto_delta::verify::UnsignedRows;
+
+    let f = build().await;
+    let rows = store(&f.warehouse)
+        .await
+        .all_attestation_rows()
+        .await
+        .unwrap();
+    // The fixture's `events` table is attested unsigned (L1): a node only when L1 is accepted.
+    let unsigned = rows.iter().filter(|r| r.keyid.is_none()).count();
+    assert!(unsigned > 0);
+    let strict = Lineage::verified(&rows, &f.trust(), UnsignedRows::Fail);
+    assert_eq!(strict.problems().len(), unsigned, "{:?}", strict.problems());
+    assert!(strict.problems().iter().all(|p| p.contains("/events@v")));
+    let trusted = Lineage::verified(&rows, &f.trust(), UnsignedRows::Warn);
+    assert!(trusted.problems().is_empty(), "{:?}", trusted.problems());
+    assert_eq!(trusted.nodes().count(), rows.len());
+    for n in trusted.nodes() {
+        if n.table_uri.ends_with("/events") {
+            assert!(matches!(n.check, NodeCheck::Unsigned));
+            assert_eq!((n.level, &n.keyid), (MakotoLevel::L1, &None));
+            continue;
+        }
+        let NodeCheck::Verified(v) = &n.check else {
+            panic!("{} is not verified", n.subject)
+        };
+        assert_eq!(v.keyid(), key(1).keyid());
+        assert_eq!(n.level, MakotoLevel::L2);
+        let row = rows
+            .iter()
+            .find(|r| r.table_uri == n.table_uri && r.version == n.version)
+            .unwrap();
+        assert_eq!(n.attestation_digest, row.attestation_digest);
+    }
+
+    let other = TrustedKeys::new(vec![key(9).public_key().clone()]);
+    let untrusted = Lineage::verified(&rows, &other, UnsignedRows::Fail);
+    assert_eq!(untrusted.nodes().count(), 0);
+    assert_eq!(untrusted.problems().len(), rows.len());
+
+    let pem = f.root.join("other.pub");
+    std::fs::write(&pem, key(9).public_key().to_spki_pem().unwrap()).unwrap();
+    let wh = f.warehouse.to_str().unwrap();
+    let args = [
+        "--warehouse",
+        wh,
+        "--trust",
+        pem.to_str().unwrap(),
+        "--log-only",
+    ];
+    let out = support::makoto(&[&["dbom", &f.s("report")][..], &args[..]].concat());
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("/report version")
+            && out.stderr.contains("verifies with the trusted keys"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+
+    let out = support::makoto(&[&["check", &f.s("report"), "--upstream"][..], &args[..]].concat());
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("FAIL"), "{}", out.stdout);
+}

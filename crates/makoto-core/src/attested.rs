@@ -100,6 +100,8 @@ pub struct AttestedCommit {
     unavailable_files: Vec<String>,
     baseline: Option<AttestedBaseline>,
     reader_view: Option<ReaderViewDigest>,
+    /// `(transform.type, transform.name)` of a transform statement.
+    transform: Option<(String, String)>,
 }
 
 /// The checkpoint a chain starts from (see `attestation::Baseline`).
@@ -173,14 +175,15 @@ impl AttestedCommit {
             reason: format!("predicate: {e}"),
         };
         let predicate = statement.predicate().clone();
-        let (d, inputs) = match statement.predicate_type() {
+        let (d, inputs, transform) = match statement.predicate_type() {
             ORIGIN_V1 => {
                 let p: OriginPredicate = serde_json::from_value(predicate).map_err(malformed)?;
-                (p.delta, Vec::new())
+                (p.delta, Vec::new(), None)
             }
             TRANSFORM_V1 => {
                 let p: TransformPredicate = serde_json::from_value(predicate).map_err(malformed)?;
-                (p.delta, p.inputs.iter().map(AttestedInput::from).collect())
+                let inputs = p.inputs.iter().map(AttestedInput::from).collect();
+                (p.delta, inputs, Some((p.transform.kind, p.transform.name)))
             }
             _ => return Err(bad("predicateType")),
         };
@@ -238,6 +241,7 @@ impl AttestedCommit {
                 .as_ref()
                 .map(ReaderViewDigest::from_json)
                 .transpose()?,
+            transform,
         })
     }
 
@@ -322,6 +326,15 @@ impl AttestedCommit {
     }
     pub fn schema_digest(&self) -> Sha256Digest {
         self.schema_digest
+    }
+    /// `transform.type` of a `transform/v1` statement.
+    pub fn transform_type(&self) -> Option<&str> {
+        self.transform.as_ref().map(|(t, _)| t.as_str())
+    }
+    /// `transform.name` of a `transform/v1` statement (the Delta operation, or the name of a
+    /// cross-table transform).
+    pub fn transform_name(&self) -> Option<&str> {
+        self.transform.as_ref().map(|(_, n)| n.as_str())
     }
     /// The statement's inputs (empty for `origin/v1`).
     pub fn inputs(&self) -> &[AttestedInput] {

@@ -17,6 +17,7 @@ use crate::gate::{self, GateOptions, GateReport, Upstream};
 use crate::lineage::{Lineage, UpstreamEntry};
 use crate::log::SourceTable;
 use crate::store::AttestationStore;
+use crate::verify::UnsignedRows;
 
 /// DSSE payload type of a signed DBOM.
 pub const DBOM_PAYLOAD_TYPE: &str = "application/vnd.makoto.dbom+json";
@@ -151,22 +152,24 @@ pub async fn build(
     verification: DbomVerification<'_>,
 ) -> Result<Value, Error> {
     let uri = source.uri().to_owned();
-    let lineage = Lineage::from_rows(&store.all_attestation_rows().await?);
-    let version = match version {
+    let rows = store.all_attestation_rows().await?;
+    // With trusted keys, everything the DBOM says comes from statements that verify with them.
+    let verified = match &verification {
+        DbomVerification::Trusted(trust, _) => {
+            Some(Lineage::verified(&rows, trust, UnsignedRows::Warn))
+        }
+        DbomVerification::NotVerified => None,
+    };
+    let unchecked;
+    let lineage: &Lineage = match &verified {
         Some(v) => v,
-        None => lineage
-            .latest_version(&uri)
-            .ok_or_else(|| Error::NotAttested {
-                table: uri.clone(),
-                version: None,
-            })?,
+        None => {
+            unchecked = Lineage::from_rows(&rows);
+            &unchecked
+        }
     };
-    let Some(head) = lineage.node(&uri, version).cloned() else {
-        return Err(Error::NotAttested {
-            table: uri,
-            version: Some(version),
-        });
-    };
+    let head = lineage.require(&uri, version)?.clone();
+    let version = head.version;
     let entries = lineage.upstream(&uri, version);
     let now = Utc::now();
 
@@ -183,7 +186,11 @@ pub async fn build(
             })),
             None => sources.push(json!({
                 "name": subject(e),
-                "description": "not attested: read by a transform under allow-unattested",
+                "description": if verified.is_some() {
+                    "not attested, or its attestation does not verify with the trusted keys"
+                } else {
+                    "not attested: read by a transform under allow-unattested"
+                },
                 "attestationRef": format!("urn:makoto:unattested:{}", subject(e)),
                 "digest": e.recorded_digest.map(|d| json!({"sha256": d.to_hex()})),
             })),
@@ -250,13 +257,13 @@ pub async fn build(
         )
     };
 
-    let verification_json = match verification {
-        DbomVerification::Trusted(trust, mut options) => {
+    let verification_json = match (verification, &verified) {
+        (DbomVerification::Trusted(trust, mut options), Some(lineage)) => {
             options.at = crate::verify::VersionSpec::Version(version);
             options.upstream = Upstream::Check;
             options.min_level = MakotoLevel::L1;
             let report: GateReport =
-                gate::check_with_lineage(store, trust, source, &options, &lineage).await?;
+                gate::check_with_lineage(store, trust, source, &options, lineage).await?;
             json!({
                 "chainVerified": report.passed,
                 "allSignaturesValid": report.passed && overall >= MakotoLevel::L2,
@@ -272,7 +279,7 @@ pub async fn build(
                 "reasons": report.reasons,
             })
         }
-        DbomVerification::NotVerified => json!({
+        _ => json!({
             "chainVerified": false,
             "allSignaturesValid": false,
             "attestationCount": attested.len(),

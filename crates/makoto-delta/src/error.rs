@@ -138,6 +138,13 @@ pub enum Error {
     #[error("{table}{}: not attested in the warehouse", .version.map(|v| format!(" version {v}")).unwrap_or_default())]
     NotAttested { table: String, version: Option<u64> },
 
+    #[error("{table}{}: no attestation in the warehouse verifies with the trusted keys ({reason})", .version.map(|v| format!(" version {v}")).unwrap_or_default())]
+    AttestationUntrusted {
+        table: String,
+        version: Option<u64>,
+        reason: String,
+    },
+
     #[error("{table} version {version}: record {index} is in no attested window")]
     RecordNotInWindow {
         table: String,

@@ -9,7 +9,7 @@ use makoto_core::verify::TrustedKeys;
 use serde::Serialize;
 
 use crate::Error;
-use crate::lineage::{EdgeKind, Lineage};
+use crate::lineage::{EdgeKind, Lineage, VerifiedLineage};
 use crate::location::{Location, StorageOptions};
 use crate::log::SourceTable;
 use crate::store::AttestationStore;
@@ -31,6 +31,17 @@ pub struct GateOptions {
     pub mode: VerifyMode,
     pub parallelism: usize,
     pub storage: StorageOptions,
+}
+
+impl GateOptions {
+    /// Unsigned (L1) rows are accepted only when L1 is enough.
+    pub fn unsigned_rows(&self) -> UnsignedRows {
+        if self.min_level == MakotoLevel::L1 {
+            UnsignedRows::Warn
+        } else {
+            UnsignedRows::Fail
+        }
+    }
 }
 
 impl Default for GateOptions {
@@ -83,11 +94,7 @@ async fn verify_table(
     let verify = VerifyOptions {
         at,
         mode: options.mode,
-        unsigned: if options.min_level == MakotoLevel::L1 {
-            UnsignedRows::Warn
-        } else {
-            UnsignedRows::Fail
-        },
+        unsigned: options.unsigned_rows(),
         parallelism: options.parallelism,
         storage: options.storage.clone(),
         ..VerifyOptions::default()
@@ -127,7 +134,8 @@ pub async fn check(
     source: &SourceTable,
     options: &GateOptions,
 ) -> Result<GateReport, Error> {
-    let lineage = Lineage::from_rows(&store.all_attestation_rows().await?);
+    let rows = store.all_attestation_rows().await?;
+    let lineage = Lineage::verified(&rows, trust, options.unsigned_rows());
     check_with_lineage(store, trust, source, options, &lineage).await
 }
 
@@ -138,7 +146,7 @@ pub async fn check_with_lineage(
     trust: &TrustedKeys,
     source: &SourceTable,
     options: &GateOptions,
-    lineage: &Lineage,
+    lineage: &VerifiedLineage,
 ) -> Result<GateReport, Error> {
     let mut reasons = Vec::new();
     let uri = source.uri().to_owned();

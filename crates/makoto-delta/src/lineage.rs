@@ -2,8 +2,10 @@
 //! the `inputs` of their statements — the previous version of the same table, and the table
 //! versions a cross-table transform read.
 //!
-//! The graph is decoded from the envelopes in `system.makoto.attestations` without checking
-//! signatures; callers that must trust it (the gate, DBOMs) verify the tables it names.
+//! [`Lineage::verified`] builds the graph from the statements in `system.makoto.attestations`
+//! that verify with the caller's keys; the gate and signed DBOMs take only that
+//! ([`VerifiedLineage`]). [`Lineage::from_rows`] decodes without checking signatures, for
+//! browsing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -13,12 +15,14 @@ use makoto_core::attested::{AttestedCommit, AttestedInput};
 use makoto_core::dsse::Envelope;
 use makoto_core::keys::KeyId;
 use makoto_core::statement::Statement;
-use serde_json::Value;
+use makoto_core::verify::{TrustedKeys, Verified};
 
+use crate::Error;
 use crate::store::AttestationRow;
+use crate::verify::UnsignedRows;
 
 /// One attested table version.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct LineageNode {
     pub table_uri: String,
     pub version: u64,
@@ -35,6 +39,8 @@ pub struct LineageNode {
     pub attestation_digest: Sha256Digest,
     pub commit_timestamp_ms: i64,
     pub inputs: Vec<AttestedInput>,
+    /// How its attestation was checked.
+    pub check: NodeCheck,
 }
 
 /// How an upstream entry was reached.
@@ -59,7 +65,7 @@ impl EdgeKind {
 }
 
 /// A table version upstream of the start of a walk.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct UpstreamEntry {
     /// Edges from the start (0 for the start itself).
     pub depth: u32,
@@ -81,62 +87,215 @@ pub struct UpstreamEntry {
 pub struct Lineage {
     nodes: HashMap<(String, u64), LineageNode>,
     problems: Vec<String>,
+    /// Why a row of `(table, version)` is not a node.
+    rejected: HashMap<(String, u64), String>,
 }
 
-fn decode(row: &AttestationRow) -> Result<(AttestedCommit, Statement), String> {
+/// How a node's attestation was checked.
+#[derive(Debug, Clone)]
+pub enum NodeCheck {
+    /// Decoded without checking its signature ([`Lineage::from_rows`]).
+    Unchecked,
+    /// An unsigned (L1) statement, admitted by [`Lineage::verified`] because the caller accepts
+    /// unsigned rows.
+    Unsigned,
+    /// Signed by a key the caller trusts, valid when it signed.
+    Verified(Box<Verified<AttestedCommit>>),
+}
+
+/// A lineage graph built by [`Lineage::verified`]: every node's attestation was checked with
+/// the caller's keys, and its facts come from the signed statement, not from the row's columns.
+#[derive(Debug, Clone, Default)]
+pub struct VerifiedLineage(Lineage);
+
+impl std::ops::Deref for VerifiedLineage {
+    type Target = Lineage;
+    fn deref(&self) -> &Lineage {
+        &self.0
+    }
+}
+
+fn statement_of(row: &AttestationRow) -> Result<(Envelope, Statement), String> {
     let envelope = Envelope::from_json(row.envelope.as_bytes()).map_err(|e| e.to_string())?;
     let statement = Statement::from_payload(envelope.payload()).map_err(|e| e.to_string())?;
-    let commit = AttestedCommit::from_statement(&statement).map_err(|e| e.to_string())?;
-    Ok((commit, statement))
+    Ok((envelope, statement))
+}
+
+impl LineageNode {
+    /// The node of an attested commit: every fact from the statement, except the operation,
+    /// which is the row's `operation` column (for display).
+    fn of(
+        row: &AttestationRow,
+        commit: &AttestedCommit,
+        attestation_digest: Sha256Digest,
+        level: MakotoLevel,
+        check: NodeCheck,
+    ) -> Self {
+        let keyid = match &check {
+            NodeCheck::Verified(v) => Some(v.keyid().clone()),
+            NodeCheck::Unsigned => None,
+            NodeCheck::Unchecked => row.keyid.clone(),
+        };
+        LineageNode {
+            table_uri: commit.table_uri().to_owned(),
+            version: commit.version(),
+            subject: commit.subject_name().to_owned(),
+            predicate_type: commit.predicate_type().to_owned(),
+            operation: row.operation.clone(),
+            transform_name: commit.transform_name().map(str::to_owned),
+            transform_type: commit.transform_type().map(str::to_owned),
+            level,
+            keyid,
+            state_digest: commit.state_root(),
+            attestation_digest,
+            commit_timestamp_ms: commit.timestamp_ms(),
+            inputs: commit.inputs().to_vec(),
+            check,
+        }
+    }
 }
 
 impl Lineage {
-    /// Builds the graph from attestation rows. Rows whose envelope cannot be decoded become
-    /// nodes without inputs and are listed in [`Lineage::problems`].
+    /// Builds the graph from attestation rows without checking signatures: for browsing (the
+    /// SQL `lineage` table) and for DBOMs made without trusted keys, which say so. Rows whose
+    /// statement cannot be decoded are listed in [`Lineage::problems`] and are not nodes.
     pub fn from_rows(rows: &[AttestationRow]) -> Self {
         let mut lineage = Lineage::default();
         for row in rows {
-            let (inputs, transform) = match decode(row) {
-                Ok((commit, statement)) => {
-                    let t = statement.predicate().get("transform");
-                    let field = |k: &str| t.and_then(|t| t.get(k)).and_then(Value::as_str);
-                    (
-                        commit.inputs().to_vec(),
-                        (
-                            field("name").map(str::to_owned),
-                            field("type").map(str::to_owned),
-                        ),
-                    )
-                }
+            let decoded = statement_of(row).and_then(|(e, s)| {
+                let commit = AttestedCommit::from_statement(&s).map_err(|e| e.to_string())?;
+                Ok((commit, Sha256Digest::of(e.payload())))
+            });
+            match decoded {
+                Ok((commit, digest)) => lineage.insert(LineageNode::of(
+                    row,
+                    &commit,
+                    digest,
+                    row.level,
+                    NodeCheck::Unchecked,
+                )),
                 Err(e) => {
                     lineage.problems.push(format!("{}: {e}", row.subject));
-                    (Vec::new(), (None, None))
+                    lineage
+                        .rejected
+                        .insert((row.table_uri.clone(), row.version), e);
                 }
-            };
-            lineage.nodes.insert(
-                (row.table_uri.clone(), row.version),
-                LineageNode {
-                    table_uri: row.table_uri.clone(),
-                    version: row.version,
-                    subject: row.subject.clone(),
-                    predicate_type: row.predicate_type.clone(),
-                    operation: row.operation.clone(),
-                    transform_name: transform.0,
-                    transform_type: transform.1,
-                    level: row.level,
-                    keyid: row.keyid.clone(),
-                    state_digest: row.state_digest,
-                    attestation_digest: row.attestation_digest,
-                    commit_timestamp_ms: row.commit_timestamp_ms,
-                    inputs,
-                },
-            );
+            }
         }
         lineage
     }
 
+    /// Builds the graph from the rows whose statements verify with `trust` (and, with
+    /// [`UnsignedRows::Warn`], unsigned ones, as L1). Every other row is listed in
+    /// [`Lineage::problems`] and is not a node, so what the gate and DBOMs read of a node was
+    /// signed by a trusted key.
+    pub fn verified(
+        rows: &[AttestationRow],
+        trust: &TrustedKeys,
+        unsigned: UnsignedRows,
+    ) -> VerifiedLineage {
+        let mut lineage = Lineage::default();
+        for row in rows {
+            match Self::check(row, trust, unsigned) {
+                Ok(node) => lineage.insert(node),
+                Err(e) => {
+                    lineage.problems.push(format!("{}: {e}", row.subject));
+                    lineage
+                        .rejected
+                        .insert((row.table_uri.clone(), row.version), e);
+                }
+            }
+        }
+        VerifiedLineage(lineage)
+    }
+
+    fn check(
+        row: &AttestationRow,
+        trust: &TrustedKeys,
+        unsigned: UnsignedRows,
+    ) -> Result<LineageNode, String> {
+        let (envelope, statement) = statement_of(row)?;
+        match makoto_core::verify::verify_statement(&envelope, trust) {
+            Ok(verified) => {
+                let verified = verified
+                    .try_map(|s| AttestedCommit::from_statement(&s))
+                    .map_err(|e| e.to_string())?;
+                let commit = verified.value().clone();
+                Ok(LineageNode::of(
+                    row,
+                    &commit,
+                    verified.payload_digest(),
+                    MakotoLevel::L2,
+                    NodeCheck::Verified(Box::new(verified)),
+                ))
+            }
+            Err(makoto_core::Error::Unsigned) if unsigned == UnsignedRows::Warn => {
+                let commit =
+                    AttestedCommit::from_statement(&statement).map_err(|e| e.to_string())?;
+                let digest = Sha256Digest::of(envelope.payload());
+                Ok(LineageNode::of(
+                    row,
+                    &commit,
+                    digest,
+                    MakotoLevel::L1,
+                    NodeCheck::Unsigned,
+                ))
+            }
+            Err(e) => Err(format!(
+                "the attestation does not verify with the trusted keys ({e})"
+            )),
+        }
+    }
+
+    fn insert(&mut self, node: LineageNode) {
+        self.nodes
+            .insert((node.table_uri.clone(), node.version), node);
+    }
+
     pub fn node(&self, table_uri: &str, version: u64) -> Option<&LineageNode> {
         self.nodes.get(&(table_uri.to_owned(), version))
+    }
+
+    /// Why the row of `table_uri@version` is not a node (its statement does not decode or,
+    /// for a [`VerifiedLineage`], does not verify); `None` when there is no such row.
+    pub fn rejected(&self, table_uri: &str, version: u64) -> Option<&str> {
+        self.rejected
+            .get(&(table_uri.to_owned(), version))
+            .map(String::as_str)
+    }
+
+    /// The latest version of a table that has a row, node or not.
+    fn latest_row(&self, table_uri: &str) -> Option<u64> {
+        self.nodes
+            .keys()
+            .chain(self.rejected.keys())
+            .filter(|(u, _)| u == table_uri)
+            .map(|(_, v)| *v)
+            .max()
+    }
+
+    /// The node of `table_uri` at `version` (default: its latest), or why there is none.
+    pub fn require(&self, table_uri: &str, version: Option<u64>) -> Result<&LineageNode, Error> {
+        let Some(v) = version.or_else(|| self.latest_row(table_uri)) else {
+            return Err(Error::NotAttested {
+                table: table_uri.to_owned(),
+                version,
+            });
+        };
+        if let Some(node) = self.node(table_uri, v) {
+            return Ok(node);
+        }
+        Err(match self.rejected(table_uri, v) {
+            Some(reason) => Error::AttestationUntrusted {
+                table: table_uri.to_owned(),
+                version: Some(v),
+                reason: reason.to_owned(),
+            },
+            None => Error::NotAttested {
+                table: table_uri.to_owned(),
+                version: Some(v),
+            },
+        })
     }
 
     /// Every node, in no particular order.
@@ -144,7 +303,8 @@ impl Lineage {
         self.nodes.values()
     }
 
-    /// Envelopes that could not be decoded.
+    /// Rows that are not nodes: their statement could not be decoded or, for a
+    /// [`VerifiedLineage`], did not verify.
     pub fn problems(&self) -> &[String] {
         &self.problems
     }

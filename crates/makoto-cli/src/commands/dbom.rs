@@ -4,7 +4,7 @@ use anyhow::Context;
 use makoto_delta::dbom::{self, DbomVerification};
 use makoto_delta::gate::GateOptions;
 
-use super::EXIT_OK;
+use super::{EXIT_FINDINGS, EXIT_OK};
 use crate::args::DbomArgs;
 
 pub async fn run(
@@ -27,7 +27,14 @@ pub async fn run(
         ),
         None => DbomVerification::NotVerified,
     };
-    let doc = dbom::build(&store, &source, args.version, verification).await?;
+    let doc = match dbom::build(&store, &source, args.version, verification).await {
+        Ok(doc) => doc,
+        Err(e @ makoto_delta::Error::AttestationUntrusted { .. }) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_FINDINGS);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let text = match &key {
         Some(k) => dbom::sign(&doc, k.as_ref())?.to_json(),
         None => serde_json::to_string_pretty(&doc)?,
