@@ -20,6 +20,17 @@ pub enum Error {
     #[error("invalid state page: {reason}")]
     InvalidStatePage { reason: String },
 
+    #[error("version {version}: {path} is {actual} bytes, the log says {expected}")]
+    FileSizeMismatch {
+        version: u64,
+        path: String,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error("version {version}: no digest was computed for {path}")]
+    DigestNotComputed { version: u64, path: String },
+
     #[error("state page {page} is not loaded")]
     StatePageNotLoaded { page: Sha256Digest },
 

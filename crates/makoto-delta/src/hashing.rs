@@ -11,7 +11,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use makoto_core::{Sha256Digest, StreamHasher};
+use makoto_core::StreamHasher;
 use object_store::{GetOptions, GetResultPayload, ObjectStore};
 
 use crate::location::object_path;
@@ -33,12 +33,7 @@ pub struct HashRequest {
     pub expected_size: Option<u64>,
 }
 
-/// The digest and actual size of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hashed {
-    pub sha256: Sha256Digest,
-    pub size: u64,
-}
+pub use makoto_core::state::Hashed;
 
 /// Why a file could not be hashed.
 #[derive(Debug)]

@@ -10,11 +10,13 @@
 //! of commits or on checkpoints, and changes in `O(log n)` hashes per file added or removed.
 //! See `docs/digests.md` for the full specification.
 
+mod apply;
 mod entry;
 mod page;
 mod proof;
 mod tree;
 
+pub use apply::{AppliedCommit, Digest, Hashed, apply_commit, needed_digests};
 pub use entry::{DvEntry, FileEntry, leaf_key};
 pub use page::{PAGE_STRIDE, PageRequest};
 pub use proof::{MembershipProof, verify_membership};

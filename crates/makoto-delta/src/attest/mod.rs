@@ -23,9 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::Utc;
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::{
-    Attestation, AttestorInfo, AvailabilityStatus, Baseline, ChangeKind, CommitFacts,
-    CrossTableTransform, DataAvailability, FileChange, MakotoLevel, PreviousAttestation,
-    build_commit_statement,
+    Attestation, AttestorInfo, AvailabilityStatus, Baseline, CommitFacts, CrossTableTransform,
+    DataAvailability, MakotoLevel, PreviousAttestation, build_commit_statement,
 };
 use makoto_core::attested::AttestedCommit;
 use makoto_core::delta::{Commit, DeletionVector, TimestampSource, commit_file_name};
@@ -34,7 +33,7 @@ use makoto_core::keys::{KeyId, Signer};
 use makoto_core::reader_view::{
     ReaderFile, ReaderViewDigest, TableFacts, apply_actions, touched_keys,
 };
-use makoto_core::state::{DvEntry, FileEntry, StateTree, leaf_key};
+use makoto_core::state::{Digest, StateTree, apply_commit, leaf_key, needed_digests};
 use makoto_core::statement::Statement;
 
 pub use observer::{Event, NoObserver, Observer, Phase};
@@ -940,183 +939,48 @@ impl Attestor {
         // commit itself from the commit file.
         let commit = baseline.as_ref().map_or(real, |b| &b.state.commit);
 
-        // Load the state pages this commit touches.
-        let mut keys: Vec<Sha256Digest> = Vec::new();
-        for r in commit.removes() {
-            keys.push(leaf_key(
-                r.path().as_str(),
-                r.deletion_vector().map(|d| d.unique_id()).as_deref(),
-            ));
-        }
-        for a in commit.adds() {
-            keys.push(leaf_key(
-                a.path().as_str(),
-                a.deletion_vector().map(|d| d.unique_id()).as_deref(),
-            ));
-        }
+        // Load the state pages this commit touches, hash what it needs, then apply it.
+        let keys: Vec<Sha256Digest> = commit
+            .removes()
+            .map(|r| (r.path(), r.deletion_vector()))
+            .chain(commit.adds().map(|a| (a.path(), a.deletion_vector())))
+            .map(|(p, dv)| leaf_key(p.as_str(), dv.map(|d| d.unique_id()).as_deref()))
+            .collect();
         self.store
             .pages()
             .load_paths(&mut state.tree, &keys)
             .await?;
-
-        // Removes first: they free the keys that adds of the same path (new deletion vector)
-        // take, and carry the data file's digest to them.
-        let mut removed: HashMap<String, FileEntry> = HashMap::new();
-        let mut removed_by_key: HashMap<Sha256Digest, FileEntry> = HashMap::new();
-        for r in commit.removes() {
-            let key = leaf_key(
-                r.path().as_str(),
-                r.deletion_vector().map(|d| d.unique_id()).as_deref(),
-            );
-            let old = state
-                .tree
-                .remove(&key)
-                .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
-            if let Some(old) = old {
-                if !old.is_available() {
-                    state.live_unavailable = state.live_unavailable.saturating_sub(1);
-                }
-                removed.insert(r.path().as_str().to_owned(), old.clone());
-                removed_by_key.insert(key, old);
-            }
+        let at = |e| Error::core(format!("{uri} version {version}"), e);
+        for (path, size) in needed_digests(&state.tree, commit).map_err(at)? {
+            self.hash_now(hashes, &path, size, version, listing).await?;
         }
-
-        let mut changes = Vec::new();
-        let mut unavailable_files: Vec<String> = Vec::new();
-        for action in commit.actions() {
-            match action {
-                makoto_core::delta::Action::Remove(r) => {
-                    let key = leaf_key(
-                        r.path().as_str(),
-                        r.deletion_vector().map(|d| d.unique_id()).as_deref(),
-                    );
-                    let old = removed_by_key.get(&key);
-                    let dv = r.deletion_vector().map(|d| {
-                        (
-                            d.clone(),
-                            old.and_then(|o| o.dv()).and_then(DvEntry::file_sha256),
-                        )
-                    });
-                    changes.push(FileChange::new(
-                        ChangeKind::Remove,
-                        r.path().as_str().to_owned(),
-                        r.size().or(old.map(FileEntry::size)),
-                        old.and_then(FileEntry::sha256),
-                        r.data_change(),
-                        Default::default(),
-                        None,
-                        dv,
-                    ));
-                }
-                makoto_core::delta::Action::Add(a) => {
-                    let path = a.path().as_str();
-                    let data = match removed.get(path).filter(|o| o.size() == a.size()) {
-                        Some(old) => old.sha256().map(|sha256| Hashed {
-                            sha256,
-                            size: old.size(),
-                        }),
-                        None => {
-                            self.hash_now(hashes, path, Some(a.size()), version, listing)
-                                .await?
-                        }
-                    };
-                    if data.is_none() {
-                        unavailable_files.push(path.to_owned());
-                    }
-                    if let Some(data) = data
-                        && data.size != a.size()
-                    {
-                        return Err(Error::FileSizeMismatch {
-                            table: uri,
-                            version,
-                            path: path.to_owned(),
-                            expected: a.size(),
-                            actual: data.size,
-                        });
-                    }
-                    let (dv_entry, dv_change) = match a.deletion_vector() {
-                        None => (None, None),
-                        Some(d) => {
-                            let file_sha = match d.file() {
-                                Some(f) => {
-                                    let h =
-                                        self.hash_now(hashes, f, None, version, listing).await?;
-                                    if h.is_none() {
-                                        unavailable_files.push(f.to_owned());
-                                    }
-                                    h.map(|h| h.sha256)
-                                }
-                                None => None,
-                            };
-                            (
-                                Some(DvEntry::new(
-                                    d.unique_id(),
-                                    d.size_in_bytes(),
-                                    d.cardinality(),
-                                    file_sha,
-                                )),
-                                Some((d.clone(), file_sha)),
-                            )
-                        }
-                    };
-                    let entry = match data {
-                        Some(d) => FileEntry::new(path.to_owned(), a.size(), d.sha256, dv_entry),
-                        None => FileEntry::unavailable(path.to_owned(), a.size(), dv_entry),
-                    };
-                    if !entry.is_available() {
-                        state.live_unavailable += 1;
-                    }
-                    let replaced = state
-                        .tree
-                        .insert(entry)
-                        .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
-                    if replaced.is_some_and(|r| !r.is_available()) {
-                        state.live_unavailable = state.live_unavailable.saturating_sub(1);
-                    }
-                    changes.push(FileChange::new(
-                        ChangeKind::Add,
-                        path.to_owned(),
-                        Some(a.size()),
-                        data.map(|d| d.sha256),
-                        a.data_change(),
-                        a.partition_values().clone(),
-                        a.num_records(),
-                        dv_change,
-                    ));
-                }
-                makoto_core::delta::Action::Cdc(c) => {
-                    let path = c.path().as_str();
-                    let data = self
-                        .hash_now(hashes, path, Some(c.size()), version, listing)
-                        .await?;
-                    if data.is_none() {
-                        unavailable_files.push(path.to_owned());
-                    }
-                    if let Some(data) = data
-                        && data.size != c.size()
-                    {
-                        return Err(Error::FileSizeMismatch {
-                            table: uri,
-                            version,
-                            path: path.to_owned(),
-                            expected: c.size(),
-                            actual: data.size,
-                        });
-                    }
-                    changes.push(FileChange::new(
-                        ChangeKind::Cdc,
-                        path.to_owned(),
-                        Some(c.size()),
-                        data.map(|d| d.sha256),
-                        false,
-                        c.partition_values().clone(),
-                        None,
-                        None,
-                    ));
-                }
-                _ => {}
+        let digest = |path: &str| match hashes.hashed.get(path) {
+            Some(h) => Some(Digest::Hashed(*h)),
+            None => hashes
+                .unavailable
+                .contains(path)
+                .then_some(Digest::Unavailable),
+        };
+        let applied = match apply_commit(&mut state.tree, state.live_unavailable, commit, &digest) {
+            Ok(a) => a,
+            Err(makoto_core::Error::FileSizeMismatch {
+                path,
+                expected,
+                actual,
+                ..
+            }) => {
+                return Err(Error::FileSizeMismatch {
+                    table: uri,
+                    version,
+                    path,
+                    expected,
+                    actual,
+                });
             }
-        }
+            Err(e) => return Err(at(e)),
+        };
+        state.live_unavailable = applied.live_unavailable;
+        let (changes, unavailable_files) = (applied.changes, applied.unavailable_files);
 
         let reader_keys = touched_keys(commit.actions());
         self.store
