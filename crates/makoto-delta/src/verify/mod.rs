@@ -65,6 +65,32 @@ pub enum UnsignedRows {
     Warn,
 }
 
+/// The rows, versions and chain a verification covers.
+struct Scope {
+    attestation_rows: u64,
+    /// Attestations whose signature verified (or unsigned ones accepted), by version.
+    trusted: BTreeMap<u64, AttestedCommit>,
+    target: u64,
+    /// The earlier verification a `--since-last` run continues from.
+    base: Option<verifications::Base>,
+    /// The checkpoint a chain starts from when early commits were cleaned up.
+    baseline: Option<makoto_core::attested::AttestedBaseline>,
+    /// First version checked.
+    from: u64,
+    /// One checked row per version `from..=target`.
+    chain: BTreeMap<u64, chain::CheckedRow>,
+}
+
+/// What the phases after the chain found.
+struct Checked {
+    latest: u64,
+    walked: walk::WalkOutput,
+    files_hashed: u64,
+    bytes_hashed: u64,
+    windows_checked: u64,
+    cross_checked: bool,
+}
+
 /// Whether a real reader opens the verified version beside makoto's own checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -322,7 +348,11 @@ impl<'a> Verifier<'a> {
     /// Runs the verification. An `Err` means it could not be done (exit code 2); findings,
     /// however serious, are in the report.
     pub async fn run(&self) -> Result<VerifyReport, Error> {
-        let phase_start = std::time::Instant::now();
+        let clock = std::time::Instant::now();
+        let phase = |name: &str| {
+            let elapsed_ms = clock.elapsed().as_millis() as u64;
+            tracing::debug!(phase = name, elapsed_ms, "verify phase done");
+        };
         let uri = self.source.uri().to_owned();
         let log = self.source.list_log(0).await?;
         let latest = log
@@ -336,28 +366,97 @@ impl<'a> Verifier<'a> {
             _ => None,
         }
         .map(|t| (t, self.start_cross_check(&log, t)));
-        let mut findings = Vec::new();
-        for e in log.errors() {
-            findings
-                .push(Finding::new(FindingKind::LogListingFailed, e.clone()).file("_delta_log"));
-        }
+        let mut findings: Vec<Finding> = log
+            .errors()
+            .iter()
+            .map(|e| Finding::new(FindingKind::LogListingFailed, e.clone()).file("_delta_log"))
+            .collect();
 
-        // Every row is checked once; its findings count only when it is in scope.
-        let rows = self.store.attestation_rows(&uri).await?;
-        tracing::debug!(
-            phase = "rows read",
-            elapsed_ms = phase_start.elapsed().as_millis() as u64,
-            "verify phase done"
-        );
+        let scope = self.scope(&uri, &log, latest, &mut findings).await?;
+        phase("rows checked");
+        let changes = self.file_changes(&uri, &scope, &mut findings).await?;
+        phase("file rows");
+        let target = scope.target;
+        let cross_check = match early_cross_check {
+            Some((t, handle)) if t == target => handle,
+            _ => self.start_cross_check(&log, target),
+        };
+        let mut walked = walk::walk(
+            walk::WalkInput {
+                source: self.source,
+                log: &log,
+                chain: &scope.chain,
+                changes: &changes,
+                trusted: &scope.trusted,
+                from: scope.from,
+                target,
+                baseline: scope.baseline.as_ref(),
+                resumed: scope
+                    .base
+                    .as_ref()
+                    .map(|b| StateTree::resume(b.state_digest, b.live_files, b.live_bytes)),
+                pages: self.store.pages(),
+            },
+            &mut findings,
+        )
+        .await?;
+        phase("walk");
+
+        if target == latest {
+            walk::unattested_beyond(&log, latest, &mut findings);
+        }
+        checkpoints::check_last_checkpoint(self.source, &log, &mut findings).await;
+        if !walked.target_covered {
+            findings.push(
+                Finding::new(
+                    FindingKind::VersionUnverifiable,
+                    format!("version {target} could not be rebuilt from the log and compared with its attestation"),
+                )
+                .at(target),
+            );
+        }
+        let (files_hashed, bytes_hashed) = self
+            .check_data(&log, latest, &scope, &mut walked, &mut findings)
+            .await?;
+        // Stream windows whose records end at or before the verified version.
+        let mut windows_checked = 0;
+        if self.options.mode == VerifyMode::Deep {
+            let (w, n) =
+                windows::verify_windows(self.source, self.store, self.trust, target).await?;
+            findings.extend(w);
+            windows_checked = n;
+        }
+        phase("deep+windows");
+        let cross_checked = self
+            .end_cross_check(cross_check, &walked, target, &mut findings)
+            .await;
+        phase("cross-check");
+        let checked = Checked {
+            latest,
+            walked,
+            files_hashed,
+            bytes_hashed,
+            windows_checked,
+            cross_checked,
+        };
+        self.report(uri, scope, checked, findings).await
+    }
+
+    /// Phase 1: every attestation row checked once, the version to verify, where the check
+    /// starts (an earlier verification to continue from, or a checkpoint baseline) and the
+    /// chain of rows from there to the target. Findings of rows out of scope are dropped.
+    async fn scope(
+        &self,
+        uri: &str,
+        log: &crate::log::LogFiles,
+        latest: u64,
+        findings: &mut Vec<Finding>,
+    ) -> Result<Scope, Error> {
+        let rows = self.store.attestation_rows(uri).await?;
         let attestation_rows = rows.len() as u64;
         let allow_unsigned = self.options.unsigned == UnsignedRows::Warn;
-        let checked_all = chain::check_rows(rows, &uri, self.trust, allow_unsigned);
+        let checked_all = chain::check_rows(rows, uri, self.trust, allow_unsigned);
         let trusted = trusted_attestations(&checked_all);
-        tracing::debug!(
-            phase = "rows checked",
-            elapsed_ms = phase_start.elapsed().as_millis() as u64,
-            "verify phase done"
-        );
         let rows: Vec<&crate::store::AttestationRow> =
             checked_all.iter().map(|(c, _)| &c.row).collect();
         let target = self.resolve_version(latest, &trusted)?;
@@ -368,7 +467,7 @@ impl<'a> Verifier<'a> {
         let mut base = if self.options.since_last && !is_copy {
             verifications::find_base(
                 self.store,
-                &uri,
+                uri,
                 self.trust,
                 target,
                 self.options.mode,
@@ -396,10 +495,10 @@ impl<'a> Verifier<'a> {
             findings.extend(attested_beyond_log(trusted.keys().copied(), latest));
         }
         if let Some(anchor) = &self.options.anchor {
-            check_anchor(anchor.value(), &rows, &mut findings);
+            check_anchor(anchor.value(), &rows, findings);
         }
         if let Some(b) = &base {
-            b.check_still_attested(&rows, &mut findings);
+            b.check_still_attested(&rows, findings);
         }
         // A chain that starts from a checkpoint (earlier commits cleaned up before the first
         // attestation): its first, trusted row says so.
@@ -415,7 +514,7 @@ impl<'a> Verifier<'a> {
         let from = baseline.as_ref().map_or(from, |b| b.checkpoint_version);
         if baseline.is_some() && target < from {
             return Err(Error::InvalidLog {
-                table: uri,
+                table: uri.to_owned(),
                 version: target,
                 reason: format!(
                     "version {target} is before the checkpoint baseline at version {from}: its commits were removed by log cleanup before the table was first attested, so it cannot be verified"
@@ -435,113 +534,94 @@ impl<'a> Verifier<'a> {
             target,
             base.as_ref().map(|b| b.attestation_digest),
             baseline.as_ref().map(|b| b.checkpoint_version),
-            &mut findings,
+            findings,
         );
+        Ok(Scope {
+            attestation_rows,
+            trusted,
+            target,
+            base,
+            baseline,
+            from,
+            chain,
+        })
+    }
 
-        // File rows and the attested changes of each version.
+    /// Phase 2: the attested file changes of every version in scope (from the statements, or
+    /// from `system.makoto.files` for commits too large to list inline).
+    async fn file_changes(
+        &self,
+        uri: &str,
+        scope: &Scope,
+        findings: &mut Vec<Finding>,
+    ) -> Result<BTreeMap<u64, Vec<makoto_core::attested::AttestedChange>>, Error> {
         let files_table = self.store.load_files().await?;
         let mut by_version: BTreeMap<u64, Vec<FileRow>> = BTreeMap::new();
         for r in self
             .store
-            .file_rows(&files_table, &uri, from, target)
+            .file_rows(&files_table, uri, scope.from, scope.target)
             .await?
         {
             by_version.entry(r.version).or_default().push(r);
         }
-        let changes = attested_changes(&chain, &by_version, &mut findings);
-        tracing::debug!(
-            phase = "file rows",
-            elapsed_ms = phase_start.elapsed().as_millis() as u64,
-            "verify phase done"
-        );
+        Ok(attested_changes(&scope.chain, &by_version, findings))
+    }
 
-        let cross_check = match early_cross_check {
-            Some((t, handle)) if t == target => handle,
-            _ => self.start_cross_check(&log, target),
-        };
-
-        let resumed = base
-            .as_ref()
-            .map(|b| StateTree::resume(b.state_digest, b.live_files, b.live_bytes));
-        let walked = walk::walk(
-            walk::WalkInput {
-                source: self.source,
-                log: &log,
-                chain: &chain,
-                changes: &changes,
-                trusted: &trusted,
-                from,
-                target,
-                baseline: baseline.as_ref(),
-                resumed,
-                pages: self.store.pages(),
-            },
-            &mut findings,
-        )
-        .await?;
-        let mut replay = walked.replay;
-        tracing::debug!(
-            phase = "walk",
-            elapsed_ms = phase_start.elapsed().as_millis() as u64,
-            "verify phase done"
-        );
-
-        if target == latest {
-            walk::unattested_beyond(&log, latest, &mut findings);
+    /// Phase 4 (deep mode, once the target was rebuilt): every live data file rehashed, and
+    /// files in the table directory that no version references. Returns files and bytes
+    /// hashed.
+    async fn check_data(
+        &self,
+        log: &crate::log::LogFiles,
+        latest: u64,
+        scope: &Scope,
+        walked: &mut walk::WalkOutput,
+        findings: &mut Vec<Finding>,
+    ) -> Result<(u64, u64), Error> {
+        if self.options.mode != VerifyMode::Deep || !walked.target_covered {
+            return Ok((0, 0));
         }
-        checkpoints::check_last_checkpoint(self.source, &log, &mut findings).await;
-        if !walked.target_covered {
-            findings.push(
-                Finding::new(
-                    FindingKind::VersionUnverifiable,
-                    format!("version {target} could not be rebuilt from the log and compared with its attestation"),
-                )
-                .at(target),
-            );
-        }
-
-        let (mut files_hashed, mut bytes_hashed) = (0, 0);
-        let mut referenced = walked.referenced;
-        if self.options.mode == VerifyMode::Deep && walked.target_covered {
-            let removed_later = self
-                .removed_later(&log, target, latest, &trusted, &mut referenced)
-                .await?;
-            let mut live = replay.live_files();
-            if base.is_some() {
-                // Files live since the base verification were checked by it.
-                live.retain(|f| replay.added_at.contains_key(&f.entry.key()));
-            }
-            (files_hashed, bytes_hashed) = data::check_live_files(
-                self.source,
-                &live,
-                &removed_later,
-                self.options.parallelism,
-                &mut findings,
+        let removed_later = self
+            .removed_later(
+                log,
+                scope.target,
+                latest,
+                &scope.trusted,
+                &mut walked.referenced,
             )
-            .await;
-            if base.is_none() {
-                let cutoff = chain
-                    .values()
-                    .filter_map(|r| DateTime::<Utc>::from_timestamp_micros(r.row.attested_at_us))
-                    .max();
-                data::check_unreferenced(self.source, &referenced, cutoff, &mut findings).await?;
-            }
+            .await?;
+        let mut live = walked.replay.live_files();
+        if scope.base.is_some() {
+            // Files live since the base verification were checked by it.
+            live.retain(|f| walked.replay.added_at.contains_key(&f.entry.key()));
         }
-
-        // Stream windows whose records end at or before the verified version.
-        let mut windows_checked = 0;
-        if self.options.mode == VerifyMode::Deep {
-            let (w, n) =
-                windows::verify_windows(self.source, self.store, self.trust, target).await?;
-            findings.extend(w);
-            windows_checked = n;
+        let hashed = data::check_live_files(
+            self.source,
+            &live,
+            &removed_later,
+            self.options.parallelism,
+            findings,
+        )
+        .await;
+        if scope.base.is_none() {
+            let cutoff = scope
+                .chain
+                .values()
+                .filter_map(|r| DateTime::<Utc>::from_timestamp_micros(r.row.attested_at_us))
+                .max();
+            data::check_unreferenced(self.source, &walked.referenced, cutoff, findings).await?;
         }
+        Ok(hashed)
+    }
 
-        tracing::debug!(
-            phase = "deep+windows",
-            elapsed_ms = phase_start.elapsed().as_millis() as u64,
-            "verify phase done"
-        );
+    /// Phase 5: what delta-rs read, judged against the rebuilt reader view.
+    async fn end_cross_check(
+        &self,
+        cross_check: Option<CrossCheck>,
+        walked: &walk::WalkOutput,
+        target: u64,
+        findings: &mut Vec<Finding>,
+    ) -> bool {
         let end = match cross_check {
             Some(mut handle) => match (&mut handle.0).await {
                 Ok(opened) => readers::CrossCheckEnd::Opened(opened),
@@ -557,19 +637,33 @@ impl<'a> Verifier<'a> {
         let (finding, cross_checked) =
             readers::judge(end, walked.view.as_ref(), walked.target_covered, target);
         findings.extend(finding);
+        cross_checked
+    }
 
-        let head = chain.get(&target);
-        tracing::debug!(
-            phase = "cross-check",
-            elapsed_ms = phase_start.elapsed().as_millis() as u64,
-            "verify phase done"
-        );
+    /// Last phase: the outcome from the findings and the coverage, the verified state kept for
+    /// `--since-last`, and the verification record.
+    async fn report(
+        &self,
+        uri: String,
+        scope: Scope,
+        checked: Checked,
+        findings: Vec<Finding>,
+    ) -> Result<VerifyReport, Error> {
+        let Checked {
+            latest,
+            mut walked,
+            files_hashed,
+            bytes_hashed,
+            windows_checked,
+            cross_checked,
+        } = checked;
+        let head = scope.chain.get(&scope.target);
         let mut findings = merge_missing(findings);
         findings.sort_by_key(|f| (f.version, f.kind));
         let coverage = Coverage {
             version_checked: walked.target_covered,
             reader_view: walked.reader_view,
-            commits: replay.commits_checked,
+            commits: walked.replay.commits_checked,
             commits_expired: walked.commits_expired,
             checkpoints: walked.checkpoints_checked,
             checksums: walked.checksums_checked,
@@ -581,22 +675,23 @@ impl<'a> Verifier<'a> {
         };
         let outcome = Outcome::of(&findings, &coverage);
         let verified = outcome == Outcome::Verified;
-        if verified && replay.known && self.options.record.is_some() {
+        if verified && walked.replay.known && self.options.record.is_some() {
             // Keep the verified state's pages so a later --since-last can resume from it.
-            verifications::persist_state(self.store, &mut replay.tree).await?;
+            verifications::persist_state(self.store, &mut walked.replay.tree).await?;
         }
+        let is_copy = self.source.copy_location().is_some();
         let mut report = VerifyReport {
             copy: self.source.copy_location(),
             table: uri,
             table_id: head.map(|r| r.row.table_id.clone()),
-            version: target,
+            version: scope.target,
             latest_version: latest,
             mode: self.options.mode,
             outcome,
             verified,
             findings,
-            attestation_rows,
-            commits_checked: replay.commits_checked,
+            attestation_rows: scope.attestation_rows,
+            commits_checked: walked.replay.commits_checked,
             checkpoints_checked: walked.checkpoints_checked,
             windows_checked,
             files_hashed,
@@ -608,7 +703,7 @@ impl<'a> Verifier<'a> {
             attestation_digest: head
                 .and_then(|r| r.payload_digest)
                 .map(|d: Sha256Digest| d.to_hex()),
-            since: base.as_ref().map(|b| b.version),
+            since: scope.base.as_ref().map(|b| b.version),
             recorded: false,
             record_error: None,
         };
