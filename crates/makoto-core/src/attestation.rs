@@ -2,7 +2,6 @@
 //! envelope, the attestation digest and the chain.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
@@ -36,72 +35,15 @@ pub const INLINE_CHANGES_LIMIT: usize = 1000;
 /// made before reader views were attested, still verify).
 pub const DELTA_BLOCK_FORMAT: u32 = 2;
 
-/// Makoto assurance level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum MakotoLevel {
-    /// Provenance recorded, unsigned.
-    L1,
-    /// Signed provenance.
-    L2,
-    /// Signed by an isolated, hardened attestor.
-    L3,
-}
-
-impl MakotoLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MakotoLevel::L1 => "L1",
-            MakotoLevel::L2 => "L2",
-            MakotoLevel::L3 => "L3",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "L1" => Some(MakotoLevel::L1),
-            "L2" => Some(MakotoLevel::L2),
-            "L3" => Some(MakotoLevel::L3),
-            _ => None,
-        }
-    }
-}
-
-impl serde::Serialize for MakotoLevel {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for MakotoLevel {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        MakotoLevel::parse(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown Makoto level {s:?}")))
-    }
-}
-
-impl serde::Serialize for ChangeKind {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ChangeKind {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        ChangeKind::parse(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown file action {s:?}")))
-    }
-}
-
-impl serde::Serialize for AvailabilityStatus {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl fmt::Display for MakotoLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+named_enum! {
+    /// Makoto assurance level.
+    pub enum MakotoLevel ("Makoto level") {
+        /// Provenance recorded, unsigned.
+        L1 = "L1",
+        /// Signed provenance.
+        L2 = "L2",
+        /// Signed by an isolated, hardened attestor.
+        L3 = "L3",
     }
 }
 
@@ -116,29 +58,12 @@ pub fn subject_name(table_uri: &str, version: u64) -> String {
     format!("{table_uri}@v{version}")
 }
 
-/// What happened to a file in a commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ChangeKind {
-    Add,
-    Remove,
-    Cdc,
-}
-
-impl ChangeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::Add => "add",
-            ChangeKind::Remove => "remove",
-            ChangeKind::Cdc => "cdc",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "add" => Some(ChangeKind::Add),
-            "remove" => Some(ChangeKind::Remove),
-            "cdc" => Some(ChangeKind::Cdc),
-            _ => None,
-        }
+named_enum! {
+    /// What happened to a file in a commit.
+    pub enum ChangeKind ("file action") {
+        Add = "add",
+        Remove = "remove",
+        Cdc = "cdc",
     }
 }
 
@@ -244,32 +169,15 @@ pub struct PreviousAttestation {
     pub level: MakotoLevel,
 }
 
-/// How an input of a cross-table transform was checked before it was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InputCheck {
-    /// Attestation chain verified and every live data file rehashed.
-    VerifiedDeep,
-    /// Attestation chain verified against the log; data files not rehashed.
-    VerifiedLogOnly,
-    /// Read without verification (`--allow-unattested`).
-    Unverified,
-}
-
-impl InputCheck {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InputCheck::VerifiedDeep => "verified-deep",
-            InputCheck::VerifiedLogOnly => "verified-log-only",
-            InputCheck::Unverified => "unverified",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "verified-deep" => Some(InputCheck::VerifiedDeep),
-            "verified-log-only" => Some(InputCheck::VerifiedLogOnly),
-            "unverified" => Some(InputCheck::Unverified),
-            _ => None,
-        }
+named_enum! {
+    /// How an input of a cross-table transform was checked before it was read.
+    pub enum InputCheck ("input check") {
+        /// Attestation chain verified and every live data file rehashed.
+        VerifiedDeep = "verified-deep",
+        /// Attestation chain verified against the log; data files not rehashed.
+        VerifiedLogOnly = "verified-log-only",
+        /// Read without verification (`--allow-unattested`).
+        Unverified = "unverified",
     }
 }
 
@@ -404,34 +312,13 @@ impl DataAvailability {
     }
 }
 
-/// Whether every data file of a version was hashed when it was first attested.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AvailabilityStatus {
-    /// Every file's bytes were hashed.
-    Complete,
-    /// Some files were already deleted (VACUUM) and carry no digest.
-    Unavailable,
-}
-
-impl AvailabilityStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AvailabilityStatus::Complete => "complete",
-            AvailabilityStatus::Unavailable => "unavailable",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "complete" => Some(AvailabilityStatus::Complete),
-            "unavailable" => Some(AvailabilityStatus::Unavailable),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for AvailabilityStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+named_enum! {
+    /// Whether every data file of a version was hashed when it was first attested.
+    pub enum AvailabilityStatus ("data availability") {
+        /// Every file's bytes were hashed.
+        Complete = "complete",
+        /// Some files were already deleted (VACUUM) and carry no digest.
+        Unavailable = "unavailable",
     }
 }
 

@@ -26,6 +26,9 @@
 //! # }
 //! ```
 
+#[macro_use]
+mod names;
+
 pub mod attestation;
 pub mod attested;
 pub mod canonical;

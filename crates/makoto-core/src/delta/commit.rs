@@ -6,32 +6,15 @@ use super::action::{Action, AddFile, CdcFile, CommitInfo, Metadata, Protocol, Re
 use super::path::FilePath;
 use crate::{Error, Sha256Digest, canonical};
 
-/// How a commit's timestamp was determined, in order of preference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimestampSource {
-    /// `commitInfo.inCommitTimestamp` (in-commit timestamps feature).
-    InCommitTimestamp,
-    /// `commitInfo.timestamp`.
-    CommitInfo,
-    /// The commit file's modification time on storage (no timestamp in the log).
-    FileModificationTime,
-}
-
-impl TimestampSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TimestampSource::InCommitTimestamp => "inCommitTimestamp",
-            TimestampSource::CommitInfo => "commitInfo",
-            TimestampSource::FileModificationTime => "fileModificationTime",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "inCommitTimestamp" => Some(TimestampSource::InCommitTimestamp),
-            "commitInfo" => Some(TimestampSource::CommitInfo),
-            "fileModificationTime" => Some(TimestampSource::FileModificationTime),
-            _ => None,
-        }
+named_enum! {
+    /// How a commit's timestamp was determined, in order of preference.
+    pub enum TimestampSource ("timestamp source") {
+        /// `commitInfo.inCommitTimestamp` (in-commit timestamps feature).
+        InCommitTimestamp = "inCommitTimestamp",
+        /// `commitInfo.timestamp`.
+        CommitInfo = "commitInfo",
+        /// The commit file's modification time on storage (no timestamp in the log).
+        FileModificationTime = "fileModificationTime",
     }
 }
 
