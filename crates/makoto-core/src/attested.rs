@@ -3,6 +3,7 @@
 //! parts of the Makoto schemas it must satisfy.
 
 use chrono::DateTime;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::attestation::{
@@ -174,14 +175,15 @@ impl AttestedCommit {
         let malformed = |e: serde_json::Error| Error::InvalidStatement {
             reason: format!("predicate: {e}"),
         };
-        let predicate = statement.predicate().clone();
+        // Deserialized from the borrowed value: no copy of the predicate.
+        let predicate = statement.predicate();
         let (d, inputs, transform) = match statement.predicate_type() {
             ORIGIN_V1 => {
-                let p: OriginPredicate = serde_json::from_value(predicate).map_err(malformed)?;
+                let p = OriginPredicate::deserialize(predicate).map_err(malformed)?;
                 (p.delta, Vec::new(), None)
             }
             TRANSFORM_V1 => {
-                let p: TransformPredicate = serde_json::from_value(predicate).map_err(malformed)?;
+                let p = TransformPredicate::deserialize(predicate).map_err(malformed)?;
                 let inputs = p.inputs.iter().map(AttestedInput::from).collect();
                 (p.delta, inputs, Some((p.transform.kind, p.transform.name)))
             }

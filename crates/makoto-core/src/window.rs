@@ -11,6 +11,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::attestation::{STREAM_WINDOW_V1, rfc3339};
+use serde::Deserialize;
+
 use crate::statement::{Statement, Subject};
 use crate::stream_window::{
     Aggregates, Chain, Collector, DeltaBlock, DeltaSource, Integrity, MerkleTree, Statistics,
@@ -379,7 +381,8 @@ impl AttestedWindow {
             return Err(bad("predicateType"));
         }
         let p: StreamWindowPredicate<DeltaSource> =
-            serde_json::from_value(s.predicate().clone()).map_err(|e| invalid(e.to_string()))?;
+            StreamWindowPredicate::deserialize(s.predicate())
+                .map_err(|e| invalid(e.to_string()))?;
         let (tree, chain, d) = (
             &p.integrity.merkle_tree,
             &p.integrity.chain,

@@ -182,7 +182,7 @@ fn window_of(statement: &Statement) -> Result<KafkaWindow, String> {
         return Err("not a stream-window statement".into());
     }
     let p: StreamWindowPredicate<KafkaSource> =
-        serde_json::from_value(statement.predicate().clone())
+        StreamWindowPredicate::deserialize(statement.predicate())
             .map_err(|e| format!("stream-window statement: {e}"))?;
     let (k, tree, chain) = (
         &p.source.kafka,
