@@ -50,6 +50,11 @@ pub fn window_columns() -> Vec<ColumnDoc> {
     docs(WINDOW_COLUMNS)
 }
 
+/// `delta.checkpointInterval` of the system tables. Every run opens them, and opening costs a
+/// replay of the commits since the last checkpoint (one or two per run): checkpointing every
+/// 10 commits keeps that replay short (docs/performance.md).
+pub const SYSTEM_CHECKPOINT_INTERVAL: &str = "10";
+
 /// Prefix of the state-tree pages under the warehouse.
 pub const STATE_PAGES_PATH: &str = "system/makoto/state";
 
@@ -358,11 +363,33 @@ impl AttestationStore {
             return self.create_table(location, cols, name, comment).await;
         }
         let mut table = location.delta_table(&self.options)?;
-        let load_error = match table.load().await {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        Err(Error::delta(location.as_uri(), load_error))
+        match table.load().await {
+            Ok(()) => {
+                Self::set_checkpoint_interval(table, location).await;
+                Ok(())
+            }
+            Err(e) => Err(Error::delta(location.as_uri(), e)),
+        }
+    }
+
+    /// Gives a system table created before [`SYSTEM_CHECKPOINT_INTERVAL`] existed its interval:
+    /// one metadata commit, once. Best effort: a run that loses that commit to another run, or
+    /// cannot write it, attests all the same.
+    async fn set_checkpoint_interval(table: DeltaTable, location: &Location) {
+        let key = deltalake::TableProperty::CheckpointInterval.as_ref();
+        let set = table
+            .snapshot()
+            .is_ok_and(|s| s.metadata().configuration().contains_key(key));
+        if set {
+            return;
+        }
+        let properties = std::collections::HashMap::from([(
+            key.to_owned(),
+            SYSTEM_CHECKPOINT_INTERVAL.to_owned(),
+        )]);
+        if let Err(e) = table.set_tbl_properties().with_properties(properties).await {
+            tracing::warn!(table = %location.as_uri(), error = %e, "could not set delta.checkpointInterval");
+        }
     }
 
     async fn has_log(&self, location: &Location) -> Result<bool, Error> {
@@ -383,6 +410,10 @@ impl AttestationStore {
             .with_table_name(name)
             .with_comment(comment)
             .with_configuration_property(deltalake::TableProperty::AppendOnly, Some("true"))
+            .with_configuration_property(
+                deltalake::TableProperty::CheckpointInterval,
+                Some(SYSTEM_CHECKPOINT_INTERVAL),
+            )
             .with_save_mode(SaveMode::ErrorIfExists)
             .await;
         match created {
@@ -598,5 +629,63 @@ impl AttestationStore {
     ) -> Result<AppendOutcome, Error> {
         let txn = Transaction::new(files_app_id(table_uri), through as i64);
         self.append(table, &self.files, rows, txn, run_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn table(location: &Location) -> DeltaTable {
+        let mut t = location.delta_table(&StorageOptions::default()).unwrap();
+        t.load().await.unwrap();
+        t
+    }
+
+    fn interval(t: &DeltaTable) -> Option<String> {
+        t.snapshot()
+            .unwrap()
+            .metadata()
+            .configuration()
+            .get("delta.checkpointInterval")
+            .cloned()
+    }
+
+    #[tokio::test]
+    async fn system_tables_get_a_checkpoint_interval_and_old_ones_are_upgraded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
+        let options = StorageOptions::default();
+        // The files table as earlier versions created it: no checkpoint interval.
+        let files = warehouse.join(FILES_PATH).unwrap();
+        std::fs::create_dir_all(dir.path().join(FILES_PATH)).unwrap();
+        files
+            .delta_table(&options)
+            .unwrap()
+            .create()
+            .with_columns(delta_fields(FILE_COLUMNS))
+            .with_configuration_property(deltalake::TableProperty::AppendOnly, Some("true"))
+            .await
+            .unwrap();
+        assert_eq!(interval(&table(&files).await), None);
+
+        let store = AttestationStore::create(warehouse.clone(), options.clone())
+            .await
+            .unwrap();
+        let attestations = table(&store.attestations).await;
+        assert_eq!(
+            interval(&attestations).as_deref(),
+            Some(SYSTEM_CHECKPOINT_INTERVAL)
+        );
+        assert_eq!(attestations.version(), Some(0), "created with it");
+        let upgraded = table(&files).await;
+        assert_eq!(
+            interval(&upgraded).as_deref(),
+            Some(SYSTEM_CHECKPOINT_INTERVAL)
+        );
+        assert_eq!(upgraded.version(), Some(1), "one metadata commit");
+
+        AttestationStore::create(warehouse, options).await.unwrap();
+        assert_eq!(table(&files).await.version(), Some(1), "and only once");
     }
 }
