@@ -55,14 +55,6 @@ pub fn window_columns() -> Vec<ColumnDoc> {
 /// 10 commits keeps that replay short (docs/performance.md).
 pub const SYSTEM_CHECKPOINT_INTERVAL: &str = "10";
 
-/// Files smaller than [`SYSTEM_COMPACT_TARGET`] a system table may hold before the writing run
-/// compacts them. A scheduled run adds one or two small files; without compaction every
-/// later open, checkpoint and scan grows with the number of runs.
-pub const SYSTEM_COMPACT_AT: usize = 32;
-
-/// Target size of a compacted system-table file (bytes).
-pub const SYSTEM_COMPACT_TARGET: u64 = 8 << 20;
-
 /// Prefix of the state-tree pages under the warehouse.
 pub const STATE_PAGES_PATH: &str = "system/makoto/state";
 
@@ -344,12 +336,11 @@ impl AttestationStore {
             store: self.verifications.as_uri(),
             reason: format!("cannot build rows: {e}"),
         })?;
-        let written = table
+        table
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
             .await
             .map_err(|e| Error::delta(self.verifications.as_uri(), e))?;
-        Self::compact(written, &self.verifications).await;
         Ok(())
     }
 
@@ -378,43 +369,6 @@ impl AttestationStore {
                 Ok(())
             }
             Err(e) => Err(Error::delta(location.as_uri(), e)),
-        }
-    }
-
-    /// Rewrites the small files of a system table into larger ones once there are
-    /// [`SYSTEM_COMPACT_AT`] of them (Delta OPTIMIZE: rows move between files, `dataChange`
-    /// false, nothing is deleted from storage, every `txn` and earlier version stays readable).
-    /// Best effort: a compaction that loses a race with another writer is skipped.
-    async fn compact(table: DeltaTable, location: &Location) {
-        let small = match table.snapshot() {
-            Ok(s) => s
-                .log_data()
-                .iter()
-                .filter(|f| u64::try_from(f.size()).is_ok_and(|b| b < SYSTEM_COMPACT_TARGET))
-                .count(),
-            Err(_) => return,
-        };
-        if small < SYSTEM_COMPACT_AT {
-            return;
-        }
-        let Some(target) = std::num::NonZeroU64::new(SYSTEM_COMPACT_TARGET) else {
-            return;
-        };
-        match table
-            .optimize()
-            .with_type(deltalake::operations::optimize::OptimizeType::Compact)
-            .with_target_size(target)
-            .await
-        {
-            Ok((_, m)) => tracing::debug!(
-                table = %location.as_uri(),
-                removed = m.num_files_removed,
-                added = m.num_files_added,
-                "compacted"
-            ),
-            Err(e) => {
-                tracing::warn!(table = %location.as_uri(), error = %e, "compaction skipped")
-            }
         }
     }
 
@@ -638,11 +592,9 @@ impl AttestationStore {
             .with_commit_properties(props)
             .await
         {
-            Ok(t) => {
-                let table_version = t.version().unwrap_or(0);
-                Self::compact(t, location).await;
-                Ok(AppendOutcome::Committed { table_version })
-            }
+            Ok(t) => Ok(AppendOutcome::Committed {
+                table_version: t.version().unwrap_or(0),
+            }),
             Err(DeltaTableError::Transaction {
                 source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
             }) => Ok(AppendOutcome::Conflict),
@@ -735,51 +687,5 @@ mod tests {
 
         AttestationStore::create(warehouse, options).await.unwrap();
         assert_eq!(table(&files).await.version(), Some(1), "and only once");
-    }
-
-    fn file_row(version: u64) -> FileRow {
-        let change = makoto_core::attestation::FileChange::new(
-            makoto_core::attestation::ChangeKind::Add,
-            format!("part-{version}.parquet"),
-            Some(version),
-            Some(Sha256Digest::of(&version.to_be_bytes())),
-            true,
-            Default::default(),
-            None,
-            None,
-        );
-        FileRow::from_change("file:///t", "id", version, 0, 0, &change, "run")
-    }
-
-    #[tokio::test]
-    async fn small_files_are_compacted_and_every_row_and_txn_survives() {
-        let dir = tempfile::tempdir().unwrap();
-        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
-        let store = AttestationStore::create(warehouse, StorageOptions::default())
-            .await
-            .unwrap();
-        let small = |t: &DeltaTable| t.snapshot().unwrap().log_data().num_files();
-        let runs = SYSTEM_COMPACT_AT as u64 + 5;
-        let mut most = 0;
-        for v in 0..runs {
-            let t = store.load_files().await.unwrap();
-            let outcome = store
-                .append_files(t, &[file_row(v)], "file:///t", v, "run")
-                .await
-                .unwrap();
-            assert!(matches!(outcome, AppendOutcome::Committed { .. }));
-            most = most.max(small(&store.load_files().await.unwrap()));
-        }
-        assert!(most <= SYSTEM_COMPACT_AT, "{most} files at most");
-        let t = store.load_files().await.unwrap();
-        assert!(small(&t) < 10, "{} files after compacting", small(&t));
-        let rows = store.file_rows(&t, "file:///t", 0, runs).await.unwrap();
-        assert_eq!(rows, (0..runs).map(file_row).collect::<Vec<_>>());
-        assert_eq!(
-            AttestationStore::txn_version(&t, &files_app_id("file:///t"))
-                .await
-                .unwrap(),
-            Some(runs - 1)
-        );
     }
 }
