@@ -359,14 +359,16 @@ impl AttestationStore {
                 reason: format!("cannot create directory: {e}"),
             })?;
         }
-        if !self.has_log(location).await? {
-            return self.create_table(location, cols, name, comment).await;
-        }
+        // Loading first (rather than listing the log, then loading) saves a listing of the log
+        // on every run; only a missing table is created.
         let mut table = location.delta_table(&self.options)?;
         match table.load().await {
             Ok(()) => {
                 Self::set_checkpoint_interval(table, location).await;
                 Ok(())
+            }
+            Err(DeltaTableError::NotATable(_)) => {
+                self.create_table(location, cols, name, comment).await
             }
             Err(e) => Err(Error::delta(location.as_uri(), e)),
         }
