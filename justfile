@@ -20,6 +20,20 @@ bench:
     cargo bench --locked --bench attest
     cargo bench --locked --bench core
 
+# Scripted benchmarks against a release build (docs/performance.md (c), (d), (e)); PYTHON must
+# have deltalake and pyarrow, the S3 one needs garage (scripts/garage-server).
+bench-verify-10k DIR="target/bench-verify-10k":
+    cargo build --release --locked -p makoto-cli
+    benches/verify-10k/run.sh {{DIR}} 3 new={{justfile_directory()}}/target/release/makoto skip={{justfile_directory()}}/target/release/makoto:--reader-check=skip
+
+bench-per-mutation RUNS="300" DIR="target/bench-per-mutation":
+    cargo build --release --locked -p makoto-cli
+    ${PYTHON:-python3} benches/per-mutation/run.py target/release/makoto {{DIR}} {{RUNS}} 25
+
+bench-s3-requests COMMITS="200" DIR="target/bench-s3-requests":
+    cargo build --release --locked -p makoto-cli
+    benches/s3-requests/run.sh target/release/makoto {{DIR}} {{COMMITS}}
+
 # The README's run command: attest the bundled sample table.
 demo:
     cargo run --locked -- demo
