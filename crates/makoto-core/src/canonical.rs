@@ -50,7 +50,14 @@ pub fn write_value(value: &Value, out: &mut Vec<u8>) {
         }
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            entries.sort_by(|a, b| {
+                // UTF-16 order is byte order for ASCII names (all of Makoto's own).
+                if a.0.is_ascii() && b.0.is_ascii() {
+                    a.0.cmp(b.0)
+                } else {
+                    a.0.encode_utf16().cmp(b.0.encode_utf16())
+                }
+            });
             out.push(b'{');
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
@@ -67,24 +74,31 @@ pub fn write_value(value: &Value, out: &mut Vec<u8>) {
 
 fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{08}' => out.extend_from_slice(b"\\b"),
-            '\u{0c}' => out.extend_from_slice(b"\\f"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+    // Runs of bytes that need no escape are copied at once. Every byte of a multi-byte UTF-8
+    // sequence is >= 0x80, so only ASCII bytes are ever escaped.
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(escape);
         }
+        run = i + 1;
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 
@@ -111,6 +125,51 @@ mod tests {
         assert_eq!(canon(input), expected);
     }
 
+    /// The escaping rule written the obvious way, one character at a time.
+    fn reference(s: &str) -> Vec<u8> {
+        let mut out = vec![b'"'];
+        for ch in s.chars() {
+            match ch {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '\u{08}' => out.extend_from_slice(b"\\b"),
+                '\u{0c}' => out.extend_from_slice(b"\\f"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                '\t' => out.extend_from_slice(b"\\t"),
+                c if (c as u32) < 0x20 => {
+                    out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+                }
+                c => out.extend_from_slice(c.to_string().as_bytes()),
+            }
+        }
+        out.push(b'"');
+        out
+    }
+
+    #[test]
+    fn strings_are_escaped_as_the_character_rule_says() {
+        let mut cases: Vec<String> = (0u32..0x80)
+            .filter_map(char::from_u32)
+            .map(|c| format!("a{c}b{c}{c}"))
+            .collect();
+        cases.extend(
+            [
+                "",
+                "plain",
+                "é\u{1}😈\"",
+                "\u{7f}\u{80}\u{ffff}\u{10ffff}",
+                "\\\\\n\t",
+            ]
+            .map(str::to_owned),
+        );
+        for s in cases {
+            let mut out = Vec::new();
+            write_string(&s, &mut out);
+            assert_eq!(out, reference(&s), "{s:?}");
+        }
+    }
+
     #[test]
     fn integers_beyond_64_bits_go_through_a_correctly_rounded_double() {
         // Found by the canonical fuzz target: without correctly rounded parsing the output
@@ -125,8 +184,8 @@ mod tests {
     #[test]
     fn keys_sort_by_utf16_code_units() {
         // U+FFFD sorts after U+1F600 in UTF-16 (0xFFFD > 0xD83D) but before it by code point.
-        let v = json!({"\u{1F600}": 1, "\u{FFFD}": 2});
-        assert_eq!(canon(v), "{\"\u{1F600}\":1,\"\u{FFFD}\":2}");
+        let v = json!({"\u{1F600}": 1, "\u{FFFD}": 2, "b": 3, "a": 4});
+        assert_eq!(canon(v), "{\"a\":4,\"b\":3,\"\u{1F600}\":1,\"\u{FFFD}\":2}");
     }
 
     #[test]
