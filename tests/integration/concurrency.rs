@@ -123,6 +123,8 @@ async fn runs_on_many_tables_into_one_warehouse_at_once() {
     let wh = tmp.path().join("wh");
     let key_file = tmp.path().join("k.key");
     std::fs::write(&key_file, key(1).to_pkcs8_pem().unwrap().as_bytes()).unwrap();
+    let private = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+    std::fs::set_permissions(&key_file, private).unwrap();
     let names = ["a", "b", "c"];
     let mut tables = Vec::new();
     for n in names {
