@@ -155,9 +155,23 @@ impl FileChange {
 
 /// SHA-256 of the canonical JSON array of a commit's file changes, in log order.
 pub fn changes_digest(changes: &[FileChange]) -> Sha256Digest {
-    let entries: Vec<ChangeEntry> = changes.iter().map(FileChange::to_entry).collect();
-    // `json!` of a value whose serialization cannot fail (string keys, no custom errors).
-    Sha256Digest::of(&canonical::to_vec(&json!(entries)))
+    // The canonical array written into the hash entry by entry: the same bytes as
+    // `canonical::to_vec` of the whole array, without holding it (a commit may change millions
+    // of files).
+    let mut hasher = crate::StreamHasher::new();
+    let mut entry = Vec::new();
+    hasher.update(b"[");
+    for (i, change) in changes.iter().enumerate() {
+        if i > 0 {
+            hasher.update(b",");
+        }
+        entry.clear();
+        // `json!` of a value whose serialization cannot fail (string keys, no custom errors).
+        canonical::write_value(&json!(change.to_entry()), &mut entry);
+        hasher.update(&entry);
+    }
+    hasher.update(b"]");
+    hasher.finish().0
 }
 
 /// The attestation this one chains to.
@@ -744,6 +758,37 @@ impl Attestation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_changes_digest_is_over_the_canonical_array() {
+        let change = |kind, path: &str, sha: Option<&[u8]>| {
+            FileChange::new(
+                kind,
+                path.into(),
+                Some(3),
+                sha.map(Sha256Digest::of),
+                true,
+                BTreeMap::from([("p".to_owned(), None)]),
+                Some(1),
+                None,
+            )
+        };
+        let cases = [
+            vec![],
+            vec![change(ChangeKind::Add, "a \"q\".parquet", Some(b"x"))],
+            vec![
+                change(ChangeKind::Remove, "a.parquet", None),
+                change(ChangeKind::Add, "é.parquet", Some(b"y")),
+                change(ChangeKind::Cdc, "c.parquet", Some(b"z")),
+            ],
+        ];
+        for changes in cases {
+            let entries: Vec<ChangeEntry> = changes.iter().map(FileChange::to_entry).collect();
+            let whole = canonical::to_vec(&serde_json::to_value(&entries).unwrap());
+            assert_eq!(changes_digest(&changes), Sha256Digest::of(&whole));
+        }
+        assert_eq!(changes_digest(&[]), Sha256Digest::of(b"[]"));
+    }
 
     #[test]
     fn slugs_and_engines() {
