@@ -73,29 +73,37 @@ async fn two_runs_racing_write_each_version_once() {
     );
 }
 
+/// Runs `makoto` once per argument list, all at the same time; their outputs in order.
+fn at_once(runs: impl Iterator<Item = Vec<String>>) -> Vec<ChildOutput> {
+    let handles: Vec<_> = runs
+        .map(|args| {
+            std::thread::spawn(move || {
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                makoto(&refs)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let table = tmp.path().join("sales");
     copy_dir(&repo_root().join("data/sample/sales"), &table);
     let wh = tmp.path().join("wh");
-    let handles: Vec<_> = (0..3)
-        .map(|i| {
-            let (t, w) = (table.clone(), wh.clone());
-            std::thread::spawn(move || {
-                makoto(&[
-                    "attest",
-                    t.to_str().unwrap(),
-                    "--warehouse",
-                    w.to_str().unwrap(),
-                    "--batch-size",
-                    &(2 + i).to_string(),
-                ])
-            })
-        })
-        .collect();
-    for h in handles {
-        let out = h.join().unwrap();
+    let runs = (0..3).map(|i| {
+        let batch = (2 + i).to_string();
+        vec![
+            "attest".to_owned(),
+            table.to_str().unwrap().to_owned(),
+            "--warehouse".to_owned(),
+            wh.to_str().unwrap().to_owned(),
+            "--batch-size".to_owned(),
+            batch,
+        ]
+    });
+    for out in at_once(runs) {
         assert_eq!(out.code, Some(0), "{}", out.stderr);
     }
     let rows = attestation_rows(&wh, &table).await;
@@ -141,24 +149,15 @@ async fn runs_on_many_tables_into_one_warehouse_at_once() {
                 .await
                 .unwrap();
         }
-        let handles: Vec<_> = names
-            .iter()
-            .map(|n| {
-                let (t, w, k) = (tmp.path().join(n), wh.clone(), key_file.clone());
-                std::thread::spawn(move || {
-                    makoto(&[
-                        "attest",
-                        t.to_str().unwrap(),
-                        "--warehouse",
-                        w.to_str().unwrap(),
-                        "--key",
-                        k.to_str().unwrap(),
-                    ])
-                })
-            })
-            .collect();
-        for h in handles {
-            let out = h.join().unwrap();
+        let runs = names.iter().map(|n| {
+            let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+            let table = path(&tmp.path().join(n));
+            let (wh, key) = (path(&wh), path(&key_file));
+            ["attest", &table, "--warehouse", &wh, "--key", &key]
+                .map(str::to_owned)
+                .to_vec()
+        });
+        for out in at_once(runs) {
             assert_eq!(out.code, Some(0), "round {round}: {}", out.stderr);
         }
     }

@@ -619,6 +619,54 @@ async fn reordered_and_deleted_rows_break_the_chain() {
     assert!(!r.verified);
 }
 
+/// A system-table cell that is not a value of its column's type (junk written by an attacker
+/// or a foreign writer) is never read as null or skipped: verify stops with exit 2 and one
+/// line naming the table, the row and the column, and gives no verdict.
+#[rstest]
+#[case::keyid("attestations", "keyid", "'not-a-key'")]
+#[case::timestamp_source("attestations", "timestamp_source", "'yesterday'")]
+#[case::data_availability("attestations", "data_availability", "'maybe'")]
+#[case::action("files", "action", "'rename'")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cell_of_the_wrong_kind_stops_verification(
+    #[case] system: &str,
+    #[case] column: &str,
+    #[case] junk: &str,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (table, wh) = attested_copy("sample", tmp.path()).await;
+    update_rows(&wh, system, "version = 3", column, junk).await;
+    let pubk = tmp.path().join("k.pub");
+    std::fs::write(&pubk, key(1).public_key().to_spki_pem().unwrap()).unwrap();
+    let args: Vec<String> = [
+        "verify",
+        table.to_str().unwrap(),
+        "--warehouse",
+        wh.to_str().unwrap(),
+        "--trust",
+        pubk.to_str().unwrap(),
+        "--no-record",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let out = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        makoto(&refs)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, Some(2), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    let err = out.stderr.trim();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("system/makoto/{system}"))
+            && err.contains("@v3")
+            && err.contains(&format!("column {column} ")),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vacuum_after_a_legitimate_remove_is_not_tampering() {
     let tmp = tempfile::tempdir().unwrap();
