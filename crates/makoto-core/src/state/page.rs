@@ -1,13 +1,18 @@
 //! Storage pages of the state tree.
 //!
 //! A page holds the subtree below one node whose depth is a multiple of [`PAGE_STRIDE`] (the
-//! root is always a page), down to the next such depth, where multi-leaf subtrees become
-//! references to their own pages. A page is named by the hash of the subtree it holds, so a
-//! page fetched from untrusted storage is checked by recomputing that hash.
+//! root is always a page), down to the next such depth, where subtrees of more than
+//! [`INLINE_LEAVES`] leaves become references to their own pages; smaller ones stay inline
+//! while the page is under [`INLINE_BYTES`], so that a sparse level does not cost one storage
+//! object per couple of files. A page is named by
+//! the hash of the subtree it holds, so a page fetched from untrusted storage is checked by
+//! recomputing that hash.
 //!
-//! Encoding: `"MKP1"`, the page depth as `u16` big-endian, then the nodes in pre-order:
+//! Encoding: `"MKP2"`, the page depth as `u16` big-endian, then the nodes in pre-order:
 //! `0x00` empty; `0x01 len:u32be value` leaf (`value` = canonical leaf JSON);
-//! `0x02 left right` branch; `0x03 hash[32]` reference to a child page.
+//! `0x02 left right` branch; `0x03 hash[32]` reference to a child page (only at a
+//! multiple-of-stride depth). Pages written before inlining (`"MKP1"`) reference every
+//! multi-leaf subtree at those depths and are still read.
 
 use std::collections::HashSet;
 
@@ -19,7 +24,17 @@ use crate::{Error, Sha256Digest};
 /// Depth distance between page roots.
 pub const PAGE_STRIDE: usize = 8;
 
-const MAGIC: &[u8; 4] = b"MKP1";
+/// Subtrees at a page boundary with at most this many leaves are kept inside the parent page...
+pub const INLINE_LEAVES: usize = 8;
+/// ... while the parent page is still smaller than this; the rest become their own pages, so
+/// that no page grows past about this size plus one inlined subtree.
+pub const INLINE_BYTES: usize = 64 << 10;
+
+const MAGIC: &[u8; 4] = b"MKP2";
+/// Pages written before small subtrees were inlined: every multi-leaf subtree at a boundary is
+/// a reference.
+#[cfg_attr(not(test), allow(dead_code))]
+const MAGIC_V1: &[u8; 4] = b"MKP1";
 const TAG_EMPTY: u8 = 0;
 const TAG_LEAF: u8 = 1;
 const TAG_BRANCH: u8 = 2;
@@ -56,23 +71,49 @@ fn bad(reason: impl Into<String>) -> Error {
     }
 }
 
+/// How pages are cut: the magic written and the largest subtree kept inline at a boundary.
+#[derive(Clone, Copy)]
+pub(super) struct Layout {
+    magic: &'static [u8; 4],
+    inline_leaves: usize,
+    inline_bytes: usize,
+}
+
+/// What this version writes.
+pub(super) const LAYOUT: Layout = Layout {
+    magic: MAGIC,
+    inline_leaves: INLINE_LEAVES,
+    inline_bytes: INLINE_BYTES,
+};
+
+/// What versions before inlining wrote (kept to test that such pages are still read).
+#[cfg(test)]
+pub(super) const LAYOUT_V1: Layout = Layout {
+    magic: MAGIC_V1,
+    inline_leaves: 1,
+    inline_bytes: 0,
+};
+
 pub(super) fn collect<L: Leaf>(
     node: &Node<L>,
     depth: usize,
     persisted: &HashSet<Sha256Digest>,
+    layout: Layout,
     out: &mut Vec<(Sha256Digest, Vec<u8>)>,
 ) {
     if matches!(node, Node::Stub(_) | Node::Empty) || persisted.contains(&node.hash()) {
         return;
     }
-    let mut bytes = Vec::with_capacity(4096);
-    bytes.extend_from_slice(MAGIC);
+    let mut bytes = Vec::with_capacity(512);
+    bytes.extend_from_slice(layout.magic);
     bytes.extend_from_slice(&(depth as u16).to_be_bytes());
     let mut children: Vec<(&Node<L>, usize)> = Vec::new();
-    encode(node, depth, depth, &mut bytes, &mut children);
+    encode(node, depth, depth, layout, &mut bytes, &mut children);
+    // Most pages are a few hundred bytes; a batch may hold tens of thousands of them.
+    bytes.shrink_to_fit();
     out.push((node.hash(), bytes));
     for (child, child_depth) in children {
-        collect(child, child_depth, persisted, out);
+        collect(child, child_depth, persisted, layout, out);
     }
 }
 
@@ -80,6 +121,7 @@ fn encode<'a, L: Leaf>(
     node: &'a Node<L>,
     depth: usize,
     page_depth: usize,
+    layout: Layout,
     out: &mut Vec<u8>,
     children: &mut Vec<(&'a Node<L>, usize)>,
 ) {
@@ -96,17 +138,41 @@ fn encode<'a, L: Leaf>(
             out.push(TAG_REF);
             out.extend_from_slice(h.as_bytes());
         }
-        Node::Branch(b) if boundary => {
+        Node::Branch(b)
+            if boundary
+                && (out.len() >= layout.inline_bytes
+                    || more_leaves_than(node, layout.inline_leaves)) =>
+        {
             out.push(TAG_REF);
             out.extend_from_slice(b.hash.as_bytes());
             children.push((node, depth));
         }
         Node::Branch(b) => {
             out.push(TAG_BRANCH);
-            encode(&b.left, depth + 1, page_depth, out, children);
-            encode(&b.right, depth + 1, page_depth, out, children);
+            encode(&b.left, depth + 1, page_depth, layout, out, children);
+            encode(&b.right, depth + 1, page_depth, layout, out, children);
         }
     }
+}
+
+/// Whether the subtree has more than `n` leaves (a subtree not loaded counts as more).
+fn more_leaves_than<L>(node: &Node<L>, n: usize) -> bool {
+    fn count<L>(node: &Node<L>, budget: &mut usize) -> bool {
+        match node {
+            Node::Empty => true,
+            Node::Leaf(_) => match budget.checked_sub(1) {
+                Some(b) => {
+                    *budget = b;
+                    true
+                }
+                None => false,
+            },
+            Node::Stub(_) => false,
+            Node::Branch(b) => count(&b.left, budget) && count(&b.right, budget),
+        }
+    }
+    let mut budget = n;
+    !count(node, &mut budget)
 }
 
 struct Reader<'a> {
@@ -156,9 +222,11 @@ fn decode_unchecked<L: Leaf>(
     path_key: Option<Sha256Digest>,
 ) -> Result<(Node<L>, usize), Error> {
     let mut r = Reader { bytes, pos: 0 };
-    if r.take(4)? != MAGIC {
-        return Err(bad("not a state page (bad magic)"));
-    }
+    let inline = match r.take(4)? {
+        m if m == MAGIC => true,
+        m if m == MAGIC_V1 => false,
+        _ => return Err(bad("not a state page (bad magic)")),
+    };
     let d = r.take(2)?;
     let depth = u16::from_be_bytes([d[0], d[1]]) as usize;
     if !depth.is_multiple_of(PAGE_STRIDE) || depth >= 256 {
@@ -171,7 +239,12 @@ fn decode_unchecked<L: Leaf>(
         }
     }
     let check_prefix = path_key.is_some();
-    let node = decode_node(&mut r, depth, depth, &mut path, check_prefix)?;
+    let format = Format {
+        page_depth: depth,
+        inline,
+        check_prefix,
+    };
+    let node = decode_node(&mut r, depth, &format, &mut path)?;
     if matches!(node, Node::Stub(_)) {
         return Err(bad("page root is a reference"));
     }
@@ -181,13 +254,22 @@ fn decode_unchecked<L: Leaf>(
     Ok((node, depth))
 }
 
+/// How a page's nodes are read.
+struct Format {
+    page_depth: usize,
+    /// Small subtrees at a boundary may be inline (`MKP2`) instead of references.
+    inline: bool,
+    /// The key path above the page is known and leaves are checked against it.
+    check_prefix: bool,
+}
+
 fn decode_node<L: Leaf>(
     r: &mut Reader<'_>,
     depth: usize,
-    page_depth: usize,
+    format: &Format,
     path: &mut [bool; 256],
-    check_prefix: bool,
 ) -> Result<Node<L>, Error> {
+    let page_depth = format.page_depth;
     let boundary = depth > page_depth && depth.is_multiple_of(PAGE_STRIDE);
     match r.byte()? {
         TAG_EMPTY => Ok(Node::Empty),
@@ -197,7 +279,7 @@ fn decode_node<L: Leaf>(
             let value = r.take(len)?;
             let entry = L::from_value_bytes(value)?;
             let key = entry.key();
-            let first = if check_prefix { 0 } else { page_depth };
+            let first = if format.check_prefix { 0 } else { page_depth };
             if (first..depth).any(|i| key.bit(i) != path[i]) {
                 return Err(bad(format!(
                     "leaf {:?} is not on its key path",
@@ -213,11 +295,11 @@ fn decode_node<L: Leaf>(
             b.copy_from_slice(h);
             Ok(Node::Stub(Sha256Digest::from_bytes(b)))
         }
-        TAG_BRANCH if !boundary && depth < 255 => {
+        TAG_BRANCH if (!boundary || format.inline) && depth < 255 => {
             path[depth] = false;
-            let left = decode_node(r, depth + 1, page_depth, path, check_prefix)?;
+            let left = decode_node(r, depth + 1, format, path)?;
             path[depth] = true;
-            let right = decode_node(r, depth + 1, page_depth, path, check_prefix)?;
+            let right = decode_node(r, depth + 1, format, path)?;
             if matches!(
                 (&left, &right),
                 (Node::Empty | Node::Leaf(_), Node::Empty) | (Node::Empty, Node::Leaf(_))

@@ -2,7 +2,7 @@ use std::collections::HashSet;
 
 use super::Leaf;
 use super::entry::FileEntry;
-use super::page::{self, PageRequest};
+use super::page::{self, PAGE_STRIDE, PageRequest};
 use super::proof::MembershipProof;
 use super::{LEAF_PREFIX, node_hash};
 use crate::{Error, Sha256Digest};
@@ -247,13 +247,37 @@ impl<L: Leaf> StateTree<L> {
     /// Unchanged subtrees are skipped without being visited.
     pub fn unpersisted_pages(&self) -> Vec<(Sha256Digest, Vec<u8>)> {
         let mut out = Vec::new();
-        page::collect::<L>(&self.root, 0, &self.persisted, &mut out);
+        page::collect::<L>(&self.root, 0, &self.persisted, page::LAYOUT, &mut out);
+        out
+    }
+
+    /// The pages as versions before inlining wrote them.
+    #[cfg(test)]
+    fn unpersisted_pages_v1(&self) -> Vec<(Sha256Digest, Vec<u8>)> {
+        let mut out = Vec::new();
+        page::collect::<L>(&self.root, 0, &self.persisted, page::LAYOUT_V1, &mut out);
         out
     }
 
     /// Records that these pages are now in storage.
     pub fn mark_persisted(&mut self, pages: impl IntoIterator<Item = Sha256Digest>) {
         self.persisted.extend(pages);
+    }
+
+    /// Drops from memory every subtree below the root page that storage already holds,
+    /// leaving a reference to its page; later lookups load it again on demand. Keeps the
+    /// memory of a long run bounded by what one batch touches, not by the table's size.
+    /// Returns the number of subtrees dropped.
+    pub fn evict_persisted(&mut self) -> usize {
+        fn evict<L>(node: &mut Node<L>, depth: usize, persisted: &HashSet<Sha256Digest>) -> usize {
+            let Node::Branch(b) = node else { return 0 };
+            if depth > 0 && depth.is_multiple_of(PAGE_STRIDE) && persisted.contains(&b.hash) {
+                *node = Node::Stub(b.hash);
+                return 1;
+            }
+            evict(&mut b.left, depth + 1, persisted) + evict(&mut b.right, depth + 1, persisted)
+        }
+        evict(&mut self.root, 0, &self.persisted)
     }
 }
 
@@ -525,5 +549,90 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         assert!(again.attach_page(&req, &bad).is_err());
+    }
+
+    #[test]
+    fn evicted_subtrees_load_again_and_give_the_same_roots() {
+        let mut t = StateTree::from_entries((0..3000).map(entry)).unwrap();
+        let mut reference = StateTree::from_entries((0..3000).map(entry)).unwrap();
+        // Nothing is dropped before it is stored.
+        assert_eq!(t.evict_persisted(), 0);
+        let mut store: std::collections::HashMap<_, _> =
+            t.unpersisted_pages().into_iter().collect();
+        t.mark_persisted(store.keys().copied());
+        let dropped = t.evict_persisted();
+        assert!(dropped > 100, "{dropped} subtrees dropped");
+        // Only the subtrees kept inline in the root page stay loaded.
+        assert!(
+            t.loaded_entries().len() < 600,
+            "{}",
+            t.loaded_entries().len()
+        );
+        assert_eq!(t.root(), reference.root());
+        // Changes after eviction load the pages they touch and land on the same roots.
+        for i in (0..3000).step_by(7) {
+            let key = entry(i).key();
+            while let Some(req) = t.missing_page(&key) {
+                t.attach_page(&req, &store[&req.page()]).unwrap();
+            }
+            t.remove(&key).unwrap();
+            reference.remove(&key).unwrap();
+        }
+        for i in 3000..3100 {
+            let key = entry(i).key();
+            while let Some(req) = t.missing_page(&key) {
+                t.attach_page(&req, &store[&req.page()]).unwrap();
+            }
+            t.insert(entry(i)).unwrap();
+            reference.insert(entry(i)).unwrap();
+        }
+        assert_eq!(t.root(), reference.root());
+        assert_eq!(
+            (t.files(), t.bytes()),
+            (reference.files(), reference.bytes())
+        );
+        // Only the changed pages are new; after storing them the tree can be dropped again.
+        let changed = t.unpersisted_pages();
+        assert!(!changed.is_empty());
+        t.mark_persisted(changed.iter().map(|(id, _)| *id));
+        store.extend(changed);
+        assert!(t.evict_persisted() > 0);
+        assert_eq!(t.root(), reference.root());
+    }
+
+    #[rstest::rstest]
+    #[case::current(false)]
+    #[case::before_inlining(true)]
+    fn pages_of_either_layout_load_to_the_same_tree(#[case] v1: bool) {
+        let full = StateTree::from_entries((0..3000).map(entry)).unwrap();
+        let pages = if v1 {
+            full.unpersisted_pages_v1()
+        } else {
+            full.unpersisted_pages()
+        };
+        let store: std::collections::HashMap<_, _> = pages.into_iter().collect();
+        let mut lazy: StateTree = StateTree::resume(full.root(), full.files(), full.bytes());
+        for i in 0..3000 {
+            let key = entry(i).key();
+            while let Some(req) = lazy.missing_page(&key) {
+                lazy.attach_page(&req, &store[&req.page()]).unwrap();
+            }
+        }
+        assert_eq!(lazy.loaded_entries().len(), 3000);
+        let rebuilt = StateTree::from_entries(lazy.loaded_entries().into_iter().cloned()).unwrap();
+        assert_eq!(rebuilt.root(), full.root());
+    }
+
+    #[test]
+    fn sparse_subtrees_stay_inline_instead_of_a_page_each() {
+        // 3000 files: about 12 per depth-8 subtree, so most depth-8 subtrees are pages but
+        // nothing below them is.
+        let t = StateTree::from_entries((0..3000).map(entry)).unwrap();
+        let (now, before) = (t.unpersisted_pages().len(), t.unpersisted_pages_v1().len());
+        assert!(now <= 257, "{now} pages");
+        assert!(
+            before > now + 100,
+            "{before} pages before inlining, {now} now"
+        );
     }
 }
