@@ -89,6 +89,13 @@ impl<'a> Run<'a> {
         self.options.batch_size = n;
         self
     }
+    /// Small batches that drop the state trees from memory after each one.
+    pub fn evicting(mut self, batch_size: usize) -> Self {
+        self.options.batch_size = batch_size;
+        self.options.batch_bytes = 2_000;
+        self.options.evict_above_files = 0;
+        self
+    }
     pub fn observer(mut self, o: Arc<dyn Observer>) -> Self {
         self.observer = Some(o);
         self

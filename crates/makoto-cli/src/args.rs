@@ -238,9 +238,13 @@ pub struct AttestArgs {
     /// Attest up to this version instead of the latest.
     #[arg(long, value_name = "N")]
     pub to_version: Option<u64>,
-    /// Commits attested per write to the system tables.
+    /// Commits attested per write to the system tables, at most.
     #[arg(long, default_value_t = 500, value_name = "N")]
     pub batch_size: usize,
+    /// Commit-file MiB per write to the system tables, at most (one commit at least): bounds
+    /// the memory a run holds for tables with many files per commit.
+    #[arg(long, default_value_t = 4, value_name = "MIB")]
+    pub batch_mib: u64,
     /// Files hashed in parallel (default: twice the number of cores).
     #[arg(long, value_name = "N")]
     pub parallelism: Option<usize>,

@@ -103,3 +103,35 @@ pub fn many_commits_table(dir: &Path, commits: u64, file_size: usize) -> Result<
     }
     Ok(())
 }
+
+/// A table of `commits` commits after version 0, each adding `files` files of `file_size`
+/// bytes and removing every seventh file of the commit before it.
+pub fn many_files_table(dir: &Path, commits: u64, files: u64, file_size: usize) -> Result<()> {
+    std::fs::create_dir_all(dir.join("_delta_log"))?;
+    let ts = 1_700_000_000_000i64;
+    write_commit(dir, 0, &header(ts))?;
+    let mut state = 0x6A09_E667_F3BC_C908u64;
+    let mut buf = vec![0u8; file_size];
+    for v in 1..=commits {
+        let t = ts + v as i64;
+        let mut actions = vec![
+            json!({"commitInfo": {"timestamp": t, "operation": "WRITE", "engineInfo": "makoto-testkit/synthetic"}}),
+        ];
+        for i in 0..files {
+            let name = format!("part-{v:05}-{i:07}.parquet");
+            fill(&mut buf, &mut state);
+            std::fs::write(dir.join(&name), &buf)?;
+            actions.push(add(&name, file_size as u64, t));
+        }
+        if v > 1 {
+            for i in (0..files).step_by(7) {
+                actions.push(
+                    json!({"remove": {"path": format!("part-{:05}-{i:07}.parquet", v - 1),
+                    "deletionTimestamp": t, "dataChange": true, "size": file_size}}),
+                );
+            }
+        }
+        write_commit(dir, v, &actions)?;
+    }
+    Ok(())
+}

@@ -18,6 +18,8 @@ pub(crate) struct AttestRequest {
     pub key: Option<std::path::PathBuf>,
     pub to_version: Option<u64>,
     pub batch_size: usize,
+    /// Commit-file bytes per batch, at most.
+    pub batch_bytes: u64,
     pub parallelism: Option<usize>,
     pub quiet: bool,
     /// Also attest stream windows over the attested appends.
@@ -44,6 +46,7 @@ pub(crate) async fn attest(
     let mut options = AttestOptions {
         to_version: req.to_version,
         batch_size: req.batch_size.max(1),
+        batch_bytes: req.batch_bytes,
         storage,
         ..AttestOptions::default()
     };
@@ -169,6 +172,7 @@ pub async fn run(
             key: args.key,
             to_version: args.to_version,
             batch_size: args.batch_size,
+            batch_bytes: args.batch_mib.saturating_mul(1 << 20),
             parallelism: args.parallelism,
             quiet: args.json,
             windows: args.windows,

@@ -49,6 +49,7 @@ pub async fn run(
             key: Some(key_path.clone()),
             to_version: None,
             batch_size: 500,
+            batch_bytes: makoto_delta::attest::DEFAULT_BATCH_BYTES,
             parallelism: None,
             quiet: args.json,
             windows: None,

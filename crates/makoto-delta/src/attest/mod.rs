@@ -48,13 +48,45 @@ use crate::store::{
 };
 use context::TableContext;
 
+/// Default commit-file bytes per batch (see [`AttestOptions::batch_bytes`]).
+pub const DEFAULT_BATCH_BYTES: u64 = 4 << 20;
+
+/// The last version of the batch that starts at `from`: at most `max_commits` commits and
+/// `max_bytes` of commit files (`size_of` a version's commit file), at least one commit, never
+/// past `target`.
+fn batch_end(
+    from: u64,
+    target: u64,
+    max_commits: usize,
+    max_bytes: u64,
+    size_of: impl Fn(u64) -> u64,
+) -> u64 {
+    let last = target.min(from.saturating_add(max_commits.max(1) as u64 - 1));
+    let mut bytes = 0u64;
+    for v in from..=last {
+        bytes = bytes.saturating_add(size_of(v));
+        if bytes > max_bytes && v > from {
+            return v - 1;
+        }
+    }
+    last
+}
+
 /// Tuning and limits of a run.
 #[derive(Debug, Clone)]
 pub struct AttestOptions {
     /// Attest up to this version instead of the latest.
     pub to_version: Option<u64>,
-    /// Commits attested per write to the system tables.
+    /// Commits attested per write to the system tables, at most.
     pub batch_size: usize,
+    /// Commit-file bytes per batch, at most (a batch always takes at least one commit). With
+    /// `batch_size`, bounds what a run holds in memory: a batch's parsed commits, hashes, rows
+    /// and the state pages it touches.
+    pub batch_bytes: u64,
+    /// Above this many live files, the state and reader-view trees drop the pages they stored
+    /// after each batch instead of keeping the whole table in memory (pages a later batch
+    /// touches are read again).
+    pub evict_above_files: u64,
     /// Files hashed at once.
     pub parallelism: usize,
     /// Commit files read at once.
@@ -73,6 +105,8 @@ impl Default for AttestOptions {
         AttestOptions {
             to_version: None,
             batch_size: 500,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            evict_above_files: 200_000,
             parallelism: (cores * 2).max(2),
             read_concurrency: 16,
             max_attempts: 20,
@@ -554,7 +588,13 @@ impl Attestor {
         state.baseline = baseline;
         let mut from = start;
         while from <= target {
-            let to = target.min(from + self.options.batch_size.max(1) as u64 - 1);
+            let to = batch_end(
+                from,
+                target,
+                self.options.batch_size,
+                self.options.batch_bytes,
+                |v| listing.get(v).map_or(0, |m| m.size),
+            );
             let attested_before = state.previous.as_ref().map(|p| p.version);
             let output = self.attest_batch(&mut state, &listing, from, to).await?;
             match self
@@ -1134,6 +1174,10 @@ impl Attestor {
         let ids: Vec<Sha256Digest> = pages.iter().map(|(id, _)| *id).collect();
         self.store.pages().put_all(pages).await?;
         state.reader.mark_persisted(ids);
+        if state.tree.files() > self.options.evict_above_files {
+            state.tree.evict_persisted();
+            state.reader.evict_persisted();
+        }
         self.store.pages().put_facts(&state.facts).await?;
         self.emit(Event::Reached {
             phase: Phase::PagesWritten,
@@ -1220,5 +1264,32 @@ impl Attestor {
             through: to,
         })?;
         Ok(Progress::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_end;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::by_count(0, 10_000, 500, u64::MAX, 499)]
+    #[case::by_target(0, 100, 500, u64::MAX, 100)]
+    #[case::by_bytes(0, 10_000, 500, 2_500, 1)]
+    #[case::bytes_exactly_full(0, 10_000, 500, 3_000, 2)]
+    #[case::one_commit_over_budget(5, 10_000, 500, 10, 5)]
+    #[case::single(7, 7, 500, 10, 7)]
+    #[case::zero_commits_means_one(3, 100, 0, u64::MAX, 3)]
+    fn batches_end_at_the_first_limit(
+        #[case] from: u64,
+        #[case] target: u64,
+        #[case] max_commits: usize,
+        #[case] max_bytes: u64,
+        #[case] end: u64,
+    ) {
+        assert_eq!(
+            batch_end(from, target, max_commits, max_bytes, |_| 1_000),
+            end
+        );
     }
 }
