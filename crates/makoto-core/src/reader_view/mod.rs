@@ -37,8 +37,9 @@ pub struct ReaderFile {
     key: Sha256Digest,
     path: String,
     size: u64,
-    /// The normalized JSON object (canonical form is the leaf value).
-    value: Value,
+    /// The canonical JSON of the normalized object: the leaf value. Kept as bytes, not as a
+    /// parsed value, since a tree may hold a whole table of these.
+    canonical: Box<[u8]>,
 }
 
 /// `stats` as a JSON value: the parsed object when the string is JSON, else the string.
@@ -80,7 +81,7 @@ impl ReaderFile {
             key: leaf_key(add.path().as_str(), dv.as_deref()),
             path: add.path().as_str().to_owned(),
             size: add.size(),
-            value,
+            canonical: canonical::to_vec(&value).into_boxed_slice(),
         }
     }
 
@@ -95,11 +96,21 @@ impl ReaderFile {
     }
     /// The normalized entry (`path`, `size`, `partitionValues`, `deletionVector`, `stats`,
     /// `tags`, `baseRowId`, `defaultRowCommitVersion`, `clusteringProvider`).
-    pub fn to_json(&self) -> &Value {
-        &self.value
+    pub fn to_json(&self) -> Value {
+        // The bytes were written from a `Value` (or checked to be canonical JSON) when this
+        // file was built, so they parse.
+        serde_json::from_slice(&self.canonical).unwrap_or(Value::Null)
     }
-    pub fn field(&self, name: &str) -> &Value {
-        self.value.get(name).unwrap_or(&Value::Null)
+    /// The leaf value: the canonical JSON of [`ReaderFile::to_json`].
+    pub fn canonical_bytes(&self) -> &[u8] {
+        &self.canonical
+    }
+    /// One field of [`ReaderFile::to_json`] (`null` when absent).
+    pub fn field(&self, name: &str) -> Value {
+        match self.to_json() {
+            Value::Object(mut m) => m.remove(name).unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
     }
 }
 
@@ -114,7 +125,7 @@ impl Leaf for ReaderFile {
         &self.path
     }
     fn value_bytes(&self) -> Vec<u8> {
-        canonical::to_vec(&self.value)
+        self.canonical.to_vec()
     }
     fn from_value_bytes(bytes: &[u8]) -> Result<Self, Error> {
         let bad = |reason: &str| Error::InvalidStatePage {
@@ -136,16 +147,15 @@ impl Leaf for ReaderFile {
             None => return Err(bad("missing deletionVector")),
         };
         let key = leaf_key(&path, dv.as_ref().map(DeletionVector::unique_id).as_deref());
-        let file = ReaderFile {
+        if canonical::to_vec(&value) != bytes {
+            return Err(bad("not in canonical form"));
+        }
+        Ok(ReaderFile {
             key,
             path,
             size,
-            value,
-        };
-        if file.value_bytes() != bytes {
-            return Err(bad("not in canonical form"));
-        }
-        Ok(file)
+            canonical: bytes.into(),
+        })
     }
 }
 
