@@ -1,10 +1,11 @@
 //! Streaming SHA-256 of files through `object_store`, several files in parallel, with memory
 //! bounded by the number of files in flight, not by their size.
 //!
-//! Each file is one `get` request. When the store hands back a local file (`file://` tables),
-//! it is read on a blocking thread into one reused buffer and hashed as it is read, which is as
-//! fast as hashing from memory; otherwise the response body is hashed chunk by chunk as it
-//! arrives.
+//! Each file is one `get` request, and the response body is hashed chunk by chunk as it
+//! arrives. Local tables (`file://`) are read on blocking threads instead, several files per
+//! thread hop (small files cost more in hops between threads than in hashing), each into a
+//! buffer no larger than it needs; paths resolve exactly as `object_store`'s local store
+//! resolves them.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use makoto_core::StreamHasher;
+use object_store::local::LocalFileSystem;
 use object_store::{GetOptions, GetResultPayload, ObjectStore};
 
 use crate::location::object_path;
@@ -21,6 +23,11 @@ pub const DEFAULT_CHUNK_SIZE: usize = 2 * 1024 * 1024;
 
 /// Local files up to this size are hashed on the calling task.
 const SMALL_FILE: u64 = 64 * 1024;
+
+/// A group of local files hashed on one blocking thread: up to this many files...
+const GROUP_FILES: usize = 64;
+/// ... or this many bytes (by the sizes the log records).
+const GROUP_BYTES: u64 = 8 << 20;
 
 /// Called with the number of bytes hashed, as they are hashed.
 pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
@@ -53,6 +60,8 @@ pub struct FileHasher {
     /// The table root (`file:///…/`, `s3://…/`): absolute paths under it are read through
     /// `store`.
     root: Option<url::Url>,
+    /// For a local table, its directory, to read files without a thread hop per file.
+    local: Option<Arc<LocalFileSystem>>,
 }
 
 impl FileHasher {
@@ -62,12 +71,18 @@ impl FileHasher {
             chunk_size: DEFAULT_CHUNK_SIZE,
             parallelism: parallelism.max(1),
             root: None,
+            local: None,
         }
     }
 
     /// Resolves absolute paths (`s3://bucket/table/part-0.parquet`, `/data/table/…`) that lie
     /// under the table root `root`.
     pub fn with_table_root(mut self, root: url::Url) -> Self {
+        self.local = (root.scheme() == "file")
+            .then(|| root.to_file_path().ok())
+            .flatten()
+            .and_then(|dir| LocalFileSystem::new_with_prefix(dir).ok())
+            .map(Arc::new);
         self.root = Some(root);
         self
     }
@@ -78,6 +93,9 @@ impl FileHasher {
         requests: Vec<HashRequest>,
         progress: Progress,
     ) -> HashMap<String, Result<Hashed, HashFailure>> {
+        if let Some(local) = &self.local {
+            return self.hash_local(local, requests, progress).await;
+        }
         futures::stream::iter(requests)
             .map(|r| {
                 let progress = Arc::clone(&progress);
@@ -91,13 +109,48 @@ impl FileHasher {
             .await
     }
 
-    async fn hash_one(
+    /// Local files in groups, `parallelism` groups at a time.
+    async fn hash_local(
         &self,
-        request: &HashRequest,
+        local: &Arc<LocalFileSystem>,
+        requests: Vec<HashRequest>,
         progress: Progress,
-    ) -> Result<Hashed, HashFailure> {
-        let path = match crate::location::is_absolute(&request.path) {
-            false => object_path(&request.path),
+    ) -> HashMap<String, Result<Hashed, HashFailure>> {
+        let groups = group(requests);
+        futures::stream::iter(groups)
+            .map(|g| {
+                let (progress, local) = (Arc::clone(&progress), Arc::clone(local));
+                let paths: Vec<Result<object_store::path::Path, HashFailure>> =
+                    g.iter().map(|r| self.object_path(r)).collect();
+                let chunk_size = self.chunk_size;
+                async move {
+                    let names: Vec<String> = g.into_iter().map(|r| r.path).collect();
+                    let hashed = tokio::task::spawn_blocking(move || {
+                        paths
+                            .into_iter()
+                            .map(|p| hash_local_file(&local, p?, chunk_size, &progress))
+                            .collect::<Vec<_>>()
+                    })
+                    .await;
+                    match hashed {
+                        Ok(results) => names.into_iter().zip(results).collect::<Vec<_>>(),
+                        Err(e) => names
+                            .into_iter()
+                            .map(|n| (n, Err(HashFailure::Task(e.to_string()))))
+                            .collect(),
+                    }
+                }
+            })
+            .buffer_unordered(self.parallelism)
+            .flat_map(futures::stream::iter)
+            .collect()
+            .await
+    }
+
+    /// The object path of a request: relative to the table root.
+    fn object_path(&self, request: &HashRequest) -> Result<object_store::path::Path, HashFailure> {
+        match crate::location::is_absolute(&request.path) {
+            false => Ok(object_path(&request.path)),
             true => {
                 let rel = self
                     .root
@@ -108,9 +161,17 @@ impl FileHasher {
                             "the absolute path is outside the table root, which makoto does not attest",
                         ))
                     })?;
-                object_path(&rel)
+                Ok(object_path(&rel))
             }
-        };
+        }
+    }
+
+    async fn hash_one(
+        &self,
+        request: &HashRequest,
+        progress: Progress,
+    ) -> Result<Hashed, HashFailure> {
+        let path = self.object_path(request)?;
         let result = self
             .store
             .get_opts(&path, GetOptions::default())
@@ -144,6 +205,48 @@ impl FileHasher {
     }
 }
 
+/// Requests in groups of at most [`GROUP_FILES`] files and about [`GROUP_BYTES`] bytes.
+fn group(requests: Vec<HashRequest>) -> Vec<Vec<HashRequest>> {
+    let mut groups: Vec<Vec<HashRequest>> = Vec::new();
+    let mut bytes = 0u64;
+    for r in requests {
+        let size = r.expected_size.unwrap_or(0);
+        match groups.last_mut() {
+            Some(g) if g.len() < GROUP_FILES && bytes.saturating_add(size) <= GROUP_BYTES => {
+                bytes = bytes.saturating_add(size);
+                g.push(r);
+            }
+            _ => {
+                bytes = size;
+                groups.push(vec![r]);
+            }
+        }
+    }
+    groups
+}
+
+/// One local file, opened and checked as `object_store`'s local store does (a directory is
+/// not found), read into a buffer no larger than the file.
+fn hash_local_file(
+    local: &LocalFileSystem,
+    path: object_store::path::Path,
+    chunk_size: usize,
+    progress: &Progress,
+) -> Result<Hashed, HashFailure> {
+    let fs_path = local.path_to_filesystem(&path).map_err(classify)?;
+    let file = std::fs::File::open(&fs_path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => HashFailure::Missing,
+        _ => HashFailure::Io(e),
+    })?;
+    let meta = file.metadata().map_err(HashFailure::Io)?;
+    if meta.is_dir() {
+        return Err(HashFailure::Missing);
+    }
+    let chunk =
+        usize::try_from(meta.len()).map_or(chunk_size, |s| s.saturating_add(1).min(chunk_size));
+    hash_reader(file, chunk, progress)
+}
+
 fn hash_reader(
     mut file: impl Read,
     chunk: usize,
@@ -169,5 +272,92 @@ fn classify(e: object_store::Error) -> HashFailure {
     match e {
         object_store::Error::NotFound { .. } => HashFailure::Missing,
         other => HashFailure::Storage(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+
+    fn req(path: &str, size: u64) -> HashRequest {
+        HashRequest {
+            path: path.to_owned(),
+            expected_size: Some(size),
+        }
+    }
+
+    #[test]
+    fn groups_close_at_the_file_count_or_the_byte_budget() {
+        let sizes = |gs: &[Vec<HashRequest>]| gs.iter().map(Vec::len).collect::<Vec<_>>();
+        let many: Vec<_> = (0..130).map(|i| req(&format!("f{i}"), 10)).collect();
+        assert_eq!(sizes(&group(many)), [64, 64, 2]);
+        let half = GROUP_BYTES / 2;
+        let big = vec![
+            req("a", half),
+            req("b", half),
+            req("c", 1),
+            req("d", GROUP_BYTES + 1),
+            req("e", 1),
+        ];
+        assert_eq!(sizes(&group(big)), [2, 1, 1, 1]);
+        assert!(group(Vec::new()).is_empty());
+    }
+
+    /// The local fast path and the object store read the same files and fail the same way.
+    #[tokio::test]
+    async fn local_files_hash_as_the_object_store_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["plain.parquet", "a=b%3Ac/x y.parquet", "ü/€.bin", "big.bin"];
+        for (i, n) in names.iter().enumerate() {
+            let p = dir.path().join(n);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            let len = if *n == "big.bin" {
+                3 * DEFAULT_CHUNK_SIZE + 5
+            } else {
+                100 + i
+            };
+            std::fs::write(&p, vec![i as u8; len]).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("adir")).unwrap();
+        let root = url::Url::from_directory_path(dir.path()).unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let requests: Vec<HashRequest> = names
+            .iter()
+            .chain(&["adir", "missing.parquet"])
+            .map(|n| req(n, 1))
+            .collect();
+        let progress: Progress = Arc::new(|_| {});
+        let local = FileHasher::new(Arc::clone(&store), 2)
+            .with_table_root(root)
+            .hash_all(requests.clone(), Arc::clone(&progress))
+            .await;
+        let remote = FileHasher::new(store, 2).hash_all(requests, progress).await;
+        assert_eq!(local.len(), 6);
+        for n in names {
+            let bytes = std::fs::read(dir.path().join(n)).unwrap();
+            let expected: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+            for results in [&local, &remote] {
+                let h = results[n].as_ref().unwrap();
+                assert_eq!(
+                    (h.sha256.as_bytes(), h.size),
+                    (&expected, bytes.len() as u64),
+                    "{n}"
+                );
+            }
+        }
+        for n in ["adir", "missing.parquet"] {
+            assert!(
+                matches!(local[n], Err(HashFailure::Missing)),
+                "{n}: {:?}",
+                local[n]
+            );
+            assert!(
+                matches!(remote[n], Err(HashFailure::Missing)),
+                "{n}: {:?}",
+                remote[n]
+            );
+        }
     }
 }
