@@ -571,6 +571,7 @@ pub fn run_child(entry: &str, envs: &[(&str, String)]) -> ChildOutput {
         .env("MAKOTO_CHILD_OUT", out_file.path())
         .env_remove("MAKOTO_KEY")
         .env_remove("MAKOTO_WAREHOUSE")
+        .env_remove("RUST_LOG")
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();

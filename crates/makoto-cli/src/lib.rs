@@ -20,9 +20,14 @@ use clap::Parser;
 
 pub use commands::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
 
+/// Warnings, except delta-kernel's: it logs as an error every probe of a log that does not
+/// exist yet (each new warehouse table), and what it fails at reaches us as a `Result` that
+/// makoto reports itself. `RUST_LOG` replaces this.
+const DEFAULT_LOG_FILTER: &str = "warn,buoyant_kernel=off";
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
