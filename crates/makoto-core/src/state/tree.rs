@@ -269,15 +269,34 @@ impl<L: Leaf> StateTree<L> {
     /// memory of a long run bounded by what one batch touches, not by the table's size.
     /// Returns the number of subtrees dropped.
     pub fn evict_persisted(&mut self) -> usize {
-        fn evict<L>(node: &mut Node<L>, depth: usize, persisted: &HashSet<Sha256Digest>) -> usize {
+        fn evict<L>(
+            node: &mut Node<L>,
+            depth: usize,
+            persisted: &HashSet<Sha256Digest>,
+            kept: &mut HashSet<Sha256Digest>,
+        ) -> usize {
             let Node::Branch(b) = node else { return 0 };
-            if depth > 0 && depth.is_multiple_of(PAGE_STRIDE) && persisted.contains(&b.hash) {
-                *node = Node::Stub(b.hash);
-                return 1;
+            if depth.is_multiple_of(PAGE_STRIDE) && persisted.contains(&b.hash) {
+                if depth > 0 {
+                    *node = Node::Stub(b.hash);
+                    return 1;
+                }
+                kept.insert(b.hash);
             }
-            evict(&mut b.left, depth + 1, persisted) + evict(&mut b.right, depth + 1, persisted)
+            evict(&mut b.left, depth + 1, persisted, kept)
+                + evict(&mut b.right, depth + 1, persisted, kept)
         }
-        evict(&mut self.root, 0, &self.persisted)
+        // What storage holds is remembered only for the pages still loaded: the set would
+        // otherwise grow with every page a long run ever wrote.
+        let mut kept = HashSet::new();
+        let dropped = evict(&mut self.root, 0, &self.persisted, &mut kept);
+        if let Node::Leaf(l) = &self.root
+            && self.persisted.contains(&l.hash)
+        {
+            kept.insert(l.hash);
+        }
+        self.persisted = kept;
+        dropped
     }
 }
 
