@@ -20,7 +20,7 @@ bench:
     cargo bench --locked --bench attest
     cargo bench --locked --bench core
 
-# Scripted benchmarks against a release build (docs/performance.md (c), (d), (e)); PYTHON must
+# Scripted benchmarks against a release build (docs/performance.md (c) – (f)); PYTHON must
 # have deltalake and pyarrow, the S3 one needs garage (scripts/garage-server).
 bench-verify-10k DIR="target/bench-verify-10k":
     cargo build --release --locked -p makoto-cli
@@ -33,6 +33,10 @@ bench-per-mutation RUNS="300" DIR="target/bench-per-mutation":
 bench-s3-requests COMMITS="200" DIR="target/bench-s3-requests":
     cargo build --release --locked -p makoto-cli
     benches/s3-requests/run.sh target/release/makoto {{DIR}} {{COMMITS}}
+
+bench-many-files COMMITS="100" FILES="1000" DIR="target/bench-many-files":
+    cargo build --release --locked -p makoto-cli
+    benches/many-files/run.sh {{DIR}} {{COMMITS}} {{FILES}} 2 new={{justfile_directory()}}/target/release/makoto
 
 # The README's run command: attest the bundled sample table.
 demo:
