@@ -55,6 +55,23 @@ pub fn window_columns() -> Vec<ColumnDoc> {
 /// 10 commits keeps that replay short (docs/performance.md).
 pub const SYSTEM_CHECKPOINT_INTERVAL: &str = "10";
 
+/// Files smaller than [`SYSTEM_COMPACT_TARGET`] a system table may hold before the writing run
+/// compacts them. A scheduled run adds one or two small files; without compaction every
+/// later open, checkpoint and scan grows with the number of runs.
+pub const SYSTEM_COMPACT_AT: usize = 32;
+
+/// Target size of a compacted system-table file (bytes).
+pub const SYSTEM_COMPACT_TARGET: u64 = 8 << 20;
+
+/// The Delta set-transaction id every compaction of a system table commits, so that two
+/// concurrent compactions conflict instead of both committing.
+pub const COMPACTION_APP_ID: &str = "makoto-compaction";
+
+/// How long a claim to compact a system table keeps other runs from compacting it: far longer
+/// than compacting [`SYSTEM_COMPACT_AT`] small files takes, so that a claim only lapses when
+/// the run that made it died.
+pub const COMPACTION_LEASE_MS: i64 = 10 * 60 * 1000;
+
 /// Prefix of the state-tree pages under the warehouse.
 pub const STATE_PAGES_PATH: &str = "system/makoto/state";
 
@@ -336,11 +353,12 @@ impl AttestationStore {
             store: self.verifications.as_uri(),
             reason: format!("cannot build rows: {e}"),
         })?;
-        table
+        let written = table
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
             .await
             .map_err(|e| Error::delta(self.verifications.as_uri(), e))?;
+        Self::compact(written, &self.verifications).await;
         Ok(())
     }
 
@@ -372,6 +390,117 @@ impl AttestationStore {
             }
             Err(e) => Err(Error::delta(location.as_uri(), e)),
         }
+    }
+
+    /// Rewrites the small files of a system table into larger ones once there are
+    /// [`SYSTEM_COMPACT_AT`] of them (Delta OPTIMIZE: rows move between files, `dataChange`
+    /// false, nothing is deleted from storage, every `txn` and earlier version stays readable).
+    /// Best effort: a compaction that cannot claim the table or loses a race is skipped.
+    async fn compact(table: DeltaTable, location: &Location) {
+        Self::compact_at(
+            table,
+            location,
+            SYSTEM_COMPACT_AT,
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .await;
+    }
+
+    /// [`AttestationStore::compact`] once `at` small files pile up, at time `now_ms`.
+    ///
+    /// Two compactions of the same files must never both commit: Delta's conflict check
+    /// ignores removes with `dataChange` false, so both would succeed and every row would be
+    /// there twice. A run therefore first claims the table: one commit of the set transaction
+    /// [`COMPACTION_APP_ID`], made from the snapshot it read, whose version is
+    /// `2 × claim time in ms + 1`; when done it commits the next, even, version to release it.
+    /// Of two runs claiming from the same snapshot the second fails as a concurrent
+    /// transaction, and a run that reads an odd version younger than [`COMPACTION_LEASE_MS`]
+    /// does not try. Only the claiming run compacts.
+    async fn compact_at(table: DeltaTable, location: &Location, at: usize, now_ms: i64) {
+        let Ok(snapshot) = table.snapshot() else {
+            return;
+        };
+        let small = snapshot
+            .log_data()
+            .iter()
+            .filter(|f| u64::try_from(f.size()).is_ok_and(|b| b < SYSTEM_COMPACT_TARGET))
+            .count();
+        if small < at {
+            return;
+        }
+        let claimed = snapshot
+            .transaction_version(table.log_store().as_ref(), COMPACTION_APP_ID)
+            .await;
+        let held = |v: i64| v % 2 == 1 && now_ms.saturating_sub(v / 2) < COMPACTION_LEASE_MS;
+        match claimed {
+            Ok(Some(v)) if held(v) => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        let claim_version = now_ms.saturating_mul(2).saturating_add(1);
+        let claim = CommitProperties::default()
+            .with_application_transaction(Transaction::new(COMPACTION_APP_ID, claim_version));
+        let operation = deltalake::protocol::DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: None,
+            predicate: None,
+        };
+        let claimed = deltalake::kernel::transaction::CommitBuilder::from(claim)
+            .with_max_retries(0)
+            .build(Some(snapshot), table.log_store(), operation.clone())
+            .await;
+        if let Err(e) = claimed {
+            tracing::debug!(table = %location.as_uri(), error = %e, "another run claimed the compaction");
+            return;
+        }
+        let Ok(table) = Self::reload(table).await else {
+            return;
+        };
+        let Some(target) = std::num::NonZeroU64::new(SYSTEM_COMPACT_TARGET) else {
+            return;
+        };
+        let after = table.clone();
+        match table
+            .optimize()
+            .with_type(deltalake::operations::optimize::OptimizeType::Compact)
+            .with_target_size(target)
+            .await
+        {
+            Ok((_, m)) => tracing::debug!(
+                table = %location.as_uri(),
+                removed = m.num_files_removed,
+                added = m.num_files_added,
+                "compacted"
+            ),
+            Err(DeltaTableError::Transaction { source }) => {
+                tracing::debug!(table = %location.as_uri(), error = %source, "compaction lost a race")
+            }
+            Err(e) => {
+                tracing::warn!(table = %location.as_uri(), error = %e, "compaction skipped")
+            }
+        }
+        // Released, unless another run's commit on this id came first (then the claim lapses).
+        let release = CommitProperties::default().with_application_transaction(Transaction::new(
+            COMPACTION_APP_ID,
+            claim_version.saturating_add(1),
+        ));
+        let Ok(table) = Self::reload(after).await else {
+            return;
+        };
+        let Ok(snapshot) = table.snapshot() else {
+            return;
+        };
+        if let Err(e) = deltalake::kernel::transaction::CommitBuilder::from(release)
+            .build(Some(snapshot), table.log_store(), operation)
+            .await
+        {
+            tracing::debug!(table = %location.as_uri(), error = %e, "compaction claim not released");
+        }
+    }
+
+    async fn reload(mut table: DeltaTable) -> Result<DeltaTable, DeltaTableError> {
+        table.update_state().await?;
+        Ok(table)
     }
 
     /// Gives a system table created before [`SYSTEM_CHECKPOINT_INTERVAL`] existed its interval:
@@ -594,9 +723,11 @@ impl AttestationStore {
             .with_commit_properties(props)
             .await
         {
-            Ok(t) => Ok(AppendOutcome::Committed {
-                table_version: t.version().unwrap_or(0),
-            }),
+            Ok(t) => {
+                let table_version = t.version().unwrap_or(0);
+                Self::compact(t, location).await;
+                Ok(AppendOutcome::Committed { table_version })
+            }
             Err(DeltaTableError::Transaction {
                 source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
             }) => Ok(AppendOutcome::Conflict),
@@ -689,5 +820,133 @@ mod tests {
 
         AttestationStore::create(warehouse, options).await.unwrap();
         assert_eq!(table(&files).await.version(), Some(1), "and only once");
+    }
+
+    fn file_row(version: u64) -> FileRow {
+        let change = makoto_core::attestation::FileChange::new(
+            makoto_core::attestation::ChangeKind::Add,
+            format!("part-{version}.parquet"),
+            Some(version),
+            Some(Sha256Digest::of(&version.to_be_bytes())),
+            true,
+            Default::default(),
+            None,
+            None,
+        );
+        FileRow::from_change("file:///t", "id", version, 0, 0, &change, "run")
+    }
+
+    #[tokio::test]
+    async fn small_files_are_compacted_and_every_row_and_txn_survives() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
+        let store = AttestationStore::create(warehouse, StorageOptions::default())
+            .await
+            .unwrap();
+        let small = |t: &DeltaTable| t.snapshot().unwrap().log_data().num_files();
+        let runs = SYSTEM_COMPACT_AT as u64 + 5;
+        let mut most = 0;
+        for v in 0..runs {
+            let t = store.load_files().await.unwrap();
+            let outcome = store
+                .append_files(t, &[file_row(v)], "file:///t", v, "run")
+                .await
+                .unwrap();
+            assert!(matches!(outcome, AppendOutcome::Committed { .. }));
+            most = most.max(small(&store.load_files().await.unwrap()));
+        }
+        assert!(most <= SYSTEM_COMPACT_AT, "{most} files at most");
+        let t = store.load_files().await.unwrap();
+        assert!(small(&t) < 10, "{} files after compacting", small(&t));
+        let rows = store.file_rows(&t, "file:///t", 0, runs).await.unwrap();
+        assert_eq!(rows, (0..runs).map(file_row).collect::<Vec<_>>());
+        assert_eq!(
+            AttestationStore::txn_version(&t, &files_app_id("file:///t"))
+                .await
+                .unwrap(),
+            Some(runs - 1)
+        );
+    }
+
+    /// Two runs that both see the same small files compact them once: the second one's
+    /// OPTIMIZE conflicts on the compaction transaction instead of adding every row again.
+    #[tokio::test]
+    async fn two_compactions_of_the_same_files_commit_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
+        let store = AttestationStore::create(warehouse, StorageOptions::default())
+            .await
+            .unwrap();
+        let n = 6u64;
+        for v in 0..n {
+            let t = store.load_files().await.unwrap();
+            store
+                .append_files(t, &[file_row(v)], "file:///t", v, "run")
+                .await
+                .unwrap();
+        }
+        let (first, second) = (
+            store.load_files().await.unwrap(),
+            store.load_files().await.unwrap(),
+        );
+        let location = store.files_location().clone();
+        AttestationStore::compact_at(first, &location, 2, 1_000_000).await;
+        AttestationStore::compact_at(second, &location, 2, 1_000_001).await;
+        let t = store.load_files().await.unwrap();
+        assert_eq!(t.snapshot().unwrap().log_data().num_files(), 1);
+        let rows = store.file_rows(&t, "file:///t", 0, n).await.unwrap();
+        assert_eq!(rows, (0..n).map(file_row).collect::<Vec<_>>());
+        // The claim was released: the next pile of small files is compacted.
+        for v in n..2 * n {
+            let t = store.load_files().await.unwrap();
+            store
+                .append_files(t, &[file_row(v)], "file:///t", v, "run")
+                .await
+                .unwrap();
+        }
+        let t = store.load_files().await.unwrap();
+        AttestationStore::compact_at(t, &location, 2, 1_000_002).await;
+        let t = store.load_files().await.unwrap();
+        assert_eq!(t.snapshot().unwrap().log_data().num_files(), 1);
+        let rows = store.file_rows(&t, "file:///t", 0, 2 * n).await.unwrap();
+        assert_eq!(rows, (0..2 * n).map(file_row).collect::<Vec<_>>());
+    }
+
+    /// A claim that was never released (its run died) keeps others off for the lease only.
+    #[tokio::test]
+    async fn an_unreleased_claim_lapses_after_the_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
+        let store = AttestationStore::create(warehouse, StorageOptions::default())
+            .await
+            .unwrap();
+        for v in 0..4 {
+            let t = store.load_files().await.unwrap();
+            store
+                .append_files(t, &[file_row(v)], "file:///t", v, "run")
+                .await
+                .unwrap();
+        }
+        let t = store.load_files().await.unwrap();
+        let claim = CommitProperties::default()
+            .with_application_transaction(Transaction::new(COMPACTION_APP_ID, 2 * 1_000_000 + 1));
+        let op = deltalake::protocol::DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: None,
+            predicate: None,
+        };
+        deltalake::kernel::transaction::CommitBuilder::from(claim)
+            .build(Some(t.snapshot().unwrap()), t.log_store(), op)
+            .await
+            .unwrap();
+        let files = |t: &DeltaTable| t.snapshot().unwrap().log_data().num_files();
+        let location = store.files_location().clone();
+        let t = store.load_files().await.unwrap();
+        let held = 1_000_000 + COMPACTION_LEASE_MS - 1;
+        AttestationStore::compact_at(t, &location, 2, held).await;
+        assert_eq!(files(&store.load_files().await.unwrap()), 4);
+        let t = store.load_files().await.unwrap();
+        AttestationStore::compact_at(t, &location, 2, held + 1).await;
+        assert_eq!(files(&store.load_files().await.unwrap()), 1);
     }
 }
