@@ -11,6 +11,14 @@
 
 use serde_json::Value;
 
+/// [`to_vec`] as a `String`: canonical JSON is UTF-8 (strings are written from `str`s).
+pub fn to_string(value: &Value) -> String {
+    match String::from_utf8(to_vec(value)) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
 /// Serializes `value` canonically.
 pub fn to_vec(value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);

@@ -132,7 +132,7 @@ impl Envelope {
                 "sig": STANDARD.encode(&s.sig),
             })).collect::<Vec<_>>(),
         });
-        String::from_utf8_lossy(&canonical::to_vec(&v)).into_owned()
+        canonical::to_string(&v)
     }
 
     pub fn payload_type(&self) -> &str {

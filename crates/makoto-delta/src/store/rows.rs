@@ -221,10 +221,7 @@ impl FileRow {
             size: change.size(),
             sha256: change.sha256(),
             data_change: change.data_change(),
-            partition_values: String::from_utf8_lossy(&canonical::to_vec(&serde_json::json!(
-                change.partition_values()
-            )))
-            .into_owned(),
+            partition_values: canonical::to_string(&serde_json::json!(change.partition_values())),
             num_records: change.num_records(),
             dv_unique_id: dv.map(|(d, _)| d.unique_id()),
             dv_storage_type: dv.map(|(d, _)| d.storage().code().to_owned()),
