@@ -226,21 +226,33 @@ fn group(requests: Vec<HashRequest>) -> Vec<Vec<HashRequest>> {
 }
 
 /// One local file, opened and checked as `object_store`'s local store does (a directory is
-/// not found), read into a buffer no larger than the file.
+/// not found), read into a buffer no larger than the file. Anything else that is not a regular
+/// file (a FIFO, a socket, a device put where a data file should be) is an error, and opening
+/// never waits: a FIFO with no writer would otherwise block the run forever.
 fn hash_local_file(
     local: &LocalFileSystem,
     path: object_store::path::Path,
     chunk_size: usize,
     progress: &Progress,
 ) -> Result<Hashed, HashFailure> {
+    use std::os::unix::fs::OpenOptionsExt;
     let fs_path = local.path_to_filesystem(&path).map_err(classify)?;
-    let file = std::fs::File::open(&fs_path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => HashFailure::Missing,
-        _ => HashFailure::Io(e),
-    })?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fs_path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => HashFailure::Missing,
+            _ => HashFailure::Io(e),
+        })?;
     let meta = file.metadata().map_err(HashFailure::Io)?;
     if meta.is_dir() {
         return Err(HashFailure::Missing);
+    }
+    if !meta.is_file() {
+        return Err(HashFailure::Io(std::io::Error::other(
+            "not a regular file (a FIFO, socket or device)",
+        )));
     }
     let chunk =
         usize::try_from(meta.len()).map_or(chunk_size, |s| s.saturating_add(1).min(chunk_size));
@@ -359,5 +371,29 @@ mod tests {
                 remote[n]
             );
         }
+    }
+
+    /// A FIFO where a data file should be is an error at once, not a run blocked forever.
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("pipe.parquet"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let hasher = FileHasher::new(store, 2)
+            .with_table_root(url::Url::from_directory_path(dir.path()).unwrap());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let results = rt.block_on(async {
+            let hashing = hasher.hash_all(vec![req("pipe.parquet", 10)], Arc::new(|_| {}));
+            tokio::time::timeout(std::time::Duration::from_secs(20), hashing).await
+        });
+        // A thread stuck in open() must not keep the test from failing.
+        rt.shutdown_background();
+        let results = results.expect("hashing a FIFO must not block");
+        assert!(matches!(results["pipe.parquet"], Err(HashFailure::Io(_))));
     }
 }
