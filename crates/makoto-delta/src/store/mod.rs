@@ -445,8 +445,9 @@ impl AttestationStore {
             partition_by: None,
             predicate: None,
         };
+        // Retried past other runs' appends (they carry other transaction ids); another claim
+        // in between is a conflict.
         let claimed = deltalake::kernel::transaction::CommitBuilder::from(claim)
-            .with_max_retries(0)
             .build(Some(snapshot), table.log_store(), operation.clone())
             .await;
         if let Err(e) = claimed {
