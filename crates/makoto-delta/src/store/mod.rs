@@ -438,19 +438,9 @@ impl AttestationStore {
             Err(_) => return,
         }
         let claim_version = now_ms.saturating_mul(2).saturating_add(1);
-        let claim = CommitProperties::default()
-            .with_application_transaction(Transaction::new(COMPACTION_APP_ID, claim_version));
-        let operation = deltalake::protocol::DeltaOperation::Write {
-            mode: SaveMode::Append,
-            partition_by: None,
-            predicate: None,
-        };
         // Retried past other runs' appends (they carry other transaction ids); another claim
         // in between is a conflict.
-        let claimed = deltalake::kernel::transaction::CommitBuilder::from(claim)
-            .build(Some(snapshot), table.log_store(), operation.clone())
-            .await;
-        if let Err(e) = claimed {
+        if let Err(e) = Self::commit_compaction_txn(&table, claim_version).await {
             tracing::debug!(table = %location.as_uri(), error = %e, "another run claimed the compaction");
             return;
         }
@@ -481,22 +471,31 @@ impl AttestationStore {
             }
         }
         // Released, unless another run's commit on this id came first (then the claim lapses).
-        let release = CommitProperties::default().with_application_transaction(Transaction::new(
-            COMPACTION_APP_ID,
-            claim_version.saturating_add(1),
-        ));
         let Ok(table) = Self::reload(after).await else {
             return;
         };
-        let Ok(snapshot) = table.snapshot() else {
-            return;
-        };
-        if let Err(e) = deltalake::kernel::transaction::CommitBuilder::from(release)
-            .build(Some(snapshot), table.log_store(), operation)
-            .await
-        {
+        if let Err(e) = Self::commit_compaction_txn(&table, claim_version.saturating_add(1)).await {
             tracing::debug!(table = %location.as_uri(), error = %e, "compaction claim not released");
         }
+    }
+
+    /// A commit of the set transaction [`COMPACTION_APP_ID`] at `version` and nothing else,
+    /// made from `table`'s snapshot: a claim (odd version) or its release (even).
+    async fn commit_compaction_txn(
+        table: &DeltaTable,
+        version: i64,
+    ) -> Result<(), DeltaTableError> {
+        let props = CommitProperties::default()
+            .with_application_transaction(Transaction::new(COMPACTION_APP_ID, version));
+        let operation = deltalake::protocol::DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: None,
+            predicate: None,
+        };
+        deltalake::kernel::transaction::CommitBuilder::from(props)
+            .build(Some(table.snapshot()?), table.log_store(), operation)
+            .await?;
+        Ok(())
     }
 
     async fn reload(mut table: DeltaTable) -> Result<DeltaTable, DeltaTableError> {
@@ -837,6 +836,34 @@ mod tests {
         FileRow::from_change("file:///t", "id", version, 0, 0, &change, "run")
     }
 
+    /// A store in `dir` whose files table got one file row per version in `versions`, one
+    /// append each.
+    async fn store_with_file_rows(
+        dir: &std::path::Path,
+        versions: std::ops::Range<u64>,
+    ) -> AttestationStore {
+        let warehouse = Location::create(dir.to_str().unwrap()).unwrap();
+        let store = AttestationStore::create(warehouse, StorageOptions::default())
+            .await
+            .unwrap();
+        append_file_rows(&store, versions).await;
+        store
+    }
+
+    async fn append_file_rows(store: &AttestationStore, versions: std::ops::Range<u64>) {
+        for v in versions {
+            let t = store.load_files().await.unwrap();
+            store
+                .append_files(t, &[file_row(v)], "file:///t", v, "run")
+                .await
+                .unwrap();
+        }
+    }
+
+    fn live_files(t: &DeltaTable) -> usize {
+        t.snapshot().unwrap().log_data().num_files()
+    }
+
     #[tokio::test]
     async fn small_files_are_compacted_and_every_row_and_txn_survives() {
         let dir = tempfile::tempdir().unwrap();
@@ -874,18 +901,8 @@ mod tests {
     #[tokio::test]
     async fn two_compactions_of_the_same_files_commit_once() {
         let dir = tempfile::tempdir().unwrap();
-        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
-        let store = AttestationStore::create(warehouse, StorageOptions::default())
-            .await
-            .unwrap();
         let n = 6u64;
-        for v in 0..n {
-            let t = store.load_files().await.unwrap();
-            store
-                .append_files(t, &[file_row(v)], "file:///t", v, "run")
-                .await
-                .unwrap();
-        }
+        let store = store_with_file_rows(dir.path(), 0..n).await;
         let (first, second) = (
             store.load_files().await.unwrap(),
             store.load_files().await.unwrap(),
@@ -894,21 +911,15 @@ mod tests {
         AttestationStore::compact_at(first, &location, 2, 1_000_000).await;
         AttestationStore::compact_at(second, &location, 2, 1_000_001).await;
         let t = store.load_files().await.unwrap();
-        assert_eq!(t.snapshot().unwrap().log_data().num_files(), 1);
+        assert_eq!(live_files(&t), 1);
         let rows = store.file_rows(&t, "file:///t", 0, n).await.unwrap();
         assert_eq!(rows, (0..n).map(file_row).collect::<Vec<_>>());
         // The claim was released: the next pile of small files is compacted.
-        for v in n..2 * n {
-            let t = store.load_files().await.unwrap();
-            store
-                .append_files(t, &[file_row(v)], "file:///t", v, "run")
-                .await
-                .unwrap();
-        }
+        append_file_rows(&store, n..2 * n).await;
         let t = store.load_files().await.unwrap();
         AttestationStore::compact_at(t, &location, 2, 1_000_002).await;
         let t = store.load_files().await.unwrap();
-        assert_eq!(t.snapshot().unwrap().log_data().num_files(), 1);
+        assert_eq!(live_files(&t), 1);
         let rows = store.file_rows(&t, "file:///t", 0, 2 * n).await.unwrap();
         assert_eq!(rows, (0..2 * n).map(file_row).collect::<Vec<_>>());
     }
@@ -917,37 +928,18 @@ mod tests {
     #[tokio::test]
     async fn an_unreleased_claim_lapses_after_the_lease() {
         let dir = tempfile::tempdir().unwrap();
-        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
-        let store = AttestationStore::create(warehouse, StorageOptions::default())
-            .await
-            .unwrap();
-        for v in 0..4 {
-            let t = store.load_files().await.unwrap();
-            store
-                .append_files(t, &[file_row(v)], "file:///t", v, "run")
-                .await
-                .unwrap();
-        }
+        let store = store_with_file_rows(dir.path(), 0..4).await;
         let t = store.load_files().await.unwrap();
-        let claim = CommitProperties::default()
-            .with_application_transaction(Transaction::new(COMPACTION_APP_ID, 2 * 1_000_000 + 1));
-        let op = deltalake::protocol::DeltaOperation::Write {
-            mode: SaveMode::Append,
-            partition_by: None,
-            predicate: None,
-        };
-        deltalake::kernel::transaction::CommitBuilder::from(claim)
-            .build(Some(t.snapshot().unwrap()), t.log_store(), op)
+        AttestationStore::commit_compaction_txn(&t, 2 * 1_000_000 + 1)
             .await
             .unwrap();
-        let files = |t: &DeltaTable| t.snapshot().unwrap().log_data().num_files();
         let location = store.files_location().clone();
         let t = store.load_files().await.unwrap();
         let held = 1_000_000 + COMPACTION_LEASE_MS - 1;
         AttestationStore::compact_at(t, &location, 2, held).await;
-        assert_eq!(files(&store.load_files().await.unwrap()), 4);
+        assert_eq!(live_files(&store.load_files().await.unwrap()), 4);
         let t = store.load_files().await.unwrap();
         AttestationStore::compact_at(t, &location, 2, held + 1).await;
-        assert_eq!(files(&store.load_files().await.unwrap()), 1);
+        assert_eq!(live_files(&store.load_files().await.unwrap()), 1);
     }
 }
