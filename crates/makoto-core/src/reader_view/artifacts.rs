@@ -368,21 +368,22 @@ impl Claimed {
         let Some(files) = &self.files else { return };
         for (k, p) in &self.parsed {
             let Some(f) = files.get(k) else { continue };
-            let stats = f.field("stats");
+            let entry = f.to_json();
+            let stats = entry.get("stats").unwrap_or(&Value::Null);
             if let Some(s) = &p.stats
                 && !self.stats_from_parsed.contains(k)
                 && !stats.is_null()
-                && !loosely_equal(s, &stats)
+                && !loosely_equal(s, stats)
             {
                 out.push(format!(
                     "stats_parsed of {} is {}, its stats say {}",
                     f.path(),
                     short(s),
-                    short(&stats)
+                    short(stats)
                 ));
             }
             if let Some(Value::Object(pv)) = &p.partition_values {
-                let strings = f.field("partitionValues");
+                let strings = entry.get("partitionValues").unwrap_or(&Value::Null);
                 for (col, v) in pv {
                     let s = strings.get(col).unwrap_or(&Value::Null);
                     if !loosely_equal(v, s) {
