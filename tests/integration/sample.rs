@@ -199,6 +199,38 @@ async fn evicting_the_state_between_batches_gives_the_same_statements() {
     check_state_digests(&table, &b).await;
 }
 
+/// A stored state page changed by one bit (pages are `MKP2` now, subtrees inline) is refused
+/// when the next run loads it: the run fails naming the page and writes no row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_doctored_state_page_stops_the_next_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("t");
+    makoto_testkit::synthetic::many_files_table(&table, 3, 400, 8).unwrap();
+    let wh = tmp.path().join("wh");
+    Run::new(&table, &wh).up_to(2).run().await.unwrap();
+    let rows_before = attestation_rows(&wh, &table).await.len();
+    let mut doctored = 0;
+    for dir in std::fs::read_dir(wh.join("system/makoto/state")).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.is_dir() || dir.ends_with("facts") {
+            continue;
+        }
+        for page in std::fs::read_dir(&dir).unwrap() {
+            let page = page.unwrap().path();
+            let mut bytes = std::fs::read(&page).unwrap();
+            assert!(bytes.starts_with(b"MKP2"), "{}", page.display());
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            std::fs::write(&page, bytes).unwrap();
+            doctored += 1;
+        }
+    }
+    assert!(doctored > 2, "{doctored} pages");
+    let err = Run::new(&table, &wh).run().await.unwrap_err().to_string();
+    assert!(err.contains("state page"), "{err}");
+    assert_eq!(attestation_rows(&wh, &table).await.len(), rows_before);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_key_attestations_are_unsigned_l1() {
     let tmp = tempfile::tempdir().unwrap();
