@@ -27,6 +27,7 @@ use datafusion::catalog::{
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
 use makoto_core::attested::parse_subject_name;
 use makoto_core::verify::TrustedKeys;
 use makoto_delta::lineage::Lineage;
@@ -308,6 +309,15 @@ impl MakotoSession {
 
     pub async fn sql(&self, query: &str) -> Result<Vec<RecordBatch>, Error> {
         Ok(self.ctx.sql(query).await?.collect().await?)
+    }
+
+    /// Like [`sql`](Self::sql), with the result's schema, which an empty result needs too.
+    pub async fn query(&self, query: &str) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
+        let frame = self.ctx.sql(query).await?;
+        let planned: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame.collect().await?;
+        let schema = batches.first().map_or(planned, RecordBatch::schema);
+        Ok((schema, batches))
     }
 }
 

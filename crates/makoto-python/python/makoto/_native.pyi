@@ -1,0 +1,81 @@
+# Stubs of the extension module (crates/makoto-python/src/lib.rs). The documented API is in
+# makoto/__init__.py; these functions return the CLI's `--json` shapes as plain objects.
+from typing import Any, Mapping, Sequence
+
+__version__: str
+
+class MakotoError(Exception):
+    kind: str
+    table: str | None
+    version: int | None
+    path: str | None
+
+class VerificationFailed(MakotoError): ...
+class UnattestedInput(MakotoError): ...
+class StorageError(MakotoError): ...
+class InvalidKey(MakotoError): ...
+
+def keygen(prefix: str) -> dict[str, str]: ...
+def attest(
+    table: str,
+    *,
+    warehouse: str,
+    key: str | None = None,
+    to_version: int | None = None,
+    storage_options: Mapping[str, str] | None = None,
+    batch_size: int | None = None,
+    batch_mib: int | None = None,
+    parallelism: int | None = None,
+) -> dict[str, Any]: ...
+def verify(
+    table: str,
+    *,
+    warehouse: str,
+    trust: str,
+    version: int | None = None,
+    timestamp: str | None = None,
+    log_only: bool = False,
+    allow_unsigned: bool = False,
+    since_last: bool = False,
+    key: str | None = None,
+    record: bool = True,
+    reader_check: str = "delta-rs",
+    attested_as: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
+    parallelism: int | None = None,
+) -> dict[str, Any]: ...
+def check(
+    table: str,
+    *,
+    warehouse: str,
+    trust: str,
+    version: int | None = None,
+    min_level: int = 2,
+    upstream: bool = False,
+    log_only: bool = False,
+    attested_as: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
+) -> dict[str, Any]: ...
+def dbom(
+    table: str,
+    *,
+    warehouse: str,
+    key: str | None = None,
+    trust: str | None = None,
+    version: int | None = None,
+    log_only: bool = False,
+    attested_as: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], str | None]: ...
+def head(
+    *, warehouse: str, key: str, storage_options: Mapping[str, str] | None = None
+) -> tuple[str, list[dict[str, Any]]]: ...
+def sql(
+    query: str,
+    *,
+    warehouse: str,
+    tables: Sequence[str] | None = None,
+    trust: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
+) -> Any: ...
+def run_cli(argv: Sequence[str]) -> int: ...

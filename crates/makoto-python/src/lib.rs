@@ -1,0 +1,413 @@
+//! `makoto._native`: the extension module of the Python package `makoto-delta`.
+//!
+//! Each function parses its Python arguments, calls the library (`makoto-delta`, `makoto-sql`)
+//! on a shared runtime with the GIL released (see [`runtime`]), and returns the same serde
+//! shapes the CLI prints with `--json`, as Python objects; `sql` returns a `pyarrow.Table`
+//! through the Arrow C data interface. The typed, documented API is the pure-Python package
+//! around it (`python/makoto/`).
+
+mod errors;
+mod runtime;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow_pyarrow::ToPyArrow;
+use chrono::{DateTime, Utc};
+use makoto_core::keys::{Signer, SigningKeyPair};
+use makoto_core::verify::TrustedKeys;
+use makoto_delta::gate::{self, GateOptions, Upstream};
+use makoto_delta::identity;
+use makoto_delta::verify::{RecordSigner, UnsignedRows};
+use makoto_delta::{
+    AttestOptions, AttestationStore, Attestor, Location, ReaderCheck, SourceTable, StorageOptions,
+    Verifier, VerifyMode, VerifyOptions, VersionSpec, keyfile,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use errors::{delta_error, internal, invalid_argument, sql_error};
+
+type DeltaResult<T> = Result<T, makoto_delta::Error>;
+
+fn storage(options: Option<HashMap<String, String>>) -> StorageOptions {
+    StorageOptions(options.unwrap_or_default())
+}
+
+fn to_python<T: serde::Serialize>(py: Python<'_>, value: &T) -> PyResult<Py<PyAny>> {
+    Ok(pythonize::pythonize(py, value)
+        .map_err(|e| internal(format!("cannot convert the result: {e}")))?
+        .unbind())
+}
+
+fn mode(log_only: bool) -> VerifyMode {
+    if log_only {
+        VerifyMode::LogOnly
+    } else {
+        VerifyMode::Deep
+    }
+}
+
+fn load_key(path: Option<PathBuf>) -> PyResult<Option<Arc<SigningKeyPair>>> {
+    path.map(|p| keyfile::load_signing_key(&p).map(Arc::new))
+        .transpose()
+        .map_err(delta_error)
+}
+
+fn load_trust(path: &std::path::Path) -> PyResult<TrustedKeys> {
+    keyfile::load_trust(path).map_err(delta_error)
+}
+
+/// The table to check, named as its attestations name it: `attested_as`, else its own URI,
+/// else the URI its Delta table id was attested under (as the CLI resolves it).
+async fn attested_table(
+    table: &str,
+    attested_as: Option<&str>,
+    store: &AttestationStore,
+    storage: &StorageOptions,
+) -> DeltaResult<SourceTable> {
+    let source = SourceTable::open(Location::existing(table)?, storage)?;
+    if let Some(uri) = attested_as {
+        return Ok(source.attested_as(Location::named(uri)?.as_uri()));
+    }
+    Ok(identity::resolve(source, store).await?.0)
+}
+
+async fn existing_warehouse(uri: &str, storage: &StorageOptions) -> DeltaResult<AttestationStore> {
+    AttestationStore::open_existing(Location::existing(uri)?, storage.clone()).await
+}
+
+/// Writes a new Ed25519 key pair to `prefix.key` (mode 0600) and `prefix.pub`.
+#[pyfunction]
+fn keygen(py: Python<'_>, prefix: PathBuf) -> PyResult<Py<PyAny>> {
+    let key = keyfile::generate(&prefix).map_err(delta_error)?;
+    let out = serde_json::json!({
+        "keyid": key.keyid.as_str(),
+        "privateKey": key.private_key.display().to_string(),
+        "publicKey": key.public_key.display().to_string(),
+    });
+    to_python(py, &out)
+}
+
+/// Attests the table's new commits into the warehouse; returns the run summary.
+#[pyfunction]
+#[pyo3(signature = (table, *, warehouse, key=None, to_version=None, storage_options=None, batch_size=None, batch_mib=None, parallelism=None))]
+#[allow(clippy::too_many_arguments)]
+fn attest(
+    py: Python<'_>,
+    table: String,
+    warehouse: String,
+    key: Option<PathBuf>,
+    to_version: Option<u64>,
+    storage_options: Option<HashMap<String, String>>,
+    batch_size: Option<usize>,
+    batch_mib: Option<u64>,
+    parallelism: Option<usize>,
+) -> PyResult<Py<PyAny>> {
+    let signer = load_key(key)?.map(|k| k as Arc<dyn Signer>);
+    let storage = storage(storage_options);
+    let mut options = AttestOptions {
+        to_version,
+        storage: storage.clone(),
+        ..AttestOptions::default()
+    };
+    if let Some(n) = batch_size {
+        options.batch_size = n.max(1);
+    }
+    if let Some(mib) = batch_mib {
+        options.batch_bytes = mib.saturating_mul(1 << 20);
+    }
+    if let Some(p) = parallelism {
+        options.parallelism = p.max(1);
+    }
+    let summary = runtime::run(py, async move {
+        let source = SourceTable::open(Location::existing(&table)?, &storage)?;
+        let store = AttestationStore::create(Location::create(&warehouse)?, storage).await?;
+        Attestor::new(source, store, signer, options).run().await
+    })?
+    .map_err(delta_error)?;
+    to_python(py, &summary)
+}
+
+fn parse_time(s: &str) -> PyResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            invalid_argument(format!(
+                "timestamp {s:?} is not an RFC 3339 time such as 2026-11-21T12:00:00Z"
+            ))
+        })
+}
+
+fn reader_check(name: &str) -> PyResult<ReaderCheck> {
+    match name {
+        "delta-rs" => Ok(ReaderCheck::DeltaRs),
+        "skip" => Ok(ReaderCheck::Skip),
+        other => Err(invalid_argument(format!(
+            "reader_check {other:?}: expected \"delta-rs\" or \"skip\""
+        ))),
+    }
+}
+
+/// Verifies a version of the table against the warehouse's signed attestations.
+#[pyfunction]
+#[pyo3(signature = (table, *, warehouse, trust, version=None, timestamp=None, log_only=false, allow_unsigned=false, since_last=false, key=None, record=true, reader_check="delta-rs", attested_as=None, storage_options=None, parallelism=None))]
+#[allow(clippy::too_many_arguments)]
+fn verify(
+    py: Python<'_>,
+    table: String,
+    warehouse: String,
+    trust: PathBuf,
+    version: Option<u64>,
+    timestamp: Option<String>,
+    log_only: bool,
+    allow_unsigned: bool,
+    since_last: bool,
+    key: Option<PathBuf>,
+    record: bool,
+    reader_check: &str,
+    attested_as: Option<String>,
+    storage_options: Option<HashMap<String, String>>,
+    parallelism: Option<usize>,
+) -> PyResult<Py<PyAny>> {
+    let trust = load_trust(&trust)?;
+    let at = match (version, timestamp.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(invalid_argument(
+                "give version or timestamp, not both".to_owned(),
+            ));
+        }
+        (Some(v), None) => VersionSpec::Version(v),
+        (None, Some(t)) => VersionSpec::Timestamp(parse_time(t)?),
+        (None, None) => VersionSpec::Latest,
+    };
+    let storage = storage(storage_options);
+    let mut options = VerifyOptions {
+        at,
+        mode: mode(log_only),
+        unsigned: if allow_unsigned {
+            UnsignedRows::Warn
+        } else {
+            UnsignedRows::Fail
+        },
+        storage: storage.clone(),
+        reader_check: self::reader_check(reader_check)?,
+        since_last,
+        ..VerifyOptions::default()
+    };
+    if let Some(p) = parallelism {
+        options.parallelism = p.max(1);
+    }
+    options.record = match (record, load_key(key)?) {
+        (false, _) => None,
+        (true, Some(k)) => Some(RecordSigner::Signed(k)),
+        (true, None) => Some(RecordSigner::Unsigned),
+    };
+    let report = runtime::run(py, async move {
+        let store = existing_warehouse(&warehouse, &storage).await?;
+        let source = attested_table(&table, attested_as.as_deref(), &store, &storage).await?;
+        Verifier::new(&source, &store, &trust, options).run().await
+    })?
+    .map_err(delta_error)?;
+    to_python(py, &report)
+}
+
+/// The gate: is the table version attested at `min_level` or above and verified (and,
+/// with `upstream`, every table version it was derived from)?
+#[pyfunction]
+#[pyo3(signature = (table, *, warehouse, trust, version=None, min_level=2, upstream=false, log_only=false, attested_as=None, storage_options=None))]
+#[allow(clippy::too_many_arguments)]
+fn check(
+    py: Python<'_>,
+    table: String,
+    warehouse: String,
+    trust: PathBuf,
+    version: Option<u64>,
+    min_level: u8,
+    upstream: bool,
+    log_only: bool,
+    attested_as: Option<String>,
+    storage_options: Option<HashMap<String, String>>,
+) -> PyResult<Py<PyAny>> {
+    let trust = load_trust(&trust)?;
+    let min_level = match min_level {
+        1 => makoto_core::attestation::MakotoLevel::L1,
+        2 => makoto_core::attestation::MakotoLevel::L2,
+        3 => makoto_core::attestation::MakotoLevel::L3,
+        n => {
+            return Err(invalid_argument(format!(
+                "min_level {n}: expected 1, 2 or 3"
+            )));
+        }
+    };
+    let storage = storage(storage_options);
+    let options = GateOptions {
+        at: version.map_or(VersionSpec::Latest, VersionSpec::Version),
+        min_level,
+        upstream: if upstream {
+            Upstream::Check
+        } else {
+            Upstream::Ignore
+        },
+        mode: mode(log_only),
+        storage: storage.clone(),
+        ..GateOptions::default()
+    };
+    let report = runtime::run(py, async move {
+        let store = existing_warehouse(&warehouse, &storage).await?;
+        let source = attested_table(&table, attested_as.as_deref(), &store, &storage).await?;
+        gate::check(&store, &trust, &source, &options).await
+    })?
+    .map_err(delta_error)?;
+    to_python(py, &report)
+}
+
+/// The DBOM of a table version: `(document, envelope_json)`; the envelope is `None` without a key.
+#[pyfunction]
+#[pyo3(signature = (table, *, warehouse, key=None, trust=None, version=None, log_only=false, attested_as=None, storage_options=None))]
+#[allow(clippy::too_many_arguments)]
+fn dbom(
+    py: Python<'_>,
+    table: String,
+    warehouse: String,
+    key: Option<PathBuf>,
+    trust: Option<PathBuf>,
+    version: Option<u64>,
+    log_only: bool,
+    attested_as: Option<String>,
+    storage_options: Option<HashMap<String, String>>,
+) -> PyResult<(Py<PyAny>, Option<String>)> {
+    use makoto_delta::dbom::{self, DbomVerification};
+    let key = load_key(key)?;
+    let trust = match (trust, &key) {
+        (Some(p), _) => Some(load_trust(&p)?),
+        (None, Some(k)) => Some(TrustedKeys::new(vec![k.public_key().clone()])),
+        (None, None) => None,
+    };
+    let storage = storage(storage_options);
+    let gate_options = GateOptions {
+        mode: mode(log_only),
+        storage: storage.clone(),
+        ..GateOptions::default()
+    };
+    let doc = runtime::run(py, async move {
+        let store = existing_warehouse(&warehouse, &storage).await?;
+        let source = attested_table(&table, attested_as.as_deref(), &store, &storage).await?;
+        let verification = match &trust {
+            Some(t) => DbomVerification::Trusted(t, gate_options),
+            None => DbomVerification::NotVerified,
+        };
+        dbom::build(&store, &source, version, verification).await
+    })?
+    .map_err(delta_error)?;
+    let envelope = key
+        .map(|k| dbom::sign(&doc, k.as_ref()).map(|e| e.to_json()))
+        .transpose()
+        .map_err(delta_error)?;
+    Ok((to_python(py, &doc)?, envelope))
+}
+
+/// Signs the warehouse's current head: `(envelope_json, entries)`.
+#[pyfunction]
+#[pyo3(signature = (*, warehouse, key, storage_options=None))]
+fn head(
+    py: Python<'_>,
+    warehouse: String,
+    key: PathBuf,
+    storage_options: Option<HashMap<String, String>>,
+) -> PyResult<(String, Py<PyAny>)> {
+    let key = keyfile::load_signing_key(&key).map_err(delta_error)?;
+    let storage = storage(storage_options);
+    let (envelope, entries) = runtime::run(py, async move {
+        let store = existing_warehouse(&warehouse, &storage).await?;
+        makoto_delta::head::sign_current_head(&store, &key).await
+    })?
+    .map_err(delta_error)?;
+    let entries: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "table": e.table,
+                "tableId": e.table_id,
+                "version": e.version,
+                "attestationDigest": e.attestation_digest.to_hex(),
+                "stateDigest": e.state_digest.to_hex(),
+            })
+        })
+        .collect();
+    Ok((envelope.to_json(), to_python(py, &entries)?))
+}
+
+/// Runs a SQL query over the warehouse's `system.makoto.*` tables (and `tables`, given as
+/// `NAME=URI` or `NAME=URI@vN`); returns a `pyarrow.Table`.
+#[pyfunction]
+#[pyo3(signature = (query, *, warehouse, tables=None, trust=None, storage_options=None))]
+fn sql(
+    py: Python<'_>,
+    query: String,
+    warehouse: String,
+    tables: Option<Vec<String>>,
+    trust: Option<PathBuf>,
+    storage_options: Option<HashMap<String, String>>,
+) -> PyResult<Py<PyAny>> {
+    use makoto_sql::{MakotoSession, SessionOptions, UserTable};
+    let tables = tables
+        .unwrap_or_default()
+        .iter()
+        .map(|spec| UserTable::parse(spec))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql_error)?;
+    let trust = match trust {
+        Some(p) => load_trust(&p)?,
+        None => TrustedKeys::default(),
+    };
+    let storage = storage(storage_options);
+    let (schema, batches): (SchemaRef, Vec<RecordBatch>) = runtime::run(py, async move {
+        let session = MakotoSession::open_with(
+            &Location::existing(&warehouse)?,
+            SessionOptions {
+                storage,
+                trust,
+                tables,
+            },
+        )
+        .await?;
+        session.query(&query).await
+    })?
+    .map_err(sql_error)?;
+    let pa = py.import("pyarrow")?;
+    let py_batches = PyList::empty(py);
+    for b in &batches {
+        py_batches.append(b.to_pyarrow(py)?)?;
+    }
+    let py_schema = schema.as_ref().to_pyarrow(py)?;
+    Ok(pa
+        .getattr("Table")?
+        .call_method1("from_batches", (py_batches, py_schema))?
+        .unbind())
+}
+
+/// Runs the `makoto` command line with `argv` (argv[0] is the program name); returns the exit
+/// status (0 ok, 1 findings, 2 could not run). Output goes to this process's stdout/stderr.
+#[pyfunction]
+fn run_cli(py: Python<'_>, argv: Vec<String>) -> u8 {
+    py.detach(|| makoto_cli::run_status(argv, &mut std::io::stdout().lock()))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(keygen, m)?)?;
+    m.add_function(wrap_pyfunction!(attest, m)?)?;
+    m.add_function(wrap_pyfunction!(verify, m)?)?;
+    m.add_function(wrap_pyfunction!(check, m)?)?;
+    m.add_function(wrap_pyfunction!(dbom, m)?)?;
+    m.add_function(wrap_pyfunction!(head, m)?)?;
+    m.add_function(wrap_pyfunction!(sql, m)?)?;
+    m.add_function(wrap_pyfunction!(run_cli, m)?)?;
+    Ok(())
+}
