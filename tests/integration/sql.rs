@@ -778,3 +778,93 @@ async fn lineage_is_read_only_from_statements_the_trusted_keys_verify() {
     assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("FAIL"), "{}", out.stdout);
 }
+
+/// A pipeline's own writes (what the Python `makoto.transform` block does): inputs pinned, two
+/// commits by the pipeline's writer, both attested with the pinned inputs as a `pipeline`
+/// transform whose statements validate against the schema.
+#[tokio::test]
+async fn pipeline_commits_are_attested_with_the_pinned_inputs() {
+    use makoto_sql::transform::{PinnedInputs, attest_outputs};
+    let f = build().await;
+    let st = store(&f.warehouse).await;
+    let inputs = [UserTable::parse(&format!("orders={}", f.s("orders"))).unwrap()];
+    let pinned = PinnedInputs::pin(
+        &st,
+        &f.trust(),
+        &inputs,
+        VerifyMode::LogOnly,
+        InputPolicy::RequireVerified,
+        &StorageOptions::default(),
+    )
+    .await
+    .unwrap();
+    let orders_version = pinned.inputs()[0].version;
+    let mut out = SampleTable::create(&f.path("pipeline_out")).await.unwrap();
+    out.append(rows(0..4, "eu").unwrap()).await.unwrap();
+    let output = Location::existing(&f.s("pipeline_out")).unwrap();
+    let err = attest_outputs(
+        &st,
+        &output,
+        1..=2,
+        pinned.pipeline("enrich", "Python function enrich", 0),
+        Some(key(1) as Arc<dyn Signer>),
+        AttestOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    // Version 2 does not exist yet: a range the output has not reached is refused, and
+    // nothing is written (the retry below attests version 1 with the inputs).
+    assert!(err.to_string().contains("version 2"), "{err}");
+    out.append(rows(4..8, "us").unwrap()).await.unwrap();
+    let summary = attest_outputs(
+        &st,
+        &output,
+        1..=2,
+        pinned.pipeline("enrich", "Python function enrich", 0),
+        Some(key(1) as Arc<dyn Signer>),
+        AttestOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        summary
+            .attested
+            .iter()
+            .map(|a| a.version)
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    let validator = SchemaValidator::new();
+    let rows = attestation_rows(&f.warehouse, &f.path("pipeline_out")).await;
+    for row in &rows {
+        let stmt = envelope_statement(&row.envelope);
+        assert!(
+            validator.errors(&stmt).is_empty(),
+            "{:?}",
+            validator.errors(&stmt)
+        );
+        let transform = &stmt["predicate"]["transform"];
+        let names: Vec<&str> = stmt["predicate"]["inputs"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|i| i["name"].as_str()).collect())
+            .unwrap_or_default();
+        let orders_subject = format!(
+            "{}@v{orders_version}",
+            support::table_uri(&f.path("orders"))
+        );
+        if row.version == 0 {
+            // Before the block: a plain commit, without the inputs.
+            assert_eq!(stmt["predicateType"], "https://makoto.dev/origin/v1");
+            continue;
+        }
+        assert_eq!(transform["type"], "https://makoto.dev/transforms/pipeline");
+        assert_eq!(transform["name"], "enrich");
+        assert_eq!(
+            transform["parameters"]["description"],
+            "Python function enrich"
+        );
+        assert_eq!(transform["parameters"]["inputPolicy"], "require-verified");
+        assert!(transform["parameters"].get("query").is_none());
+        assert!(names.contains(&orders_subject.as_str()), "{names:?}");
+    }
+}

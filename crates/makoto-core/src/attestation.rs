@@ -233,13 +233,25 @@ impl InputPolicy {
     }
 }
 
-/// A transform that read other tables and wrote one commit of this table (`makoto transform`).
+/// What wrote a transform's output commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransformKind {
+    /// `makoto transform`: a SQL query, written by makoto (`transform.type` [`SQL_TRANSFORM_TYPE`]).
+    Sql,
+    /// A pipeline's own code (the Python `makoto.transform` block) wrote the commits with a
+    /// writer of its choice (`transform.type` [`PIPELINE_TRANSFORM_TYPE`]).
+    Pipeline,
+}
+
+/// A transform that read other tables and wrote commits of this table (`makoto transform`, or
+/// a pipeline's block between pinning its inputs and attesting its output).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrossTableTransform {
+    pub kind: TransformKind,
     pub name: String,
-    /// The SQL query (or a pipeline's description of its code).
+    /// The SQL query, or the pipeline's description of its code.
     pub query: String,
-    /// `append` or `overwrite`.
+    /// `append` or `overwrite` for SQL; `external` for a pipeline (its writer chose).
     pub mode: String,
     pub inputs: Vec<TransformInput>,
     pub policy: InputPolicy,
@@ -249,6 +261,8 @@ pub struct CrossTableTransform {
 
 /// `transform.type` of cross-table SQL transforms.
 pub const SQL_TRANSFORM_TYPE: &str = "https://makoto.dev/transforms/sql";
+/// `transform.type` of commits a pipeline's own code wrote between pinning and attesting.
+pub const PIPELINE_TRANSFORM_TYPE: &str = "https://makoto.dev/transforms/pipeline";
 
 /// Who produced the attestation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -631,14 +645,25 @@ fn transform_predicate(
             parameters: facts.operation_parameters.clone().filter(Value::is_object),
         },
         Some(c) => TransformSpec {
-            kind: SQL_TRANSFORM_TYPE.to_owned(),
+            kind: match c.kind {
+                TransformKind::Sql => SQL_TRANSFORM_TYPE,
+                TransformKind::Pipeline => PIPELINE_TRANSFORM_TYPE,
+            }
+            .to_owned(),
             name: c.name.clone(),
-            parameters: Some(json!({
-                "query": c.query,
-                "mode": c.mode,
-                "inputPolicy": c.policy.as_str(),
-                "deltaOperation": operation,
-            })),
+            parameters: Some(match c.kind {
+                TransformKind::Sql => json!({
+                    "query": c.query,
+                    "mode": c.mode,
+                    "inputPolicy": c.policy.as_str(),
+                    "deltaOperation": operation,
+                }),
+                TransformKind::Pipeline => json!({
+                    "description": c.query,
+                    "inputPolicy": c.policy.as_str(),
+                    "deltaOperation": operation,
+                }),
+            }),
         },
     };
     let previous = facts.previous.as_ref().map(|prev| InputEntry {

@@ -8,6 +8,7 @@
 
 mod errors;
 mod runtime;
+mod transform;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -409,5 +410,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(head, m)?)?;
     m.add_function(wrap_pyfunction!(sql, m)?)?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
+    m.add_function(wrap_pyfunction!(transform::begin_transform, m)?)?;
+    m.add_class::<transform::PendingTransform>()?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! The steps are public so that a Rust pipeline can wrap its own writes:
 //! [`PinnedInputs::pin`] → register [`PinnedInputs::tables`] and compute → write → [`attest_output`].
 
-use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -13,7 +13,7 @@ use datafusion::arrow::array::RecordBatch;
 use deltalake::protocol::SaveMode;
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::{
-    CrossTableTransform, InputAttestation, InputCheck, InputPolicy, TransformInput,
+    CrossTableTransform, InputAttestation, InputCheck, InputPolicy, TransformInput, TransformKind,
 };
 use makoto_core::keys::Signer;
 use makoto_core::verify::TrustedKeys;
@@ -182,9 +182,27 @@ impl PinnedInputs {
         started_ms: i64,
     ) -> CrossTableTransform {
         CrossTableTransform {
+            kind: TransformKind::Sql,
             name: name.to_owned(),
             query: query.to_owned(),
             mode: mode.as_str().to_owned(),
+            inputs: self.inputs.iter().map(|i| i.record.clone()).collect(),
+            policy: self.policy,
+            started_ms,
+            finished_ms: Utc::now().timestamp_millis(),
+        }
+    }
+}
+
+impl PinnedInputs {
+    /// The record of a pipeline's own writes over these inputs (the Python `makoto.transform`
+    /// block): `description` says what the code did; its writer chose the write mode.
+    pub fn pipeline(&self, name: &str, description: &str, started_ms: i64) -> CrossTableTransform {
+        CrossTableTransform {
+            kind: TransformKind::Pipeline,
+            name: name.to_owned(),
+            query: description.to_owned(),
+            mode: "external".to_owned(),
             inputs: self.inputs.iter().map(|i| i.record.clone()).collect(),
             policy: self.policy,
             started_ms,
@@ -234,20 +252,38 @@ pub async fn attest_output(
     version: u64,
     transform: CrossTableTransform,
     signer: Option<Arc<dyn Signer>>,
+    options: AttestOptions,
+) -> Result<AttestSummary, Error> {
+    attest_outputs(store, output, version..=version, transform, signer, options).await
+}
+
+/// Attests the output table through the end of `versions`, recording `transform` as the
+/// inputs of every version in it (the commits a pipeline made between pinning and attesting).
+/// Earlier unattested versions are attested as plain commits. Fails when another run attested
+/// one of `versions` first, without the inputs.
+pub async fn attest_outputs(
+    store: &AttestationStore,
+    output: &Location,
+    versions: RangeInclusive<u64>,
+    transform: CrossTableTransform,
+    signer: Option<Arc<dyn Signer>>,
     mut options: AttestOptions,
 ) -> Result<AttestSummary, Error> {
     let source = SourceTable::open(output.clone(), &options.storage)?;
     let uri = source.uri().to_owned();
-    options.to_version = Some(version);
-    options.transforms = BTreeMap::from([(version, transform)]);
+    options.to_version = Some(*versions.end());
+    options.transforms = versions.clone().map(|v| (v, transform.clone())).collect();
     let summary = Attestor::new(source, store.clone(), signer, options)
         .run()
         .await?;
-    if !summary.attested.iter().any(|a| a.version == version) {
+    if let Some(missed) = versions
+        .clone()
+        .find(|v| !summary.attested.iter().any(|a| a.version == *v))
+    {
         return Err(Error::TransformNotRecorded {
             table: uri,
             reason: format!(
-                "version {version} was attested by another run before this one, without the transform's inputs"
+                "version {missed} was attested by another run before this one, without the transform's inputs"
             ),
         });
     }

@@ -30,6 +30,7 @@ from makoto._native import (
     UnattestedInput,
     VerificationFailed,
 )
+from makoto._transform import NothingAttested, Transform, transform, transform_step
 from makoto._reports import (
     AttestedVersion,
     AttestReport,
@@ -52,7 +53,9 @@ __all__ = [
     "InvalidKey",
     "KeyPair",
     "MakotoError",
+    "NothingAttested",
     "StorageError",
+    "Transform",
     "UnattestedInput",
     "VerificationFailed",
     "VerifyReport",
@@ -64,6 +67,8 @@ __all__ = [
     "keygen",
     "require_attestation",
     "sql",
+    "transform",
+    "transform_step",
     "verify",
 ]
 

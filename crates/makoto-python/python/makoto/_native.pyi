@@ -79,3 +79,24 @@ def sql(
     storage_options: Mapping[str, str] | None = None,
 ) -> Any: ...
 def run_cli(argv: Sequence[str]) -> int: ...
+
+class PendingTransform:
+    @property
+    def output_before(self) -> int | None: ...
+    def inputs(self) -> list[dict[str, Any]]: ...
+    def output_now(self) -> int | None: ...
+    def commit(self) -> dict[str, Any]: ...
+
+def begin_transform(
+    name: str,
+    *,
+    inputs: Mapping[str, str],
+    output: str,
+    warehouse: str,
+    key: str,
+    trust: str | None = None,
+    description: str | None = None,
+    log_only: bool = False,
+    allow_unattested: bool = False,
+    storage_options: Mapping[str, str] | None = None,
+) -> PendingTransform: ...
