@@ -228,6 +228,37 @@ impl Topic {
     }
 }
 
+/// The offset the partition's next record gets.
+async fn next_offset(
+    topic: &Topic,
+    client: &PartitionClient,
+    partition: i32,
+) -> Result<i64, Error> {
+    let latest = client
+        .get_offset(OffsetAt::Latest)
+        .await
+        .map_err(|e| topic.err(partition, e))?;
+    // Some brokers (Tansu) answer Latest with the start of the last batch + 1: read on from
+    // there to find the real end.
+    Ok(match latest {
+        0 => 0,
+        l => topic
+            .read(partition, l - 1)
+            .await?
+            .last()
+            .map_or(l, |r| r.offset + 1),
+    })
+}
+
+impl Topic {
+    /// The offset the next record written to `partition` gets (what a producer that is the
+    /// partition's only writer predicts its window ids from).
+    pub async fn next_offset(&self, partition: i32) -> Result<i64, Error> {
+        let client = self.partition(partition).await?;
+        next_offset(self, &client, partition).await
+    }
+}
+
 /// Sends records to one partition with the makoto headers.
 #[derive(Debug)]
 pub struct MakotoProducer {
@@ -240,20 +271,7 @@ impl MakotoProducer {
     /// `window_records` must be the `--window-records` the topic is attested with.
     pub async fn new(topic: &Topic, partition: i32, window_records: u64) -> Result<Self, Error> {
         let client = topic.partition(partition).await?;
-        let latest = client
-            .get_offset(OffsetAt::Latest)
-            .await
-            .map_err(|e| topic.err(partition, e))?;
-        // Some brokers (Tansu) answer Latest with the start of the last batch + 1: read on from
-        // there to find the real end.
-        let next_offset = match latest {
-            0 => 0,
-            l => topic
-                .read(partition, l - 1)
-                .await?
-                .last()
-                .map_or(l, |r| r.offset + 1),
-        };
+        let next_offset = next_offset(topic, &client, partition).await?;
         Ok(MakotoProducer {
             client,
             window_records: window_records.max(1),

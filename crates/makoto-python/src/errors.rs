@@ -181,6 +181,19 @@ fn describe_sql(e: &makoto_sql::Error) -> Described<'_> {
     }
 }
 
+fn describe_kafka(e: &makoto_kafka::Error) -> Described<'_> {
+    use Class::*;
+    use makoto_kafka::Error as E;
+    let d = Described::new;
+    match e {
+        E::Warehouse(inner) => describe_delta(inner),
+        E::Connect { brokers, .. } => d(Storage, "kafka_connect").path(brokers),
+        E::Partition { topic, .. } => d(Storage, "kafka_partition").table(topic),
+        E::NoTopic { topic, .. } => d(Base, "kafka_no_topic").table(topic),
+        _ => d(Base, "kafka"),
+    }
+}
+
 /// The error and its causes on one line, without repeating a cause its parent already quotes.
 fn one_line(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -220,6 +233,10 @@ pub(crate) fn delta_error(e: makoto_delta::Error) -> PyErr {
 
 pub(crate) fn sql_error(e: makoto_sql::Error) -> PyErr {
     raise(describe_sql(&e), one_line(&e))
+}
+
+pub(crate) fn kafka_error(e: makoto_kafka::Error) -> PyErr {
+    raise(describe_kafka(&e), one_line(&e))
 }
 
 /// A failure of the binding itself (runtime, conversion), not of the library.

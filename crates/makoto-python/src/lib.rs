@@ -7,6 +7,7 @@
 //! around it (`python/makoto/`).
 
 mod errors;
+mod kafka;
 mod runtime;
 mod transform;
 
@@ -412,5 +413,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(transform::begin_transform, m)?)?;
     m.add_class::<transform::PendingTransform>()?;
+    m.add_function(wrap_pyfunction!(kafka::kafka_headers, m)?)?;
+    m.add_function(wrap_pyfunction!(kafka::kafka_next_offset, m)?)?;
     Ok(())
 }
