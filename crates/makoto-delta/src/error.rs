@@ -155,6 +155,10 @@ pub enum Error {
     #[error("record proof: {reason}")]
     ProofInvalid { reason: String },
 
+    /// A proof file that is not JSON at all: it could not be read, as opposed to not holding.
+    #[error("not JSON: {reason}")]
+    ProofNotJson { reason: String },
+
     #[error(
         "{warehouse}: not a Makoto warehouse (no system/makoto/attestations table); give the warehouse `makoto attest` wrote to"
     )]

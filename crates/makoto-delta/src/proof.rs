@@ -142,3 +142,77 @@ pub async fn prove(
         envelope,
     ))
 }
+
+/// What checking a proof file found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProofOutcome {
+    /// The proof holds: a one-line summary and the report `verify-proof --json` prints.
+    Verified {
+        summary: String,
+        report: serde_json::Value,
+    },
+    /// The proof does not hold, and why.
+    Invalid { reason: String },
+}
+
+/// Checks a proof file's bytes (a file proof or a record proof, told apart by their format)
+/// against `trust`, offline. The one newline `makoto prove` ends the file with is ignored;
+/// nothing else is. Bytes that are not JSON at all are an error, not an outcome.
+pub fn verify_proof(
+    bytes: &[u8],
+    trust: &makoto_core::verify::TrustedKeys,
+) -> Result<ProofOutcome, Error> {
+    use serde_json::{Value, json};
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| Error::ProofNotJson {
+        reason: e.to_string(),
+    })?;
+    let is_record = ["format", "kind"].iter().any(|k| {
+        value
+            .get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|f| f.starts_with("makoto-record-proof/"))
+    });
+    let verdict = if is_record {
+        crate::windows::RecordProof::from_json_bytes(bytes)
+            .and_then(|p| p.verify(trust))
+            .map(|r| ProofOutcome::Verified {
+                summary: format!(
+                    "record {} of version {} is record {} of {} in window {} (Merkle root {}), signed with key {}",
+                    r.index, r.version, r.position, r.leaf_count, r.window_id, r.merkle_root, r.keyid
+                ),
+                report: json!({"verified": true, "window": r.window_id, "version": r.version,
+                               "index": r.index, "position": r.position, "leafCount": r.leaf_count,
+                               "merkleRoot": r.merkle_root.to_hex(), "keyid": r.keyid}),
+            })
+            .map_err(|e| e.to_string())
+    } else {
+        FileProof::from_json_bytes(bytes)
+            .and_then(|p| p.verify(trust))
+            .map(|v| {
+                let (p, f) = (v.value(), &v.value().file);
+                ProofOutcome::Verified {
+                    summary: format!(
+                        "{} ({} bytes, SHA-256 {}) is a live file of {}@v{} (state {}), attested with key {}",
+                        f.path(),
+                        f.size(),
+                        f.sha256().map_or("unknown".to_owned(), |h| h.to_hex()),
+                        p.table,
+                        p.version,
+                        p.state_digest,
+                        v.keyid()
+                    ),
+                    report: json!({
+                        "verified": true,
+                        "table": p.table,
+                        "version": p.version,
+                        "stateDigest": p.state_digest.to_hex(),
+                        "file": f.to_json(),
+                        "keyid": v.keyid().as_str(),
+                    }),
+                }
+            })
+            .map_err(|e| e.to_string())
+    };
+    Ok(verdict.unwrap_or_else(|reason| ProofOutcome::Invalid { reason }))
+}

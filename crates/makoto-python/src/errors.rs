@@ -151,6 +151,7 @@ fn describe_delta(e: &makoto_delta::Error) -> Described<'_> {
             .table(table)
             .version(*version),
         E::ProofInvalid { .. } => d(Verification, "proof_invalid"),
+        E::ProofNotJson { .. } => d(Base, "proof_not_json"),
         E::WarehouseNotFound { warehouse } => d(Base, "warehouse_not_found").path(warehouse),
         E::AmbiguousTable { table, .. } => d(Base, "ambiguous_table").table(table),
         _ => d(Base, "other"),

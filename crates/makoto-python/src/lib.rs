@@ -392,6 +392,72 @@ fn sql(
         .unbind())
 }
 
+/// A portable proof that `file` is a live file of the table at `version` (or, with `record`
+/// as `(version, index)`, that a record is in an attested stream window): the proof file's
+/// bytes, canonical JSON ending in one newline, as `makoto prove` writes them.
+#[pyfunction]
+#[pyo3(signature = (table, *, warehouse, file=None, version=None, record=None, attested_as=None, storage_options=None))]
+#[allow(clippy::too_many_arguments)]
+fn prove<'py>(
+    py: Python<'py>,
+    table: String,
+    warehouse: String,
+    file: Option<String>,
+    version: Option<u64>,
+    record: Option<(u64, u64)>,
+    attested_as: Option<String>,
+    storage_options: Option<HashMap<String, String>>,
+) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+    let storage = storage(storage_options);
+    let what = match (record, file, version) {
+        (Some((version, index)), None, None) => {
+            Ok(makoto_core::window::RecordPos { version, index })
+        }
+        (None, Some(file), Some(version)) => Err((file, version)),
+        _ => {
+            return Err(invalid_argument(
+                "give file= and version=, or record=(version, index)",
+            ));
+        }
+    };
+    let mut bytes = runtime::run(py, async move {
+        let store = existing_warehouse(&warehouse, &storage).await?;
+        let source = attested_table(&table, attested_as.as_deref(), &store, &storage).await?;
+        match what {
+            Ok(pos) => makoto_delta::windows::prove_record(&source, &store, pos)
+                .await?
+                .to_json_bytes(),
+            Err((file, version)) => {
+                makoto_delta::proof::prove(&store, source.uri(), &file, version)
+                    .await?
+                    .to_json_bytes()
+                    .map_err(|e| makoto_delta::Error::core("encoding the proof", e))
+            }
+        }
+    })?
+    .map_err(delta_error)?;
+    bytes.push(b'\n');
+    Ok(pyo3::types::PyBytes::new(py, &bytes))
+}
+
+/// Checks a proof file's bytes against the trusted keys, offline: `(True, summary, report)`
+/// when it holds, `(False, reason, None)` when it does not.
+#[pyfunction]
+fn verify_proof(
+    py: Python<'_>,
+    proof: &[u8],
+    trust: PathBuf,
+) -> PyResult<(bool, String, Option<Py<PyAny>>)> {
+    use makoto_delta::proof::ProofOutcome;
+    let trust = load_trust(&trust)?;
+    match makoto_delta::proof::verify_proof(proof, &trust).map_err(delta_error)? {
+        ProofOutcome::Verified { summary, report } => {
+            Ok((true, summary, Some(to_python(py, &report)?)))
+        }
+        ProofOutcome::Invalid { reason } => Ok((false, reason, None)),
+    }
+}
+
 /// Runs the `makoto` command line with `argv` (argv[0] is the program name); returns the exit
 /// status (0 ok, 1 findings, 2 could not run). Output goes to this process's stdout/stderr.
 #[pyfunction]
@@ -410,6 +476,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dbom, m)?)?;
     m.add_function(wrap_pyfunction!(head, m)?)?;
     m.add_function(wrap_pyfunction!(sql, m)?)?;
+    m.add_function(wrap_pyfunction!(prove, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_proof, m)?)?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(transform::begin_transform, m)?)?;
     m.add_class::<transform::PendingTransform>()?;

@@ -250,3 +250,32 @@ def test_the_console_script_is_the_cli() -> None:
     assert out.startswith("makoto ") and makoto.__version__ in out
     bad = run_cli("verify", check=False)
     assert bad.returncode == 2
+
+
+def test_prove_and_verify_proof_match_the_cli(
+    tmp_path: Path, orders: Path, warehouse: Path, keys: makoto.KeyPair
+) -> None:
+    makoto.attest(orders, warehouse=warehouse, key=keys.private_key)
+    live = DeltaTable(str(orders)).get_add_actions(flatten=True).column("path").to_pylist()
+    file = sorted(live)[0]
+    proof = makoto.prove(orders, warehouse=warehouse, file=file, version=3, out=tmp_path / "p.json")
+    assert proof.endswith(b"\n") and (tmp_path / "p.json").read_bytes() == proof
+    by_cli = run_cli(
+        "prove", str(orders), "--warehouse", str(warehouse), "--file", file, "--version", "3"
+    ).stdout.encode()
+    assert proof == by_cli
+    result = makoto.verify_proof(tmp_path / "p.json", trust=keys.public_key)
+    assert result.verified and result.report is not None
+    assert result.report["version"] == 3 and result.report["keyid"] == keys.keyid
+    cli = json.loads(run_cli("verify-proof", str(tmp_path / "p.json"), "--trust", keys.public_key, "--json").stdout)
+    assert cli == result.report
+
+    doctored = proof.replace(b'"version":3', b'"version":2')
+    assert doctored != proof
+    bad = makoto.verify_proof(doctored, trust=keys.public_key)
+    assert not bad and bad.report is None and bad.summary
+    with pytest.raises(makoto.MakotoError) as e:
+        makoto.verify_proof(b"not json", trust=keys.public_key)
+    assert e.value.kind == "proof_not_json"
+    with pytest.raises(ValueError):
+        makoto.prove(orders, warehouse=warehouse, file=file)

@@ -54,6 +54,7 @@ __all__ = [
     "KeyPair",
     "MakotoError",
     "NothingAttested",
+    "ProofResult",
     "StorageError",
     "Transform",
     "UnattestedInput",
@@ -65,11 +66,13 @@ __all__ = [
     "expect_attestation",
     "head",
     "keygen",
+    "prove",
     "require_attestation",
     "sql",
     "transform",
     "transform_step",
     "verify",
+    "verify_proof",
 ]
 
 
@@ -325,6 +328,63 @@ def head(
         storage_options=_options(storage_options),
     )
     return Head(envelope=envelope, entries=entries)
+
+
+def prove(
+    table: PathLike,
+    *,
+    warehouse: PathLike,
+    file: str | None = None,
+    version: int | None = None,
+    record: tuple[int, int] | None = None,
+    out: PathLike | None = None,
+    attested_as: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
+) -> bytes:
+    """A portable, offline-checkable proof that ``file`` (a path as the log names it) is a live
+    file of the table at ``version``, or with ``record=(version, index)`` that the index-th
+    record commit ``version`` appended is in an attested stream window. Returns the proof
+    file's bytes (canonical JSON and one newline), also written to ``out`` when given. Like
+    ``makoto prove``."""
+    data = _native.prove(
+        os.fspath(table),
+        warehouse=os.fspath(warehouse),
+        file=file,
+        version=version,
+        record=record,
+        attested_as=attested_as,
+        storage_options=_options(storage_options),
+    )
+    if out is not None:
+        with open(os.fspath(out), "wb") as f:
+            f.write(data)
+    return data
+
+
+@dataclass(frozen=True)
+class ProofResult:
+    """The verdict on a proof: ``summary`` says what it proves, or why it does not hold;
+    ``report`` is what ``makoto verify-proof --json`` prints for a proof that holds."""
+
+    verified: bool
+    summary: str
+    report: dict[str, Any] | None
+
+    def __bool__(self) -> bool:
+        return self.verified
+
+
+def verify_proof(proof: bytes | PathLike, *, trust: PathLike) -> ProofResult:
+    """Check a proof (its bytes, or the path of a proof file) against the keys in ``trust``,
+    offline. A proof that does not hold is a result, not an exception; bytes that are not JSON
+    raise :class:`MakotoError`. Like ``makoto verify-proof``."""
+    if isinstance(proof, (bytes, bytearray, memoryview)):
+        data = bytes(proof)
+    else:
+        with open(os.fspath(proof), "rb") as f:
+            data = f.read()
+    verified, summary, report = _native.verify_proof(data, os.fspath(trust))
+    return ProofResult(verified=verified, summary=summary, report=report)
 
 
 def sql(

@@ -103,3 +103,15 @@ def begin_transform(
 
 def kafka_headers(value: bytes, offset: int, window_records: int) -> list[tuple[str, bytes]]: ...
 def kafka_next_offset(brokers: str, topic: str, partition: int) -> int: ...
+
+def prove(
+    table: str,
+    *,
+    warehouse: str,
+    file: str | None = None,
+    version: int | None = None,
+    record: tuple[int, int] | None = None,
+    attested_as: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
+) -> bytes: ...
+def verify_proof(proof: bytes, trust: str) -> tuple[bool, str, dict[str, Any] | None]: ...
