@@ -89,3 +89,34 @@ def test_ctrl_c_stops_attest_and_leaves_nothing_partial(tmp_path: Path) -> None:
     assert [v.version for v in report.versions] == list(range(done[-1] + 1, COMMITS + 1))
     result = makoto.verify(table, warehouse=warehouse, trust=key.public_key, log_only=True)
     assert result.verified, result.findings
+
+
+def test_long_calls_release_the_gil(tmp_path: Path) -> None:
+    """Another Python thread keeps running while attest and verify work."""
+    import threading
+
+    table = many_commit_table(tmp_path / "t")
+    key = makoto.keygen(tmp_path / "k")
+    warehouse = tmp_path / "wh"
+    ticks = 0
+    done = threading.Event()
+
+    def count() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        started = ticks
+        makoto.attest(table, warehouse=warehouse, key=key.private_key)
+        during_attest = ticks - started
+        started = ticks
+        assert makoto.verify(table, warehouse=warehouse, trust=key.public_key, log_only=True)
+        during_verify = ticks - started
+    finally:
+        done.set()
+        counter.join()
+    # Holding the GIL for the whole call would leave the counter at (almost) zero.
+    assert during_attest > 10_000 and during_verify > 10_000, (during_attest, during_verify)
