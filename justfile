@@ -15,6 +15,18 @@ clippy:
 test *ARGS:
     scripts/test {{ARGS}}
 
+# The Python package alone: build the wheel (debug, shared dependency build), test it.
+test-python *ARGS:
+    scripts/test-python {{ARGS}}
+
+# Python API overhead against the CLI on the 10,001-commit table (docs/performance.md (h)):
+# release binary and release wheel of this checkout, PYTHON with deltalake.
+bench-python-overhead ROUNDS="5" DIR="target/bench-python-overhead":
+    cargo build --release --locked -p makoto-cli
+    ${PYTHON:-python3} -m maturin build --release --locked --strip --compatibility linux -m crates/makoto-python/Cargo.toml --out target/wheels-release
+    ${PYTHON:-python3} -m pip install --force-reinstall --no-deps target/wheels-release/makoto_delta-*.whl
+    ${PYTHON:-python3} benches/python-overhead/run.py target/release/makoto ${PYTHON:-python3} {{DIR}} {{ROUNDS}}
+
 # End-to-end throughput (docs/performance.md) and micro-benchmarks.
 bench:
     cargo bench --locked --bench attest
