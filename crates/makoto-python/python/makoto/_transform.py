@@ -38,25 +38,33 @@ class Transform:
         storage_options: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
-        self._args = dict(
-            inputs={str(k): os.fspath(v) for k, v in inputs.items()},
-            output=os.fspath(output),
-            warehouse=os.fspath(warehouse),
-            key=os.fspath(key),
-            trust=None if trust is None else os.fspath(trust),
-            description=description,
-            log_only=log_only,
-            allow_unattested=allow_unattested,
-            storage_options=None if storage_options is None else dict(storage_options),
-        )
-        self._storage_options = self._args["storage_options"]
+        self._inputs = {str(k): os.fspath(v) for k, v in inputs.items()}
+        self._output = os.fspath(output)
+        self._warehouse = os.fspath(warehouse)
+        self._key = os.fspath(key)
+        self._trust = None if trust is None else os.fspath(trust)
+        self._description = description
+        self._log_only = log_only
+        self._allow_unattested = allow_unattested
+        self._storage_options = None if storage_options is None else dict(storage_options)
         self._pending: Any = None
         self._pinned: dict[str, dict[str, Any]] = {}
         #: The attest report of the output's commits, after a clean exit.
         self.report: AttestReport | None = None
 
     def __enter__(self) -> Transform:
-        self._pending = _native.begin_transform(self.name, **self._args)
+        self._pending = _native.begin_transform(
+            self.name,
+            inputs=self._inputs,
+            output=self._output,
+            warehouse=self._warehouse,
+            key=self._key,
+            trust=self._trust,
+            description=self._description,
+            log_only=self._log_only,
+            allow_unattested=self._allow_unattested,
+            storage_options=self._storage_options,
+        )
         self._pinned = {i["name"]: i for i in self._pending.inputs()}
         return self
 
@@ -85,7 +93,8 @@ class Transform:
 
     def _safe_output_now(self) -> int | None:
         try:
-            return self._pending.output_now()
+            now: int | None = self._pending.output_now()
+            return now
         except _native.MakotoError:
             return None
 
