@@ -14,7 +14,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create an Ed25519 key pair: <PREFIX>.key (PKCS#8 PEM, mode 0600) and <PREFIX>.pub.
+    /// Create a key pair (Ed25519, or ECDSA P-256 with --algorithm ecdsa-p256): <PREFIX>.key (PKCS#8 PEM, mode 0600) and <PREFIX>.pub.
     Keygen(KeygenArgs),
     /// Attest every unattested commit of a Delta table into the warehouse.
     Attest(AttestArgs),
@@ -220,9 +220,30 @@ pub struct DbomArgs {
 pub struct KeygenArgs {
     /// Path prefix of the key files (e.g. keys/prod writes keys/prod.key and keys/prod.pub).
     pub prefix: PathBuf,
+    /// Signature algorithm: Ed25519, or ECDSA P-256 with SHA-256 (ES256, what cloud KMSs and
+    /// HSMs offer).
+    #[arg(long, value_enum, default_value_t = KeyAlgorithm::Ed25519)]
+    pub algorithm: KeyAlgorithm,
     /// Print a JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `keygen --algorithm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyAlgorithm {
+    Ed25519,
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
+}
+
+impl From<KeyAlgorithm> for makoto_core::keys::Algorithm {
+    fn from(a: KeyAlgorithm) -> Self {
+        match a {
+            KeyAlgorithm::Ed25519 => makoto_core::keys::Algorithm::Ed25519,
+            KeyAlgorithm::EcdsaP256 => makoto_core::keys::Algorithm::EcdsaP256Sha256,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

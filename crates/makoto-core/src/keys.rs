@@ -1,8 +1,11 @@
-//! Ed25519 keys, key ids, and the [`Signer`] trait.
+//! Signing keys (Ed25519, ECDSA P-256), key ids, and the [`Signer`] trait.
 //!
-//! A key id is the lowercase hex SHA-256 of the raw 32-byte Ed25519 public key. Private keys
-//! are PKCS#8 PEM, public keys SubjectPublicKeyInfo PEM (both readable by `openssl pkey`).
-//! Private key material is zeroized on drop and never formatted by `Debug`.
+//! A key id is the lowercase hex SHA-256 of the raw public key: the 32-byte Ed25519 key, or
+//! the 65-byte uncompressed SEC1 point of a P-256 key. Private keys are PKCS#8 PEM, public keys
+//! SubjectPublicKeyInfo PEM (both readable by `openssl pkey`). Ed25519 signatures are the 64
+//! raw bytes; ECDSA P-256 signatures are SHA-256 (ES256), low-S, ASN.1 DER encoded, as
+//! cosign, OpenSSL and securesystemslib write them. Private key material is zeroized on drop
+//! and never formatted by `Debug`.
 
 use std::fmt;
 
@@ -10,6 +13,7 @@ use ed25519_dalek::Signer as _;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
+use p256::ecdsa::signature::Verifier as _;
 use zeroize::Zeroizing;
 
 use crate::{Error, Sha256Digest};
@@ -58,69 +62,154 @@ impl fmt::Debug for KeyId {
     }
 }
 
-/// An Ed25519 public key and its id.
+/// The signature algorithm of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// Ed25519 (RFC 8032).
+    Ed25519,
+    /// ECDSA over NIST P-256 with SHA-256 (ES256), DER-encoded low-S signatures.
+    EcdsaP256Sha256,
+}
+
+impl Algorithm {
+    /// The name `makoto keygen --algorithm` takes and reports print.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Ed25519 => "ed25519",
+            Algorithm::EcdsaP256Sha256 => "ecdsa-p256",
+        }
+    }
+}
+
+impl std::str::FromStr for Algorithm {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "ed25519" => Ok(Algorithm::Ed25519),
+            "ecdsa-p256" | "es256" | "p256" => Ok(Algorithm::EcdsaP256Sha256),
+            other => Err(Error::InvalidKey {
+                what: "algorithm".into(),
+                reason: format!("{other:?}: expected ed25519 or ecdsa-p256"),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Verifying {
+    Ed25519(VerifyingKey),
+    P256(p256::ecdsa::VerifyingKey),
+}
+
+/// A public key (Ed25519 or ECDSA P-256) and its id.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
-    key: VerifyingKey,
+    key: Verifying,
     id: KeyId,
 }
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey({})", self.id)
+        write!(f, "PublicKey({} {})", self.algorithm(), self.id)
     }
 }
 
 impl PublicKey {
-    fn from_verifying_key(key: VerifyingKey) -> Self {
-        let id = KeyId(Sha256Digest::of(key.as_bytes()).to_hex());
-        PublicKey { key, id }
+    fn new(key: Verifying) -> Self {
+        let raw = raw_of(&key);
+        PublicKey {
+            id: KeyId(Sha256Digest::of(&raw).to_hex()),
+            key,
+        }
     }
 
-    /// Parses a SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`).
+    /// Parses a SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`) of an Ed25519 or a
+    /// P-256 key.
     pub fn from_spki_pem(pem: &str) -> Result<Self, Error> {
-        let key = VerifyingKey::from_public_key_pem(pem).map_err(|e| Error::InvalidKey {
-            what: "public key".into(),
-            reason: format!("not an Ed25519 SubjectPublicKeyInfo PEM ({e})"),
-        })?;
-        Ok(Self::from_verifying_key(key))
+        if let Ok(key) = VerifyingKey::from_public_key_pem(pem) {
+            return Ok(Self::new(Verifying::Ed25519(key)));
+        }
+        p256::ecdsa::VerifyingKey::from_public_key_pem(pem)
+            .map(|k| Self::new(Verifying::P256(k)))
+            .map_err(|e| Error::InvalidKey {
+                what: "public key".into(),
+                reason: format!("not an Ed25519 or ECDSA P-256 SubjectPublicKeyInfo PEM ({e})"),
+            })
     }
 
+    /// An Ed25519 public key from its 32 raw bytes.
     pub fn from_raw(bytes: &[u8; 32]) -> Result<Self, Error> {
         let key = VerifyingKey::from_bytes(bytes).map_err(|e| Error::InvalidKey {
             what: "public key".into(),
             reason: e.to_string(),
         })?;
-        Ok(Self::from_verifying_key(key))
+        Ok(Self::new(Verifying::Ed25519(key)))
     }
 
     pub fn to_spki_pem(&self) -> Result<String, Error> {
-        self.key
-            .to_public_key_pem(LineEnding::LF)
-            .map_err(|e| Error::InvalidKey {
-                what: format!("public key {}", self.id),
-                reason: e.to_string(),
-            })
+        match &self.key {
+            Verifying::Ed25519(k) => k.to_public_key_pem(LineEnding::LF),
+            Verifying::P256(k) => k.to_public_key_pem(LineEnding::LF),
+        }
+        .map_err(|e| Error::InvalidKey {
+            what: format!("public key {}", self.id),
+            reason: e.to_string(),
+        })
     }
 
     pub fn keyid(&self) -> &KeyId {
         &self.id
     }
 
-    pub fn raw(&self) -> [u8; 32] {
-        self.key.to_bytes()
+    pub fn algorithm(&self) -> Algorithm {
+        match self.key {
+            Verifying::Ed25519(_) => Algorithm::Ed25519,
+            Verifying::P256(_) => Algorithm::EcdsaP256Sha256,
+        }
     }
 
-    /// Strict Ed25519 verification (rejects non-canonical and small-order encodings).
+    /// The raw public key the key id hashes: 32 bytes (Ed25519) or the 65-byte uncompressed
+    /// SEC1 point (P-256).
+    pub fn raw(&self) -> Vec<u8> {
+        raw_of(&self.key)
+    }
+
+    /// Verifies `signature` over `message`: strict Ed25519 (rejects non-canonical and
+    /// small-order encodings), or ES256 with a DER signature whose S is in the lower half.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), Error> {
-        let sig = Signature::from_slice(signature).map_err(|_| Error::SignatureInvalid {
-            reason: format!("signature for key {} is not 64 bytes", self.id),
-        })?;
-        self.key
-            .verify_strict(message, &sig)
-            .map_err(|_| Error::SignatureInvalid {
-                reason: format!("Ed25519 signature does not verify under key {}", self.id),
-            })
+        let fail = |what: &str| Error::SignatureInvalid {
+            reason: format!("{what} under key {}", self.id),
+        };
+        match &self.key {
+            Verifying::Ed25519(k) => {
+                let sig = Signature::from_slice(signature)
+                    .map_err(|_| fail("Ed25519 signature is not 64 bytes"))?;
+                k.verify_strict(message, &sig)
+                    .map_err(|_| fail("Ed25519 signature does not verify"))
+            }
+            Verifying::P256(k) => {
+                let sig = p256::ecdsa::Signature::from_der(signature)
+                    .map_err(|_| fail("ECDSA signature is not a DER-encoded P-256 signature"))?;
+                if sig.normalize_s() != sig {
+                    return Err(fail("ECDSA signature is not low-S"));
+                }
+                k.verify(message, &sig)
+                    .map_err(|_| fail("ECDSA P-256 signature does not verify"))
+            }
+        }
+    }
+}
+
+fn raw_of(key: &Verifying) -> Vec<u8> {
+    match key {
+        Verifying::Ed25519(k) => k.as_bytes().to_vec(),
+        Verifying::P256(k) => k.to_sec1_bytes().into_vec(),
     }
 }
 
@@ -134,9 +223,14 @@ pub trait Signer: Send + Sync {
     }
 }
 
-/// An Ed25519 private key held in memory.
+enum Signing {
+    Ed25519(SigningKey),
+    P256(p256::ecdsa::SigningKey),
+}
+
+/// A private key (Ed25519 or ECDSA P-256) held in memory.
 pub struct SigningKeyPair {
-    key: SigningKey,
+    key: Signing,
     public: PublicKey,
 }
 
@@ -144,53 +238,111 @@ impl fmt::Debug for SigningKeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "SigningKeyPair({}, private key redacted)",
+            "SigningKeyPair({} {}, private key redacted)",
+            self.public.algorithm(),
             self.public.id
         )
     }
 }
 
+fn random_32() -> Result<Zeroizing<[u8; 32]>, Error> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    getrandom::fill(seed.as_mut()).map_err(|e| Error::InvalidKey {
+        what: "new key".into(),
+        reason: format!("no randomness available: {e}"),
+    })?;
+    Ok(seed)
+}
+
 impl SigningKeyPair {
-    /// A new key from the operating system's random number generator.
+    /// A new Ed25519 key from the operating system's random number generator.
     pub fn generate() -> Result<Self, Error> {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(seed.as_mut()).map_err(|e| Error::InvalidKey {
-            what: "new key".into(),
-            reason: format!("no randomness available: {e}"),
-        })?;
-        Ok(Self::from_seed(&seed))
+        Self::generate_with(Algorithm::Ed25519)
     }
 
+    /// A new key of `algorithm` from the operating system's random number generator.
+    pub fn generate_with(algorithm: Algorithm) -> Result<Self, Error> {
+        match algorithm {
+            Algorithm::Ed25519 => Ok(Self::from_seed(&*random_32()?)),
+            Algorithm::EcdsaP256Sha256 => loop {
+                // A random 32-byte string is a valid scalar except with probability ~2^-32.
+                if let Ok(key) = p256::ecdsa::SigningKey::from_slice(random_32()?.as_ref()) {
+                    return Ok(Self::p256(key));
+                }
+            },
+        }
+    }
+
+    /// The Ed25519 key of a 32-byte seed.
     pub fn from_seed(seed: &[u8; 32]) -> Self {
         let key = SigningKey::from_bytes(seed);
-        let public = PublicKey::from_verifying_key(key.verifying_key());
-        SigningKeyPair { key, public }
+        let public = PublicKey::new(Verifying::Ed25519(key.verifying_key()));
+        SigningKeyPair {
+            key: Signing::Ed25519(key),
+            public,
+        }
     }
 
-    /// Parses a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`). The error never
-    /// contains key material.
+    /// The P-256 key of a 32-byte scalar (tests, fixtures).
+    pub fn p256_from_scalar(scalar: &[u8; 32]) -> Result<Self, Error> {
+        p256::ecdsa::SigningKey::from_slice(scalar)
+            .map(Self::p256)
+            .map_err(|_| Error::InvalidKey {
+                what: "private key".into(),
+                reason: "not a valid P-256 scalar".into(),
+            })
+    }
+
+    fn p256(key: p256::ecdsa::SigningKey) -> Self {
+        let public = PublicKey::new(Verifying::P256(*key.verifying_key()));
+        SigningKeyPair {
+            key: Signing::P256(key),
+            public,
+        }
+    }
+
+    /// Parses an unencrypted PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`), Ed25519
+    /// or P-256. The error never contains key material.
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, Error> {
-        let key = SigningKey::from_pkcs8_pem(pem).map_err(|_| Error::InvalidKey {
-            what: "private key".into(),
-            reason: "not an unencrypted Ed25519 PKCS#8 PEM private key".into(),
-        })?;
-        let public = PublicKey::from_verifying_key(key.verifying_key());
-        Ok(SigningKeyPair { key, public })
+        if let Ok(key) = SigningKey::from_pkcs8_pem(pem) {
+            let public = PublicKey::new(Verifying::Ed25519(key.verifying_key()));
+            return Ok(SigningKeyPair {
+                key: Signing::Ed25519(key),
+                public,
+            });
+        }
+        p256::ecdsa::SigningKey::from_pkcs8_pem(pem)
+            .map(Self::p256)
+            .map_err(|_| Error::InvalidKey {
+                what: "private key".into(),
+                reason: "not an unencrypted Ed25519 or ECDSA P-256 PKCS#8 PEM private key".into(),
+            })
     }
 
-    /// PKCS#8 v1 PEM (private key only), as OpenSSL writes it.
+    /// PKCS#8 PEM, as OpenSSL writes it (v1, private key only, for Ed25519).
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, Error> {
-        let bytes = ed25519_dalek::pkcs8::KeypairBytes {
-            secret_key: self.key.to_bytes(),
-            public_key: None,
+        let err = |e: String| Error::InvalidKey {
+            what: format!("private key {}", self.public.id),
+            reason: e,
         };
-        let pem = bytes
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| Error::InvalidKey {
-                what: format!("private key {}", self.public.id),
-                reason: e.to_string(),
-            })?;
-        Ok(Zeroizing::new(pem.as_str().to_owned()))
+        match &self.key {
+            Signing::Ed25519(k) => {
+                let bytes = ed25519_dalek::pkcs8::KeypairBytes {
+                    secret_key: k.to_bytes(),
+                    public_key: None,
+                };
+                let pem = bytes
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(|e| err(e.to_string()))?;
+                Ok(Zeroizing::new(pem.as_str().to_owned()))
+            }
+            Signing::P256(k) => {
+                let pem = k
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(|e| err(e.to_string()))?;
+                Ok(Zeroizing::new(pem.as_str().to_owned()))
+            }
+        }
     }
 }
 
@@ -199,7 +351,16 @@ impl Signer for SigningKeyPair {
         &self.public
     }
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
-        Ok(self.key.sign(message).to_bytes().to_vec())
+        match &self.key {
+            Signing::Ed25519(k) => Ok(k.sign(message).to_bytes().to_vec()),
+            Signing::P256(k) => {
+                let sig: p256::ecdsa::Signature =
+                    k.try_sign(message).map_err(|_| Error::SignatureInvalid {
+                        reason: format!("ECDSA signing with key {} failed", self.public.id),
+                    })?;
+                Ok(sig.normalize_s().to_der().as_bytes().to_vec())
+            }
+        }
     }
 }
 
@@ -211,7 +372,48 @@ mod tests {
     fn keyid_is_sha256_of_raw_public_key() {
         let k = SigningKeyPair::from_seed(&[7u8; 32]);
         let raw = k.public_key().raw();
+        assert_eq!(raw.len(), 32);
         assert_eq!(k.keyid().as_str(), Sha256Digest::of(&raw).to_hex());
+        let p = SigningKeyPair::p256_from_scalar(&[7u8; 32]).unwrap();
+        let raw = p.public_key().raw();
+        assert_eq!((raw.len(), raw[0]), (65, 0x04), "uncompressed SEC1 point");
+        assert_eq!(p.keyid().as_str(), Sha256Digest::of(&raw).to_hex());
+        assert_eq!(p.public_key().algorithm(), Algorithm::EcdsaP256Sha256);
+    }
+
+    #[test]
+    fn p256_keys_round_trip_and_sign_low_s_der() {
+        let k = SigningKeyPair::generate_with(Algorithm::EcdsaP256Sha256).unwrap();
+        let pem = k.to_pkcs8_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let back = SigningKeyPair::from_pkcs8_pem(&pem).unwrap();
+        assert_eq!(back.keyid(), k.keyid());
+        let pub_pem = k.public_key().to_spki_pem().unwrap();
+        assert_eq!(PublicKey::from_spki_pem(&pub_pem).unwrap(), *k.public_key());
+        assert!(format!("{k:?}").contains("ecdsa-p256"));
+        for msg in [&b"msg"[..], b"another message", b""] {
+            let sig = k.sign(msg).unwrap();
+            assert_eq!(sig[0], 0x30, "DER SEQUENCE");
+            assert!(k.public_key().verify(msg, &sig).is_ok());
+            assert!(k.public_key().verify(b"other", &sig).is_err());
+            let parsed = p256::ecdsa::Signature::from_der(&sig).unwrap();
+            assert_eq!(parsed.normalize_s(), parsed, "low-S");
+            // The same signature with S replaced by n - S verifies mathematically but is refused.
+            let (r, s) = parsed.split_scalars();
+            let high = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+            let high_der = high.to_der();
+            assert!(k.public_key().verify(msg, high_der.as_bytes()).is_err());
+            // Raw r||s (not DER) is refused.
+            assert!(k.public_key().verify(msg, &parsed.to_bytes()).is_err());
+        }
+        let ed = SigningKeyPair::from_seed(&[3u8; 32]);
+        let sig = k.sign(b"msg").unwrap();
+        assert!(ed.public_key().verify(b"msg", &sig).is_err());
+        assert!(
+            k.public_key()
+                .verify(b"msg", &ed.sign(b"msg").unwrap())
+                .is_err()
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use makoto_core::keys::{KeyId, PublicKey, Signer, SigningKeyPair};
+use makoto_core::keys::{Algorithm, KeyId, PublicKey, Signer, SigningKeyPair};
 
 use crate::Error;
 
@@ -51,8 +51,8 @@ fn create_new(path: &Path, mode: u32, contents: &[u8]) -> Result<(), Error> {
         .map_err(|e| key_error(path, format!("cannot write: {e}")))
 }
 
-/// Generates a new Ed25519 key pair and writes `<prefix>.key` (0600) and `<prefix>.pub`.
-pub fn generate(prefix: &Path) -> Result<GeneratedKey, Error> {
+/// Generates a new key pair of `algorithm` and writes `<prefix>.key` (0600) and `<prefix>.pub`.
+pub fn generate(prefix: &Path, algorithm: Algorithm) -> Result<GeneratedKey, Error> {
     let private_key = with_suffix(prefix, ".key");
     let public_key = with_suffix(prefix, ".pub");
     for p in [&private_key, &public_key] {
@@ -64,7 +64,8 @@ pub fn generate(prefix: &Path) -> Result<GeneratedKey, Error> {
         std::fs::create_dir_all(dir)
             .map_err(|e| key_error(dir, format!("cannot create directory: {e}")))?;
     }
-    let pair = SigningKeyPair::generate().map_err(|e| key_error(&private_key, e.to_string()))?;
+    let pair = SigningKeyPair::generate_with(algorithm)
+        .map_err(|e| key_error(&private_key, e.to_string()))?;
     let pem = pair
         .to_pkcs8_pem()
         .map_err(|e| key_error(&private_key, e.to_string()))?;

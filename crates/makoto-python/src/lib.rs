@@ -82,12 +82,18 @@ async fn existing_warehouse(uri: &str, storage: &StorageOptions) -> DeltaResult<
     AttestationStore::open_existing(Location::existing(uri)?, storage.clone()).await
 }
 
-/// Writes a new Ed25519 key pair to `prefix.key` (mode 0600) and `prefix.pub`.
+/// Writes a new key pair (`algorithm` "ed25519" or "ecdsa-p256") to `prefix.key` (mode
+/// 0600) and `prefix.pub`.
 #[pyfunction]
-fn keygen(py: Python<'_>, prefix: PathBuf) -> PyResult<Py<PyAny>> {
-    let key = keyfile::generate(&prefix).map_err(delta_error)?;
+#[pyo3(signature = (prefix, algorithm="ed25519"))]
+fn keygen(py: Python<'_>, prefix: PathBuf, algorithm: &str) -> PyResult<Py<PyAny>> {
+    let algorithm: makoto_core::keys::Algorithm = algorithm
+        .parse()
+        .map_err(|e: makoto_core::Error| invalid_argument(e.to_string()))?;
+    let key = keyfile::generate(&prefix, algorithm).map_err(delta_error)?;
     let out = serde_json::json!({
         "keyid": key.keyid.as_str(),
+        "algorithm": algorithm.name(),
         "privateKey": key.private_key.display().to_string(),
         "publicKey": key.public_key.display().to_string(),
     });

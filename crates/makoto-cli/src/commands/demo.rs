@@ -38,7 +38,10 @@ pub async fn run(
     let created_key = if key_path.exists() {
         None
     } else {
-        Some(keyfile::generate(&prefix)?)
+        Some(keyfile::generate(
+            &prefix,
+            makoto_core::keys::Algorithm::Ed25519,
+        )?)
     };
     let warehouse = args.dir.join("warehouse");
     let summary = attest(

@@ -41,7 +41,7 @@ system_row! {
         live_bytes: u64 => "Total size of the live files after this version.",
         previous_attestation_digest: Option<Sha256Digest> => "attestation_digest of the previous version's row (the chain); null for the first.",
         attestation_digest: Sha256Digest => "SHA-256 of the signed statement payload.",
-        keyid: Option<KeyId> => "Key id of the signing key (hex SHA-256 of the raw Ed25519 public key); null when unsigned.",
+        keyid: Option<KeyId> => "Key id of the signing key (hex SHA-256 of the raw public key); null when unsigned.",
         level: MakotoLevel => "Makoto level: L1 (unsigned) or L2 (signed).",
         envelope: String => "The DSSE envelope (JSON) holding the in-toto statement.",
         #[column = "attested_at"]

@@ -91,13 +91,20 @@ class KeyPair:
     keyid: str
     private_key: str
     public_key: str
+    algorithm: str = "ed25519"
 
 
-def keygen(prefix: PathLike) -> KeyPair:
-    """Write a new Ed25519 signing key to ``prefix.key`` (mode 0600) and its public key to
-    ``prefix.pub``; refuses to overwrite either. Like ``makoto keygen PREFIX``."""
-    d = _native.keygen(os.fspath(prefix))
-    return KeyPair(keyid=d["keyid"], private_key=d["privateKey"], public_key=d["publicKey"])
+def keygen(prefix: PathLike, *, algorithm: str = "ed25519") -> KeyPair:
+    """Write a new signing key to ``prefix.key`` (PKCS#8 PEM, mode 0600) and its public key to
+    ``prefix.pub``; refuses to overwrite either. ``algorithm`` is ``"ed25519"`` or
+    ``"ecdsa-p256"`` (ES256). Like ``makoto keygen PREFIX --algorithm A``."""
+    d = _native.keygen(os.fspath(prefix), algorithm)
+    return KeyPair(
+        keyid=d["keyid"],
+        private_key=d["privateKey"],
+        public_key=d["publicKey"],
+        algorithm=d["algorithm"],
+    )
 
 
 def attest(
