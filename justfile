@@ -19,7 +19,7 @@ test *ARGS:
 test-python *ARGS:
     scripts/test-python {{ARGS}}
 
-# Python API overhead against the CLI on the 10,001-commit table (docs/performance.md (h)):
+# Python API overhead against the CLI on the 10,001-commit table (docs/performance.md (g)):
 # release binary and release wheel of this checkout, PYTHON with deltalake.
 bench-python-overhead ROUNDS="5" DIR="target/bench-python-overhead":
     cargo build --release --locked -p makoto-cli

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Python API overhead against the CLI (docs/performance.md (h)).
+"""Python API overhead against the CLI (docs/performance.md (g)).
 
     benches/python-overhead/run.py MAKOTO_BINARY PYTHON DIR [ROUNDS]
 
