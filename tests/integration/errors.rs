@@ -232,7 +232,10 @@ async fn bad_keys_are_refused_without_leaking_them() {
     let out = attest_cli(&table, &wh, &["--key", pubk.to_str().unwrap()]);
     assert_one_line_error(
         &out,
-        &["k.pub", "not an unencrypted Ed25519 or ECDSA P-256 PKCS#8 PEM private key"],
+        &[
+            "k.pub",
+            "not an unencrypted Ed25519 or ECDSA P-256 PKCS#8 PEM private key",
+        ],
     );
 
     let junk = tmp.path().join("junk.key");
