@@ -279,3 +279,35 @@ def test_prove_and_verify_proof_match_the_cli(
     assert e.value.kind == "proof_not_json"
     with pytest.raises(ValueError):
         makoto.prove(orders, warehouse=warehouse, file=file)
+
+
+CORPUS = Path(__file__).resolve().parents[4] / "shared/delta-corpus/tables"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "dv-partitioned-with-checkpoint",  # Spark: deletion vectors, partitions, a checkpoint
+        "table-with-columnmapping-mode-name",  # Spark: column mapping
+        "multi-part-checkpoint",  # Spark: a multi-part checkpoint
+        "cdf-table",  # Spark: change data files
+    ],
+)
+def test_spark_tables_give_the_rows_the_cli_writes(
+    tmp_path: Path, keys: makoto.KeyPair, name: str
+) -> None:
+    table = CORPUS / name / "delta"
+    assert table.is_dir(), f"the Delta corpus is expected at {CORPUS}"
+    by_api, by_cli = tmp_path / "wh-api", tmp_path / "wh-cli"
+    report = makoto.attest(table, warehouse=by_api, key=keys.private_key)
+    run_cli("attest", str(table), "--warehouse", str(by_cli), "--key", keys.private_key)
+    api_rows, cli_rows = attestation_rows(by_api), attestation_rows(by_cli)
+    assert len(api_rows) == len(report.versions) >= 1
+    for a, c in zip(api_rows, cli_rows, strict=True):
+        for column in a:
+            if column not in RUN_SPECIFIC:
+                assert a[column] == c[column], (a["version"], column)
+        assert statement_without_time(a, keys.public_key) == statement_without_time(
+            c, keys.public_key
+        )
+    assert makoto.verify(table, warehouse=by_api, trust=keys.public_key, record=False).verified
