@@ -5,8 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::args::AttestedTableArgs;
-use makoto_core::keys::{Signer, SigningKeyPair};
-use makoto_core::verify::TrustedKeys;
+use makoto_core::keys::SigningKeyPair;
 use makoto_delta::identity::{self, Identity};
 use makoto_delta::{AttestationStore, Location, SourceTable, StorageOptions, keyfile};
 
@@ -39,11 +38,9 @@ impl Context {
         store: &AttestationStore,
     ) -> anyhow::Result<SourceTable> {
         let table = &target.table;
-        let source = SourceTable::open(Location::existing(table)?, &self.storage)?;
-        if let Some(uri) = &target.attested_as {
-            return Ok(source.attested_as(Location::named(uri)?.as_uri()));
-        }
-        let (source, identity) = identity::resolve(source, store).await?;
+        let (source, identity) =
+            identity::open_attested(table, target.attested_as.as_deref(), store, &self.storage)
+                .await?;
         if let Identity::ByTableId {
             table_id,
             attested_uri,
@@ -63,16 +60,4 @@ pub(crate) fn signer(path: Option<&Path>) -> anyhow::Result<Option<Arc<SigningKe
         .map(keyfile::load_signing_key)
         .transpose()?
         .map(Arc::new))
-}
-
-/// The keys to trust: the trust file when given, else the signing key's own public key.
-pub(crate) fn trust_or_own(
-    trust: Option<&Path>,
-    key: Option<&SigningKeyPair>,
-) -> anyhow::Result<Option<TrustedKeys>> {
-    Ok(match (trust, key) {
-        (Some(p), _) => Some(keyfile::load_trust(p)?),
-        (None, Some(k)) => Some(TrustedKeys::new(vec![k.public_key().clone()])),
-        (None, None) => None,
-    })
 }

@@ -4,9 +4,9 @@
 
 use makoto_core::delta::Action;
 
-use crate::Error;
 use crate::log::SourceTable;
 use crate::store::AttestationStore;
+use crate::{Error, Location, StorageOptions};
 
 /// How the attested identity of a table was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,30 @@ pub enum Identity {
     },
     /// Nothing was attested under its URI or its table id.
     Unattested { table_id: Option<String> },
+    /// The caller named the attested URI (`--as`): nothing was looked up.
+    Named { attested_uri: String },
+}
+
+/// Opens the table at `table` as the table its attestations name: `attested_as` when given
+/// (a copy taken as the table attested under that URI), else as [`resolve`] finds it. Every
+/// front end that checks a table (verify, check, dbom, prove) opens it this way.
+pub async fn open_attested(
+    table: &str,
+    attested_as: Option<&str>,
+    store: &AttestationStore,
+    storage: &StorageOptions,
+) -> Result<(SourceTable, Identity), Error> {
+    let source = SourceTable::open(Location::existing(table)?, storage)?;
+    match attested_as {
+        Some(uri) => {
+            let attested_uri = Location::named(uri)?.as_uri();
+            Ok((
+                source.attested_as(attested_uri.clone()),
+                Identity::Named { attested_uri },
+            ))
+        }
+        None => resolve(source, store).await,
+    }
 }
 
 /// Resolves the identity of `source` in `store`, and returns the source to verify (renamed

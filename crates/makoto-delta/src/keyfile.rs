@@ -129,3 +129,18 @@ pub fn load_trust(path: &Path) -> Result<makoto_core::verify::TrustedKeys, Error
     let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
     makoto_core::verify::TrustedKeys::parse(&text).map_err(|e| bad(e.to_string()))
 }
+
+/// The keys to trust: the trust file when given, else the signing key's own public key, else
+/// none.
+pub fn trust_or_own(
+    trust: Option<&Path>,
+    key: Option<&SigningKeyPair>,
+) -> Result<Option<makoto_core::verify::TrustedKeys>, Error> {
+    Ok(match (trust, key) {
+        (Some(p), _) => Some(load_trust(p)?),
+        (None, Some(k)) => Some(makoto_core::verify::TrustedKeys::new(vec![
+            k.public_key().clone(),
+        ])),
+        (None, None) => None,
+    })
+}

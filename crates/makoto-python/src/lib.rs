@@ -63,19 +63,16 @@ fn load_trust(path: &std::path::Path) -> PyResult<TrustedKeys> {
     keyfile::load_trust(path).map_err(delta_error)
 }
 
-/// The table to check, named as its attestations name it: `attested_as`, else its own URI,
-/// else the URI its Delta table id was attested under (as the CLI resolves it).
+/// The table to check, named as its attestations name it (as the CLI opens it).
 async fn attested_table(
     table: &str,
     attested_as: Option<&str>,
     store: &AttestationStore,
     storage: &StorageOptions,
 ) -> DeltaResult<SourceTable> {
-    let source = SourceTable::open(Location::existing(table)?, storage)?;
-    if let Some(uri) = attested_as {
-        return Ok(source.attested_as(Location::named(uri)?.as_uri()));
-    }
-    Ok(identity::resolve(source, store).await?.0)
+    Ok(identity::open_attested(table, attested_as, store, storage)
+        .await?
+        .0)
 }
 
 async fn existing_warehouse(uri: &str, storage: &StorageOptions) -> DeltaResult<AttestationStore> {
@@ -290,11 +287,7 @@ fn dbom(
 ) -> PyResult<(Py<PyAny>, Option<String>)> {
     use makoto_delta::dbom::{self, DbomVerification};
     let key = load_key(key)?;
-    let trust = match (trust, &key) {
-        (Some(p), _) => Some(load_trust(&p)?),
-        (None, Some(k)) => Some(TrustedKeys::new(vec![k.public_key().clone()])),
-        (None, None) => None,
-    };
+    let trust = keyfile::trust_or_own(trust.as_deref(), key.as_deref()).map_err(delta_error)?;
     let storage = storage(storage_options);
     let gate_options = GateOptions {
         mode: mode(log_only),

@@ -9,15 +9,16 @@ use std::sync::Arc;
 use chrono::Utc;
 use makoto_core::attestation::InputPolicy;
 use makoto_core::keys::Signer;
-use makoto_core::verify::TrustedKeys;
 use makoto_delta::store::has_delta_log;
-use makoto_delta::{AttestOptions, AttestationStore, Location, SourceTable, StorageOptions};
+use makoto_delta::{
+    AttestOptions, AttestationStore, Location, SourceTable, StorageOptions, keyfile,
+};
 use makoto_sql::UserTable;
 use makoto_sql::transform::{PinnedInputs, attest_outputs};
 use pyo3::prelude::*;
 
 use crate::errors::{delta_error, internal, sql_error};
-use crate::{load_key, load_trust, mode, runtime, storage, to_python};
+use crate::{load_key, mode, runtime, storage, to_python};
 
 /// The latest version of `output`, or `None` when it is not a Delta table yet.
 async fn output_version(
@@ -124,10 +125,9 @@ pub(crate) fn begin_transform(
     storage_options: Option<std::collections::HashMap<String, String>>,
 ) -> PyResult<PendingTransform> {
     let signer = load_key(Some(key))?.ok_or_else(|| internal("no signing key"))?;
-    let trust = match trust {
-        Some(p) => load_trust(&p)?,
-        None => TrustedKeys::new(vec![signer.public_key().clone()]),
-    };
+    let trust = keyfile::trust_or_own(trust.as_deref(), Some(&signer))
+        .map_err(delta_error)?
+        .unwrap_or_default();
     let tables = inputs
         .iter()
         .map(|(name, uri)| UserTable::parse(&format!("{name}={uri}")))

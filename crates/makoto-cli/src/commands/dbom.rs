@@ -13,7 +13,7 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
     let key = crate::context::signer(args.key.as_deref())?;
-    let trust = crate::context::trust_or_own(args.trust.as_deref(), key.as_deref())?;
+    let trust = makoto_delta::keyfile::trust_or_own(args.trust.as_deref(), key.as_deref())?;
     let store = ctx.existing_warehouse(&args.warehouse).await?;
     let source = ctx.attested_table(&args.target, &store).await?;
     let verification = match &trust {

@@ -16,7 +16,7 @@ pub async fn run(
 ) -> anyhow::Result<u8> {
     let key = Arc::new(keyfile::load_signing_key(&args.key)?);
     let trust =
-        crate::context::trust_or_own(args.trust.as_deref(), Some(&key))?.unwrap_or_default();
+        makoto_delta::keyfile::trust_or_own(args.trust.as_deref(), Some(&key))?.unwrap_or_default();
     let inputs = args.inputs;
     SqlTransform::check_inputs(&inputs)?;
     let storage = ctx.storage().clone();
