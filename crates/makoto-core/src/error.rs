@@ -70,4 +70,12 @@ pub enum Error {
 
     #[error("invalid trust file: {reason}")]
     InvalidTrust { reason: String },
+
+    /// A time-stamp token (or TSA reply) that does not parse or whose signature does not hold.
+    #[error("invalid time-stamp token: {reason}")]
+    InvalidTimestamp { reason: String },
+
+    /// A well-formed time-stamp token from an authority the verifier was not given.
+    #[error("untrusted time-stamp token: {reason}")]
+    UntrustedTimestamp { reason: String },
 }

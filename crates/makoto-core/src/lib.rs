@@ -45,6 +45,7 @@ pub mod reader_view;
 pub mod state;
 pub mod statement;
 pub mod stream_window;
+pub mod timestamp;
 pub mod verify;
 pub mod window;
 
