@@ -19,5 +19,6 @@ mod s3;
 mod sample;
 mod sql;
 mod support;
+mod timestamps;
 mod verify;
 mod windows;

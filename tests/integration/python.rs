@@ -12,7 +12,7 @@ use crate::support::*;
 
 /// The Python interpreter with the test packages, from `MAKOTO_PYTHON` (set by scripts/test)
 /// or `python3` if it has them.
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     let candidate = std::env::var_os("MAKOTO_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| "python3".into());

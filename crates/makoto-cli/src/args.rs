@@ -274,6 +274,10 @@ pub struct AttestArgs {
     /// h, d).
     #[arg(long, value_name = "SPEC")]
     pub windows: Option<makoto_core::window::WindowSpec>,
+    /// RFC 3161 time-stamp authority (http or https URL): the last signature of every batch
+    /// is time-stamped, which covers the batch through the chain. Needs --key.
+    #[arg(long, env = "MAKOTO_TSA", value_name = "URL")]
+    pub tsa: Option<String>,
     /// Print a JSON summary instead of text.
     #[arg(long)]
     pub json: bool,

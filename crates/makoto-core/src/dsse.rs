@@ -28,10 +28,15 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 /// One signature of an envelope. The key id is only a hint for choosing a key.
+///
+/// `timestamp` is an RFC 3161 time-stamp token (DER) whose message imprint is the SHA-256 of
+/// this signature's bytes, kept beside `sig` as the base64 member `"timestamp"`. It is outside
+/// what is signed; verifiers that do not know it ignore it (DSSE allows extra members).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeSignature {
     keyid: Option<String>,
     sig: Vec<u8>,
+    timestamp: Option<Vec<u8>>,
 }
 
 impl EnvelopeSignature {
@@ -40,6 +45,10 @@ impl EnvelopeSignature {
     }
     pub fn sig(&self) -> &[u8] {
         &self.sig
+    }
+    /// The time-stamp token over this signature, if one was attached.
+    pub fn timestamp(&self) -> Option<&[u8]> {
+        self.timestamp.as_deref()
     }
 }
 
@@ -64,6 +73,7 @@ struct RawEnvelope {
 struct RawSignature {
     keyid: Option<String>,
     sig: String,
+    timestamp: Option<String>,
 }
 
 fn b64_decode(what: &str, s: &str) -> Result<Vec<u8>, Error> {
@@ -85,6 +95,7 @@ impl Envelope {
             signatures: vec![EnvelopeSignature {
                 keyid: Some(signer.keyid().as_str().to_owned()),
                 sig,
+                timestamp: None,
             }],
         })
     }
@@ -112,6 +123,10 @@ impl Envelope {
                 Ok(EnvelopeSignature {
                     keyid: s.keyid.filter(|k| !k.is_empty()),
                     sig: b64_decode("signature", &s.sig)?,
+                    timestamp: s
+                        .timestamp
+                        .map(|t| b64_decode("time-stamp token", &t))
+                        .transpose()?,
                 })
             })
             .collect::<Result<_, Error>>()?;
@@ -127,10 +142,16 @@ impl Envelope {
         let v = json!({
             "payloadType": self.payload_type,
             "payload": STANDARD.encode(&self.payload),
-            "signatures": self.signatures.iter().map(|s| json!({
-                "keyid": s.keyid.clone().unwrap_or_default(),
-                "sig": STANDARD.encode(&s.sig),
-            })).collect::<Vec<_>>(),
+            "signatures": self.signatures.iter().map(|s| {
+                let mut o = json!({
+                    "keyid": s.keyid.clone().unwrap_or_default(),
+                    "sig": STANDARD.encode(&s.sig),
+                });
+                if let (Some(t), Some(m)) = (&s.timestamp, o.as_object_mut()) {
+                    m.insert("timestamp".into(), STANDARD.encode(t).into());
+                }
+                o
+            }).collect::<Vec<_>>(),
         });
         canonical::to_string(&v)
     }
@@ -146,6 +167,21 @@ impl Envelope {
     }
     pub fn is_signed(&self) -> bool {
         !self.signatures.is_empty()
+    }
+
+    /// SHA-256 of the first signature's bytes: the message imprint a time-stamp of this
+    /// envelope covers. `None` for an unsigned envelope.
+    pub fn timestamp_imprint(&self) -> Option<crate::Sha256Digest> {
+        self.signatures
+            .first()
+            .map(|s| crate::Sha256Digest::of(&s.sig))
+    }
+
+    /// Attaches `token` to the first signature (see [`EnvelopeSignature::timestamp`]).
+    pub fn attach_timestamp(&mut self, token: Vec<u8>) -> Result<(), Error> {
+        let first = self.signatures.first_mut().ok_or(Error::Unsigned)?;
+        first.timestamp = Some(token);
+        Ok(())
     }
 }
 
@@ -175,5 +211,22 @@ mod tests {
             .verify(&pae(IN_TOTO_PAYLOAD_TYPE, b"{\"a\":1}"), sig.sig())
             .unwrap();
         assert!(Envelope::from_json(b"{\"payload\":\"***\",\"payloadType\":\"x\"}").is_err());
+        assert!(!env.to_json().contains("timestamp"));
+
+        let mut stamped = env.clone();
+        stamped.attach_timestamp(b"token".to_vec()).unwrap();
+        let json = stamped.to_json();
+        assert!(json.contains(r#""timestamp":"dG9rZW4=""#), "{json}");
+        let back = Envelope::from_json(json.as_bytes()).unwrap();
+        assert_eq!(back.signatures()[0].timestamp(), Some(&b"token"[..]));
+        assert_eq!(
+            back.timestamp_imprint(),
+            Some(crate::Sha256Digest::of(sig.sig()))
+        );
+        assert!(
+            Envelope::unsigned(IN_TOTO_PAYLOAD_TYPE, vec![])
+                .attach_timestamp(vec![])
+                .is_err()
+        );
     }
 }

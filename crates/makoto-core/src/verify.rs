@@ -8,8 +8,15 @@
 //!   {"name": "attestor-2026", "publicKey": "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n",
 //!    "validFrom": "2026-01-01T00:00:00Z", "validUntil": "2027-01-01T00:00:00Z",
 //!    "revokedAt": null, "keyid": "<optional; checked when present>"}
+//! ],
+//!  "timestampAuthorities": [
+//!   {"name": "corp-tsa", "certificate": "-----BEGIN CERTIFICATE-----\n…\n-----END CERTIFICATE-----\n"}
 //! ]}
 //! ```
+//!
+//! `timestampAuthorities` (optional) lists the RFC 3161 time-stamp authorities whose tokens
+//! count: a TSA certificate, or a CA certificate that issued the TSA's certificate directly
+//! ([`crate::timestamp`]).
 //!
 //! A signature counts only if it verifies under one of these keys and the statement's signed
 //! time ([`signing_time`]: `predicate.delta.attestor.attestedAt` of commit attestations,
@@ -25,6 +32,7 @@ use crate::attestation::STREAM_WINDOW_V1;
 use crate::dsse::{Envelope, pae};
 use crate::keys::{KeyId, PublicKey};
 use crate::statement::Statement;
+use crate::timestamp::{TimestampAuthorities, TrustedAuthority};
 use crate::{Error, Sha256Digest};
 
 /// A key the verifier trusts, and when.
@@ -53,13 +61,17 @@ impl TrustedKey {
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
+    /// When the key was revoked, if it was.
+    pub fn revoked_at(&self) -> Option<DateTime<Utc>> {
+        self.revoked_at
+    }
 
     fn has_window(&self) -> bool {
         self.valid_from.is_some() || self.valid_until.is_some() || self.revoked_at.is_some()
     }
 
-    /// Why a signature made at `at` does not count, if it does not.
-    fn outside_window(&self, at: Option<DateTime<Utc>>) -> Option<String> {
+    /// Why a signature made at `at` does not count, if it does not (`None`: it counts).
+    pub fn outside_window(&self, at: Option<DateTime<Utc>>) -> Option<String> {
         if !self.has_window() {
             return None;
         }
@@ -92,6 +104,15 @@ impl TrustedKey {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawTrustFile {
     keys: Vec<RawTrustedKey>,
+    #[serde(default)]
+    timestamp_authorities: Vec<RawAuthority>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawAuthority {
+    name: Option<String>,
+    certificate: String,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +130,7 @@ struct RawTrustedKey {
 #[derive(Debug, Clone, Default)]
 pub struct TrustedKeys {
     keys: Vec<TrustedKey>,
+    authorities: TimestampAuthorities,
 }
 
 impl TrustedKeys {
@@ -116,6 +138,7 @@ impl TrustedKeys {
     pub fn new(keys: Vec<PublicKey>) -> Self {
         TrustedKeys {
             keys: keys.into_iter().map(TrustedKey::new).collect(),
+            authorities: TimestampAuthorities::default(),
         }
     }
 
@@ -160,7 +183,32 @@ impl TrustedKeys {
                 revoked_at: k.revoked_at,
             });
         }
-        Ok(TrustedKeys { keys })
+        let authorities = raw
+            .timestamp_authorities
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                TrustedAuthority::from_pem(a.name, &a.certificate).map_err(|e| {
+                    Error::InvalidTrust {
+                        reason: format!("timestampAuthorities[{i}]: {e}"),
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TrustedKeys {
+            keys,
+            authorities: TimestampAuthorities::new(authorities),
+        })
+    }
+
+    /// The time-stamp authorities the trust file lists (empty for a bare public key).
+    pub fn timestamp_authorities(&self) -> &TimestampAuthorities {
+        &self.authorities
+    }
+
+    /// The trusted key with this id.
+    pub fn key(&self, keyid: &KeyId) -> Option<&TrustedKey> {
+        self.keys.iter().find(|k| k.key.keyid() == keyid)
     }
 
     pub fn keys(&self) -> &[TrustedKey] {

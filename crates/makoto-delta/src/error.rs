@@ -119,6 +119,11 @@ pub enum Error {
     #[error("trust file {path}: {reason}")]
     TrustFile { path: String, reason: String },
 
+    /// The time-stamp authority could not be reached, refused, or answered with something that
+    /// is not a token for the request.
+    #[error("time-stamp authority {url}: {reason}")]
+    Tsa { url: String, reason: String },
+
     #[error("{context}: {source}")]
     Core {
         context: String,

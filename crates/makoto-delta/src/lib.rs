@@ -67,6 +67,7 @@ pub mod pages;
 pub mod proof;
 pub mod store;
 pub mod stream_records;
+pub mod tsa;
 pub mod verify;
 pub mod view;
 pub mod windows;

@@ -24,6 +24,8 @@ pub(crate) struct AttestRequest {
     pub quiet: bool,
     /// Also attest stream windows over the attested appends.
     pub windows: Option<WindowSpec>,
+    /// RFC 3161 time-stamp authority URL.
+    pub tsa: Option<String>,
 }
 
 /// What one `attest` run did: the commits, and the windows when asked for.
@@ -42,12 +44,20 @@ pub(crate) async fn attest(
     let signer: Option<Arc<dyn Signer>> =
         crate::context::signer(req.key.as_deref())?.map(|k| k as Arc<dyn Signer>);
     let table = SourceTable::open(Location::existing(&req.table)?, &storage)?;
+    let tsa = match (&req.tsa, &signer) {
+        (Some(url), Some(_)) => Some(makoto_delta::tsa::TsaClient::connect(url).await?),
+        (Some(url), None) => {
+            anyhow::bail!("--tsa {url} needs --key: a time-stamp covers a signature")
+        }
+        (None, _) => None,
+    };
     let store = ctx.warehouse(&req.warehouse).await?;
     let mut options = AttestOptions {
         to_version: req.to_version,
         batch_size: req.batch_size.max(1),
         batch_bytes: req.batch_bytes,
         storage,
+        tsa,
         ..AttestOptions::default()
     };
     if let Some(p) = req.parallelism {
@@ -176,6 +186,7 @@ pub async fn run(
             parallelism: args.parallelism,
             quiet: args.json,
             windows: args.windows,
+            tsa: args.tsa,
         },
     )
     .await?;

@@ -56,6 +56,7 @@ pub async fn run(
             parallelism: None,
             quiet: args.json,
             windows: None,
+            tsa: None,
         },
     )
     .await?

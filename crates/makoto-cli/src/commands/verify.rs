@@ -103,6 +103,22 @@ pub fn print_report(r: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()
             (false, _) => "not done",
         }
     )?;
+    let t = &c.timestamps;
+    match (t.authorities, &t.gen_time, &t.authority, t.anchor_version) {
+        (0, ..) => writeln!(
+            out,
+            "time-stamps: not checked (the trust file lists no timestampAuthorities)"
+        )?,
+        (_, Some(at), Some(by), Some(anchor)) => writeln!(
+            out,
+            "time-stamps: the attestation existed by {at} (token of {by} over the signature at version {anchor})"
+        )?,
+        _ => writeln!(
+            out,
+            "time-stamps: NONE covers version {} (its signing time is only claimed)",
+            r.version
+        )?,
+    }
     if let Some(d) = &r.state_digest {
         writeln!(out, "attested state digest {d}")?;
     }

@@ -97,6 +97,9 @@ pub struct AttestOptions {
     /// Cross-table transforms that wrote given versions (`makoto transform`): recorded as the
     /// inputs of those versions' statements.
     pub transforms: BTreeMap<u64, CrossTableTransform>,
+    /// An RFC 3161 time-stamp authority: the last signature of every batch is time-stamped
+    /// (one request per batch; the chain carries the proof to the batch's earlier versions).
+    pub tsa: Option<crate::tsa::TsaClient>,
 }
 
 impl Default for AttestOptions {
@@ -112,6 +115,7 @@ impl Default for AttestOptions {
             max_attempts: 20,
             storage: StorageOptions::default(),
             transforms: BTreeMap::new(),
+            tsa: None,
         }
     }
 }
@@ -370,6 +374,15 @@ impl Attestor {
 
     /// Attests every unattested version up to the latest (or `to_version`).
     pub async fn run(&self) -> Result<AttestSummary, Error> {
+        if let (Some(tsa), None) = (&self.options.tsa, &self.signer) {
+            return Err(Error::Tsa {
+                url: tsa.url().to_owned(),
+                reason: format!(
+                    "attesting {} without a key: a time-stamp covers a signature, give a signing key",
+                    self.source.uri()
+                ),
+            });
+        }
         let mut concurrent = 0u32;
         let mut totals = Totals::default();
         loop {
@@ -881,12 +894,42 @@ impl Attestor {
             )
             .await?;
         }
+        if let Some(tsa) = &self.options.tsa {
+            Self::timestamp_batch(tsa, &mut out).await?;
+        }
         self.emit(Event::Reached {
             phase: Phase::Signed,
             from,
             through: to,
         })?;
         Ok(out)
+    }
+
+    /// Time-stamps the batch's last signature: its statement chains to every earlier one, so
+    /// the token proves the whole batch existed by its `genTime` (docs/verification.md).
+    async fn timestamp_batch(
+        tsa: &crate::tsa::TsaClient,
+        out: &mut BatchOutput,
+    ) -> Result<(), Error> {
+        let Some(last) = out.attestation_rows.last_mut() else {
+            return Ok(());
+        };
+        let context = || format!("{} version {}", last.table_uri, last.version);
+        let mut envelope = makoto_core::dsse::Envelope::from_json(last.envelope.as_bytes())
+            .map_err(|e| Error::core(context(), e))?;
+        let imprint = envelope.timestamp_imprint().ok_or_else(|| Error::Tsa {
+            url: tsa.url().to_owned(),
+            reason: format!(
+                "{}: only signed attestations can be time-stamped",
+                context()
+            ),
+        })?;
+        let token = tsa.timestamp(imprint).await?;
+        envelope
+            .attach_timestamp(token.to_der().to_vec())
+            .map_err(|e| Error::core(context(), e))?;
+        last.envelope = envelope.to_json();
+        Ok(())
     }
 
     async fn hash_error(

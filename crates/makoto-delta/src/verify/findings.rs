@@ -87,6 +87,9 @@ kinds! {
     LogListingFailed => ("log-listing-failed", Warning, "Part of the log or the table directory could not be listed (a symlink loop, an unreadable entry); what is there was not checked."),
     AttestationsTruncated => ("attestations-truncated", Error, "The attestation table ends before a version recorded in a trusted anchor (head)."),
     AnchorMismatch => ("anchor-mismatch", Error, "The attestation at an anchored version differs from the one the anchor recorded."),
+    TimestampInvalid => ("timestamp-invalid", Error, "An RFC 3161 time-stamp token does not hold: it does not parse or verify, is not over its attestation's signature, or its genTime is before the commit it covers or before the time the statement claims it was signed."),
+    TimestampUntrusted => ("timestamp-untrusted", Error, "An RFC 3161 time-stamp token was signed by an authority the trust file does not list (nor one issued by a listed certificate)."),
+    TimestampMissing => ("timestamp-missing", Warning, "The verifier trusts time-stamp authorities but no valid token covers the version's attestation (directly, or through the chain to a later time-stamped one): when it was signed is only the signer's claim, so it is not Makoto L2."),
 }
 
 impl Serialize for FindingKind {

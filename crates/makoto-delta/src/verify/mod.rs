@@ -15,6 +15,7 @@ mod findings;
 mod log_reads;
 mod readers;
 mod replay;
+pub mod timestamps;
 mod verifications;
 mod walk;
 mod windows;
@@ -68,6 +69,8 @@ pub enum UnsignedRows {
 /// The rows, versions and chain a verification covers.
 struct Scope {
     attestation_rows: u64,
+    /// What RFC 3161 time-stamps showed for the target version.
+    timestamps: timestamps::TimestampCoverage,
     /// Attestations whose signature verified (or unsigned ones accepted), by version.
     trusted: BTreeMap<u64, AttestedCommit>,
     target: u64,
@@ -209,6 +212,8 @@ pub struct Coverage {
     pub delta_rs_cross_check: bool,
     /// The reader cross-check asked for (`skip`: delta-rs was not opened).
     pub reader_check: ReaderCheck,
+    /// RFC 3161 time-stamps: whether a trusted token covers the version's attestation.
+    pub timestamps: timestamps::TimestampCoverage,
 }
 
 /// The outcome of a verification.
@@ -521,6 +526,7 @@ impl<'a> Verifier<'a> {
                 ),
             });
         }
+        let timestamps = timestamps::check(&checked_all, self.trust, from, target, findings);
         let mut in_scope = Vec::new();
         for (mut c, f) in checked_all {
             if (from..=target).contains(&c.row.version) {
@@ -541,6 +547,7 @@ impl<'a> Verifier<'a> {
         );
         Ok(Scope {
             attestation_rows,
+            timestamps,
             trusted,
             target,
             base,
@@ -675,6 +682,7 @@ impl<'a> Verifier<'a> {
             bytes_hashed,
             delta_rs_cross_check: cross_checked,
             reader_check: self.options.reader_check,
+            timestamps: scope.timestamps.clone(),
         };
         let outcome = Outcome::of(&findings, &coverage);
         let verified = outcome == Outcome::Verified;

@@ -1,0 +1,550 @@
+//! RFC 3161 time-stamps against a real TSA: OpenSSL's (`openssl ts -reply`) served on
+//! 127.0.0.1 by `scripts/tsa-server`, with a CA and TSA certificate made by the test. Tokens
+//! are also checked by `openssl ts -verify` and by Python's `rfc3161-client`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine as _;
+use makoto_core::dsse::Envelope;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// A running `scripts/tsa-server`; stopped on drop (its standard input closes).
+struct Tsa {
+    child: Child,
+    url: String,
+    dir: PathBuf,
+}
+
+impl Tsa {
+    fn start(dir: &Path, extra: &[&str]) -> Tsa {
+        let script = repo_root().join("scripts/tsa-server");
+        if !dir.join("ca.pem").exists() {
+            let init = Command::new("python3")
+                .arg(&script)
+                .args(["init", dir.to_str().unwrap()])
+                .output()
+                .expect("python3 runs scripts/tsa-server");
+            assert!(
+                init.status.success(),
+                "tsa-server init: {}",
+                String::from_utf8_lossy(&init.stderr)
+            );
+        }
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args(["serve", dir.to_str().unwrap()])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("tsa-server printed {line:?}"))
+            .to_owned();
+        Tsa {
+            child,
+            url,
+            dir: dir.to_owned(),
+        }
+    }
+}
+
+impl Drop for Tsa {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pem_json(path: &Path) -> Value {
+    json!(std::fs::read_to_string(path).unwrap())
+}
+
+/// A trust file with the key and, when given, time-stamp authorities.
+fn trust_file(dir: &Path, name: &str, keys: Value, authorities: &[(&str, &Path)]) -> String {
+    let auths: Vec<Value> = authorities
+        .iter()
+        .map(|(n, p)| json!({"name": n, "certificate": pem_json(p)}))
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        json!({"keys": keys, "timestampAuthorities": auths}).to_string(),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn verify_json(table: &Path, wh: &Path, trust: &str, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec![
+        "verify",
+        table.to_str().unwrap(),
+        "--warehouse",
+        wh.to_str().unwrap(),
+        "--trust",
+        trust,
+        "--log-only",
+        "--no-record",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = makoto(&args);
+    let report: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {} {}", out.stdout, out.stderr));
+    (out.code.unwrap(), report)
+}
+
+fn kinds(report: &Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Verifies tokens with `rfc3161-client`: argv[1] is a JSON list of [version, token base64,
+/// SHA-256 hex of the signature], argv[2] the root, argv[3] the TSA certificate.
+const RFC3161_CLIENT_CHECK: &str = r#"
+import base64, json, sys
+from cryptography import x509
+from rfc3161_client import VerifierBuilder, decode_timestamp_response
+
+def der_len(n):
+    if n < 0x80:
+        return bytes([n])
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(b)]) + b
+
+root = x509.load_pem_x509_certificate(open(sys.argv[2], "rb").read())
+leaf = x509.load_pem_x509_certificate(open(sys.argv[3], "rb").read())
+tokens = json.loads(sys.argv[1])
+for version, token, digest in tokens:
+    body = bytes.fromhex("3003020100") + base64.b64decode(token)
+    response = decode_timestamp_response(b"0" + der_len(len(body)) + body)
+    verifier = VerifierBuilder().tsa_certificate(leaf).add_root_certificate(root).build()
+    assert verifier.verify(response, bytes.fromhex(digest)), version
+    assert response.tst_info.message_imprint.message.hex() == digest, version
+print(f"{len(tokens)} tokens verified")
+"#;
+
+/// The token and signature of each time-stamped row, by version.
+fn tokens(rows: &[makoto_delta::store::AttestationRow]) -> Vec<(u64, Vec<u8>, Vec<u8>)> {
+    let mut out: Vec<_> = rows
+        .iter()
+        .filter_map(|r| {
+            let env = Envelope::from_json(r.envelope.as_bytes()).unwrap();
+            let s = &env.signatures()[0];
+            s.timestamp()
+                .map(|t| (r.version, t.to_vec(), s.sig().to_vec()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Copies the warehouse's rows of `table` into a new warehouse, changing the attestation rows
+/// with `edit` (what an attacker with write access to the warehouse can do).
+async fn rewritten(
+    wh: &Path,
+    table: &Path,
+    to: &Path,
+    edit: impl Fn(&mut makoto_delta::store::AttestationRow),
+) {
+    let uri = table_uri(table);
+    let mut rows = attestation_rows(wh, table).await;
+    rows.sort_by_key(|r| r.version);
+    let files = file_rows(wh, table).await;
+    let last = rows.last().unwrap().version;
+    for r in &mut rows {
+        edit(r);
+    }
+    let dst = store(to).await;
+    let t = dst.load_files().await.unwrap();
+    dst.append_files(t, &files, &uri, last, "tamper")
+        .await
+        .unwrap();
+    let t = dst.load_attestations().await.unwrap();
+    dst.append_attestations(t, &rows, &uri, last, "tamper")
+        .await
+        .unwrap();
+}
+
+fn without_token(env: &str) -> String {
+    let mut v: Value = serde_json::from_str(env).unwrap();
+    v["signatures"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("timestamp");
+    v.to_string()
+}
+
+fn with_token(env: &str, token: &[u8]) -> String {
+    let mut v: Value = serde_json::from_str(env).unwrap();
+    v["signatures"][0]["timestamp"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(token));
+    v.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_are_time_stamped_and_verify_checks_every_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tsa = Tsa::start(&tmp.path().join("tsa"), &[]);
+    let other = Tsa::start(&tmp.path().join("other-tsa"), &[]);
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let wh = tmp.path().join("wh");
+    let (key, pubk) = keyfiles(tmp.path());
+    let started = chrono::Utc::now() - chrono::Duration::seconds(2);
+    let out = makoto(&[
+        "attest",
+        table.to_str().unwrap(),
+        "--warehouse",
+        wh.to_str().unwrap(),
+        "--key",
+        &key,
+        "--tsa",
+        &tsa.url,
+        "--batch-size",
+        "4",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let finished = chrono::Utc::now() + chrono::Duration::seconds(2);
+
+    // One token per batch (versions 0..=3, 4..=7, 8..=9), on the batch's last signature.
+    let rows = attestation_rows(&wh, &table).await;
+    let stamped = tokens(&rows);
+    assert_eq!(
+        stamped.iter().map(|t| t.0).collect::<Vec<_>>(),
+        vec![3, 7, 9]
+    );
+
+    // OpenSSL checks each token on its own: over SHA-256 of the signature, chained to the CA.
+    for (v, token, sig) in &stamped {
+        let path = tmp.path().join(format!("v{v}.tst"));
+        std::fs::write(&path, token).unwrap();
+        let check = Command::new("openssl")
+            .args(["ts", "-verify", "-token_in", "-in"])
+            .arg(&path)
+            .args(["-digest", &sha256_hex(sig), "-CAfile"])
+            .arg(tsa.dir.join("ca.pem"))
+            .arg("-untrusted")
+            .arg(tsa.dir.join("tsa.pem"))
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&check.stdout).contains("Verification: OK"),
+            "version {v}: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+
+    // So does Python's rfc3161-client (the token wrapped in a granted TimeStampResp).
+    if let Some(py) = crate::python::python() {
+        let list: Vec<Value> = stamped
+            .iter()
+            .map(|(v, t, s)| {
+                json!([
+                    v,
+                    base64::engine::general_purpose::STANDARD.encode(t),
+                    sha256_hex(s)
+                ])
+            })
+            .collect();
+        let check = Command::new(py)
+            .args(["-c", RFC3161_CLIENT_CHECK])
+            .arg(serde_json::to_string(&list).unwrap())
+            .arg(tsa.dir.join("ca.pem"))
+            .arg(tsa.dir.join("tsa.pem"))
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "rfc3161-client: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&check.stdout).trim(),
+            "3 tokens verified"
+        );
+    }
+
+    let keys = json!([{"publicKey": pem_json(Path::new(&pubk))}]);
+    let trusted = trust_file(
+        tmp.path(),
+        "trust.json",
+        keys.clone(),
+        &[("test-tsa", &tsa.dir.join("ca.pem"))],
+    );
+    let (code, report) = verify_json(&table, &wh, &trusted, &["--version", "5"]);
+    assert_eq!(code, 0, "{report}");
+    let ts = &report["coverage"]["timestamps"];
+    assert_eq!(ts["covered"], json!(true), "{report}");
+    assert_eq!(ts["anchorVersion"], json!(7));
+    assert_eq!(ts["authority"], json!("test-tsa"));
+    let gen_time: chrono::DateTime<chrono::Utc> = ts["genTime"].as_str().unwrap().parse().unwrap();
+    assert!(started <= gen_time && gen_time <= finished, "{gen_time}");
+
+    // Trusting the TSA certificate itself works as well as its CA.
+    let direct = trust_file(
+        tmp.path(),
+        "direct.json",
+        keys.clone(),
+        &[("leaf", &tsa.dir.join("tsa.pem"))],
+    );
+    let (code, report) = verify_json(&table, &wh, &direct, &[]);
+    assert_eq!(
+        (code, report["coverage"]["timestamps"]["covered"].clone()),
+        (0, json!(true)),
+        "{report}"
+    );
+
+    // Another authority's certificate does not make these tokens trusted.
+    let wrong = trust_file(
+        tmp.path(),
+        "wrong.json",
+        keys.clone(),
+        &[("other", &other.dir.join("ca.pem"))],
+    );
+    let (code, report) = verify_json(&table, &wh, &wrong, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        kinds(&report).contains(&"timestamp-untrusted".to_owned()),
+        "{report}"
+    );
+    assert_eq!(report["outcome"], json!("failed"));
+
+    // Without timestampAuthorities, tokens are not checked and the report says so.
+    let (code, report) = verify_json(&table, &wh, &pubk, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(report["coverage"]["timestamps"]["authorities"], json!(0));
+    assert_eq!(report["coverage"]["timestamps"]["covered"], json!(false));
+
+    // Tokens stripped: the signatures still verify, but nothing proves when they were made.
+    let stripped = tmp.path().join("stripped");
+    rewritten(&wh, &table, &stripped, |r| {
+        r.envelope = without_token(&r.envelope)
+    })
+    .await;
+    let (code, report) = verify_json(&table, &stripped, &trusted, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(kinds(&report), vec!["timestamp-missing"], "{report}");
+    assert_eq!(report["coverage"]["timestamps"]["covered"], json!(false));
+
+    // A valid token moved onto another signature (version 7's token on version 9).
+    let moved = tmp.path().join("moved");
+    let token7 = stamped[1].1.clone();
+    rewritten(&wh, &table, &moved, |r| {
+        if r.version == 9 {
+            r.envelope = with_token(&r.envelope, &token7);
+        }
+    })
+    .await;
+    let (code, report) = verify_json(&table, &moved, &trusted, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        kinds(&report).contains(&"timestamp-invalid".to_owned()),
+        "{report}"
+    );
+
+    // A token from the other TSA over the right signature: untrusted.
+    let (v9, _, sig9) = &stamped[2];
+    let foreign = request_token(&other.url, sig9).await;
+    let swapped = tmp.path().join("swapped");
+    rewritten(&wh, &table, &swapped, |r| {
+        if r.version == *v9 {
+            r.envelope = with_token(&r.envelope, &foreign);
+        }
+    })
+    .await;
+    let (code, report) = verify_json(&table, &swapped, &trusted, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        kinds(&report).contains(&"timestamp-untrusted".to_owned()),
+        "{report}"
+    );
+
+    // A flipped byte inside the token.
+    let flipped = tmp.path().join("flipped");
+    rewritten(&wh, &table, &flipped, |r| {
+        if r.version == 7 {
+            let mut t = token7.clone();
+            let i = t.len() / 3;
+            t[i] ^= 0x40;
+            r.envelope = with_token(&r.envelope, &t);
+        }
+    })
+    .await;
+    let (code, report) = verify_json(&table, &flipped, &trusted, &["--version", "5"]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        kinds(&report)
+            .iter()
+            .any(|k| k == "timestamp-invalid" || k == "timestamp-untrusted"),
+        "{report}"
+    );
+}
+
+/// A token from the TSA at `url` over SHA-256(`sig`).
+async fn request_token(url: &str, sig: &[u8]) -> Vec<u8> {
+    makoto_delta::tsa::TsaClient::new(url)
+        .unwrap()
+        .timestamp(makoto_core::Sha256Digest::of(sig))
+        .await
+        .unwrap()
+        .to_der()
+        .to_vec()
+}
+
+/// Rotation and revocation decided by time-stamps: key A attests, is rotated out for key B,
+/// which attests later versions; a revocation of A before A's time-stamps fails A's rows, one
+/// after them keeps them.
+#[tokio::test(flavor = "multi_thread")]
+async fn rotation_and_revocation_are_judged_by_the_time_stamps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tsa = Tsa::start(&tmp.path().join("tsa"), &[]);
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let wh = tmp.path().join("wh");
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    for k in [&a, &b] {
+        assert_eq!(makoto(&["keygen", k.to_str().unwrap()]).code, Some(0));
+    }
+    let attest = |key: &Path, to: &str| {
+        let out = makoto(&[
+            "attest",
+            table.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--key",
+            &format!("{}.key", key.display()),
+            "--tsa",
+            &tsa.url,
+            "--to-version",
+            to,
+        ]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+    };
+    attest(&a, "4");
+    let rows = attestation_rows(&wh, &table).await;
+    let stamped_a = tokens(&rows);
+    let gen_a = makoto_core::timestamp::TimestampToken::from_der(&stamped_a[0].1)
+        .unwrap()
+        .gen_time();
+    // Rotate right after A's token (the TSA gives milliseconds): A valid until then, B from
+    // then on; B signs after A's run ended, so after the rotation.
+    let rotation = gen_a + chrono::Duration::milliseconds(1);
+    attest(&b, "9");
+    let pem = |k: &Path| pem_json(&PathBuf::from(format!("{}.pub", k.display())));
+    let ca = tsa.dir.join("ca.pem");
+    let rotated = trust_file(
+        tmp.path(),
+        "rotated.json",
+        json!([
+            {"name": "a", "publicKey": pem(&a), "validUntil": rotation.to_rfc3339()},
+            {"name": "b", "publicKey": pem(&b), "validFrom": rotation.to_rfc3339()},
+        ]),
+        &[("tsa", &ca)],
+    );
+    for v in ["4", "9"] {
+        let (code, report) = verify_json(&table, &wh, &rotated, &["--version", v]);
+        assert_eq!(code, 0, "version {v}: {report}");
+        assert_eq!(report["coverage"]["timestamps"]["covered"], json!(true));
+    }
+
+    // A revoked before its token was made: A's rows fail, B's are untouched.
+    let revoked_before = trust_file(
+        tmp.path(),
+        "revoked-before.json",
+        json!([
+            {"name": "a", "publicKey": pem(&a),
+             "revokedAt": (gen_a - chrono::Duration::milliseconds(1)).to_rfc3339()},
+            {"name": "b", "publicKey": pem(&b)},
+        ]),
+        &[("tsa", &ca)],
+    );
+    let (code, report) = verify_json(&table, &wh, &revoked_before, &["--version", "9"]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        kinds(&report).contains(&"key-not-valid".to_owned()),
+        "{report}"
+    );
+
+    // A revoked after its token: every version still verifies.
+    let revoked_after = trust_file(
+        tmp.path(),
+        "revoked-after.json",
+        json!([
+            {"name": "a", "publicKey": pem(&a), "revokedAt": rotation.to_rfc3339()},
+            {"name": "b", "publicKey": pem(&b)},
+        ]),
+        &[("tsa", &ca)],
+    );
+    let (code, report) = verify_json(&table, &wh, &revoked_after, &["--version", "9"]);
+    assert_eq!(code, 0, "{report}");
+
+    // Without its token, a revoked key's row is not accepted on its claimed signing time.
+    let stripped = tmp.path().join("stripped");
+    rewritten(&wh, &table, &stripped, |r| {
+        if r.version <= 4 {
+            r.envelope = without_token(&r.envelope);
+        }
+    })
+    .await;
+    let (code, report) = verify_json(&table, &stripped, &revoked_after, &["--version", "9"]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        kinds(&report).contains(&"key-not-valid".to_owned()),
+        "{report}"
+    );
+}
+
+/// A TSA that is down or refuses: attest exits 2 naming it and writes nothing.
+#[test]
+fn a_tsa_that_is_down_stops_attest_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let (key, _) = keyfiles(tmp.path());
+    let failing = Tsa::start(&tmp.path().join("tsa"), &["--fail"]);
+    for url in ["http://127.0.0.1:9/", failing.url.as_str()] {
+        let wh = tmp.path().join("wh");
+        let out = makoto(&[
+            "attest",
+            table.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--key",
+            &key,
+            "--tsa",
+            url,
+        ]);
+        assert_eq!(out.code, Some(2), "{}", out.stderr);
+        let err = sole_error(&["attest"], &out);
+        assert!(err.contains(url), "{err}");
+        assert!(!wh.exists(), "nothing written for {url}");
+    }
+    // And without a key there is nothing to time-stamp.
+    let out = makoto(&[
+        "attest",
+        table.to_str().unwrap(),
+        "--warehouse",
+        tmp.path().join("wh").to_str().unwrap(),
+        "--tsa",
+        &failing.url,
+    ]);
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("--key"), "{}", out.stderr);
+}
