@@ -548,3 +548,52 @@ fn a_tsa_that_is_down_stops_attest_before_anything_is_written() {
     assert_eq!(out.code, Some(2));
     assert!(out.stderr.contains("--key"), "{}", out.stderr);
 }
+
+/// `transform --tsa` time-stamps the output's attestation like `attest --tsa`.
+#[tokio::test(flavor = "multi_thread")]
+async fn transform_outputs_are_time_stamped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tsa = Tsa::start(&tmp.path().join("tsa"), &[]);
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let wh = tmp.path().join("wh");
+    let out_table = tmp.path().join("out");
+    let (key, pubk) = keyfiles(tmp.path());
+    let attest = makoto(&[
+        "attest",
+        table.to_str().unwrap(),
+        "--warehouse",
+        wh.to_str().unwrap(),
+        "--key",
+        &key,
+    ]);
+    assert_eq!(attest.code, Some(0), "{}", attest.stderr);
+    let input = format!("s={}", table.display());
+    let run = makoto(&[
+        "transform",
+        "--sql",
+        "SELECT * FROM s",
+        "--input",
+        &input,
+        "--output",
+        out_table.to_str().unwrap(),
+        "--warehouse",
+        wh.to_str().unwrap(),
+        "--key",
+        &key,
+        "--tsa",
+        &tsa.url,
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let rows = attestation_rows(&wh, &out_table).await;
+    assert_eq!(tokens(&rows).len(), 1, "one batch, one token");
+    let trusted = trust_file(
+        tmp.path(),
+        "trust.json",
+        json!([{"publicKey": pem_json(Path::new(&pubk))}]),
+        &[("tsa", &tsa.dir.join("ca.pem"))],
+    );
+    let (code, report) = verify_json(&out_table, &wh, &trusted, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["coverage"]["timestamps"]["covered"], json!(true));
+}

@@ -150,6 +150,9 @@ pub struct TransformArgs {
     /// Verify inputs against the log and attestations only, without rehashing their data files.
     #[arg(long)]
     pub log_only: bool,
+    /// RFC 3161 time-stamp authority for the output's attestations (as `attest --tsa`).
+    #[arg(long, env = "MAKOTO_TSA", value_name = "URL")]
+    pub tsa: Option<String>,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,

@@ -55,6 +55,19 @@ impl TsaClient {
         Ok(client)
     }
 
+    /// The TSA a run asked for (`url`), connected: `None` without one. A time-stamp covers a
+    /// signature, so asking for one without a signing key (`signed` false) is an error.
+    pub async fn for_run(url: Option<&str>, signed: bool) -> Result<Option<Self>, Error> {
+        match (url, signed) {
+            (None, _) => Ok(None),
+            (Some(url), true) => Self::connect(url).await.map(Some),
+            (Some(url), false) => Err(Error::Tsa {
+                url: url.to_owned(),
+                reason: "a time-stamp covers a signature: give a signing key (--key)".into(),
+            }),
+        }
+    }
+
     pub fn url(&self) -> &str {
         self.url.as_str()
     }

@@ -138,6 +138,7 @@ fn describe_delta(e: &makoto_delta::Error) -> Described<'_> {
         E::KeyFile { path, .. } => d(Key, "key_file").path(path),
         E::TrustFile { path, .. } => d(Key, "trust_file").path(path),
         E::Core { .. } => d(Base, "core"),
+        E::Tsa { url, .. } => d(Storage, "tsa").path(url),
         E::TooManyConflicts { table, .. } => d(Base, "too_many_conflicts").table(table),
         E::Interrupted { .. } => d(Base, "interrupted"),
         E::Task { .. } => d(Base, "task"),

@@ -99,7 +99,7 @@ fn keygen(py: Python<'_>, prefix: PathBuf, algorithm: &str) -> PyResult<Py<PyAny
 
 /// Attests the table's new commits into the warehouse; returns the run summary.
 #[pyfunction]
-#[pyo3(signature = (table, *, warehouse, key=None, to_version=None, storage_options=None, batch_size=None, batch_mib=None, parallelism=None))]
+#[pyo3(signature = (table, *, warehouse, key=None, to_version=None, storage_options=None, batch_size=None, batch_mib=None, parallelism=None, tsa=None))]
 #[allow(clippy::too_many_arguments)]
 fn attest(
     py: Python<'_>,
@@ -111,6 +111,7 @@ fn attest(
     batch_size: Option<usize>,
     batch_mib: Option<u64>,
     parallelism: Option<usize>,
+    tsa: Option<String>,
 ) -> PyResult<Py<PyAny>> {
     let signer = load_key(key)?.map(|k| k as Arc<dyn Signer>);
     let storage = storage(storage_options);
@@ -130,6 +131,8 @@ fn attest(
     }
     let summary = runtime::run(py, async move {
         let source = SourceTable::open(Location::existing(&table)?, &storage)?;
+        options.tsa =
+            makoto_delta::tsa::TsaClient::for_run(tsa.as_deref(), signer.is_some()).await?;
         let store = AttestationStore::create(Location::create(&warehouse)?, storage).await?;
         Attestor::new(source, store, signer, options).run().await
     })?

@@ -19,6 +19,8 @@ pub async fn run(
         makoto_delta::keyfile::trust_or_own(args.trust.as_deref(), Some(&key))?.unwrap_or_default();
     let inputs = args.inputs;
     SqlTransform::check_inputs(&inputs)?;
+    // Before anything is written: a TSA that is down stops the run here.
+    let tsa = makoto_delta::tsa::TsaClient::for_run(args.tsa.as_deref(), true).await?;
     let storage = ctx.storage().clone();
     let store = ctx.warehouse(&args.warehouse).await?;
     let transform = SqlTransform {
@@ -45,6 +47,7 @@ pub async fn run(
             Some(signer),
             AttestOptions {
                 storage,
+                tsa,
                 ..AttestOptions::default()
             },
         )

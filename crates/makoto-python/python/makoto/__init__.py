@@ -117,10 +117,15 @@ def attest(
     batch_size: int | None = None,
     batch_mib: int | None = None,
     parallelism: int | None = None,
+    tsa: str | None = None,
 ) -> AttestReport:
     """Attest every commit of ``table`` not yet attested in ``warehouse`` (created when
     missing), signed with ``key`` (unsigned attestations are Makoto L1). Exactly once: a
     second call attests nothing. Like ``makoto attest TABLE --warehouse W --key K``.
+
+    ``tsa`` is an RFC 3161 time-stamp authority URL (``--tsa``): each batch's last signature
+    is time-stamped; it needs ``key``, and a TSA that is down raises before anything is
+    written.
 
     Raises :class:`StorageError`, :class:`InvalidKey` or :class:`MakotoError` naming the
     table, version and file; nothing partial is written.
@@ -135,6 +140,7 @@ def attest(
             batch_size=batch_size,
             batch_mib=batch_mib,
             parallelism=parallelism,
+            tsa=tsa,
         )
     )
 

@@ -26,6 +26,7 @@ def attest(
     batch_size: int | None = None,
     batch_mib: int | None = None,
     parallelism: int | None = None,
+    tsa: str | None = None,
 ) -> dict[str, Any]: ...
 def verify(
     table: str,

@@ -1,0 +1,81 @@
+"""RFC 3161 time-stamps through the API: ``makoto.attest(..., tsa=URL)`` against OpenSSL's TSA
+(scripts/tsa-server), checked by ``makoto.verify`` with a trust file that lists the TSA's CA."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import makoto
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def tsa(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A running TSA: its URL and its CA certificate."""
+    d = tmp_path / "tsa"
+    script = str(REPO / "scripts/tsa-server")
+    subprocess.run([sys.executable, script, "init", str(d)], check=True, timeout=120)
+    proc = subprocess.Popen(
+        [sys.executable, script, "serve", str(d)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    assert line.startswith("listening "), line
+    try:
+        yield line.removeprefix("listening "), d / "ca.pem"
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_attest_with_a_tsa_and_verify_the_time_stamp(
+    tmp_path: Path, orders: Path, warehouse: Path, keys: makoto.KeyPair, tsa: tuple[str, Path]
+) -> None:
+    url, ca = tsa
+    makoto.attest(orders, warehouse=warehouse, key=keys.private_key, tsa=url)
+    trust = tmp_path / "trust.json"
+    trust.write_text(
+        json.dumps(
+            {
+                "keys": [{"publicKey": Path(keys.public_key).read_text()}],
+                "timestampAuthorities": [{"name": "test-tsa", "certificate": ca.read_text()}],
+            }
+        )
+    )
+    report = makoto.verify(orders, warehouse=warehouse, trust=trust, log_only=True)
+    assert report.outcome == "verified", report.findings
+    stamps = report.coverage["timestamps"]
+    assert stamps["covered"] is True
+    assert stamps["authority"] == "test-tsa"
+    assert stamps["anchorVersion"] == 3
+
+    # The bare public key checks no time-stamps, and the report says so.
+    plain = makoto.verify(orders, warehouse=warehouse, trust=keys.public_key, log_only=True)
+    assert plain.coverage["timestamps"] == {
+        "authorities": 0,
+        "covered": False,
+        "anchorVersion": None,
+        "genTime": None,
+        "authority": None,
+    }
+
+
+def test_a_tsa_that_is_down_raises_before_anything_is_written(
+    orders: Path, warehouse: Path, keys: makoto.KeyPair
+) -> None:
+    with pytest.raises(makoto.StorageError, match="127.0.0.1:9"):
+        makoto.attest(orders, warehouse=warehouse, key=keys.private_key, tsa="http://127.0.0.1:9/")
+    assert not warehouse.exists()
+    with pytest.raises(makoto.MakotoError, match="signing key"):
+        makoto.attest(orders, warehouse=warehouse, tsa="http://127.0.0.1:9/")
+    assert not warehouse.exists()
