@@ -44,13 +44,7 @@ pub(crate) async fn attest(
     let signer: Option<Arc<dyn Signer>> =
         crate::context::signer(req.key.as_deref())?.map(|k| k as Arc<dyn Signer>);
     let table = SourceTable::open(Location::existing(&req.table)?, &storage)?;
-    let tsa = match (&req.tsa, &signer) {
-        (Some(url), Some(_)) => Some(makoto_delta::tsa::TsaClient::connect(url).await?),
-        (Some(url), None) => {
-            anyhow::bail!("--tsa {url} needs --key: a time-stamp covers a signature")
-        }
-        (None, _) => None,
-    };
+    let tsa = makoto_delta::tsa::TsaClient::for_run(req.tsa.as_deref(), signer.is_some()).await?;
     let store = ctx.warehouse(&req.warehouse).await?;
     let mut options = AttestOptions {
         to_version: req.to_version,
