@@ -112,7 +112,8 @@ fn attest_json_summary_and_environment_fallbacks() {
     assert!(!out.stderr.contains("ERROR"), "{}", out.stderr);
     let s: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(s["attestedThrough"], 9);
-    assert_eq!(s["level"], "L2");
+    // Signed, but neither time-stamped nor naming an identity: L1 (docs/levels.md).
+    assert_eq!(s["level"], "L1");
     assert_eq!(s["keyid"], kg["keyid"]);
     assert_eq!(s["attested"].as_array().unwrap().len(), 10);
     assert_eq!(

@@ -141,6 +141,8 @@ fn verify_as_names_the_attested_table_and_ambiguity_is_an_error() {
         w,
         "--trust",
         &public,
+        "--min-level",
+        "1",
     ]);
     assert_eq!(out.code, Some(0), "{} {}", out.stdout, out.stderr);
 

@@ -229,7 +229,7 @@ async fn transform_inputs_are_the_inputs_attested_subjects() {
             input["attestationRef"],
             attestation_ref(&last.attestation_digest).as_str()
         );
-        assert_eq!(input["makotoLevel"], "L2");
+        assert_eq!(input["makotoLevel"], "L1", "signed, not time-stamped");
         assert_eq!(input["delta"]["alias"], table);
         assert_eq!(input["delta"]["check"], "verified-deep");
         // The commit digest recorded is the SHA-256 of the input's commit file, hashed here.
@@ -434,6 +434,8 @@ async fn gate(f: &Fixture, table: &str, upstream: Upstream) -> gate::GateReport 
         &source,
         &GateOptions {
             upstream,
+            // The fixture signs without time-stamps: its attestations are L1.
+            min_level: makoto_core::attestation::MakotoLevel::L1,
             ..GateOptions::default()
         },
     )
@@ -630,7 +632,8 @@ async fn dbom_validates_against_the_schema_and_its_digests_match() {
             attestation_ref(&row.attestation_digest).as_str()
         );
     }
-    assert_eq!(doc["compliance"]["overallMakotoLevel"], "L2");
+    // Signed by trusted keys, but nothing is time-stamped: L1 (docs/levels.md).
+    assert_eq!(doc["compliance"]["overallMakotoLevel"], "L1");
     assert_eq!(doc["verification"]["chainVerified"], true);
     assert_eq!(doc["verification"]["allSignaturesValid"], true);
     let graphs = doc["lineageGraphs"].as_array().unwrap();
@@ -676,7 +679,7 @@ async fn sql_cli_formats_and_errors() {
     );
     assert_eq!(
         v,
-        serde_json::json!([{"version": 0, "level": "L2"}, {"version": 1, "level": "L2"}])
+        serde_json::json!([{"version": 0, "level": "L1"}, {"version": 1, "level": "L1"}])
     );
 
     let out = support::makoto(&[
@@ -740,7 +743,7 @@ async fn lineage_is_read_only_from_statements_the_trusted_keys_verify() {
             panic!("{} is not verified", n.subject)
         };
         assert_eq!(v.keyid(), key(1).keyid());
-        assert_eq!(n.level, MakotoLevel::L2);
+        assert_eq!(n.level, MakotoLevel::L1, "verified, not time-stamped");
         let row = rows
             .iter()
             .find(|r| r.table_uri == n.table_uri && r.version == n.version)

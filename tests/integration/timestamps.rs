@@ -597,3 +597,133 @@ async fn transform_outputs_are_time_stamped() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["coverage"]["timestamps"]["covered"], json!(true));
 }
+
+/// L2 is earned, not claimed: a signature, a trusted time-stamp and the key's bound identity,
+/// all three checked by the verifier and the gate. Missing any one gives L1; a statement that
+/// names another identity, or a table outside the key's role, fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn l2_needs_a_trusted_time_stamp_and_a_bound_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tsa = Tsa::start(&tmp.path().join("tsa"), &[]);
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let wh = tmp.path().join("wh");
+    let (key, pubk) = keyfiles(tmp.path());
+    let identity = "spiffe://corp.example/jobs/nightly";
+    let out = makoto(&[
+        "attest",
+        table.to_str().unwrap(),
+        "--warehouse",
+        wh.to_str().unwrap(),
+        "--key",
+        &key,
+        "--tsa",
+        &tsa.url,
+        "--identity",
+        identity,
+        "--json",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let summary: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(summary["level"], json!("L2"), "claimed by the attestor");
+    let rows = attestation_rows(&wh, &table).await;
+    for r in &rows {
+        let st = statement_of(r);
+        let party = if r.version == 0 {
+            "collector"
+        } else {
+            "executor"
+        };
+        assert_eq!(
+            st["predicate"][party]["id"],
+            json!(identity),
+            "v{}",
+            r.version
+        );
+        assert_eq!(r.level.as_str(), "L2");
+    }
+
+    let pem = pem_json(Path::new(&pubk));
+    let ca = tsa.dir.join("ca.pem");
+    let uri = table_uri(&table);
+    let trust = |name: &str, key: Value, tsas: &[(&str, &Path)]| {
+        trust_file(tmp.path(), name, json!([key]), tsas)
+    };
+    let bound = trust(
+        "bound.json",
+        json!({"publicKey": pem, "identity": identity, "tables": [uri.clone()]}),
+        &[("tsa", &ca)],
+    );
+    let (code, report) = verify_json(&table, &wh, &bound, &[]);
+    assert_eq!(
+        (code, report["level"].clone()),
+        (0, json!("L2")),
+        "{report}"
+    );
+    let gate = |trust: &str| {
+        makoto(&[
+            "check",
+            table.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--trust",
+            trust,
+            "--log-only",
+        ])
+    };
+    let passed = gate(&bound);
+    assert_eq!(passed.code, Some(0), "{}{}", passed.stdout, passed.stderr);
+
+    // Each missing piece gives L1, and the gate (default --min-level 2) fails.
+    for (name, key, tsas) in [
+        (
+            "no-identity.json",
+            json!({"publicKey": pem}),
+            vec![("tsa", ca.as_path())],
+        ),
+        (
+            "no-tsa.json",
+            json!({"publicKey": pem, "identity": identity}),
+            vec![],
+        ),
+    ] {
+        let t = trust(name, key, &tsas);
+        let (code, report) = verify_json(&table, &wh, &t, &[]);
+        assert_eq!(
+            (code, report["level"].clone()),
+            (0, json!("L1")),
+            "{name}: {report}"
+        );
+        let failed = gate(&t);
+        assert_eq!(failed.code, Some(1), "{name}: {}", failed.stdout);
+        assert!(
+            failed.stdout.contains("below the required L2"),
+            "{}",
+            failed.stdout
+        );
+    }
+
+    // Another identity, or a table outside the key's role: errors.
+    for (name, key, kind) in [
+        (
+            "other-identity.json",
+            json!({"publicKey": pem, "identity": "spiffe://corp.example/jobs/other"}),
+            "identity-mismatch",
+        ),
+        (
+            "other-tables.json",
+            json!({"publicKey": pem, "identity": identity, "tables": [format!("{uri}-other")]}),
+            "key-out-of-scope",
+        ),
+    ] {
+        let t = trust(name, key, &[("tsa", &ca)]);
+        let (code, report) = verify_json(&table, &wh, &t, &[]);
+        assert_eq!(code, 1, "{name}: {report}");
+        assert!(
+            kinds(&report).contains(&kind.to_owned()),
+            "{name}: {report}"
+        );
+        assert_eq!(report["level"], Value::Null);
+        assert_eq!(gate(&t).code, Some(1), "{name}");
+    }
+}

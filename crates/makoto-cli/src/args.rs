@@ -153,6 +153,9 @@ pub struct TransformArgs {
     /// RFC 3161 time-stamp authority for the output's attestations (as `attest --tsa`).
     #[arg(long, env = "MAKOTO_TSA", value_name = "URL")]
     pub tsa: Option<String>,
+    /// The attestor's identity for the output's attestations (as `attest --identity`).
+    #[arg(long, env = "MAKOTO_IDENTITY", value_name = "URI")]
+    pub identity: Option<String>,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
@@ -281,6 +284,10 @@ pub struct AttestArgs {
     /// is time-stamped, which covers the batch through the chain. Needs --key.
     #[arg(long, env = "MAKOTO_TSA", value_name = "URL")]
     pub tsa: Option<String>,
+    /// The attestor's identity (a URI such as spiffe://… or https://…/jobs/nightly), named as
+    /// each statement's collector or executor; a trust file binds it to the key.
+    #[arg(long, env = "MAKOTO_IDENTITY", value_name = "URI")]
+    pub identity: Option<String>,
     /// Print a JSON summary instead of text.
     #[arg(long)]
     pub json: bool,

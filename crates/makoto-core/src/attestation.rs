@@ -38,12 +38,36 @@ pub const DELTA_BLOCK_FORMAT: u32 = 2;
 named_enum! {
     /// Makoto assurance level.
     pub enum MakotoLevel ("Makoto level") {
-        /// Provenance recorded, unsigned.
+        /// Provenance recorded (unsigned, or signed without a time-stamp or a bound identity).
         L1 = "L1",
-        /// Signed provenance.
+        /// Signed, RFC 3161 time-stamped, and the producer identity bound to the key.
         L2 = "L2",
-        /// Signed by an isolated, hardened attestor.
+        /// Signed by an isolated, hardened attestor with keys in hardware (not offered yet).
         L3 = "L3",
+    }
+}
+
+/// What was done to an attestation, for the level it earns ([`MakotoLevel::earned`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LevelEvidence {
+    /// Signed (by the attestor), or verified under a trusted key (by a verifier).
+    pub signed: bool,
+    /// An RFC 3161 token covers the signature (requested, or verified).
+    pub timestamped: bool,
+    /// The statement names the producer identity the key is bound to (stated, or verified).
+    pub identity_bound: bool,
+}
+
+impl MakotoLevel {
+    /// The level `evidence` earns: L2 needs a signature, a time-stamp and a bound identity
+    /// (Makoto's L2 requirements); anything less is L1. L3 (an isolated attestor with keys in
+    /// hardware) is never earned yet. See docs/levels.md.
+    pub fn earned(evidence: LevelEvidence) -> Self {
+        if evidence.signed && evidence.timestamped && evidence.identity_bound {
+            MakotoLevel::L2
+        } else {
+            MakotoLevel::L1
+        }
     }
 }
 
@@ -270,6 +294,10 @@ pub struct AttestorInfo {
     pub name: String,
     pub version: String,
     pub deltalake_version: String,
+    /// The attestor's identity (`attest --identity`, e.g. `spiffe://…` or
+    /// `https://…/jobs/nightly`): named as the statement's collector or executor id, which a
+    /// trust file binds to the signing key.
+    pub identity: Option<String>,
 }
 
 /// Everything known about one commit, gathered from the log and the data files.
@@ -596,11 +624,12 @@ fn delta_block(facts: &CommitFacts, attestor: &AttestorInfo) -> Result<DeltaBloc
 
 /// The writing engine and the identity the commit records: the origin's collector or the
 /// transform's executor.
-fn party(facts: &CommitFacts) -> Party {
+fn party(facts: &CommitFacts, identity: Option<&str>) -> Party {
     let engine = facts.engine.as_deref();
     let versions = engine.map(engine_versions).unwrap_or_default();
     Party {
-        id: engine.unwrap_or("unknown").to_owned(),
+        id: identity.or(engine).unwrap_or("unknown").to_owned(),
+        engine: identity.and(engine).map(str::to_owned),
         platform: platform(engine).to_owned(),
         version: (!versions.is_empty()).then_some(versions),
         user_id: facts.user_id.clone(),
@@ -611,14 +640,18 @@ fn party(facts: &CommitFacts) -> Party {
     }
 }
 
-fn origin_predicate(facts: &CommitFacts, delta: DeltaBlock) -> Result<OriginPredicate, Error> {
+fn origin_predicate(
+    facts: &CommitFacts,
+    delta: DeltaBlock,
+    identity: Option<&str>,
+) -> Result<OriginPredicate, Error> {
     let counts = facts.counts();
     Ok(OriginPredicate {
         origin: Origin {
             source: facts.table_uri.clone(),
             collection_timestamp: rfc3339(facts.timestamp_ms)?,
         },
-        collector: party(facts),
+        collector: party(facts, identity),
         schema: SchemaRef {
             format: "delta".into(),
             schema_digest: facts.schema_digest.into(),
@@ -634,6 +667,7 @@ fn origin_predicate(facts: &CommitFacts, delta: DeltaBlock) -> Result<OriginPred
 fn transform_predicate(
     facts: &CommitFacts,
     delta: DeltaBlock,
+    identity: Option<&str>,
 ) -> Result<TransformPredicate, Error> {
     let counts = facts.counts();
     let cross = facts.transform.as_ref();
@@ -685,7 +719,7 @@ fn transform_predicate(
     Ok(TransformPredicate {
         inputs,
         transform,
-        executor: party(facts),
+        executor: party(facts, identity),
         metadata: TransformMetadata {
             started_on,
             finished_on,
@@ -711,8 +745,16 @@ pub fn build_commit_statement(
         reason: format!("{}: {e}", facts.subject_name()),
     };
     let predicate = match (&facts.previous, &facts.transform) {
-        (None, None) => serde_json::to_value(origin_predicate(facts, delta)?),
-        _ => serde_json::to_value(transform_predicate(facts, delta)?),
+        (None, None) => serde_json::to_value(origin_predicate(
+            facts,
+            delta,
+            attestor.identity.as_deref(),
+        )?),
+        _ => serde_json::to_value(transform_predicate(
+            facts,
+            delta,
+            attestor.identity.as_deref(),
+        )?),
     }
     .map_err(invalid)?;
     let subject = Subject::new(
@@ -737,21 +779,32 @@ pub struct Attestation {
 }
 
 impl Attestation {
-    /// Serializes `statement` canonically and signs it when a signer is given.
+    /// Serializes `statement` canonically and signs it when a signer is given. Its level is
+    /// L1: nothing time-stamps it or binds an identity ([`Attestation::seal_with`]).
     pub fn seal(statement: Statement, signer: Option<&dyn Signer>) -> Result<Self, Error> {
+        Self::seal_with(statement, signer, LevelEvidence::default())
+    }
+
+    /// [`Attestation::seal`], for an attestor that will also time-stamp the signature and
+    /// names its identity in the statement (`evidence`; its `signed` is whether `signer` is
+    /// given): the level is what all of it earns.
+    pub fn seal_with(
+        statement: Statement,
+        signer: Option<&dyn Signer>,
+        evidence: LevelEvidence,
+    ) -> Result<Self, Error> {
         let payload = statement.to_payload();
         let digest = Sha256Digest::of(&payload);
-        let (envelope, level, keyid) = match signer {
+        let level = MakotoLevel::earned(LevelEvidence {
+            signed: signer.is_some(),
+            ..evidence
+        });
+        let (envelope, keyid) = match signer {
             Some(s) => (
                 Envelope::sign(IN_TOTO_PAYLOAD_TYPE, payload, s)?,
-                MakotoLevel::L2,
                 Some(s.keyid().clone()),
             ),
-            None => (
-                Envelope::unsigned(IN_TOTO_PAYLOAD_TYPE, payload),
-                MakotoLevel::L1,
-                None,
-            ),
+            None => (Envelope::unsigned(IN_TOTO_PAYLOAD_TYPE, payload), None),
         };
         Ok(Attestation {
             statement,
@@ -813,6 +866,33 @@ mod tests {
             assert_eq!(changes_digest(&changes), Sha256Digest::of(&whole));
         }
         assert_eq!(changes_digest(&[]), Sha256Digest::of(b"[]"));
+    }
+
+    #[test]
+    fn l2_is_earned_only_with_all_three() {
+        let all = LevelEvidence {
+            signed: true,
+            timestamped: true,
+            identity_bound: true,
+        };
+        assert_eq!(MakotoLevel::earned(all), MakotoLevel::L2);
+        for missing in [
+            LevelEvidence {
+                signed: false,
+                ..all
+            },
+            LevelEvidence {
+                timestamped: false,
+                ..all
+            },
+            LevelEvidence {
+                identity_bound: false,
+                ..all
+            },
+            LevelEvidence::default(),
+        ] {
+            assert_eq!(MakotoLevel::earned(missing), MakotoLevel::L1, "{missing:?}");
+        }
     }
 
     #[test]

@@ -144,8 +144,12 @@ pub struct InputVerification {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Party {
+    /// The attestor's identity when it was given one, else the writing engine.
     pub id: String,
     pub platform: String,
+    /// The writing engine (commitInfo.engineInfo), when `id` holds the attestor's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     /// Component versions parsed from the engine string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<Map<String, Value>>,

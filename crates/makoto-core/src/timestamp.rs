@@ -17,6 +17,7 @@
 //!
 //! Parsing is bounded: tokens larger than [`MAX_TOKEN_BYTES`] are refused before decoding.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -654,6 +655,146 @@ impl VerifiedTimestamp {
     pub fn serial(&self) -> &str {
         &self.serial
     }
+}
+
+/// Commit timestamps come from writers' clocks: a `genTime` this much before a covered
+/// commit's timestamp (or the statement's claimed signing time) is still accepted.
+pub const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// One attestation of a table's chain, as [`walk_coverage`] needs it.
+#[derive(Debug, Clone)]
+pub struct ChainLink<'a> {
+    pub version: u64,
+    /// SHA-256 of the statement payload.
+    pub payload_digest: Sha256Digest,
+    /// The previous version and payload digest the statement names.
+    pub previous: Option<(u64, Sha256Digest)>,
+    /// The time-stamp token the envelope carries, with the signature bytes it sits beside.
+    pub token: Option<(&'a [u8], &'a [u8])>,
+    /// The trusted key that verified the statement.
+    pub key: Option<&'a crate::verify::TrustedKey>,
+    pub commit_time: DateTime<Utc>,
+    /// The signing time the statement claims.
+    pub claimed_at: Option<DateTime<Utc>>,
+}
+
+/// Why a token or a covered link does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkProblem {
+    /// The token does not parse or verify, is over another signature, or is dated before
+    /// what it covers.
+    Invalid(String),
+    /// The token's signer is not a trusted authority.
+    Untrusted(String),
+    /// The signing key was not valid at `genTime`, or is revoked and no token dates it.
+    KeyNotValid(String),
+}
+
+/// What [`walk_coverage`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Coverage {
+    /// Covered versions: the version of the time-stamped link that covers each, and its token.
+    pub covered: BTreeMap<u64, (u64, VerifiedTimestamp)>,
+    /// Problems by version.
+    pub problems: Vec<(u64, LinkProblem)>,
+}
+
+/// Which links are covered by a valid token: from the newest down, a link is covered by the
+/// nearest time-stamped link at or after it while every link between names its predecessor's
+/// payload digest; its key must be valid at the token's `genTime`, and its commit and claimed
+/// signing time must not be after it (beyond [`CLOCK_SKEW`]). A link signed by a revoked key
+/// that no token covers is a problem too. `links` are in ascending version order, one per
+/// version.
+pub fn walk_coverage(links: &[ChainLink<'_>], authorities: &TimestampAuthorities) -> Coverage {
+    let mut out = Coverage::default();
+    if authorities.is_empty() {
+        return out;
+    }
+    let mut current: Option<(u64, VerifiedTimestamp)> = None;
+    let mut above: Option<&ChainLink<'_>> = None;
+    for link in links.iter().rev() {
+        let chained =
+            above.is_some_and(|a| a.previous == Some((link.version, link.payload_digest)));
+        if !chained {
+            current = None;
+        }
+        if let Some((token, sig)) = link.token {
+            match verify_link_token(token, sig, authorities) {
+                Ok(v) => current = Some((link.version, v)),
+                Err(p) => {
+                    current = None;
+                    out.problems.push((link.version, p));
+                }
+            }
+        }
+        if let Some((anchor, v)) = &current {
+            match check_covered(link, v) {
+                Ok(()) => {
+                    out.covered.insert(link.version, (*anchor, v.clone()));
+                }
+                Err(p) => out.problems.push((link.version, p)),
+            }
+        }
+        above = Some(link);
+    }
+    for link in links {
+        if out.covered.contains_key(&link.version) {
+            continue;
+        }
+        if let Some((key, revoked)) = link.key.and_then(|k| k.revoked_at().map(|r| (k, r))) {
+            out.problems.push((
+                link.version,
+                LinkProblem::KeyNotValid(format!(
+                    "signed by key {} revoked at {revoked}, and no valid time-stamp shows the signature predates the revocation",
+                    key.key().keyid()
+                )),
+            ));
+        }
+    }
+    out.problems.sort_by_key(|(v, _)| *v);
+    out
+}
+
+fn verify_link_token(
+    token: &[u8],
+    sig: &[u8],
+    authorities: &TimestampAuthorities,
+) -> Result<VerifiedTimestamp, LinkProblem> {
+    let token = TimestampToken::from_der(token).map_err(|e| LinkProblem::Invalid(e.to_string()))?;
+    let verified = token.verify(authorities).map_err(|e| match e {
+        Error::UntrustedTimestamp { .. } => LinkProblem::Untrusted(e.to_string()),
+        _ => LinkProblem::Invalid(e.to_string()),
+    })?;
+    let imprint = Sha256Digest::of(sig);
+    if verified.imprint() != imprint {
+        return Err(LinkProblem::Invalid(format!(
+            "the time-stamp token is over {}, not over this attestation's signature ({imprint})",
+            verified.imprint()
+        )));
+    }
+    Ok(verified)
+}
+
+fn check_covered(link: &ChainLink<'_>, v: &VerifiedTimestamp) -> Result<(), LinkProblem> {
+    let stamped = v.gen_time();
+    if let Some(reason) = link.key.and_then(|k| k.outside_window(Some(stamped))) {
+        return Err(LinkProblem::KeyNotValid(format!(
+            "time-stamped at {stamped} by {}: {reason}",
+            v.authority()
+        )));
+    }
+    if link.commit_time > stamped + CLOCK_SKEW {
+        return Err(LinkProblem::Invalid(format!(
+            "the time-stamp ({stamped}) is before the commit it covers ({})",
+            link.commit_time
+        )));
+    }
+    if let Some(signed) = link.claimed_at.filter(|s| *s > stamped + CLOCK_SKEW) {
+        return Err(LinkProblem::Invalid(format!(
+            "the statement claims it was signed at {signed}, after its time-stamp ({stamped})"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

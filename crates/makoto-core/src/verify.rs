@@ -43,6 +43,8 @@ pub struct TrustedKey {
     valid_from: Option<DateTime<Utc>>,
     valid_until: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
+    identity: Option<String>,
+    tables: Option<Vec<String>>,
 }
 
 impl TrustedKey {
@@ -53,6 +55,8 @@ impl TrustedKey {
             valid_from: None,
             valid_until: None,
             revoked_at: None,
+            identity: None,
+            tables: None,
         }
     }
     pub fn key(&self) -> &PublicKey {
@@ -61,6 +65,56 @@ impl TrustedKey {
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
+    /// The identity the key is bound to (`identity` in the trust file): statements it signs
+    /// must name it as their collector or executor.
+    pub fn identity(&self) -> Option<&str> {
+        self.identity.as_deref()
+    }
+
+    /// Whether the key may attest the table at `table_uri`: always without a `tables` list,
+    /// else when the URI is one of the listed prefixes or lies under one (`s3://lake/sales`
+    /// allows `s3://lake/sales` and `s3://lake/sales/x`, not `s3://lake/salesforce`).
+    pub fn allows_table(&self, table_uri: &str) -> bool {
+        let Some(prefixes) = &self.tables else {
+            return true;
+        };
+        prefixes.iter().any(|p| {
+            let p = p.trim_end_matches('/');
+            table_uri == p
+                || table_uri
+                    .strip_prefix(p)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
+    /// What is wrong with `statement` of `table_uri` signed by this key, by its identity and
+    /// role binding: `None` when nothing is bound or all holds.
+    pub fn binding_problem(&self, statement: &Statement, table_uri: &str) -> Option<Binding> {
+        if !self.allows_table(table_uri) {
+            return Some(Binding::OutOfScope(format!(
+                "key {} may attest only {}, not {table_uri}",
+                self.label(),
+                self.tables.as_deref().unwrap_or_default().join(", ")
+            )));
+        }
+        let want = self.identity.as_deref()?;
+        let named = statement_producer(statement);
+        if named.as_deref() == Some(want) {
+            return None;
+        }
+        Some(Binding::IdentityMismatch(format!(
+            "key {} is bound to {want}, but the statement names {}",
+            self.label(),
+            named.map_or("no collector or executor".to_owned(), |n| format!("{n:?}"))
+        )))
+    }
+
+    fn label(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.key.keyid().to_string())
+    }
+
     /// When the key was revoked, if it was.
     pub fn revoked_at(&self) -> Option<DateTime<Utc>> {
         self.revoked_at
@@ -124,6 +178,28 @@ struct RawTrustedKey {
     valid_from: Option<DateTime<Utc>>,
     valid_until: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
+    identity: Option<String>,
+    tables: Option<Vec<String>>,
+}
+
+/// A statement that breaks its key's binding ([`TrustedKey::binding_problem`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    /// The statement names another producer than the key's identity.
+    IdentityMismatch(String),
+    /// The key signed for a table outside its `tables`.
+    OutOfScope(String),
+}
+
+/// The producer a statement names: `predicate.collector.id` (origin) or
+/// `predicate.executor.id` (transform).
+pub fn statement_producer(statement: &Statement) -> Option<String> {
+    let p = statement.predicate();
+    p.get("collector")
+        .or_else(|| p.get("executor"))
+        .and_then(|party| party.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// The keys a verifier trusts.
@@ -181,6 +257,8 @@ impl TrustedKeys {
                 valid_from: k.valid_from,
                 valid_until: k.valid_until,
                 revoked_at: k.revoked_at,
+                identity: k.identity.filter(|i| !i.is_empty()),
+                tables: k.tables,
             });
         }
         let authorities = raw
@@ -489,6 +567,62 @@ mod tests {
                 .to_string()
                 .contains("no signing time")
         );
+    }
+
+    #[rstest::rstest]
+    #[case::exact("s3://lake/sales", true)]
+    #[case::under("s3://lake/sales/part", true)]
+    #[case::sibling_with_the_same_prefix("s3://lake/salesforce", false)]
+    #[case::elsewhere("s3://other/sales", false)]
+    fn tables_are_prefixes_on_path_boundaries(#[case] uri: &str, #[case] allowed: bool) {
+        let k = SigningKeyPair::from_seed(&[1; 32]);
+        let text = json!({"keys": [{
+            "publicKey": k.public_key().to_spki_pem().unwrap(),
+            "tables": ["s3://lake/sales/"],
+        }]})
+        .to_string();
+        let trust = TrustedKeys::from_trust_file(&text).unwrap();
+        assert_eq!(trust.keys()[0].allows_table(uri), allowed);
+        assert!(TrustedKey::new(k.public_key().clone()).allows_table(uri));
+    }
+
+    #[test]
+    fn identity_binding_compares_the_named_producer() {
+        let k = SigningKeyPair::from_seed(&[1; 32]);
+        let text = json!({"keys": [{
+            "publicKey": k.public_key().to_spki_pem().unwrap(),
+            "identity": "spiffe://corp/jobs/a",
+        }]})
+        .to_string();
+        let trust = TrustedKeys::from_trust_file(&text).unwrap();
+        let key = &trust.keys()[0];
+        let by = |party: &str, id: &str| {
+            Statement::new(
+                vec![Subject::new("t@v0", Default::default())],
+                "p",
+                json!({party: {"id": id}}),
+            )
+        };
+        assert_eq!(
+            key.binding_problem(&by("collector", "spiffe://corp/jobs/a"), "t"),
+            None
+        );
+        assert_eq!(
+            key.binding_problem(&by("executor", "spiffe://corp/jobs/a"), "t"),
+            None
+        );
+        assert!(matches!(
+            key.binding_problem(&by("executor", "spiffe://corp/jobs/b"), "t"),
+            Some(Binding::IdentityMismatch(_))
+        ));
+        assert!(matches!(
+            key.binding_problem(&statement("2026-01-01T00:00:00Z"), "t"),
+            Some(Binding::IdentityMismatch(_))
+        ));
+        // Without an identity in the trust file nothing is bound, and nothing mismatches.
+        let unbound = TrustedKey::new(k.public_key().clone());
+        assert_eq!(unbound.binding_problem(&by("executor", "x"), "t"), None);
+        assert_eq!(unbound.identity(), None);
     }
 
     #[test]

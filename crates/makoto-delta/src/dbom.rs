@@ -266,7 +266,11 @@ pub async fn build(
                 gate::check_with_lineage(store, trust, source, &options, lineage).await?;
             json!({
                 "chainVerified": report.passed,
-                "allSignaturesValid": report.passed && overall >= MakotoLevel::L2,
+                "allSignaturesValid": report.passed
+                    && unattested == 0
+                    && attested
+                        .iter()
+                        .all(|n| matches!(n.check, crate::lineage::NodeCheck::Verified(_))),
                 "attestationCount": attested.len(),
                 "verificationTimestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
                 "verifier": {"tool": "makoto", "version": env!("CARGO_PKG_VERSION")},

@@ -7,15 +7,16 @@
 //! ([`VerifiedLineage`]). [`Lineage::from_rows`] decodes without checking signatures, for
 //! browsing.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use makoto_core::Sha256Digest;
-use makoto_core::attestation::MakotoLevel;
+use makoto_core::attestation::{LevelEvidence, MakotoLevel};
 use makoto_core::attested::{AttestedCommit, AttestedInput};
 use makoto_core::dsse::Envelope;
 use makoto_core::keys::KeyId;
 use makoto_core::statement::Statement;
-use makoto_core::verify::{TrustedKeys, Verified};
+use makoto_core::timestamp::{ChainLink, walk_coverage};
+use makoto_core::verify::{Binding, TrustedKeys, Verified};
 
 use crate::Error;
 use crate::store::AttestationRow;
@@ -115,6 +116,40 @@ impl std::ops::Deref for VerifiedLineage {
     }
 }
 
+/// What the level of a verified node depends on beyond its signature.
+struct Evidence {
+    version: u64,
+    payload_digest: Sha256Digest,
+    previous: Option<(u64, Sha256Digest)>,
+    token: Option<(Vec<u8>, Vec<u8>)>,
+    keyid: KeyId,
+    commit_time_ms: i64,
+    claimed_at_ms: Option<i64>,
+    identity_bound: bool,
+}
+
+/// The versions of one table's verified nodes that a trusted time-stamp covers.
+fn covered_versions(found: &[Evidence], trust: &TrustedKeys) -> std::collections::BTreeSet<u64> {
+    let at =
+        |ms: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    let links: Vec<ChainLink<'_>> = found
+        .iter()
+        .map(|e| ChainLink {
+            version: e.version,
+            payload_digest: e.payload_digest,
+            previous: e.previous,
+            token: e.token.as_ref().map(|(t, s)| (t.as_slice(), s.as_slice())),
+            key: trust.key(&e.keyid),
+            commit_time: at(e.commit_time_ms),
+            claimed_at: e.claimed_at_ms.map(at),
+        })
+        .collect();
+    walk_coverage(&links, trust.timestamp_authorities())
+        .covered
+        .into_keys()
+        .collect()
+}
+
 fn statement_of(row: &AttestationRow) -> Result<(Envelope, Statement), String> {
     let envelope = Envelope::from_json(row.envelope.as_bytes()).map_err(|e| e.to_string())?;
     let statement = Statement::from_payload(envelope.payload()).map_err(|e| e.to_string())?;
@@ -195,9 +230,15 @@ impl Lineage {
         unsigned: UnsignedRows,
     ) -> VerifiedLineage {
         let mut lineage = Lineage::default();
+        let mut evidence: BTreeMap<String, Vec<Evidence>> = BTreeMap::new();
         for row in rows {
             match Self::check(row, trust, unsigned) {
-                Ok(node) => lineage.insert(node),
+                Ok((node, e)) => {
+                    if let Some(e) = e {
+                        evidence.entry(node.table_uri.clone()).or_default().push(e);
+                    }
+                    lineage.insert(node);
+                }
                 Err(e) => {
                     lineage.problems.push(format!("{}: {e}", row.subject));
                     lineage
@@ -206,39 +247,75 @@ impl Lineage {
                 }
             }
         }
+        for (table, mut found) in evidence {
+            found.sort_by_key(|e| e.version);
+            found.dedup_by_key(|e| e.version);
+            let stamped = covered_versions(&found, trust);
+            for e in &found {
+                if let Some(node) = lineage.nodes.get_mut(&(table.clone(), e.version)) {
+                    node.level = MakotoLevel::earned(LevelEvidence {
+                        signed: true,
+                        timestamped: stamped.contains(&e.version),
+                        identity_bound: e.identity_bound,
+                    });
+                }
+            }
+        }
         VerifiedLineage(lineage)
     }
 
+    /// The node of a row whose statement verifies (level L1 until [`Lineage::verified`] has
+    /// seen the time-stamps), with what its level depends on.
     fn check(
         row: &AttestationRow,
         trust: &TrustedKeys,
         unsigned: UnsignedRows,
-    ) -> Result<LineageNode, String> {
+    ) -> Result<(LineageNode, Option<Evidence>), String> {
         let (envelope, statement) = statement_of(row)?;
         match makoto_core::verify::verify_statement(&envelope, trust) {
             Ok(verified) => {
+                let key = trust.key(verified.keyid());
+                let identity_bound = match key
+                    .and_then(|k| k.binding_problem(verified.value(), &row.table_uri))
+                {
+                    Some(Binding::IdentityMismatch(d) | Binding::OutOfScope(d)) => return Err(d),
+                    None => key.is_some_and(|k| k.identity().is_some()),
+                };
                 let verified = verified
                     .try_map(|s| AttestedCommit::from_statement(&s))
                     .map_err(|e| e.to_string())?;
                 let commit = verified.value().clone();
-                Ok(LineageNode::of(
-                    row,
-                    &commit,
-                    verified.payload_digest(),
-                    MakotoLevel::L2,
-                    NodeCheck::Verified(Box::new(verified)),
+                let evidence = Evidence {
+                    version: commit.version(),
+                    payload_digest: verified.payload_digest(),
+                    previous: commit.previous(),
+                    token: envelope
+                        .signatures()
+                        .iter()
+                        .find_map(|s| s.timestamp().map(|t| (t.to_vec(), s.sig().to_vec()))),
+                    keyid: verified.keyid().clone(),
+                    commit_time_ms: commit.timestamp_ms(),
+                    claimed_at_ms: commit.attested_at_ms(),
+                    identity_bound,
+                };
+                Ok((
+                    LineageNode::of(
+                        row,
+                        &commit,
+                        verified.payload_digest(),
+                        MakotoLevel::L1,
+                        NodeCheck::Verified(Box::new(verified)),
+                    ),
+                    Some(evidence),
                 ))
             }
             Err(makoto_core::Error::Unsigned) if unsigned == UnsignedRows::Warn => {
                 let commit =
                     AttestedCommit::from_statement(&statement).map_err(|e| e.to_string())?;
                 let digest = Sha256Digest::of(envelope.payload());
-                Ok(LineageNode::of(
-                    row,
-                    &commit,
-                    digest,
-                    MakotoLevel::L1,
-                    NodeCheck::Unsigned,
+                Ok((
+                    LineageNode::of(row, &commit, digest, MakotoLevel::L1, NodeCheck::Unsigned),
+                    None,
                 ))
             }
             Err(e) => Err(format!(

@@ -99,7 +99,7 @@ fn keygen(py: Python<'_>, prefix: PathBuf, algorithm: &str) -> PyResult<Py<PyAny
 
 /// Attests the table's new commits into the warehouse; returns the run summary.
 #[pyfunction]
-#[pyo3(signature = (table, *, warehouse, key=None, to_version=None, storage_options=None, batch_size=None, batch_mib=None, parallelism=None, tsa=None))]
+#[pyo3(signature = (table, *, warehouse, key=None, to_version=None, storage_options=None, batch_size=None, batch_mib=None, parallelism=None, tsa=None, identity=None))]
 #[allow(clippy::too_many_arguments)]
 fn attest(
     py: Python<'_>,
@@ -112,11 +112,13 @@ fn attest(
     batch_mib: Option<u64>,
     parallelism: Option<usize>,
     tsa: Option<String>,
+    identity: Option<String>,
 ) -> PyResult<Py<PyAny>> {
     let signer = load_key(key)?.map(|k| k as Arc<dyn Signer>);
     let storage = storage(storage_options);
     let mut options = AttestOptions {
         to_version,
+        identity,
         storage: storage.clone(),
         ..AttestOptions::default()
     };

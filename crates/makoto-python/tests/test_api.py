@@ -47,7 +47,8 @@ def test_keygen_writes_a_private_key_only_its_owner_reads(tmp_path: Path) -> Non
 def test_attest_then_verify(orders: Path, warehouse: Path, keys: makoto.KeyPair) -> None:
     report = makoto.attest(orders, warehouse=warehouse, key=keys.private_key)
     assert [v.version for v in report.versions] == [0, 1, 2, 3]
-    assert report.level == "L2" and report.keyid == keys.keyid
+    # Signed, but not time-stamped and naming no identity: L1 (docs/levels.md).
+    assert report.level == "L1" and report.keyid == keys.keyid
     assert report.attested_through == 3
     assert report.versions[3].operation == "DELETE"
     table = report.to_arrow()
@@ -188,9 +189,13 @@ def test_unattested_table_raises_unattested_input(
 
 def test_check_and_expect_attestation(orders: Path, warehouse: Path, keys: makoto.KeyPair) -> None:
     makoto.attest(orders, warehouse=warehouse, key=keys.private_key)
-    report = makoto.check(orders, warehouse=warehouse, trust=keys.public_key)
-    assert report.passed and report.version == 3 and report.min_level == "L2"
-    assert makoto.expect_attestation(orders, warehouse=warehouse, trust=keys.public_key)
+    # Signed alone is L1: the default gate (L2) fails it and says why.
+    strict = makoto.check(orders, warehouse=warehouse, trust=keys.public_key)
+    assert not strict.passed and strict.min_level == "L2"
+    assert any("below the required L2" in r for r in strict.reasons), strict.reasons
+    report = makoto.check(orders, warehouse=warehouse, trust=keys.public_key, min_level=1)
+    assert report.passed and report.version == 3 and report.min_level == "L1"
+    assert makoto.expect_attestation(orders, warehouse=warehouse, trust=keys.public_key, min_level=1)
     assert not makoto.check(orders, warehouse=warehouse, trust=keys.public_key, min_level=3)
 
 

@@ -38,7 +38,7 @@ def test_p256_keys_attest_and_verify(tmp_path: Path, orders: Path, warehouse: Pa
     assert isinstance(private, ec.EllipticCurvePrivateKey)
 
     report = makoto.attest(orders, warehouse=warehouse, key=key.private_key)
-    assert report.level == "L2" and report.keyid == key.keyid
+    assert report.level == "L1" and report.keyid == key.keyid
     rows = DeltaTable(str(warehouse / "system/makoto/attestations")).to_pyarrow_table().to_pylist()
     assert len(rows) == 4
     for row in rows:

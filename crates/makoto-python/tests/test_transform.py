@@ -61,9 +61,20 @@ def test_inputs_are_pinned_and_the_output_is_attested_with_them(
         names = [i["name"] for i in s["statement"]["predicate"]["inputs"]]
         assert any(n.endswith("orders@v3") for n in names), names
     # The gate follows the lineage it recorded.
-    assert makoto.check(out, warehouse=warehouse, trust=keys.public_key, upstream=True).passed
+    # Signed without time-stamps: L1, so the gate is asked for L1 (levels are tested elsewhere).
+    assert makoto.check(
+        out, warehouse=warehouse, trust=keys.public_key, upstream=True, min_level=1
+    ).passed
     cli = run_cli(
-        "check", str(out), "--warehouse", str(warehouse), "--trust", keys.public_key, "--upstream"
+        "check",
+        str(out),
+        "--warehouse",
+        str(warehouse),
+        "--trust",
+        keys.public_key,
+        "--upstream",
+        "--min-level",
+        "1",
     )
     assert cli.stdout.startswith("PASS")
 
@@ -144,13 +155,12 @@ def test_two_hops_upstream_tamper_fails_expect_attestation(
     assert s["statement"]["predicate"]["transform"]["parameters"]["description"] == (
         "Sum of amount per region."
     )
-    assert makoto.expect_attestation(report, warehouse=warehouse, trust=keys.public_key)
+    gate = {"warehouse": warehouse, "trust": keys.public_key, "min_level": 1}
+    assert makoto.expect_attestation(report, **gate)
 
     flip_a_byte(orders)  # two hops upstream of `report`
     assert makoto.verify(report, warehouse=warehouse, trust=keys.public_key).verified
-    assert not makoto.expect_attestation(report, warehouse=warehouse, trust=keys.public_key)
-    assert makoto.expect_attestation(
-        report, warehouse=warehouse, trust=keys.public_key, upstream=False
-    )
+    assert not makoto.expect_attestation(report, **gate)
+    assert makoto.expect_attestation(report, upstream=False, **gate)
     with pytest.raises(makoto.UnattestedInput, match="fails the gate"):
-        makoto.require_attestation(report, warehouse=warehouse, trust=keys.public_key)
+        makoto.require_attestation(report, **gate)

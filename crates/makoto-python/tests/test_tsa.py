@@ -54,6 +54,7 @@ def test_attest_with_a_tsa_and_verify_the_time_stamp(
     )
     report = makoto.verify(orders, warehouse=warehouse, trust=trust, log_only=True)
     assert report.outcome == "verified", report.findings
+    assert report.level == "L1", "time-stamped, but the key is bound to no identity"
     stamps = report.coverage["timestamps"]
     assert stamps["covered"] is True
     assert stamps["authority"] == "test-tsa"
@@ -79,3 +80,31 @@ def test_a_tsa_that_is_down_raises_before_anything_is_written(
     with pytest.raises(makoto.MakotoError, match="signing key"):
         makoto.attest(orders, warehouse=warehouse, tsa="http://127.0.0.1:9/")
     assert not warehouse.exists()
+
+
+def test_l2_is_earned_with_a_key_a_tsa_and_a_bound_identity(
+    tmp_path: Path, orders: Path, warehouse: Path, keys: makoto.KeyPair, tsa: tuple[str, Path]
+) -> None:
+    url, ca = tsa
+    identity = "https://ci.example/jobs/orders-nightly"
+    report = makoto.attest(
+        orders, warehouse=warehouse, key=keys.private_key, tsa=url, identity=identity
+    )
+    assert report.level == "L2"
+    trust = tmp_path / "trust.json"
+    trust.write_text(
+        json.dumps(
+            {
+                "keys": [
+                    {"publicKey": Path(keys.public_key).read_text(), "identity": identity}
+                ],
+                "timestampAuthorities": [{"certificate": ca.read_text()}],
+            }
+        )
+    )
+    verified = makoto.verify(orders, warehouse=warehouse, trust=trust, log_only=True)
+    assert verified.outcome == "verified", verified.findings
+    assert verified.level == "L2"
+    assert makoto.check(orders, warehouse=warehouse, trust=trust, log_only=True).passed
+    # The bare key proves the signature only: L1, and the default gate (L2) fails.
+    assert not makoto.check(orders, warehouse=warehouse, trust=keys.public_key).passed

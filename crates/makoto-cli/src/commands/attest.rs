@@ -26,6 +26,8 @@ pub(crate) struct AttestRequest {
     pub windows: Option<WindowSpec>,
     /// RFC 3161 time-stamp authority URL.
     pub tsa: Option<String>,
+    /// The attestor's identity.
+    pub identity: Option<String>,
 }
 
 /// What one `attest` run did: the commits, and the windows when asked for.
@@ -52,6 +54,7 @@ pub(crate) async fn attest(
         batch_bytes: req.batch_bytes,
         storage,
         tsa,
+        identity: req.identity,
         ..AttestOptions::default()
     };
     if let Some(p) = req.parallelism {
@@ -107,7 +110,15 @@ pub fn print_summary(s: &AttestSummary, out: &mut dyn Write) -> std::io::Result<
         s.warehouse
     )?;
     match &s.keyid {
-        Some(k) => writeln!(out, "level {} (signed with key {k})", s.level)?,
+        Some(k) if s.level == makoto_core::attestation::MakotoLevel::L1 => writeln!(
+            out,
+            "level L1 (signed with key {k}; L2 also needs --tsa and --identity, docs/levels.md)"
+        )?,
+        Some(k) => writeln!(
+            out,
+            "level {} (signed with key {k}, time-stamped, identity named)",
+            s.level
+        )?,
         None => writeln!(out, "level {} (unsigned)", s.level)?,
     }
     writeln!(
@@ -165,7 +176,7 @@ pub async fn run(
 ) -> anyhow::Result<u8> {
     if args.key.is_none() {
         eprintln!(
-            "warning: no --key (or MAKOTO_KEY): writing unsigned attestations (Makoto L1); sign with a key for L2"
+            "warning: no --key (or MAKOTO_KEY): writing unsigned attestations (Makoto L1); L2 needs --key, --tsa and --identity"
         );
     }
     let AttestOutcome { summary, windows } = attest(
@@ -181,6 +192,7 @@ pub async fn run(
             quiet: args.json,
             windows: args.windows,
             tsa: args.tsa,
+            identity: args.identity,
         },
     )
     .await?;

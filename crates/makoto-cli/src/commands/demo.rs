@@ -57,6 +57,7 @@ pub async fn run(
             quiet: args.json,
             windows: None,
             tsa: None,
+            identity: None,
         },
     )
     .await?

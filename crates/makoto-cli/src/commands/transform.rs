@@ -48,6 +48,7 @@ pub async fn run(
             AttestOptions {
                 storage,
                 tsa,
+                identity: args.identity.clone(),
                 ..AttestOptions::default()
             },
         )

@@ -103,6 +103,17 @@ pub fn print_report(r: &VerifyReport, out: &mut dyn Write) -> std::io::Result<()
             (false, _) => "not done",
         }
     )?;
+    if let Some(level) = r.level {
+        writeln!(
+            out,
+            "level earned: {level}{}",
+            if level == makoto_core::attestation::MakotoLevel::L1 {
+                " (L2 needs a trusted key, a trusted time-stamp and the key's bound identity; docs/levels.md)"
+            } else {
+                " (trusted key, trusted time-stamp, bound identity)"
+            }
+        )?;
+    }
     let t = &c.timestamps;
     match (t.authorities, &t.gen_time, &t.authority, t.anchor_version) {
         (0, ..) => writeln!(

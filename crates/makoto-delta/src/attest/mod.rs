@@ -24,7 +24,7 @@ use chrono::Utc;
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::{
     Attestation, AttestorInfo, AvailabilityStatus, Baseline, CommitFacts, CrossTableTransform,
-    DataAvailability, MakotoLevel, PreviousAttestation, build_commit_statement,
+    DataAvailability, LevelEvidence, MakotoLevel, PreviousAttestation, build_commit_statement,
 };
 use makoto_core::attested::AttestedCommit;
 use makoto_core::delta::{Commit, DeletionVector, TimestampSource, commit_file_name};
@@ -100,6 +100,9 @@ pub struct AttestOptions {
     /// An RFC 3161 time-stamp authority: the last signature of every batch is time-stamped
     /// (one request per batch; the chain carries the proof to the batch's earlier versions).
     pub tsa: Option<crate::tsa::TsaClient>,
+    /// The attestor's identity, named as each statement's collector or executor id (a trust
+    /// file binds it to the key).
+    pub identity: Option<String>,
 }
 
 impl Default for AttestOptions {
@@ -116,6 +119,7 @@ impl Default for AttestOptions {
             storage: StorageOptions::default(),
             transforms: BTreeMap::new(),
             tsa: None,
+            identity: None,
         }
     }
 }
@@ -328,6 +332,7 @@ impl Attestor {
         signer: Option<Arc<dyn Signer>>,
         options: AttestOptions,
     ) -> Self {
+        let identity = options.identity.clone();
         Attestor {
             source,
             store,
@@ -338,6 +343,7 @@ impl Attestor {
                 name: "makoto".into(),
                 version: env!("CARGO_PKG_VERSION").into(),
                 deltalake_version: deltalake::crate_version().into(),
+                identity,
             },
             run_id: uuid::Uuid::new_v4().to_string(),
         }
@@ -352,12 +358,18 @@ impl Attestor {
         &self.run_id
     }
 
-    fn level(&self) -> MakotoLevel {
-        if self.signer.is_some() {
-            MakotoLevel::L2
-        } else {
-            MakotoLevel::L1
+    /// What this run does to each attestation: signed with a key, time-stamped by a TSA, and
+    /// naming the attestor's identity.
+    fn evidence(&self) -> LevelEvidence {
+        LevelEvidence {
+            signed: self.signer.is_some(),
+            timestamped: self.options.tsa.is_some(),
+            identity_bound: self.info.identity.is_some(),
         }
+    }
+
+    fn level(&self) -> MakotoLevel {
+        MakotoLevel::earned(self.evidence())
     }
 
     fn emit(&self, event: Event<'_>) -> Result<(), Error> {
@@ -1127,8 +1139,9 @@ impl Attestor {
         };
         let statement = build_commit_statement(&facts, &self.info)
             .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
-        let attestation = Attestation::seal(statement, self.signer.as_deref())
-            .map_err(|e| Error::core(format!("signing {uri} version {version}"), e))?;
+        let attestation =
+            Attestation::seal_with(statement, self.signer.as_deref(), self.evidence())
+                .map_err(|e| Error::core(format!("signing {uri} version {version}"), e))?;
 
         out.file_rows
             .extend(FileRow::of_commit(&facts, &self.run_id));

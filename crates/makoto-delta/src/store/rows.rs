@@ -42,7 +42,7 @@ system_row! {
         previous_attestation_digest: Option<Sha256Digest> => "attestation_digest of the previous version's row (the chain); null for the first.",
         attestation_digest: Sha256Digest => "SHA-256 of the signed statement payload.",
         keyid: Option<KeyId> => "Key id of the signing key (hex SHA-256 of the raw public key); null when unsigned.",
-        level: MakotoLevel => "Makoto level: L1 (unsigned) or L2 (signed).",
+        level: MakotoLevel => "Makoto level the attestor claims: L2 only when it signed, time-stamped (--tsa) and named its identity (--identity), else L1. Verification computes the level earned (docs/levels.md).",
         envelope: String => "The DSSE envelope (JSON) holding the in-toto statement.",
         #[column = "attested_at"]
         attested_at_us: i64 as Micros => "When this row was written.",

@@ -10,7 +10,7 @@ use makoto_core::attested::{AttestedCommit, check_commit_statement};
 use makoto_core::dsse::Envelope;
 use makoto_core::keys::KeyId;
 use makoto_core::statement::Statement;
-use makoto_core::verify::{TrustedKeys, verify_statement};
+use makoto_core::verify::{Binding, TrustedKeys, verify_statement};
 
 use super::findings::{Finding, FindingKind, RowRef};
 use crate::store::AttestationRow;
@@ -25,6 +25,8 @@ pub(crate) struct CheckedRow {
     /// The signature verified under a trusted key valid at the signing time (or the row is
     /// unsigned and `--allow-unsigned` accepts it).
     pub trusted: bool,
+    /// The trusted key is bound to an identity and the statement names it.
+    pub identity_bound: bool,
 }
 
 impl CheckedRow {
@@ -108,6 +110,7 @@ pub(crate) fn check_row(
         attested: None,
         payload_digest: None,
         trusted: false,
+        identity_bound: false,
         row,
     };
     let env = match Envelope::from_json(checked.row.envelope.as_bytes()) {
@@ -139,7 +142,17 @@ pub(crate) fn check_row(
         }
     };
     match verify_statement(&env, trust) {
-        Ok(_) => checked.trusted = true,
+        Ok(verified) => {
+            checked.trusted = true;
+            let key = trust.key(verified.keyid());
+            match key.and_then(|k| k.binding_problem(verified.value(), table_uri)) {
+                Some(Binding::IdentityMismatch(d)) => {
+                    push(Finding::new(FindingKind::IdentityMismatch, d));
+                }
+                Some(Binding::OutOfScope(d)) => push(Finding::new(FindingKind::KeyOutOfScope, d)),
+                None => checked.identity_bound = key.is_some_and(|k| k.identity().is_some()),
+            }
+        }
         Err(makoto_core::Error::Unsigned) => {
             let f = Finding::new(
                 FindingKind::AttestationUnsigned,
@@ -257,7 +270,9 @@ pub(crate) fn check_row(
         row.commit_timestamp_ms == attested.timestamp_ms(),
     );
     let signed = env.is_signed();
-    cmp("level", (row.level == MakotoLevel::L2) == signed);
+    // The column is the attestor's claim; only a signed row may claim L2 (what a row earns is
+    // the verifier's to say: VerifyReport::level).
+    cmp("level", row.level != MakotoLevel::L2 || signed);
     cmp(
         "keyid",
         row.keyid.as_ref().map(KeyId::as_str) == env.signatures().first().and_then(|s| s.keyid()),

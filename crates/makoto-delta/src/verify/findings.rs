@@ -89,6 +89,8 @@ kinds! {
     AnchorMismatch => ("anchor-mismatch", Error, "The attestation at an anchored version differs from the one the anchor recorded."),
     TimestampInvalid => ("timestamp-invalid", Error, "An RFC 3161 time-stamp token does not hold: it does not parse or verify, is not over its attestation's signature, or its genTime is before the commit it covers or before the time the statement claims it was signed."),
     TimestampUntrusted => ("timestamp-untrusted", Error, "An RFC 3161 time-stamp token was signed by an authority the trust file does not list (nor one issued by a listed certificate)."),
+    IdentityMismatch => ("identity-mismatch", Error, "The statement names another collector or executor than the identity the trust file binds to its signing key."),
+    KeyOutOfScope => ("key-out-of-scope", Error, "The signing key attested a table outside the tables the trust file lets it attest."),
     TimestampMissing => ("timestamp-missing", Warning, "The verifier trusts time-stamp authorities but no valid token covers the version's attestation (directly, or through the chain to a later time-stamped one): when it was signed is only the signer's claim, so it is not Makoto L2."),
 }
 

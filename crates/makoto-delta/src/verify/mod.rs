@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use makoto_core::Sha256Digest;
+use makoto_core::attestation::{LevelEvidence, MakotoLevel};
 use makoto_core::attested::AttestedCommit;
 use makoto_core::state::StateTree;
 use makoto_core::verify::TrustedKeys;
@@ -242,6 +243,10 @@ pub struct VerifyReport {
     pub bytes_hashed: u64,
     /// What was covered, in detail.
     pub coverage: Coverage,
+    /// The Makoto level the verified version's attestation earned here: L2 when a trusted key
+    /// signed it, a trusted time-stamp covers it and the key's bound identity is the one it
+    /// names; L1 otherwise. `None` when the verification failed ([levels.md]).
+    pub level: Option<MakotoLevel>,
     /// The attested state digest of the verified version, when its attestation was found.
     pub state_digest: Option<String>,
     /// The attestation digest of the verified version's row.
@@ -707,6 +712,13 @@ impl<'a> Verifier<'a> {
             windows_checked,
             files_hashed,
             bytes_hashed,
+            level: (outcome != Outcome::Failed).then(|| {
+                MakotoLevel::earned(LevelEvidence {
+                    signed: head.is_some_and(|r| r.trusted && r.row.keyid.is_some()),
+                    timestamped: coverage.timestamps.covered,
+                    identity_bound: head.is_some_and(|r| r.identity_bound),
+                })
+            }),
             coverage,
             state_digest: head
                 .and_then(|r| r.attested.as_ref())

@@ -118,6 +118,7 @@ def attest(
     batch_mib: int | None = None,
     parallelism: int | None = None,
     tsa: str | None = None,
+    identity: str | None = None,
 ) -> AttestReport:
     """Attest every commit of ``table`` not yet attested in ``warehouse`` (created when
     missing), signed with ``key`` (unsigned attestations are Makoto L1). Exactly once: a
@@ -125,7 +126,8 @@ def attest(
 
     ``tsa`` is an RFC 3161 time-stamp authority URL (``--tsa``): each batch's last signature
     is time-stamped; it needs ``key``, and a TSA that is down raises before anything is
-    written.
+    written. ``identity`` (``--identity``) is named as each statement's collector or executor.
+    Attestations are Makoto L2 only with all three (docs/levels.md).
 
     Raises :class:`StorageError`, :class:`InvalidKey` or :class:`MakotoError` naming the
     table, version and file; nothing partial is written.
@@ -141,6 +143,7 @@ def attest(
             batch_mib=batch_mib,
             parallelism=parallelism,
             tsa=tsa,
+            identity=identity,
         )
     )
 

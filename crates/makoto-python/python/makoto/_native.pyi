@@ -27,6 +27,7 @@ def attest(
     batch_mib: int | None = None,
     parallelism: int | None = None,
     tsa: str | None = None,
+    identity: str | None = None,
 ) -> dict[str, Any]: ...
 def verify(
     table: str,

@@ -149,7 +149,9 @@ class VerifyReport:
 
     ``verified`` is true only when nothing was found and every part of the version was
     checked; ``outcome`` is ``"verified"``, ``"unverifiable"`` or ``"failed"`` (see
-    ``coverage`` for what was checked).
+    ``coverage`` for what was checked). ``level`` is the Makoto level the attestation earned
+    under the trust given (``"L2"`` needs a trusted key, a trusted time-stamp and the key's
+    bound identity), ``None`` when the verification failed.
     """
 
     table: str
@@ -160,6 +162,7 @@ class VerifyReport:
     verified: bool
     findings: list[Finding]
     coverage: dict[str, Any]
+    level: str | None
     state_digest: str | None
     attestation_digest: str | None
     recorded: bool
@@ -176,6 +179,7 @@ class VerifyReport:
             verified=d["verified"],
             findings=[Finding._from(f) for f in d["findings"]],
             coverage=d["coverage"],
+            level=d.get("level"),
             state_digest=d.get("stateDigest"),
             attestation_digest=d.get("attestationDigest"),
             recorded=d.get("recorded", False),
