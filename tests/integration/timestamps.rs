@@ -727,3 +727,206 @@ async fn l2_needs_a_trusted_time_stamp_and_a_bound_identity() {
         assert_eq!(gate(&t).code, Some(1), "{name}");
     }
 }
+
+/// `node` with scripts/sigstore's packages installed (scripts/test installs them), or `None`
+/// (a skip, unless MAKOTO_REQUIRE_NODE=1).
+fn sigstore_verifier() -> Option<PathBuf> {
+    let script = repo_root().join("scripts/sigstore/verify.mjs");
+    let installed = repo_root()
+        .join("scripts/sigstore/node_modules/@sigstore/verify")
+        .exists();
+    let node = Command::new("node").arg("--version").output();
+    if installed && node.is_ok_and(|o| o.status.success()) {
+        return Some(script);
+    }
+    let reason =
+        "node or scripts/sigstore/node_modules is missing; run scripts/test, which installs them";
+    if std::env::var("MAKOTO_REQUIRE_NODE").is_ok_and(|v| v == "1") {
+        panic!("{reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+    None
+}
+
+fn sigstore_verify(
+    script: &Path,
+    public_key: &str,
+    chain: Option<&Path>,
+    bundles: &[PathBuf],
+) -> (bool, String) {
+    let mut cmd = Command::new("node");
+    cmd.arg(script).arg(public_key);
+    if let Some(c) = chain {
+        cmd.arg(c);
+    }
+    let out = cmd.args(bundles).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `makoto export --format sigstore-bundle`: every bundle verifies with @sigstore/verify given
+/// the public key, the time-stamped ones with one trusted RFC 3161 timestamp (the TSA's chain);
+/// another key, another TSA or a changed payload fails. ECDSA P-256 keys too. The JSON Lines
+/// export holds the same envelopes.
+#[tokio::test(flavor = "multi_thread")]
+async fn exported_sigstore_bundles_verify_with_sigstore() {
+    let Some(script) = sigstore_verifier() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let tsa = Tsa::start(&tmp.path().join("tsa"), &[]);
+    let other = Tsa::start(&tmp.path().join("other"), &[]);
+    let chain = |t: &Tsa, name: &str| {
+        let p = tmp.path().join(name);
+        let pem = format!(
+            "{}{}",
+            std::fs::read_to_string(t.dir.join("tsa.pem")).unwrap(),
+            std::fs::read_to_string(t.dir.join("ca.pem")).unwrap()
+        );
+        std::fs::write(&p, pem).unwrap();
+        p
+    };
+    let (ours, theirs) = (chain(&tsa, "chain.pem"), chain(&other, "other.pem"));
+    for algorithm in ["ed25519", "ecdsa-p256"] {
+        let dir = tmp.path().join(algorithm);
+        let table = dir.join("sales");
+        copy_dir(&repo_root().join("data/sample/sales"), &table);
+        let prefix = dir.join("k");
+        let kg = makoto(&["keygen", prefix.to_str().unwrap(), "--algorithm", algorithm]);
+        assert_eq!(kg.code, Some(0), "{}", kg.stderr);
+        let (key, pubk) = (
+            format!("{}.key", prefix.display()),
+            format!("{}.pub", prefix.display()),
+        );
+        let wh = dir.join("wh");
+        let (t, w) = (table.to_str().unwrap(), wh.to_str().unwrap());
+        let attest = makoto(&[
+            "attest",
+            t,
+            "--warehouse",
+            w,
+            "--key",
+            &key,
+            "--tsa",
+            &tsa.url,
+            "--batch-size",
+            "4",
+        ]);
+        assert_eq!(attest.code, Some(0), "{}", attest.stderr);
+        let out = dir.join("out");
+        let export = makoto(&[
+            "export",
+            t,
+            "--warehouse",
+            w,
+            "--format",
+            "sigstore-bundle",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(export.code, Some(0), "{}", export.stderr);
+        let bundles: Vec<PathBuf> = export.stdout.lines().map(PathBuf::from).collect();
+        assert_eq!(bundles.len(), 10, "{}", export.stdout);
+
+        let (ok, report) = sigstore_verify(&script, &pubk, Some(&ours), &bundles);
+        assert!(ok, "{algorithm}: {report}");
+        assert_eq!(report.matches("timestamps=1").count(), 3, "{report}");
+
+        let stamped: Vec<PathBuf> = bundles
+            .iter()
+            .filter(|b| b.to_str().unwrap().ends_with("-v9.sigstore.json"))
+            .cloned()
+            .collect();
+        let (ok, report) = sigstore_verify(&script, &pubk, Some(&theirs), &stamped);
+        assert!(!ok, "another TSA's chain must not verify: {report}");
+        let other_key = dir.join("other");
+        assert_eq!(
+            makoto(&["keygen", other_key.to_str().unwrap()]).code,
+            Some(0)
+        );
+        let (ok, report) = sigstore_verify(
+            &script,
+            &format!("{}.pub", other_key.display()),
+            Some(&ours),
+            &stamped,
+        );
+        assert!(!ok, "another key must not verify: {report}");
+
+        let mut bundle: Value =
+            serde_json::from_str(&std::fs::read_to_string(&bundles[5]).unwrap()).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut payload = b64
+            .decode(bundle["dsseEnvelope"]["payload"].as_str().unwrap())
+            .unwrap();
+        let i = payload.len() / 2;
+        payload[i] ^= 0x01;
+        bundle["dsseEnvelope"]["payload"] = json!(b64.encode(&payload));
+        let changed = dir.join("changed.sigstore.json");
+        std::fs::write(&changed, bundle.to_string()).unwrap();
+        let (ok, report) = sigstore_verify(&script, &pubk, Some(&ours), &[changed]);
+        assert!(!ok, "a changed payload must not verify: {report}");
+
+        // JSON Lines: the same envelopes, in version order.
+        let jsonl = makoto(&[
+            "export",
+            t,
+            "--warehouse",
+            w,
+            "--format",
+            "jsonl",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(jsonl.code, Some(0), "{}", jsonl.stderr);
+        let text = std::fs::read_to_string(jsonl.stdout.trim()).unwrap();
+        let rows = attestation_rows(&wh, &table).await;
+        let mut digests: Vec<(u64, String)> = rows
+            .iter()
+            .map(|r| (r.version, r.attestation_digest.to_hex()))
+            .collect();
+        digests.sort();
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let env = Envelope::from_json(l.as_bytes()).unwrap();
+                sha256_hex(env.payload())
+            })
+            .collect();
+        assert_eq!(lines, digests.into_iter().map(|d| d.1).collect::<Vec<_>>());
+    }
+}
+
+/// Unsigned attestations have no Sigstore form: export says so and writes nothing.
+#[test]
+fn unsigned_attestations_are_not_exported_as_bundles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let wh = tmp.path().join("wh");
+    let (t, w) = (table.to_str().unwrap(), wh.to_str().unwrap());
+    assert_eq!(makoto(&["attest", t, "--warehouse", w]).code, Some(0));
+    let out = tmp.path().join("out");
+    let args = [
+        "export",
+        t,
+        "--warehouse",
+        w,
+        "--format",
+        "sigstore-bundle",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let run = makoto(&args);
+    let err = sole_error(&args, &run);
+    assert!(
+        err.contains("version 0") && err.contains("unsigned"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written");
+}

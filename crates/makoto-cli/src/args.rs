@@ -34,6 +34,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Write the Data Bill of Materials (DBOM v1) of a table version.
     Dbom(DbomArgs),
+    /// Write a table's attestations as Sigstore bundles or in-toto JSON Lines, for other tools.
+    Export(ExportArgs),
     /// Attest the bundled sample table into a local warehouse and show the result.
     Demo(DemoArgs),
     /// Stream-window attestations of Kafka topics.
@@ -220,6 +222,31 @@ pub struct DbomArgs {
     /// Write the DBOM here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+/// Formats of `makoto export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormatArg {
+    /// One Sigstore bundle (v0.3) per version: <NAME>-v<N>.sigstore.json.
+    SigstoreBundle,
+    /// One in-toto JSON Lines file of DSSE envelopes: <NAME>.intoto.jsonl.
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub target: AttestedTableArgs,
+    #[arg(long, env = "MAKOTO_WAREHOUSE")]
+    pub warehouse: String,
+    /// Only this version (default: every attested version).
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
+    #[arg(long, value_enum)]
+    pub format: ExportFormatArg,
+    /// Directory to write into (created when missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,7 @@ pub mod delta;
 mod digest;
 pub mod dsse;
 mod error;
+pub mod export;
 pub mod head;
 pub mod keys;
 pub mod merkle;

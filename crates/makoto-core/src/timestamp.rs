@@ -298,6 +298,22 @@ impl TimestampToken {
     pub fn to_der(&self) -> &[u8] {
         &self.der
     }
+
+    /// The token wrapped in a granted `TimeStampResp` (what Sigstore bundles keep as
+    /// `signedTimestamp`).
+    pub fn to_reply_der(&self) -> Result<Vec<u8>, Error> {
+        let token = ContentInfo::from_der(&self.der).map_err(der_error("token"))?;
+        TimeStampResp {
+            status: PkiStatusInfo {
+                status: 0,
+                status_string: None,
+                fail_info: None,
+            },
+            time_stamp_token: Some(token),
+        }
+        .to_der()
+        .map_err(der_error("time-stamp reply"))
+    }
     /// The time the TSA says it saw the imprint (unchecked until verified).
     pub fn gen_time(&self) -> DateTime<Utc> {
         self.gen_time
@@ -922,6 +938,12 @@ mod tests {
     #[test]
     fn a_reply_is_unwrapped_to_its_token() {
         let reply = file("ec-reply.der");
+        let token = TimestampToken::from_der(&file("ec-token.der")).unwrap();
+        assert_eq!(
+            token.to_reply_der().unwrap(),
+            reply,
+            "wrapping gives OpenSSL's reply back"
+        );
         let resp = TimeStampResp::from_der(&reply).unwrap();
         assert_eq!(resp.status.status, 0);
         let token = resp.time_stamp_token.unwrap().to_der().unwrap();

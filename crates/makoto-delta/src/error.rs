@@ -143,6 +143,14 @@ pub enum Error {
     #[error("{table}{}: not attested in the warehouse", .version.map(|v| format!(" version {v}")).unwrap_or_default())]
     NotAttested { table: String, version: Option<u64> },
 
+    /// An attestation cannot be exported in the format asked for.
+    #[error("{table} version {version}: cannot export: {reason}")]
+    Export {
+        table: String,
+        version: u64,
+        reason: String,
+    },
+
     #[error("{table}{}: no attestation in the warehouse verifies with the trusted keys ({reason})", .version.map(|v| format!(" version {v}")).unwrap_or_default())]
     AttestationUntrusted {
         table: String,

@@ -55,6 +55,7 @@ pub mod baseline;
 pub mod checkpoint;
 pub mod dbom;
 mod error;
+pub mod export;
 pub mod gate;
 pub mod hashing;
 pub mod head;

@@ -2,6 +2,7 @@ mod attest;
 mod check;
 mod dbom;
 mod demo;
+mod export;
 mod head;
 mod kafka;
 mod keygen;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Transform(a) => transform::run(ctx, a, out).await,
         Command::Check(a) => check::run(ctx, a, out).await,
         Command::Dbom(a) => dbom::run(ctx, a, out).await,
+        Command::Export(a) => export::run(ctx, a, out).await,
         Command::Demo(a) => demo::run(ctx, a, out).await,
         Command::Kafka(c) => kafka::run(ctx, c, out).await,
     }
