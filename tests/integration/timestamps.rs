@@ -21,11 +21,17 @@ struct Tsa {
 
 impl Tsa {
     fn start(dir: &Path, extra: &[&str]) -> Tsa {
+        Self::start_with(dir, &[], extra)
+    }
+
+    /// `init_args` go to `tsa-server init` (e.g. `--precision 0`), `extra` to `serve`.
+    fn start_with(dir: &Path, init_args: &[&str], extra: &[&str]) -> Tsa {
         let script = repo_root().join("scripts/tsa-server");
         if !dir.join("ca.pem").exists() {
             let init = Command::new("python3")
                 .arg(&script)
                 .args(["init", dir.to_str().unwrap()])
+                .args(init_args)
                 .output()
                 .expect("python3 runs scripts/tsa-server");
             assert!(
@@ -780,8 +786,11 @@ async fn exported_sigstore_bundles_verify_with_sigstore() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let tsa = Tsa::start(&tmp.path().join("tsa"), &[]);
-    let other = Tsa::start(&tmp.path().join("other"), &[]);
+    // @sigstore/core 3.2 reads genTime only with no fraction or exactly three digits, while
+    // DER drops trailing zeros (OpenSSL writes ".12Z" for 120 ms): whole seconds here.
+    let whole = ["--precision", "0"];
+    let tsa = Tsa::start_with(&tmp.path().join("tsa"), &whole, &[]);
+    let other = Tsa::start_with(&tmp.path().join("other"), &whole, &[]);
     let chain = |t: &Tsa, name: &str| {
         let p = tmp.path().join(name);
         let pem = format!(
