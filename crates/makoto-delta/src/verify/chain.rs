@@ -27,6 +27,10 @@ pub(crate) struct CheckedRow {
     pub trusted: bool,
     /// The trusted key is bound to an identity and the statement names it.
     pub identity_bound: bool,
+    /// The RFC 3161 token the envelope carries and the signature bytes beside it (only the
+    /// last row of each time-stamped batch has one), read with the envelope here so that the
+    /// time-stamp check does not parse envelopes again.
+    pub timestamp: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl CheckedRow {
@@ -111,6 +115,7 @@ pub(crate) fn check_row(
         payload_digest: None,
         trusted: false,
         identity_bound: false,
+        timestamp: None,
         row,
     };
     let env = match Envelope::from_json(checked.row.envelope.as_bytes()) {
@@ -123,6 +128,10 @@ pub(crate) fn check_row(
             return checked;
         }
     };
+    checked.timestamp = env
+        .signatures()
+        .iter()
+        .find_map(|s| s.timestamp().map(|t| (t.to_vec(), s.sig().to_vec())));
     let payload_digest = Sha256Digest::of(env.payload());
     checked.payload_digest = Some(payload_digest);
     if payload_digest != checked.row.attestation_digest {

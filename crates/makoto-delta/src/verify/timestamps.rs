@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use makoto_core::dsse::Envelope;
 use makoto_core::timestamp::{ChainLink, LinkProblem, walk_coverage};
 use makoto_core::verify::TrustedKeys;
 use serde::Serialize;
@@ -31,11 +30,9 @@ pub struct TimestampCoverage {
     pub authority: Option<String>,
 }
 
-/// The links of the trusted rows (one per version, ascending) and the envelopes they borrow
-/// their tokens from.
+/// The links of the trusted rows (one per version, ascending).
 fn links<'a>(
     rows: &'a [(CheckedRow, Vec<Finding>)],
-    envelopes: &'a BTreeMap<u64, Envelope>,
     trust: &'a TrustedKeys,
 ) -> Vec<(ChainLink<'a>, &'a CheckedRow)> {
     let mut by_version: BTreeMap<u64, &CheckedRow> = BTreeMap::new();
@@ -50,17 +47,15 @@ fn links<'a>(
         .into_iter()
         .filter_map(|(v, c)| {
             let a = c.attested.as_ref()?;
-            let token = envelopes.get(&v).and_then(|e| {
-                e.signatures()
-                    .iter()
-                    .find_map(|s| s.timestamp().map(|t| (t, s.sig())))
-            });
             Some((
                 ChainLink {
                     version: v,
                     payload_digest: c.payload_digest?,
                     previous: a.previous(),
-                    token,
+                    token: c
+                        .timestamp
+                        .as_ref()
+                        .map(|(t, s)| (t.as_slice(), s.as_slice())),
                     key: c.row.keyid.as_ref().and_then(|k| trust.key(k)),
                     commit_time: at_ms(a.timestamp_ms()),
                     claimed_at: a.attested_at_ms().map(at_ms),
@@ -93,16 +88,7 @@ pub(crate) fn check(
     if authorities.is_empty() {
         return coverage;
     }
-    let envelopes: BTreeMap<u64, Envelope> = rows
-        .iter()
-        .filter(|(c, _)| c.trusted)
-        .filter_map(|(c, _)| {
-            Envelope::from_json(c.row.envelope.as_bytes())
-                .ok()
-                .map(|e| (c.row.version, e))
-        })
-        .collect();
-    let links = links(rows, &envelopes, trust);
+    let links = links(rows, trust);
     let chain: Vec<ChainLink<'_>> = links.iter().map(|(l, _)| l.clone()).collect();
     let walk = walk_coverage(&chain, authorities);
     let row_of: BTreeMap<u64, &CheckedRow> = links.iter().map(|(l, c)| (l.version, *c)).collect();
