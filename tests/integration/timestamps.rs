@@ -72,6 +72,18 @@ impl Drop for Tsa {
     }
 }
 
+/// `makoto attest TABLE --warehouse WH ARGS…`.
+fn attest_cli(table: &Path, wh: &Path, args: &[&str]) -> ChildOutput {
+    let mut all = vec![
+        "attest",
+        table.to_str().unwrap(),
+        "--warehouse",
+        wh.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    makoto(&all)
+}
+
 fn pem_json(path: &Path) -> Value {
     json!(std::fs::read_to_string(path).unwrap())
 }
@@ -212,18 +224,11 @@ async fn batches_are_time_stamped_and_verify_checks_every_token() {
     let wh = tmp.path().join("wh");
     let (key, pubk) = keyfiles(tmp.path());
     let started = chrono::Utc::now() - chrono::Duration::seconds(2);
-    let out = makoto(&[
-        "attest",
-        table.to_str().unwrap(),
-        "--warehouse",
-        wh.to_str().unwrap(),
-        "--key",
-        &key,
-        "--tsa",
-        &tsa.url,
-        "--batch-size",
-        "4",
-    ]);
+    let out = attest_cli(
+        &table,
+        &wh,
+        &["--key", &key, "--tsa", &tsa.url, "--batch-size", "4"],
+    );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let finished = chrono::Utc::now() + chrono::Duration::seconds(2);
 
@@ -429,18 +434,18 @@ async fn rotation_and_revocation_are_judged_by_the_time_stamps() {
         assert_eq!(makoto(&["keygen", k.to_str().unwrap()]).code, Some(0));
     }
     let attest = |key: &Path, to: &str| {
-        let out = makoto(&[
-            "attest",
-            table.to_str().unwrap(),
-            "--warehouse",
-            wh.to_str().unwrap(),
-            "--key",
-            &format!("{}.key", key.display()),
-            "--tsa",
-            &tsa.url,
-            "--to-version",
-            to,
-        ]);
+        let out = attest_cli(
+            &table,
+            &wh,
+            &[
+                "--key",
+                &format!("{}.key", key.display()),
+                "--tsa",
+                &tsa.url,
+                "--to-version",
+                to,
+            ],
+        );
         assert_eq!(out.code, Some(0), "{}", out.stderr);
     };
     attest(&a, "4");
@@ -527,16 +532,7 @@ fn a_tsa_that_is_down_stops_attest_before_anything_is_written() {
     let failing = Tsa::start(&tmp.path().join("tsa"), &["--fail"]);
     for url in ["http://127.0.0.1:9/", failing.url.as_str()] {
         let wh = tmp.path().join("wh");
-        let out = makoto(&[
-            "attest",
-            table.to_str().unwrap(),
-            "--warehouse",
-            wh.to_str().unwrap(),
-            "--key",
-            &key,
-            "--tsa",
-            url,
-        ]);
+        let out = attest_cli(&table, &wh, &["--key", &key, "--tsa", url]);
         assert_eq!(out.code, Some(2), "{}", out.stderr);
         let err = sole_error(&["attest"], &out);
         assert!(err.contains(url), "{err}");
@@ -565,14 +561,7 @@ async fn transform_outputs_are_time_stamped() {
     let wh = tmp.path().join("wh");
     let out_table = tmp.path().join("out");
     let (key, pubk) = keyfiles(tmp.path());
-    let attest = makoto(&[
-        "attest",
-        table.to_str().unwrap(),
-        "--warehouse",
-        wh.to_str().unwrap(),
-        "--key",
-        &key,
-    ]);
+    let attest = attest_cli(&table, &wh, &["--key", &key]);
     assert_eq!(attest.code, Some(0), "{}", attest.stderr);
     let input = format!("s={}", table.display());
     let run = makoto(&[
@@ -616,19 +605,19 @@ async fn l2_needs_a_trusted_time_stamp_and_a_bound_identity() {
     let wh = tmp.path().join("wh");
     let (key, pubk) = keyfiles(tmp.path());
     let identity = "spiffe://corp.example/jobs/nightly";
-    let out = makoto(&[
-        "attest",
-        table.to_str().unwrap(),
-        "--warehouse",
-        wh.to_str().unwrap(),
-        "--key",
-        &key,
-        "--tsa",
-        &tsa.url,
-        "--identity",
-        identity,
-        "--json",
-    ]);
+    let out = attest_cli(
+        &table,
+        &wh,
+        &[
+            "--key",
+            &key,
+            "--tsa",
+            &tsa.url,
+            "--identity",
+            identity,
+            "--json",
+        ],
+    );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let summary: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(summary["level"], json!("L2"), "claimed by the attestor");
@@ -938,4 +927,68 @@ fn unsigned_attestations_are_not_exported_as_bundles() {
         "{err}"
     );
     assert!(!out.exists(), "nothing written");
+}
+
+/// The `level` column is the attestor's claim, not evidence: a writer of the warehouse who
+/// raises signed L1 rows to "L2" changes neither the level `verify` reports nor the gate; an
+/// unsigned row that claims L2 is an altered row.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rewritten_level_column_earns_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let (key, pubk) = keyfiles(tmp.path());
+    let wh = tmp.path().join("wh");
+    let out = attest_cli(&table, &wh, &["--key", &key]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let raised = tmp.path().join("raised");
+    rewritten(&wh, &table, &raised, |r| {
+        r.level = makoto_core::attestation::MakotoLevel::L2;
+    })
+    .await;
+    assert!(
+        attestation_rows(&raised, &table)
+            .await
+            .iter()
+            .all(|r| r.level.as_str() == "L2")
+    );
+    let (code, report) = verify_json(&table, &raised, &pubk, &[]);
+    assert_eq!(
+        (code, report["level"].clone()),
+        (0, json!("L1")),
+        "{report}"
+    );
+    let gate = makoto(&[
+        "check",
+        table.to_str().unwrap(),
+        "--warehouse",
+        raised.to_str().unwrap(),
+        "--trust",
+        &pubk,
+        "--log-only",
+    ]);
+    assert_eq!(gate.code, Some(1), "{}", gate.stdout);
+    assert!(
+        gate.stdout.contains("below the required L2"),
+        "{}",
+        gate.stdout
+    );
+
+    let unsigned_wh = tmp.path().join("unsigned");
+    let unsigned_table = tmp.path().join("unsigned-sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &unsigned_table);
+    assert_eq!(attest_cli(&unsigned_table, &unsigned_wh, &[]).code, Some(0));
+    let claimed = tmp.path().join("claimed");
+    rewritten(&unsigned_wh, &unsigned_table, &claimed, |r| {
+        if r.version == 4 {
+            r.level = makoto_core::attestation::MakotoLevel::L2;
+        }
+    })
+    .await;
+    let (code, report) = verify_json(&unsigned_table, &claimed, &pubk, &["--allow-unsigned"]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        kinds(&report).contains(&"attestation-altered".to_owned()),
+        "{report}"
+    );
 }
