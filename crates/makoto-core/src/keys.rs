@@ -152,6 +152,26 @@ impl PublicKey {
         Ok(Self::new(Verifying::Ed25519(key)))
     }
 
+    /// A public key of `algorithm` from its raw bytes, as hardware tokens hold them: the
+    /// 32-byte Ed25519 key, or a SEC1 P-256 point (uncompressed or compressed).
+    pub fn from_raw_parts(algorithm: Algorithm, bytes: &[u8]) -> Result<Self, Error> {
+        let bad = |reason: String| Error::InvalidKey {
+            what: format!("{algorithm} public key"),
+            reason,
+        };
+        match algorithm {
+            Algorithm::Ed25519 => {
+                let raw: &[u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| bad(format!("{} bytes, expected 32", bytes.len())))?;
+                Self::from_raw(raw)
+            }
+            Algorithm::EcdsaP256Sha256 => p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
+                .map(|k| Self::new(Verifying::P256(k)))
+                .map_err(|_| bad("not a SEC1-encoded P-256 point".into())),
+        }
+    }
+
     pub fn to_spki_pem(&self) -> Result<String, Error> {
         match &self.key {
             Verifying::Ed25519(k) => k.to_public_key_pem(LineEnding::LF),
@@ -346,6 +366,19 @@ impl SigningKeyPair {
     }
 }
 
+/// The DSSE signature bytes of an ES256 signature given as the fixed 64-byte `r || s` (what
+/// PKCS#11 `CKM_ECDSA` and cloud KMS "raw" formats return): low-S, ASN.1 DER, as
+/// [`SigningKeyPair`] writes them.
+pub fn es256_der_from_fixed(fixed: &[u8]) -> Result<Vec<u8>, Error> {
+    let sig = p256::ecdsa::Signature::from_slice(fixed).map_err(|_| Error::SignatureInvalid {
+        reason: format!(
+            "ECDSA P-256 signature of {} bytes is not r || s (64 bytes, both in range)",
+            fixed.len()
+        ),
+    })?;
+    Ok(sig.normalize_s().to_der().as_bytes().to_vec())
+}
+
 impl Signer for SigningKeyPair {
     fn public_key(&self) -> &PublicKey {
         &self.public
@@ -367,6 +400,33 @@ impl Signer for SigningKeyPair {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_parts_give_the_same_key_and_fixed_signatures_become_low_s_der() {
+        let e = SigningKeyPair::from_seed(&[5u8; 32]);
+        let raw = e.public_key().raw();
+        assert_eq!(
+            PublicKey::from_raw_parts(Algorithm::Ed25519, &raw).unwrap(),
+            *e.public_key()
+        );
+        assert!(PublicKey::from_raw_parts(Algorithm::Ed25519, &raw[1..]).is_err());
+        let p = SigningKeyPair::p256_from_scalar(&[5u8; 32]).unwrap();
+        let raw = p.public_key().raw();
+        let back = PublicKey::from_raw_parts(Algorithm::EcdsaP256Sha256, &raw).unwrap();
+        assert_eq!(back, *p.public_key());
+        assert!(PublicKey::from_raw_parts(Algorithm::EcdsaP256Sha256, &raw[..64]).is_err());
+
+        let der = p.sign(b"m").unwrap();
+        let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
+        // The high-S twin of a valid signature is valid ECDSA; the conversion lowers it.
+        let high = p256::ecdsa::Signature::from_scalars(sig.r(), -*sig.s()).unwrap();
+        assert_ne!(high, sig);
+        let lowered = es256_der_from_fixed(&high.to_bytes()).unwrap();
+        assert_eq!(lowered, der);
+        assert!(p.public_key().verify(b"m", &lowered).is_ok());
+        assert!(es256_der_from_fixed(&[0u8; 64]).is_err());
+        assert!(es256_der_from_fixed(&[1u8; 63]).is_err());
+    }
 
     #[test]
     fn keyid_is_sha256_of_raw_public_key() {

@@ -39,6 +39,7 @@ pub mod dsse;
 mod error;
 pub mod export;
 pub mod head;
+pub mod key_source;
 pub mod keys;
 pub mod merkle;
 pub mod proof;
