@@ -10,6 +10,7 @@ mod copies;
 mod corpus;
 mod crash;
 mod errors;
+mod hsm;
 mod kafka;
 mod operations;
 mod proofs;

@@ -573,6 +573,8 @@ pub fn run_child(entry: &str, envs: &[(&str, String)]) -> ChildOutput {
         .env_remove("MAKOTO_KEY")
         .env_remove("MAKOTO_WAREHOUSE")
         .env_remove("RUST_LOG")
+        .env_remove("MAKOTO_PKCS11_MODULE")
+        .env_remove("MAKOTO_PKCS11_PIN")
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();

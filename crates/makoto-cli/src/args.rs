@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use makoto_core::key_source::KeySource;
+
 use clap::{Args, Parser, Subcommand};
 
 /// Makoto data attestations for Delta Lake: signed, chained, per-commit provenance.
@@ -16,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Create a key pair (Ed25519, or ECDSA P-256 with --algorithm ecdsa-p256): <PREFIX>.key (PKCS#8 PEM, mode 0600) and <PREFIX>.pub.
     Keygen(KeygenArgs),
+    /// Print the public key (SubjectPublicKeyInfo PEM) of a key file or a PKCS#11 key, for trust files.
+    Pubkey(PubkeyArgs),
     /// Attest every unattested commit of a Delta table into the warehouse.
     Attest(AttestArgs),
     /// Verify a table version against its attestations, or say exactly what changed.
@@ -62,9 +66,9 @@ pub struct KafkaAttestArgs {
     /// Records (offsets) per window.
     #[arg(long, default_value_t = 1000)]
     pub window_records: u64,
-    /// Private key to sign the windows with. Without it they are unsigned (Makoto L1).
-    #[arg(long, env = "MAKOTO_KEY")]
-    pub key: Option<PathBuf>,
+    /// Private key to sign the windows with: A key file (PKCS#8 PEM) or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…; PIN also from MAKOTO_PKCS11_PIN). Without it they are unsigned (Makoto L1).
+    #[arg(long, env = "MAKOTO_KEY", value_name = "KEY", value_parser = KeySourceParser)]
+    pub key: Option<KeySource>,
     /// Also record every published window of the topic in <WAREHOUSE>/system/makoto/windows.
     #[arg(long, env = "MAKOTO_WAREHOUSE")]
     pub warehouse: Option<String>,
@@ -140,9 +144,9 @@ pub struct TransformArgs {
     pub name: Option<String>,
     #[arg(long, env = "MAKOTO_WAREHOUSE")]
     pub warehouse: String,
-    /// Private key to sign the output's attestation with.
-    #[arg(long, env = "MAKOTO_KEY")]
-    pub key: PathBuf,
+    /// Private key to sign the output's attestation with: A key file (PKCS#8 PEM) or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…; PIN also from MAKOTO_PKCS11_PIN).
+    #[arg(long, env = "MAKOTO_KEY", value_name = "KEY", value_parser = KeySourceParser)]
+    pub key: KeySource,
     /// Keys inputs must be attested with (default: the public half of --key).
     #[arg(long, env = "MAKOTO_TRUST")]
     pub trust: Option<PathBuf>,
@@ -210,9 +214,9 @@ pub struct DbomArgs {
     pub version: Option<u64>,
     #[arg(long, env = "MAKOTO_WAREHOUSE")]
     pub warehouse: String,
-    /// Sign the DBOM (DSSE envelope) with this key.
-    #[arg(long, env = "MAKOTO_KEY")]
-    pub key: Option<PathBuf>,
+    /// Sign the DBOM (DSSE envelope) with this key: A key file (PKCS#8 PEM) or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…; PIN also from MAKOTO_PKCS11_PIN).
+    #[arg(long, env = "MAKOTO_KEY", value_name = "KEY", value_parser = KeySourceParser)]
+    pub key: Option<KeySource>,
     /// Keys to verify the lineage with for the verification summary (default: the public half of --key).
     #[arg(long, env = "MAKOTO_TRUST")]
     pub trust: Option<PathBuf>,
@@ -262,6 +266,19 @@ pub struct KeygenArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct PubkeyArgs {
+    /// The key: a key file (PKCS#8 PEM) or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…).
+    #[arg(long, env = "MAKOTO_KEY", value_name = "KEY", value_parser = KeySourceParser)]
+    pub key: KeySource,
+    /// Write the PEM here (created, never overwritten) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print a JSON object (keyid, algorithm, custody, publicKey PEM) instead of the PEM.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `keygen --algorithm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KeyAlgorithm {
@@ -286,9 +303,9 @@ pub struct AttestArgs {
     /// Where the system.makoto.* tables live (local path or URL).
     #[arg(long, env = "MAKOTO_WAREHOUSE")]
     pub warehouse: String,
-    /// Private key (PKCS#8 PEM) to sign with. Without it attestations are unsigned (Makoto L1).
-    #[arg(long, env = "MAKOTO_KEY")]
-    pub key: Option<PathBuf>,
+    /// Private key to sign with: A key file (PKCS#8 PEM) or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…; PIN also from MAKOTO_PKCS11_PIN). Without it attestations are unsigned (Makoto L1).
+    #[arg(long, env = "MAKOTO_KEY", value_name = "KEY", value_parser = KeySourceParser)]
+    pub key: Option<KeySource>,
     /// Attest up to this version instead of the latest.
     #[arg(long, value_name = "N")]
     pub to_version: Option<u64>,
@@ -349,9 +366,9 @@ pub struct VerifyArgs {
     /// A head written by `makoto head`: the attestation table must still hold what it recorded.
     #[arg(long, value_name = "HEAD")]
     pub anchor: Option<std::path::PathBuf>,
-    /// Key to sign the verification record with (needed for a later --since-last).
-    #[arg(long, env = "MAKOTO_VERIFIER_KEY")]
-    pub key: Option<std::path::PathBuf>,
+    /// Key to sign the verification record with (needed for a later --since-last): A key file (PKCS#8 PEM) or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…; PIN also from MAKOTO_PKCS11_PIN).
+    #[arg(long, env = "MAKOTO_VERIFIER_KEY", value_name = "KEY", value_parser = KeySourceParser)]
+    pub key: Option<KeySource>,
     /// Do not record the verification in system.makoto.verifications.
     #[arg(long)]
     pub no_record: bool,
@@ -421,9 +438,9 @@ pub struct VerifyProofArgs {
 pub struct HeadArgs {
     #[arg(long, env = "MAKOTO_WAREHOUSE")]
     pub warehouse: String,
-    /// Private key to sign the head with.
-    #[arg(long, env = "MAKOTO_KEY")]
-    pub key: std::path::PathBuf,
+    /// Private key to sign the head with: A key file (PKCS#8 PEM) or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…; PIN also from MAKOTO_PKCS11_PIN).
+    #[arg(long, env = "MAKOTO_KEY", value_name = "KEY", value_parser = KeySourceParser)]
+    pub key: KeySource,
     /// Write the signed head here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<std::path::PathBuf>,
@@ -456,5 +473,37 @@ mod tests {
     fn clap_definition_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+}
+
+/// Parses `--key` into a [`KeySource`] without echoing the argument in the error (clap's own
+/// message would repeat a `pin-value` the URI must not carry).
+#[derive(Debug, Clone, Copy)]
+pub struct KeySourceParser;
+
+impl clap::builder::TypedValueParser for KeySourceParser {
+    type Value = KeySource;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<KeySource, clap::Error> {
+        let reason = match value.to_str() {
+            Some(s) => match s.parse() {
+                Ok(k) => return Ok(k),
+                Err(e) => e.to_string(),
+            },
+            None if !value.to_string_lossy().starts_with("pkcs11:") => {
+                return Ok(KeySource::File(PathBuf::from(value)));
+            }
+            None => "a PKCS#11 URI must be UTF-8".into(),
+        };
+        Err(clap::Error::raw(
+            clap::error::ErrorKind::ValueValidation,
+            format!("--key: {reason}\n"),
+        )
+        .with_cmd(cmd))
     }
 }

@@ -1,13 +1,13 @@
 //! What every command resolves the same way, built once per run: the storage options, the
 //! warehouse (opened for reading, or created for writing), the table checked, and keys.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::args::AttestedTableArgs;
-use makoto_core::keys::SigningKeyPair;
+use makoto_core::key_source::KeySource;
+use makoto_core::keys::Signer;
 use makoto_delta::identity::{self, Identity};
-use makoto_delta::{AttestationStore, Location, SourceTable, StorageOptions, keyfile};
+use makoto_delta::{AttestationStore, Location, SourceTable, StorageOptions, signer};
 
 /// The resolved environment of one `makoto` run.
 #[derive(Debug, Default)]
@@ -54,10 +54,7 @@ impl Context {
     }
 }
 
-/// The signing key at `path`, when one is given.
-pub(crate) fn signer(path: Option<&Path>) -> anyhow::Result<Option<Arc<SigningKeyPair>>> {
-    Ok(path
-        .map(keyfile::load_signing_key)
-        .transpose()?
-        .map(Arc::new))
+/// The signer `--key` names (a key file or a PKCS#11 key), when one is given.
+pub(crate) fn signer(key: Option<&KeySource>) -> anyhow::Result<Option<Arc<dyn Signer>>> {
+    Ok(key.map(signer::open).transpose()?.map(|s| s.signer))
 }

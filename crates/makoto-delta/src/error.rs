@@ -116,6 +116,10 @@ pub enum Error {
     #[error("key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
 
+    /// A key in a PKCS#11 token that cannot be used: module, token, PIN, object or signature.
+    #[error("PKCS#11 key {key}: {reason}")]
+    Pkcs11 { key: String, reason: String },
+
     #[error("trust file {path}: {reason}")]
     TrustFile { path: String, reason: String },
 

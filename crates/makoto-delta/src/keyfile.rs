@@ -85,6 +85,14 @@ pub fn generate(prefix: &Path, algorithm: Algorithm) -> Result<GeneratedKey, Err
     })
 }
 
+/// Writes `key` as SubjectPublicKeyInfo PEM to a new file `path` (never overwritten).
+pub fn write_public_key(path: &Path, key: &PublicKey) -> Result<(), Error> {
+    let pem = key
+        .to_spki_pem()
+        .map_err(|e| key_error(path, e.to_string()))?;
+    create_new(path, 0o644, pem.as_bytes())
+}
+
 /// Loads a private key. Warns when the file is readable by group or others.
 pub fn load_signing_key(path: &Path) -> Result<SigningKeyPair, Error> {
     let meta = std::fs::metadata(path).map_err(|e| key_error(path, format!("cannot read: {e}")))?;
@@ -134,13 +142,11 @@ pub fn load_trust(path: &Path) -> Result<makoto_core::verify::TrustedKeys, Error
 /// none.
 pub fn trust_or_own(
     trust: Option<&Path>,
-    key: Option<&SigningKeyPair>,
+    key: Option<&PublicKey>,
 ) -> Result<Option<makoto_core::verify::TrustedKeys>, Error> {
     Ok(match (trust, key) {
         (Some(p), _) => Some(load_trust(p)?),
-        (None, Some(k)) => Some(makoto_core::verify::TrustedKeys::new(vec![
-            k.public_key().clone(),
-        ])),
+        (None, Some(k)) => Some(makoto_core::verify::TrustedKeys::new(vec![k.clone()])),
         (None, None) => None,
     })
 }

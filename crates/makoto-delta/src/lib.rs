@@ -66,6 +66,7 @@ pub mod location;
 pub mod log;
 pub mod pages;
 pub mod proof;
+pub mod signer;
 pub mod store;
 pub mod stream_records;
 pub mod tsa;

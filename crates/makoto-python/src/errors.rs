@@ -136,6 +136,7 @@ fn describe_delta(e: &makoto_delta::Error) -> Described<'_> {
         E::StoreCorrupt { store, .. } => d(Verification, "store_corrupt").path(store),
         E::StatePageMissing { store, .. } => d(Verification, "state_page_missing").path(store),
         E::KeyFile { path, .. } => d(Key, "key_file").path(path),
+        E::Pkcs11 { key, .. } => d(Key, "pkcs11").path(key),
         E::TrustFile { path, .. } => d(Key, "trust_file").path(path),
         E::Core { .. } => d(Base, "core"),
         E::Tsa { url, .. } => d(Storage, "tsa").path(url),

@@ -19,7 +19,8 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow_pyarrow::ToPyArrow;
 use chrono::{DateTime, Utc};
-use makoto_core::keys::{Signer, SigningKeyPair};
+use makoto_core::key_source::KeySource;
+use makoto_core::keys::Signer;
 use makoto_core::verify::TrustedKeys;
 use makoto_delta::gate::{self, GateOptions, Upstream};
 use makoto_delta::identity;
@@ -53,10 +54,28 @@ fn mode(log_only: bool) -> VerifyMode {
     }
 }
 
-fn load_key(path: Option<PathBuf>) -> PyResult<Option<Arc<SigningKeyPair>>> {
-    path.map(|p| keyfile::load_signing_key(&p).map(Arc::new))
-        .transpose()
-        .map_err(delta_error)
+/// Opens `key`: a key file path, or a `pkcs11:` URI (a key in a PKCS#11 token).
+fn load_key(key: Option<PathBuf>) -> PyResult<Option<Arc<dyn Signer>>> {
+    let Some(key) = key else { return Ok(None) };
+    let source = match key.to_str() {
+        Some(s) if s.starts_with("pkcs11:") => s.parse().map_err(|e| {
+            let reason = match e {
+                makoto_core::Error::InvalidKey { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            let path = s.split_once('?').map_or(s, |(path, _)| path);
+            delta_error(makoto_delta::Error::Pkcs11 {
+                key: path.into(),
+                reason,
+            })
+        })?,
+        _ => KeySource::File(key),
+    };
+    Ok(Some(
+        makoto_delta::signer::open(&source)
+            .map_err(delta_error)?
+            .signer,
+    ))
 }
 
 fn load_trust(path: &std::path::Path) -> PyResult<TrustedKeys> {
@@ -114,7 +133,7 @@ fn attest(
     tsa: Option<String>,
     identity: Option<String>,
 ) -> PyResult<Py<PyAny>> {
-    let signer = load_key(key)?.map(|k| k as Arc<dyn Signer>);
+    let signer = load_key(key)?;
     let storage = storage(storage_options);
     let mut options = AttestOptions {
         to_version,
@@ -292,7 +311,8 @@ fn dbom(
 ) -> PyResult<(Py<PyAny>, Option<String>)> {
     use makoto_delta::dbom::{self, DbomVerification};
     let key = load_key(key)?;
-    let trust = keyfile::trust_or_own(trust.as_deref(), key.as_deref()).map_err(delta_error)?;
+    let trust = keyfile::trust_or_own(trust.as_deref(), key.as_ref().map(|k| k.public_key()))
+        .map_err(delta_error)?;
     let storage = storage(storage_options);
     let gate_options = GateOptions {
         mode: mode(log_only),
@@ -325,11 +345,11 @@ fn head(
     key: PathBuf,
     storage_options: Option<HashMap<String, String>>,
 ) -> PyResult<(String, Py<PyAny>)> {
-    let key = keyfile::load_signing_key(&key).map_err(delta_error)?;
+    let key = load_key(Some(key))?.ok_or_else(|| internal("no signing key"))?;
     let storage = storage(storage_options);
     let (envelope, entries) = runtime::run(py, async move {
         let store = existing_warehouse(&warehouse, &storage).await?;
-        makoto_delta::head::sign_current_head(&store, &key).await
+        makoto_delta::head::sign_current_head(&store, key.as_ref()).await
     })?
     .map_err(delta_error)?;
     let entries: Vec<serde_json::Value> = entries

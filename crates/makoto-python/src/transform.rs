@@ -125,7 +125,7 @@ pub(crate) fn begin_transform(
     storage_options: Option<std::collections::HashMap<String, String>>,
 ) -> PyResult<PendingTransform> {
     let signer = load_key(Some(key))?.ok_or_else(|| internal("no signing key"))?;
-    let trust = keyfile::trust_or_own(trust.as_deref(), Some(&signer))
+    let trust = keyfile::trust_or_own(trust.as_deref(), Some(signer.public_key()))
         .map_err(delta_error)?
         .unwrap_or_default();
     let tables = inputs

@@ -15,7 +15,7 @@ use crate::progress::TerminalProgress;
 pub(crate) struct AttestRequest {
     pub table: String,
     pub warehouse: String,
-    pub key: Option<std::path::PathBuf>,
+    pub key: Option<makoto_core::key_source::KeySource>,
     pub to_version: Option<u64>,
     pub batch_size: usize,
     /// Commit-file bytes per batch, at most.
@@ -43,8 +43,7 @@ pub(crate) async fn attest(
     req: AttestRequest,
 ) -> anyhow::Result<AttestOutcome> {
     let storage = ctx.storage().clone();
-    let signer: Option<Arc<dyn Signer>> =
-        crate::context::signer(req.key.as_deref())?.map(|k| k as Arc<dyn Signer>);
+    let signer: Option<Arc<dyn Signer>> = crate::context::signer(req.key.as_ref())?;
     let table = SourceTable::open(Location::existing(&req.table)?, &storage)?;
     let tsa = makoto_delta::tsa::TsaClient::for_run(req.tsa.as_deref(), signer.is_some()).await?;
     let store = ctx.warehouse(&req.warehouse).await?;

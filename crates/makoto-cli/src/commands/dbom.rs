@@ -12,8 +12,11 @@ pub async fn run(
     args: DbomArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
-    let key = crate::context::signer(args.key.as_deref())?;
-    let trust = makoto_delta::keyfile::trust_or_own(args.trust.as_deref(), key.as_deref())?;
+    let key = crate::context::signer(args.key.as_ref())?;
+    let trust = makoto_delta::keyfile::trust_or_own(
+        args.trust.as_deref(),
+        key.as_ref().map(|k| k.public_key()),
+    )?;
     let store = ctx.existing_warehouse(&args.warehouse).await?;
     let source = ctx.attested_table(&args.target, &store).await?;
     let verification = match &trust {

@@ -49,7 +49,7 @@ pub async fn run(
         AttestRequest {
             table: table.display().to_string(),
             warehouse: warehouse.display().to_string(),
-            key: Some(key_path.clone()),
+            key: Some(makoto_core::key_source::KeySource::File(key_path.clone())),
             to_version: None,
             batch_size: 500,
             batch_bytes: makoto_delta::attest::DEFAULT_BATCH_BYTES,

@@ -1,7 +1,7 @@
 use std::io::Write;
 
 use anyhow::Context;
-use makoto_delta::keyfile;
+use makoto_delta::signer;
 
 use super::EXIT_OK;
 use crate::args::HeadArgs;
@@ -11,9 +11,9 @@ pub async fn run(
     args: HeadArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
-    let key = keyfile::load_signing_key(&args.key)?;
+    let key = signer::open(&args.key)?.signer;
     let store = ctx.existing_warehouse(&args.warehouse).await?;
-    let (envelope, entries) = makoto_delta::head::sign_current_head(&store, &key).await?;
+    let (envelope, entries) = makoto_delta::head::sign_current_head(&store, key.as_ref()).await?;
     let json = envelope.to_json();
     match &args.out {
         Some(path) => std::fs::write(path, format!("{json}\n"))

@@ -1,7 +1,5 @@
 use std::io::Write;
 
-use makoto_core::keys::Signer;
-use makoto_delta::keyfile;
 use serde_json::json;
 
 use super::{EXIT_FINDINGS, EXIT_OK, short};
@@ -25,23 +23,18 @@ async fn attest(
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
     let signer = match &args.key {
-        Some(path) => Some(keyfile::load_signing_key(path)?),
+        Some(key) => Some(makoto_delta::signer::open(key)?.signer),
         None => {
             eprintln!("warning: no --key (or MAKOTO_KEY): publishing unsigned windows (Makoto L1)");
             None
         }
     };
     let topic = makoto_kafka::Topic::connect(&args.brokers, &args.topic).await?;
-    let windows = makoto_kafka::attest(
-        &topic,
-        args.window_records,
-        signer.as_ref().map(|s| s as &dyn Signer),
-    )
-    .await?;
+    let windows = makoto_kafka::attest(&topic, args.window_records, signer.as_deref()).await?;
     let recorded = match &args.warehouse {
         Some(w) => {
             let store = ctx.warehouse(w).await?;
-            let signer = signer.as_ref().map(|s| s as &dyn Signer);
+            let signer = signer.as_deref();
             Some(makoto_kafka::record_windows(&topic, &store, signer).await?)
         }
         None => None,

@@ -27,6 +27,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
     let ctx = &Context::default();
     match cli.command {
         Command::Keygen(a) => keygen::run(a, out),
+        Command::Pubkey(a) => keygen::pubkey(a, out),
         Command::Attest(a) => attest::run(ctx, a, out).await,
         Command::Verify(a) => verify::run(ctx, a, out).await,
         Command::Prove(a) => proof::prove(ctx, a, out).await,

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use makoto_core::attestation::InputPolicy;
 use makoto_core::keys::Signer;
-use makoto_delta::{AttestOptions, Location, keyfile};
+use makoto_delta::{AttestOptions, Location};
 use makoto_sql::transform::{SqlTransform, WriteMode};
 
 use super::{EXIT_OK, short};
@@ -14,9 +14,10 @@ pub async fn run(
     args: TransformArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
-    let key = Arc::new(keyfile::load_signing_key(&args.key)?);
+    let signer: Arc<dyn Signer> = makoto_delta::signer::open(&args.key)?.signer;
     let trust =
-        makoto_delta::keyfile::trust_or_own(args.trust.as_deref(), Some(&key))?.unwrap_or_default();
+        makoto_delta::keyfile::trust_or_own(args.trust.as_deref(), Some(signer.public_key()))?
+            .unwrap_or_default();
     let inputs = args.inputs;
     SqlTransform::check_inputs(&inputs)?;
     // Before anything is written: a TSA that is down stops the run here.
@@ -39,7 +40,6 @@ pub async fn run(
         },
         input_check: crate::args::verify_mode(args.log_only),
     };
-    let signer: Arc<dyn Signer> = key;
     let outcome = transform
         .run(
             &store,

@@ -6,7 +6,6 @@ use makoto_core::head::verify_head;
 use makoto_delta::keyfile;
 use makoto_delta::verify::{RecordSigner, UnsignedRows};
 use makoto_delta::{Severity, Verifier, VerifyMode, VerifyOptions, VerifyReport, VersionSpec};
-use std::sync::Arc;
 
 use super::{EXIT_FINDINGS, EXIT_OK, human_bytes};
 use crate::args::VerifyArgs;
@@ -216,7 +215,7 @@ pub async fn run(
         None
     } else {
         Some(match &args.key {
-            Some(k) => RecordSigner::Signed(Arc::new(keyfile::load_signing_key(k)?)),
+            Some(k) => RecordSigner::Signed(makoto_delta::signer::open(k)?.signer),
             None => RecordSigner::Unsigned,
         })
     };
