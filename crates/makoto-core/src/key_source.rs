@@ -71,14 +71,16 @@ pub struct Pkcs11Uri {
 
 fn invalid(uri: &str, reason: String) -> Error {
     Error::InvalidKey {
-        what: format!("PKCS#11 URI {}", redact(uri)),
+        what: format!("PKCS#11 URI {}", redact(uri).escape_debug()),
         reason,
     }
 }
 
-/// The URI without its query, which is where a PIN could be.
+/// The URI without its query, which is where a PIN could be, and without anything from a
+/// `pin-value` on (misplaced in the path).
 fn redact(uri: &str) -> &str {
-    uri.split_once('?').map_or(uri, |(path, _)| path)
+    let path = uri.split_once('?').map_or(uri, |(path, _)| path);
+    path.find("pin-value").map_or(path, |i| &path[..i])
 }
 
 fn decode(uri: &str, name: &str, raw: &str) -> Result<Vec<u8>, Error> {
@@ -157,15 +159,16 @@ impl Pkcs11Uri {
             "slot-id" => {
                 let n = text(uri, name, value)?
                     .parse()
-                    .map_err(|_| invalid(uri, format!("slot-id {value:?} is not a number")))?;
+                    .map_err(|_| invalid(uri, "slot-id is not a number".into()))?;
                 set(uri, name, &mut self.slot_id, n)
             }
+            "pin-value" => Err(invalid(
+                uri,
+                "pin-value is refused (and belongs in the query): use pin-source=<file> or MAKOTO_PKCS11_PIN".into(),
+            )),
             "type" => match text(uri, name, value)?.as_str() {
                 "private" => Ok(()),
-                other => Err(invalid(
-                    uri,
-                    format!("type={other}: a signing key is type=private"),
-                )),
+                _ => Err(invalid(uri, "type is not private: a signing key is type=private".into())),
             },
             other => Err(invalid(
                 uri,
@@ -197,11 +200,10 @@ impl Pkcs11Uri {
                 }
                 set(uri, name, &mut self.module_path, PathBuf::from(v))
             }
-            other => Err(invalid(
+            // Not named: a mistyped PIN attribute would otherwise be echoed.
+            _ => Err(invalid(
                 uri,
-                format!(
-                    "unsupported query attribute {other:?} (supported: module-path, pin-source)"
-                ),
+                "unsupported query attribute (supported: module-path, pin-source)".into(),
             )),
         }
     }
@@ -317,10 +319,24 @@ mod tests {
 
     #[test]
     fn a_refused_pin_is_not_echoed() {
+        for uri in [
+            "pkcs11:object=k?s3cr3t-pin",
+            "pkcs11:object=k?pinvalue=s3cr3t-pin",
+        ] {
+            let e = Pkcs11Uri::parse(uri).unwrap_err().to_string();
+            assert!(!e.contains("s3cr3t-pin"), "{e}");
+        }
         let e = Pkcs11Uri::parse("pkcs11:object=k?pin-value=s3cr3t-pin")
             .unwrap_err()
             .to_string();
         assert!(!e.contains("s3cr3t-pin"), "{e}");
+        for uri in [
+            "pkcs11:object=k;pin-value=s3cr3t-pin",
+            "pkcs11:pin-value=s3cr3t-pin;x",
+        ] {
+            let e = Pkcs11Uri::parse(uri).unwrap_err().to_string();
+            assert!(!e.contains("s3cr3t-pin") && e.contains("refused"), "{e}");
+        }
         let e = Pkcs11Uri::parse("pkcs11:object=k;bogus=1?pin-value=s3cr3t-pin")
             .unwrap_err()
             .to_string();
