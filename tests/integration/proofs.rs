@@ -129,7 +129,7 @@ async fn an_anchored_head_detects_truncation_and_rewrites() {
     let tmp = tempfile::tempdir().unwrap();
     let (table, wh) = attested_copy("sample", tmp.path()).await;
     let store = store_of(&wh).await;
-    let (env, entries) = makoto_delta::head::sign_current_head(&store, key(1).as_ref())
+    let (env, entries) = makoto_delta::head::sign_current_head(&store, key(1).as_ref(), None)
         .await
         .unwrap();
     assert_eq!(entries.len(), 1);

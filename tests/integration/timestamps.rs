@@ -992,3 +992,134 @@ async fn a_rewritten_level_column_earns_nothing() {
         "{report}"
     );
 }
+
+/// `openssl ts -verify` of a token over SHA-256 of `sig`, chained to `tsa`'s CA.
+fn openssl_ts_verifies(tsa: &Tsa, token: &[u8], sig: &[u8], dir: &Path) -> bool {
+    let path = dir.join("check.tst");
+    std::fs::write(&path, token).unwrap();
+    let check = Command::new("openssl")
+        .args(["ts", "-verify", "-token_in", "-in"])
+        .arg(&path)
+        .args(["-digest", &sha256_hex(sig), "-CAfile"])
+        .arg(tsa.dir.join("ca.pem"))
+        .arg("-untrusted")
+        .arg(tsa.dir.join("tsa.pem"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&check.stdout).contains("Verification: OK")
+}
+
+#[test]
+fn heads_and_dboms_are_time_stamped_and_anchors_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tsa = Tsa::start(&tmp.path().join("tsa"), &[]);
+    let other = Tsa::start(&tmp.path().join("other-tsa"), &[]);
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let wh = tmp.path().join("wh");
+    let (key, pubk) = keyfiles(tmp.path());
+    let out = attest_cli(&table, &wh, &["--key", &key]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let (t, w) = (table.to_str().unwrap(), wh.to_str().unwrap());
+
+    // A head and a DBOM, each with a token over its signature that OpenSSL accepts.
+    let head = makoto(&["head", "--warehouse", w, "--key", &key, "--tsa", &tsa.url]);
+    assert_eq!(head.code, Some(0), "{}", head.stderr);
+    let dbom = makoto(&[
+        "dbom",
+        t,
+        "--warehouse",
+        w,
+        "--key",
+        &key,
+        "--tsa",
+        &tsa.url,
+    ]);
+    assert_eq!(dbom.code, Some(0), "{}", dbom.stderr);
+    let mut sigs = Vec::new();
+    for (what, out) in [("head", &head), ("dbom", &dbom)] {
+        let env = Envelope::from_json(out.stdout.trim().as_bytes()).unwrap();
+        let s = &env.signatures()[0];
+        let token = s.timestamp().unwrap_or_else(|| panic!("{what}: no token"));
+        assert!(
+            openssl_ts_verifies(&tsa, token, s.sig(), tmp.path()),
+            "{what}"
+        );
+        assert!(
+            !openssl_ts_verifies(&other, token, s.sig(), tmp.path()),
+            "{what}"
+        );
+        sigs.push((token.to_vec(), s.sig().to_vec()));
+    }
+
+    // verify --anchor checks the head's token under the trust file's authorities.
+    let keys = json!([{"publicKey": pem_json(Path::new(&pubk))}]);
+    let with_tsa = trust_file(
+        tmp.path(),
+        "trust.json",
+        keys.clone(),
+        &[("test-tsa", &tsa.dir.join("ca.pem"))],
+    );
+    let with_other = trust_file(
+        tmp.path(),
+        "other.json",
+        keys.clone(),
+        &[("other", &other.dir.join("ca.pem"))],
+    );
+    let without = trust_file(tmp.path(), "plain.json", keys, &[]);
+    let anchor = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let good = anchor("head.json", head.stdout.trim());
+    // The DBOM's token moved onto the head: a valid token, over another signature.
+    let moved = anchor("moved.json", &with_token(head.stdout.trim(), &sigs[1].0));
+    let verify = |trust: &str, anchor: &str| {
+        makoto(&[
+            "verify",
+            t,
+            "--warehouse",
+            w,
+            "--trust",
+            trust,
+            "--anchor",
+            anchor,
+            "--no-record",
+            "--log-only",
+        ])
+    };
+    let ok = verify(&with_tsa, &good);
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    assert!(
+        ok.stderr.contains("time-stamped at") && ok.stderr.contains("test-tsa"),
+        "{}",
+        ok.stderr
+    );
+    let unchecked = verify(&without, &good);
+    assert_eq!(unchecked.code, Some(0), "{}", unchecked.stderr);
+    assert!(
+        unchecked.stderr.contains("not checked"),
+        "{}",
+        unchecked.stderr
+    );
+    let args = ["verify", "--anchor"];
+    let line = sole_error(&args, &verify(&with_tsa, &moved)).to_owned();
+    assert!(
+        line.contains("time-stamp invalid") && line.contains("not over this"),
+        "{line}"
+    );
+    let line = sole_error(&args, &verify(&with_other, &good)).to_owned();
+    assert!(line.contains("time-stamp untrusted"), "{line}");
+
+    // A TSA that is down: exit 2 naming it, nothing on standard output.
+    let down = "http://127.0.0.1:9/tsr";
+    for args in [
+        vec!["head", "--warehouse", w, "--key", &key, "--tsa", down],
+        vec!["dbom", t, "--warehouse", w, "--key", &key, "--tsa", down],
+    ] {
+        let out = makoto(&args);
+        assert!(sole_error(&args, &out).contains(down), "{}", out.stderr);
+        assert_eq!(out.stdout, "", "{args:?}");
+    }
+}

@@ -217,6 +217,9 @@ pub struct DbomArgs {
     /// Sign the DBOM (DSSE envelope) with this key: A key file (PKCS#8 PEM) or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…; PIN also from MAKOTO_PKCS11_PIN).
     #[arg(long, env = "MAKOTO_KEY", value_name = "KEY", value_parser = KeySourceParser)]
     pub key: Option<KeySource>,
+    /// RFC 3161 time-stamp authority: the DBOM's signature gets a token (beside `sig`). Needs --key.
+    #[arg(long, env = "MAKOTO_TSA", value_name = "URL")]
+    pub tsa: Option<String>,
     /// Keys to verify the lineage with for the verification summary (default: the public half of --key).
     #[arg(long, env = "MAKOTO_TRUST")]
     pub trust: Option<PathBuf>,
@@ -441,6 +444,10 @@ pub struct HeadArgs {
     /// Private key to sign the head with: A key file (PKCS#8 PEM) or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…; PIN also from MAKOTO_PKCS11_PIN).
     #[arg(long, env = "MAKOTO_KEY", value_name = "KEY", value_parser = KeySourceParser)]
     pub key: KeySource,
+    /// RFC 3161 time-stamp authority: the head's signature gets a token (beside `sig`), so the
+    /// head proves every attestation it names existed by the token's time.
+    #[arg(long, env = "MAKOTO_TSA", value_name = "URL")]
+    pub tsa: Option<String>,
     /// Write the signed head here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<std::path::PathBuf>,

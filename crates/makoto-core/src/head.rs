@@ -16,6 +16,7 @@ use crate::attestation::subject_name;
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::keys::Signer;
 use crate::statement::{Statement, Subject};
+use crate::timestamp::{EnvelopeTimestamp, envelope_timestamp};
 use crate::verify::{TrustedKeys, Verified, verify_statement};
 use crate::{Error, Sha256Digest};
 
@@ -70,8 +71,30 @@ pub fn head_entry(head: Verified<Vec<HeadEntry>>, table: &str) -> Option<Verifie
 
 /// Verifies a head against trusted keys and returns its entries.
 pub fn verify_head(bytes: &[u8], trusted: &TrustedKeys) -> Result<Verified<Vec<HeadEntry>>, Error> {
+    verify_head_timestamped(bytes, trusted).map(|(head, _)| head)
+}
+
+/// [`verify_head`], and what the head's RFC 3161 time-stamp (`head --tsa`) shows under the
+/// trusted authorities: that the head, and so every attestation it names, existed by then.
+pub fn verify_head_timestamped(
+    bytes: &[u8],
+    trusted: &TrustedKeys,
+) -> Result<(Verified<Vec<HeadEntry>>, EnvelopeTimestamp), Error> {
     let envelope = Envelope::from_json(bytes)?;
-    let verified = verify_statement(&envelope, trusted)?;
+    let head = verify_head_envelope(&envelope, trusted)?;
+    let time = envelope_timestamp(
+        &envelope,
+        trusted.timestamp_authorities(),
+        trusted.key(head.keyid()),
+    );
+    Ok((head, time))
+}
+
+fn verify_head_envelope(
+    envelope: &Envelope,
+    trusted: &TrustedKeys,
+) -> Result<Verified<Vec<HeadEntry>>, Error> {
+    let verified = verify_statement(envelope, trusted)?;
     let statement = verified.value();
     if statement.predicate_type() != HEAD_V1 {
         return Err(Error::InvalidStatement {

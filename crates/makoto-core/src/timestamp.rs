@@ -706,6 +706,16 @@ pub enum LinkProblem {
     KeyNotValid(String),
 }
 
+impl fmt::Display for LinkProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkProblem::Invalid(r) => write!(f, "time-stamp invalid: {r}"),
+            LinkProblem::Untrusted(r) => write!(f, "time-stamp untrusted: {r}"),
+            LinkProblem::KeyNotValid(r) => write!(f, "key not valid: {r}"),
+        }
+    }
+}
+
 /// What [`walk_coverage`] found.
 #[derive(Debug, Clone, Default)]
 pub struct Coverage {
@@ -769,6 +779,49 @@ pub fn walk_coverage(links: &[ChainLink<'_>], authorities: &TimestampAuthorities
     }
     out.problems.sort_by_key(|(v, _)| *v);
     out
+}
+
+/// What the time-stamp of one signed envelope (a head, a DBOM, a stream window) shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvelopeTimestamp {
+    /// The envelope carries no token.
+    Missing,
+    /// It carries one, but the verifier trusts no time-stamp authority, so it was not checked.
+    Unchecked,
+    /// The token verifies under a trusted authority and is over the envelope's signature.
+    Verified(VerifiedTimestamp),
+    /// The token does not hold.
+    Problem(LinkProblem),
+}
+
+/// Checks the token on the first signature of `envelope`, whose signature the caller has
+/// verified: under `authorities`, over SHA-256 of that signature, and, when `key` is given,
+/// dated inside the key's validity window.
+pub fn envelope_timestamp(
+    envelope: &crate::dsse::Envelope,
+    authorities: &TimestampAuthorities,
+    key: Option<&crate::verify::TrustedKey>,
+) -> EnvelopeTimestamp {
+    let Some(sig) = envelope.signatures().first() else {
+        return EnvelopeTimestamp::Missing;
+    };
+    let Some(token) = sig.timestamp() else {
+        return EnvelopeTimestamp::Missing;
+    };
+    if authorities.is_empty() {
+        return EnvelopeTimestamp::Unchecked;
+    }
+    match verify_link_token(token, sig.sig(), authorities) {
+        Err(p) => EnvelopeTimestamp::Problem(p),
+        Ok(v) => match key.and_then(|k| k.outside_window(Some(v.gen_time()))) {
+            Some(reason) => EnvelopeTimestamp::Problem(LinkProblem::KeyNotValid(format!(
+                "time-stamped at {} by {}: {reason}",
+                v.gen_time(),
+                v.authority()
+            ))),
+            None => EnvelopeTimestamp::Verified(v),
+        },
+    }
 }
 
 fn verify_link_token(

@@ -33,13 +33,17 @@ pub async fn heads(store: &AttestationStore) -> Result<Vec<HeadEntry>, Error> {
     Ok(latest.into_values().collect())
 }
 
-/// Signs the current heads of the store.
+/// Signs the current heads of the store, and time-stamps the signature when given a TSA.
 pub async fn sign_current_head(
     store: &AttestationStore,
     signer: &dyn Signer,
+    tsa: Option<&crate::tsa::TsaClient>,
 ) -> Result<(Envelope, Vec<HeadEntry>), Error> {
     let entries = heads(store).await?;
-    let env = sign_head(&store.warehouse().as_uri(), Utc::now(), &entries, signer)
+    let mut env = sign_head(&store.warehouse().as_uri(), Utc::now(), &entries, signer)
         .map_err(|e| Error::core("signing the head", e))?;
+    if let Some(tsa) = tsa {
+        tsa.stamp(&mut env, "the head").await?;
+    }
     Ok((env, entries))
 }

@@ -68,6 +68,24 @@ impl TsaClient {
         }
     }
 
+    /// Time-stamps the first signature of `envelope` (named `what` in errors) and attaches the
+    /// token beside it.
+    pub async fn stamp(
+        &self,
+        envelope: &mut makoto_core::dsse::Envelope,
+        what: &str,
+    ) -> Result<(), Error> {
+        let imprint = envelope.timestamp_imprint().ok_or_else(|| {
+            self.error(format!(
+                "{what}: only a signed envelope can be time-stamped"
+            ))
+        })?;
+        let token = self.timestamp(imprint).await?;
+        envelope
+            .attach_timestamp(token.to_der().to_vec())
+            .map_err(|e| Error::core(what.to_owned(), e))
+    }
+
     pub fn url(&self) -> &str {
         self.url.as_str()
     }

@@ -296,7 +296,7 @@ fn check(
 
 /// The DBOM of a table version: `(document, envelope_json)`; the envelope is `None` without a key.
 #[pyfunction]
-#[pyo3(signature = (table, *, warehouse, key=None, trust=None, version=None, log_only=false, attested_as=None, storage_options=None))]
+#[pyo3(signature = (table, *, warehouse, key=None, trust=None, version=None, log_only=false, attested_as=None, storage_options=None, tsa=None))]
 #[allow(clippy::too_many_arguments)]
 fn dbom(
     py: Python<'_>,
@@ -308,6 +308,7 @@ fn dbom(
     log_only: bool,
     attested_as: Option<String>,
     storage_options: Option<HashMap<String, String>>,
+    tsa: Option<String>,
 ) -> PyResult<(Py<PyAny>, Option<String>)> {
     use makoto_delta::dbom::{self, DbomVerification};
     let key = load_key(key)?;
@@ -319,37 +320,47 @@ fn dbom(
         storage: storage.clone(),
         ..GateOptions::default()
     };
-    let doc = runtime::run(py, async move {
+    let (doc, envelope) = runtime::run(py, async move {
+        let tsa = makoto_delta::tsa::TsaClient::for_run(tsa.as_deref(), key.is_some()).await?;
         let store = existing_warehouse(&warehouse, &storage).await?;
         let source = attested_table(&table, attested_as.as_deref(), &store, &storage).await?;
         let verification = match &trust {
             Some(t) => DbomVerification::Trusted(t, gate_options),
             None => DbomVerification::NotVerified,
         };
-        dbom::build(&store, &source, version, verification).await
+        let doc = dbom::build(&store, &source, version, verification).await?;
+        let envelope = match &key {
+            Some(k) => {
+                let mut envelope = dbom::sign(&doc, k.as_ref())?;
+                if let Some(tsa) = &tsa {
+                    tsa.stamp(&mut envelope, "the DBOM").await?;
+                }
+                Some(envelope.to_json())
+            }
+            None => None,
+        };
+        Ok::<_, makoto_delta::Error>((doc, envelope))
     })?
     .map_err(delta_error)?;
-    let envelope = key
-        .map(|k| dbom::sign(&doc, k.as_ref()).map(|e| e.to_json()))
-        .transpose()
-        .map_err(delta_error)?;
     Ok((to_python(py, &doc)?, envelope))
 }
 
 /// Signs the warehouse's current head: `(envelope_json, entries)`.
 #[pyfunction]
-#[pyo3(signature = (*, warehouse, key, storage_options=None))]
+#[pyo3(signature = (*, warehouse, key, storage_options=None, tsa=None))]
 fn head(
     py: Python<'_>,
     warehouse: String,
     key: PathBuf,
     storage_options: Option<HashMap<String, String>>,
+    tsa: Option<String>,
 ) -> PyResult<(String, Py<PyAny>)> {
     let key = load_key(Some(key))?.ok_or_else(|| internal("no signing key"))?;
     let storage = storage(storage_options);
     let (envelope, entries) = runtime::run(py, async move {
+        let tsa = makoto_delta::tsa::TsaClient::for_run(tsa.as_deref(), true).await?;
         let store = existing_warehouse(&warehouse, &storage).await?;
-        makoto_delta::head::sign_current_head(&store, key.as_ref()).await
+        makoto_delta::head::sign_current_head(&store, key.as_ref(), tsa.as_ref()).await
     })?
     .map_err(delta_error)?;
     let entries: Vec<serde_json::Value> = entries

@@ -108,3 +108,19 @@ def test_l2_is_earned_with_a_key_a_tsa_and_a_bound_identity(
     assert makoto.check(orders, warehouse=warehouse, trust=trust, log_only=True).passed
     # The bare key proves the signature only: L1, and the default gate (L2) fails.
     assert not makoto.check(orders, warehouse=warehouse, trust=keys.public_key).passed
+
+
+def test_heads_and_dboms_carry_a_time_stamp(
+    orders: Path, warehouse: Path, keys: makoto.KeyPair, tsa: tuple[str, Path]
+) -> None:
+    url, _ = tsa
+    makoto.attest(orders, warehouse=warehouse, key=keys.private_key)
+    head = makoto.head(warehouse=warehouse, key=keys.private_key, tsa=url)
+    dbom = makoto.dbom(orders, warehouse=warehouse, key=keys.private_key, tsa=url)
+    assert dbom.envelope is not None
+    for envelope in (head.envelope, dbom.envelope):
+        signature = json.loads(envelope)["signatures"][0]
+        assert len(signature["timestamp"]) > 100, signature
+    # Without a TSA nothing is time-stamped.
+    plain = makoto.head(warehouse=warehouse, key=keys.private_key)
+    assert "timestamp" not in json.loads(plain.envelope)["signatures"][0]

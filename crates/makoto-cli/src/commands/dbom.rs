@@ -13,6 +13,7 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
     let key = crate::context::signer(args.key.as_ref())?;
+    let tsa = makoto_delta::tsa::TsaClient::for_run(args.tsa.as_deref(), key.is_some()).await?;
     let trust = makoto_delta::keyfile::trust_or_own(
         args.trust.as_deref(),
         key.as_ref().map(|k| k.public_key()),
@@ -39,7 +40,13 @@ pub async fn run(
         Err(e) => return Err(e.into()),
     };
     let text = match &key {
-        Some(k) => dbom::sign(&doc, k.as_ref())?.to_json(),
+        Some(k) => {
+            let mut envelope = dbom::sign(&doc, k.as_ref())?;
+            if let Some(tsa) = &tsa {
+                tsa.stamp(&mut envelope, "the DBOM").await?;
+            }
+            envelope.to_json()
+        }
         None => serde_json::to_string_pretty(&doc)?,
     };
     match &args.out {

@@ -12,8 +12,10 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
     let key = signer::open(&args.key)?.signer;
+    let tsa = makoto_delta::tsa::TsaClient::for_run(args.tsa.as_deref(), true).await?;
     let store = ctx.existing_warehouse(&args.warehouse).await?;
-    let (envelope, entries) = makoto_delta::head::sign_current_head(&store, key.as_ref()).await?;
+    let (envelope, entries) =
+        makoto_delta::head::sign_current_head(&store, key.as_ref(), tsa.as_ref()).await?;
     let json = envelope.to_json();
     match &args.out {
         Some(path) => std::fs::write(path, format!("{json}\n"))

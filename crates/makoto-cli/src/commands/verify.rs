@@ -2,7 +2,8 @@ use std::io::Write;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use makoto_core::head::verify_head;
+use makoto_core::head::verify_head_timestamped;
+use makoto_core::timestamp::EnvelopeTimestamp;
 use makoto_delta::keyfile;
 use makoto_delta::verify::{RecordSigner, UnsignedRows};
 use makoto_delta::{Severity, Verifier, VerifyMode, VerifyOptions, VerifyReport, VersionSpec};
@@ -199,8 +200,22 @@ pub async fn run(
     if let Some(anchor) = &args.anchor {
         let bytes = std::fs::read(anchor)
             .with_context(|| format!("anchor {}: cannot read", anchor.display()))?;
-        let head =
-            verify_head(&bytes, &trust).with_context(|| format!("anchor {}", anchor.display()))?;
+        let (head, time) = verify_head_timestamped(&bytes, &trust)
+            .with_context(|| format!("anchor {}", anchor.display()))?;
+        match time {
+            EnvelopeTimestamp::Problem(p) => anyhow::bail!("anchor {}: {p}", anchor.display()),
+            EnvelopeTimestamp::Verified(v) => eprintln!(
+                "note: anchor {} time-stamped at {} by {}",
+                anchor.display(),
+                v.gen_time(),
+                v.authority()
+            ),
+            EnvelopeTimestamp::Unchecked => eprintln!(
+                "note: anchor {} carries a time-stamp, not checked: the trust file lists no timestampAuthorities",
+                anchor.display()
+            ),
+            EnvelopeTimestamp::Missing => {}
+        }
         let entry = makoto_core::head::head_entry(head, source.uri()).with_context(|| {
             format!(
                 "anchor {} has no entry for {}",

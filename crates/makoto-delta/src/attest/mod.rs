@@ -926,20 +926,10 @@ impl Attestor {
         let Some(last) = out.attestation_rows.last_mut() else {
             return Ok(());
         };
-        let context = || format!("{} version {}", last.table_uri, last.version);
+        let context = format!("{} version {}", last.table_uri, last.version);
         let mut envelope = makoto_core::dsse::Envelope::from_json(last.envelope.as_bytes())
-            .map_err(|e| Error::core(context(), e))?;
-        let imprint = envelope.timestamp_imprint().ok_or_else(|| Error::Tsa {
-            url: tsa.url().to_owned(),
-            reason: format!(
-                "{}: only signed attestations can be time-stamped",
-                context()
-            ),
-        })?;
-        let token = tsa.timestamp(imprint).await?;
-        envelope
-            .attach_timestamp(token.to_der().to_vec())
-            .map_err(|e| Error::core(context(), e))?;
+            .map_err(|e| Error::core(context.clone(), e))?;
+        tsa.stamp(&mut envelope, &context).await?;
         last.envelope = envelope.to_json();
         Ok(())
     }

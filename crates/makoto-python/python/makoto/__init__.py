@@ -310,9 +310,12 @@ def dbom(
     log_only: bool = False,
     attested_as: str | None = None,
     storage_options: Mapping[str, str] | None = None,
+    tsa: str | None = None,
 ) -> Dbom:
     """The DBOM of a table version (latest by default), verified against ``trust`` (or the
-    signing key's own public key) and signed with ``key`` when given. Like ``makoto dbom``."""
+    signing key's own public key) and signed with ``key`` when given; with ``tsa`` (an RFC 3161
+    time-stamp authority URL) the signature is also time-stamped. ``key`` is a key file or a
+    ``pkcs11:`` URI. Like ``makoto dbom``."""
     document, envelope = _native.dbom(
         os.fspath(table),
         warehouse=os.fspath(warehouse),
@@ -322,6 +325,7 @@ def dbom(
         log_only=log_only,
         attested_as=attested_as,
         storage_options=_options(storage_options),
+        tsa=tsa,
     )
     return Dbom(document=document, envelope=envelope)
 
@@ -335,13 +339,20 @@ class Head:
 
 
 def head(
-    *, warehouse: PathLike, key: PathLike, storage_options: Mapping[str, str] | None = None
+    *,
+    warehouse: PathLike,
+    key: PathLike,
+    storage_options: Mapping[str, str] | None = None,
+    tsa: str | None = None,
 ) -> Head:
-    """Sign the warehouse's current head with ``key``. Like ``makoto head``."""
+    """Sign the warehouse's current head with ``key`` (a key file or a ``pkcs11:`` URI), and
+    time-stamp the signature with the RFC 3161 authority ``tsa`` when given. Like
+    ``makoto head``."""
     envelope, entries = _native.head(
         warehouse=os.fspath(warehouse),
         key=os.fspath(key),
         storage_options=_options(storage_options),
+        tsa=tsa,
     )
     return Head(envelope=envelope, entries=entries)
 

@@ -68,9 +68,14 @@ def dbom(
     log_only: bool = False,
     attested_as: str | None = None,
     storage_options: Mapping[str, str] | None = None,
+    tsa: str | None = None,
 ) -> tuple[dict[str, Any], str | None]: ...
 def head(
-    *, warehouse: str, key: str, storage_options: Mapping[str, str] | None = None
+    *,
+    warehouse: str,
+    key: str,
+    storage_options: Mapping[str, str] | None = None,
+    tsa: str | None = None,
 ) -> tuple[str, list[dict[str, Any]]]: ...
 def sql(
     query: str,
