@@ -330,3 +330,96 @@ async fn a_tampered_mirror_is_named_by_partition_offset_and_window(
         });
     assert!(hit, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_windows_are_time_stamped_before_they_are_published() {
+    use crate::timestamps::{Tsa, pem_json, trust_file};
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(b) = broker(&tmp.path().join("broker")) else {
+        return;
+    };
+    let tsa = Tsa::start(&tmp.path().join("tsa"), &[]);
+    let other = Tsa::start(&tmp.path().join("other-tsa"), &[]);
+    let topic = Topic::connect(&b.brokers, "stamped").await.unwrap();
+    topic.create(1).await.unwrap();
+    produce(&topic, 0, &(0..12).map(|i| value(0, i)).collect::<Vec<_>>()).await;
+    let (key, public) = keyfiles(tmp.path());
+    let brokers = b.brokers.as_str();
+    let base = ["--brokers", brokers, "--topic", "stamped"];
+    let mut args = vec!["attest"];
+    args.extend_from_slice(&base);
+    args.extend_from_slice(&["--window-records", "5", "--key", &key, "--tsa", &tsa.url]);
+    let (code, v, err) = kafka_cli(&args);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(v["published"].as_array().unwrap().len(), 2, "{v}");
+
+    // Each published envelope carries a token over its signature.
+    let dbom = topic.sibling("makoto.dbom");
+    for r in dbom.read(0, 0).await.unwrap() {
+        let env =
+            makoto_core::dsse::Envelope::from_json(r.record.value.as_deref().unwrap()).unwrap();
+        assert!(
+            env.signatures()[0].timestamp().is_some(),
+            "offset {}",
+            r.offset
+        );
+    }
+
+    let keys = serde_json::json!([{"publicKey": pem_json(Path::new(&public))}]);
+    let trusted = trust_file(
+        tmp.path(),
+        "t.json",
+        keys.clone(),
+        &[("test-tsa", &tsa.dir.join("ca.pem"))],
+    );
+    let foreign = trust_file(
+        tmp.path(),
+        "o.json",
+        keys,
+        &[("other", &other.dir.join("ca.pem"))],
+    );
+    let verify = |trust: &str| {
+        let mut args = vec!["verify"];
+        args.extend_from_slice(&base);
+        args.extend_from_slice(&["--trust", trust]);
+        kafka_cli(&args)
+    };
+    let (code, v, err) = verify(&trusted);
+    assert_eq!(code, Some(0), "{err} {v}");
+    assert_eq!(
+        (
+            v["windowsChecked"].as_u64(),
+            v["windowsTimestamped"].as_u64()
+        ),
+        (Some(2), Some(2)),
+        "{v}"
+    );
+    let (code, v, _) = verify(&public);
+    assert_eq!(
+        (code, v["windowsTimestamped"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+    let (code, v, _) = verify(&foreign);
+    assert_eq!(code, Some(1), "{v}");
+    let kinds: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["timestamp-untrusted", "timestamp-untrusted"], "{v}");
+
+    // No key, or a TSA that is down: exit 2, nothing published.
+    for extra in [
+        vec!["--tsa", tsa.url.as_str()],
+        vec!["--key", &key, "--tsa", "http://127.0.0.1:9/"],
+    ] {
+        let mut args = vec!["attest"];
+        args.extend_from_slice(&base);
+        args.extend_from_slice(&extra);
+        let (code, _, err) = kafka_cli(&args);
+        assert_eq!(code, Some(2), "{extra:?}: {err}");
+    }
+    assert_eq!(dbom.read(0, 0).await.unwrap().len(), 2);
+}

@@ -501,6 +501,7 @@ async fn build_stream() -> Stream {
         5,
         &table_id,
         "test",
+        None,
     )
     .await
     .unwrap();
@@ -580,6 +581,7 @@ async fn windows_of_format_1_still_verify_and_prove_only_what_they_pin() {
         5,
         &table_id,
         "test",
+        None,
     )
     .await
     .unwrap();

@@ -13,14 +13,14 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// A running `scripts/tsa-server`; stopped on drop (its standard input closes).
-struct Tsa {
+pub(crate) struct Tsa {
     child: Child,
-    url: String,
-    dir: PathBuf,
+    pub(crate) url: String,
+    pub(crate) dir: PathBuf,
 }
 
 impl Tsa {
-    fn start(dir: &Path, extra: &[&str]) -> Tsa {
+    pub(crate) fn start(dir: &Path, extra: &[&str]) -> Tsa {
         Self::start_with(dir, &[], extra)
     }
 
@@ -84,12 +84,17 @@ fn attest_cli(table: &Path, wh: &Path, args: &[&str]) -> ChildOutput {
     makoto(&all)
 }
 
-fn pem_json(path: &Path) -> Value {
+pub(crate) fn pem_json(path: &Path) -> Value {
     json!(std::fs::read_to_string(path).unwrap())
 }
 
 /// A trust file with the key and, when given, time-stamp authorities.
-fn trust_file(dir: &Path, name: &str, keys: Value, authorities: &[(&str, &Path)]) -> String {
+pub(crate) fn trust_file(
+    dir: &Path,
+    name: &str,
+    keys: Value,
+    authorities: &[(&str, &Path)],
+) -> String {
     let auths: Vec<Value> = authorities
         .iter()
         .map(|(n, p)| json!({"name": n, "certificate": pem_json(p)}))
@@ -1122,4 +1127,140 @@ fn heads_and_dboms_are_time_stamped_and_anchors_checked() {
         assert!(sole_error(&args, &out).contains(down), "{}", out.stderr);
         assert_eq!(out.stdout, "", "{args:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_windows_are_time_stamped_and_verify_checks_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tsa = Tsa::start(&tmp.path().join("tsa"), &[]);
+    let other = Tsa::start(&tmp.path().join("other-tsa"), &[]);
+    let table = crate::windows::stream_table(tmp.path()).await;
+    let wh = tmp.path().join("wh");
+    let (key, pubk) = keyfiles(tmp.path());
+    let out = attest_cli(
+        &table,
+        &wh,
+        &["--key", &key, "--tsa", &tsa.url, "--windows", "records=8"],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let rows = store(&wh)
+        .await
+        .window_rows(&table_uri(&table))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 5, "40 records in windows of 8");
+    for r in &rows {
+        let env = Envelope::from_json(r.envelope.as_bytes()).unwrap();
+        let s = &env.signatures()[0];
+        let token = s
+            .timestamp()
+            .unwrap_or_else(|| panic!("window {}: no token", r.sequence));
+        assert!(
+            openssl_ts_verifies(&tsa, token, s.sig(), tmp.path()),
+            "window {}",
+            r.sequence
+        );
+    }
+
+    let keys = json!([{"publicKey": pem_json(Path::new(&pubk))}]);
+    let trusted = trust_file(
+        tmp.path(),
+        "t.json",
+        keys.clone(),
+        &[("test-tsa", &tsa.dir.join("ca.pem"))],
+    );
+    let foreign = trust_file(
+        tmp.path(),
+        "o.json",
+        keys,
+        &[("other", &other.dir.join("ca.pem"))],
+    );
+    let deep = |trust: &str| {
+        let out = makoto(&[
+            "verify",
+            table.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--trust",
+            trust,
+            "--no-record",
+            "--json",
+        ]);
+        let report: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {} {}", out.stdout, out.stderr));
+        (out.code.unwrap(), report)
+    };
+    let (code, report) = deep(&trusted);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["windowsChecked"], 5);
+    assert_eq!(report["windowsTimestamped"], 5);
+    let (code, report) = deep(&pubk);
+    assert_eq!(
+        (code, report["windowsTimestamped"].as_u64()),
+        (0, Some(0)),
+        "no TSA trusted: not checked"
+    );
+    let (code, report) = deep(&foreign);
+    assert_eq!(code, 1, "{report}");
+    let untrusted = kinds(&report)
+        .iter()
+        .filter(|k| *k == "timestamp-untrusted")
+        .count();
+    assert!(untrusted >= 5, "{report}");
+
+    // A window's token moved onto another window is over another signature; a stripped one
+    // is just missing (the signature still verifies).
+    let token = |r: &makoto_delta::store::WindowRow| {
+        Envelope::from_json(r.envelope.as_bytes())
+            .unwrap()
+            .signatures()[0]
+            .timestamp()
+            .unwrap()
+            .to_vec()
+    };
+    let mut edited = rows.clone();
+    edited[1].envelope = with_token(&rows[1].envelope, &token(&rows[0]));
+    edited[2].envelope = without_token(&rows[2].envelope);
+    let wh2 = tmp.path().join("wh2");
+    rewritten(&wh, &table, &wh2, |_| {}).await;
+    let dst = store(&wh2).await;
+    let t = dst.load_windows().await.unwrap();
+    let last = edited.last().unwrap();
+    dst.append_windows(
+        t,
+        &edited,
+        &last.table_uri,
+        &last.spec,
+        last.sequence,
+        "tamper",
+    )
+    .await
+    .unwrap();
+    let out = makoto(&[
+        "verify",
+        table.to_str().unwrap(),
+        "--warehouse",
+        wh2.to_str().unwrap(),
+        "--trust",
+        &trusted,
+        "--no-record",
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(out.code, Some(1), "{report}");
+    assert_eq!(report["windowsTimestamped"], 3, "{report}");
+    let invalid: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "timestamp-invalid")
+        .collect();
+    assert_eq!(invalid.len(), 1, "{report}");
+    assert!(
+        invalid[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&rows[1].window_id),
+        "{report}"
+    );
 }

@@ -72,6 +72,10 @@ pub struct KafkaAttestArgs {
     /// Also record every published window of the topic in <WAREHOUSE>/system/makoto/windows.
     #[arg(long, env = "MAKOTO_WAREHOUSE")]
     pub warehouse: Option<String>,
+    /// RFC 3161 time-stamp authority: every window's signature gets a token before it is
+    /// published. Needs --key.
+    #[arg(long, env = "MAKOTO_TSA", value_name = "URL")]
+    pub tsa: Option<String>,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,

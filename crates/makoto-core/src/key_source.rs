@@ -18,7 +18,7 @@ pub enum KeySource {
     /// A PKCS#8 PEM private key file.
     File(PathBuf),
     /// A private key object in a PKCS#11 token.
-    Pkcs11(Pkcs11Uri),
+    Pkcs11(Box<Pkcs11Uri>),
 }
 
 impl std::str::FromStr for KeySource {
@@ -27,7 +27,7 @@ impl std::str::FromStr for KeySource {
     /// `pkcs11:…` is an RFC 7512 URI; anything else is a file path.
     fn from_str(s: &str) -> Result<Self, Error> {
         if s.starts_with("pkcs11:") {
-            Pkcs11Uri::parse(s).map(KeySource::Pkcs11)
+            Pkcs11Uri::parse(s).map(|u| KeySource::Pkcs11(Box::new(u)))
         } else if s.is_empty() {
             Err(invalid(s, "empty key path".into()))
         } else {

@@ -113,7 +113,9 @@ pub(crate) fn bounds(row: &WindowRow) -> (RecordPos, RecordPos) {
 }
 
 /// Closes and attests the windows of `spec` over the records appended through version
-/// `through` (the last attested version), continuing the chain already stored.
+/// `through` (the last attested version), continuing the chain already stored. With a TSA,
+/// every window's signature is time-stamped.
+#[allow(clippy::too_many_arguments)]
 pub async fn attest_windows(
     source: &SourceTable,
     store: &AttestationStore,
@@ -122,6 +124,7 @@ pub async fn attest_windows(
     through: u64,
     table_id: &str,
     run_id: &str,
+    tsa: Option<&crate::tsa::TsaClient>,
 ) -> Result<WindowSummary, Error> {
     let uri = source.uri().to_owned();
     let spec_s = spec.to_string();
@@ -228,6 +231,11 @@ pub async fn attest_windows(
             .map_err(|e| Error::core(format!("window {}", w.id()), e))?;
         let att = Attestation::seal(statement, signer)
             .map_err(|e| Error::core(format!("signing window {}", w.id()), e))?;
+        let mut envelope = att.envelope().clone();
+        if let Some(tsa) = tsa {
+            tsa.stamp(&mut envelope, &format!("window {}", w.id()))
+                .await?;
+        }
         store.put_window_leaves(w.root(), &w.leaves).await?;
         rows.push(WindowRow {
             table_uri: uri.clone(),
@@ -247,7 +255,7 @@ pub async fn attest_windows(
             previous_merkle_root: w.previous.as_ref().map(|p| p.root),
             attestation_digest: att.digest(),
             keyid: att.keyid().cloned(),
-            envelope: att.envelope().to_json(),
+            envelope: envelope.to_json(),
             attested_at_us: attested_at_ms.saturating_mul(1000),
             run_id: run_id.to_owned(),
         });

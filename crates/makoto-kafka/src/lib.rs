@@ -408,11 +408,13 @@ async fn scan<T>(
 }
 
 /// Closes the complete windows of every partition of `topic` not yet published and publishes
-/// their signed statements to [`DBOM_TOPIC`] (created when missing).
+/// their signed statements to [`DBOM_TOPIC`] (created when missing). With a TSA, every
+/// window's signature is time-stamped before it is published.
 pub async fn attest(
     topic: &Topic,
     window_records: u64,
     signer: Option<&dyn Signer>,
+    tsa: Option<&makoto_delta::tsa::TsaClient>,
 ) -> Result<Vec<PublishedWindow>, Error> {
     let n = window_records.max(1);
     let partitions = topic.partitions().await?.ok_or_else(|| Error::NoTopic {
@@ -469,7 +471,12 @@ pub async fn attest(
             })?;
             let leaves: Vec<Sha256Digest> = recs.iter().map(|r| record_leaf(&r.record)).collect();
             let root = merkle::root(&leaves);
-            let envelope = att.envelope().to_json();
+            let mut envelope = att.envelope().clone();
+            if let Some(tsa) = tsa {
+                let what = statement::subject(&topic.name, p, n, k);
+                tsa.stamp(&mut envelope, &what).await?;
+            }
+            let envelope = envelope.to_json();
             dbom_client
                 .produce(
                     vec![Record {
@@ -510,6 +517,20 @@ pub async fn verify(
         brokers: topic.brokers.clone(),
         topic: topic.name.clone(),
     })?;
+    let mut windows_timestamped = 0u64;
+    for ((p, k), (w, envelope)) in &windows {
+        match report::window_timestamp(envelope, w, trust) {
+            Ok(true) => windows_timestamped += 1,
+            Ok(false) => {}
+            Err((kind, detail)) => findings.push(KafkaFinding {
+                kind,
+                partition: Some(*p),
+                offset: None,
+                window: Some(*k),
+                detail,
+            }),
+        }
+    }
     let mut records_checked = 0u64;
     for p in &partitions {
         let records = topic.read(*p, 0).await?;
@@ -525,6 +546,7 @@ pub async fn verify(
         topic: topic.name.clone(),
         attested_as: attested_as.to_owned(),
         windows_checked: windows.len() as u64,
+        windows_timestamped,
         records_checked,
         verified: findings.is_empty(),
         findings,

@@ -1,6 +1,7 @@
 //! What `makoto kafka verify` finds, by partition, offset and window.
 
-use makoto_core::verify::Verified;
+use makoto_core::dsse::Envelope;
+use makoto_core::verify::{TrustedKeys, Verified};
 use makoto_core::{Sha256Digest, merkle};
 use rskafka::record::RecordAndOffset;
 use serde::Serialize;
@@ -28,6 +29,12 @@ pub enum KafkaFindingKind {
     WindowChainBroken,
     /// A window attestation for this topic is not signed by a trusted key.
     WindowUntrusted,
+    /// A window's RFC 3161 token does not parse or verify, or is over another signature.
+    TimestampInvalid,
+    /// A window's RFC 3161 token was signed by an authority the trust file does not list.
+    TimestampUntrusted,
+    /// A window's token dates its signature outside the signing key's validity window.
+    KeyNotValid,
 }
 
 impl KafkaFindingKind {
@@ -40,6 +47,9 @@ impl KafkaFindingKind {
             KafkaFindingKind::ContentHashMismatch => "content-hash-mismatch",
             KafkaFindingKind::WindowChainBroken => "window-chain-broken",
             KafkaFindingKind::WindowUntrusted => "window-untrusted",
+            KafkaFindingKind::TimestampInvalid => "timestamp-invalid",
+            KafkaFindingKind::TimestampUntrusted => "timestamp-untrusted",
+            KafkaFindingKind::KeyNotValid => "key-not-valid",
         }
     }
 }
@@ -60,9 +70,36 @@ pub struct VerifyReport {
     pub topic: String,
     pub attested_as: String,
     pub windows_checked: u64,
+    /// Windows whose signature carries a token that verifies under a trusted authority.
+    pub windows_timestamped: u64,
     pub records_checked: u64,
     pub verified: bool,
     pub findings: Vec<KafkaFinding>,
+}
+
+/// Whether a verified window's envelope carries a token that verifies under the trust file's
+/// authorities (`Ok(false)`: none, or no authority to check it with), or why it does not hold.
+pub(crate) fn window_timestamp(
+    envelope: &str,
+    window: &Verified<KafkaWindow>,
+    trust: &TrustedKeys,
+) -> Result<bool, (KafkaFindingKind, String)> {
+    use makoto_core::timestamp::{EnvelopeTimestamp, LinkProblem, envelope_timestamp};
+    let env = Envelope::from_json(envelope.as_bytes())
+        .map_err(|e| (KafkaFindingKind::WindowUntrusted, e.to_string()))?;
+    let key = trust.key(window.keyid());
+    match envelope_timestamp(&env, trust.timestamp_authorities(), key) {
+        EnvelopeTimestamp::Verified(_) => Ok(true),
+        EnvelopeTimestamp::Missing | EnvelopeTimestamp::Unchecked => Ok(false),
+        EnvelopeTimestamp::Problem(p) => Err((
+            match p {
+                LinkProblem::Invalid(_) => KafkaFindingKind::TimestampInvalid,
+                LinkProblem::Untrusted(_) => KafkaFindingKind::TimestampUntrusted,
+                LinkProblem::KeyNotValid(_) => KafkaFindingKind::KeyNotValid,
+            },
+            p.to_string(),
+        )),
+    }
 }
 
 pub(crate) fn mentions_topic(value: &[u8], topic: &str) -> bool {

@@ -52,7 +52,7 @@ pub(crate) async fn attest(
         batch_size: req.batch_size.max(1),
         batch_bytes: req.batch_bytes,
         storage,
-        tsa,
+        tsa: tsa.clone(),
         identity: req.identity,
         ..AttestOptions::default()
     };
@@ -75,6 +75,7 @@ pub(crate) async fn attest(
                 through,
                 table_id,
                 &summary.run_id,
+                tsa.as_ref(),
             )
             .await?,
         ),

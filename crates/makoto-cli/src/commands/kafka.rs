@@ -29,8 +29,10 @@ async fn attest(
             None
         }
     };
+    let tsa = makoto_delta::tsa::TsaClient::for_run(args.tsa.as_deref(), signer.is_some()).await?;
     let topic = makoto_kafka::Topic::connect(&args.brokers, &args.topic).await?;
-    let windows = makoto_kafka::attest(&topic, args.window_records, signer.as_deref()).await?;
+    let windows =
+        makoto_kafka::attest(&topic, args.window_records, signer.as_deref(), tsa.as_ref()).await?;
     let recorded = match &args.warehouse {
         Some(w) => {
             let store = ctx.warehouse(w).await?;
@@ -95,7 +97,7 @@ async fn verify(args: KafkaVerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8
     } else {
         writeln!(
             out,
-            "{} {} ({} windows attested for {}, {} records read)",
+            "{} {} ({} windows attested for {}, {} time-stamped, {} records read)",
             if report.verified {
                 "VERIFIED"
             } else {
@@ -104,6 +106,7 @@ async fn verify(args: KafkaVerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8
             report.topic,
             report.windows_checked,
             report.attested_as,
+            report.windows_timestamped,
             report.records_checked
         )?;
         for f in &report.findings {

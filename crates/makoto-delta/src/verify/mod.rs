@@ -92,6 +92,7 @@ struct Checked {
     files_hashed: u64,
     bytes_hashed: u64,
     windows_checked: u64,
+    windows_timestamped: u64,
     cross_checked: bool,
 }
 
@@ -239,6 +240,9 @@ pub struct VerifyReport {
     pub checkpoints_checked: u64,
     /// Stream windows checked (deep mode).
     pub windows_checked: u64,
+    /// Of those, windows whose signature carries a token that verifies under a trusted
+    /// time-stamp authority.
+    pub windows_timestamped: u64,
     pub files_hashed: u64,
     pub bytes_hashed: u64,
     /// What was covered, in detail.
@@ -430,11 +434,12 @@ impl<'a> Verifier<'a> {
             .await?;
         // Stream windows whose records end at or before the verified version.
         let mut windows_checked = 0;
+        let mut windows_timestamped = 0;
         if self.options.mode == VerifyMode::Deep {
-            let (w, n) =
-                windows::verify_windows(self.source, self.store, self.trust, target).await?;
-            findings.extend(w);
-            windows_checked = n;
+            let w = windows::verify_windows(self.source, self.store, self.trust, target).await?;
+            findings.extend(w.findings);
+            windows_checked = w.windows;
+            windows_timestamped = w.timestamped;
         }
         phase("deep+windows");
         let cross_checked = self
@@ -447,6 +452,7 @@ impl<'a> Verifier<'a> {
             files_hashed,
             bytes_hashed,
             windows_checked,
+            windows_timestamped,
             cross_checked,
         };
         self.report(uri, scope, checked, findings).await
@@ -670,6 +676,7 @@ impl<'a> Verifier<'a> {
             files_hashed,
             bytes_hashed,
             windows_checked,
+            windows_timestamped,
             cross_checked,
         } = checked;
         let head = scope.chain.get(&scope.target);
@@ -710,6 +717,7 @@ impl<'a> Verifier<'a> {
             commits_checked: walked.replay.commits_checked,
             checkpoints_checked: walked.checkpoints_checked,
             windows_checked,
+            windows_timestamped,
             files_hashed,
             bytes_hashed,
             level: (outcome != Outcome::Failed).then(|| {

@@ -3,6 +3,7 @@
 
 use makoto_core::dsse::Envelope;
 use makoto_core::statement::Statement;
+use makoto_core::timestamp::{EnvelopeTimestamp, LinkProblem, envelope_timestamp};
 use makoto_core::verify::TrustedKeys;
 use makoto_core::window::{AttestedWindow, RecordPos, commit_spans};
 use makoto_core::{Sha256Digest, merkle};
@@ -60,15 +61,25 @@ fn localize(attested: &[Sha256Digest], now: &[Sha256Digest]) -> Option<(FindingK
     })
 }
 
-/// Checks every window of the table whose records end at or before `through`: signature,
-/// columns against the statement, the chain, and the records recomputed from the table.
+/// What [`verify_windows`] found.
+pub(crate) struct WindowsChecked {
+    pub findings: Vec<Finding>,
+    pub windows: u64,
+    /// Windows whose signature carries a token that verifies under a trusted authority.
+    pub timestamped: u64,
+}
+
+/// Checks every window of the table whose records end at or before `through`: signature and
+/// time-stamp, columns against the statement, the chain, and the records recomputed from the
+/// table.
 pub(crate) async fn verify_windows(
     source: &SourceTable,
     store: &AttestationStore,
     trust: &TrustedKeys,
     through: u64,
-) -> Result<(Vec<Finding>, u64), Error> {
+) -> Result<WindowsChecked, Error> {
     let mut findings = Vec::new();
+    let mut timestamped = 0;
     let rows: Vec<WindowRow> = store
         .window_rows(source.uri())
         .await?
@@ -87,12 +98,22 @@ pub(crate) async fn verify_windows(
         let statement = Envelope::from_json(row.envelope.as_bytes())
             .map_err(|e| e.to_string())
             .and_then(|env| {
-                makoto_core::verify::verify_statement(&env, trust)
-                    .map(|v| v.value().clone())
-                    .map_err(|e| e.to_string())
+                let verified = makoto_core::verify::verify_statement(&env, trust)
+                    .map_err(|e| e.to_string())?;
+                Ok((env, verified))
             });
         let statement: Statement = match statement {
-            Ok(s) => s,
+            Ok((env, verified)) => {
+                let key = trust.key(verified.keyid());
+                match envelope_timestamp(&env, trust.timestamp_authorities(), key) {
+                    EnvelopeTimestamp::Verified(_) => timestamped += 1,
+                    EnvelopeTimestamp::Problem(p) => {
+                        findings.push(at(timestamp_kind(&p), p.to_string()));
+                    }
+                    EnvelopeTimestamp::Missing | EnvelopeTimestamp::Unchecked => {}
+                }
+                verified.into_inner()
+            }
             Err(e) => {
                 findings.push(at(FindingKind::WindowUntrusted, e));
                 continue;
@@ -201,5 +222,18 @@ pub(crate) async fn verify_windows(
             )),
         }
     }
-    Ok((findings, rows.len() as u64))
+    Ok(WindowsChecked {
+        findings,
+        windows: rows.len() as u64,
+        timestamped,
+    })
+}
+
+/// The finding kind of a time-stamp that does not hold.
+pub(crate) fn timestamp_kind(p: &LinkProblem) -> FindingKind {
+    match p {
+        LinkProblem::Invalid(_) => FindingKind::TimestampInvalid,
+        LinkProblem::Untrusted(_) => FindingKind::TimestampUntrusted,
+        LinkProblem::KeyNotValid(_) => FindingKind::KeyNotValid,
+    }
 }
