@@ -18,6 +18,7 @@ mod python;
 mod reader_view;
 mod s3;
 mod sample;
+mod serve;
 mod sql;
 mod support;
 mod timestamps;

@@ -42,6 +42,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Attest the bundled sample table into a local warehouse and show the result.
     Demo(DemoArgs),
+    /// Run the attestation service: watch many tables and attest every new commit, with /metrics, /healthz and /readyz.
+    Serve(ServeArgs),
     /// Stream-window attestations of Kafka topics.
     #[command(subcommand)]
     Kafka(KafkaCommand),
@@ -517,4 +519,75 @@ impl clap::builder::TypedValueParser for KeySourceParser {
         )
         .with_cmd(cmd))
     }
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("table_set").required(true).args(["tables", "discover"])))]
+pub struct ServeArgs {
+    /// Where the system.makoto.* tables live (created when missing).
+    #[arg(long, env = "MAKOTO_WAREHOUSE")]
+    pub warehouse: String,
+    /// Signing key: a key file (PKCS#8 PEM) or a PKCS#11 URI. Held only by the service.
+    #[arg(long, env = "MAKOTO_KEY", value_name = "KEY", value_parser = KeySourceParser)]
+    pub key: Option<KeySource>,
+    /// A file listing one table per line (URI, absolute path, or path relative to the file;
+    /// `#` comments). Reloaded when it changes and on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tables: Option<PathBuf>,
+    /// Storage prefixes to search for Delta tables (directories holding _delta_log/),
+    /// rescanned every --rescan-interval.
+    #[arg(long, value_name = "PREFIX", num_args = 1..)]
+    pub discover: Vec<String>,
+    /// Address of the HTTP endpoints (/metrics, /healthz, /readyz, /v1/tables).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub listen: String,
+    /// How soon an idle table is checked again (ms, s, m); doubles while it stays idle, up to
+    /// five times this.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: std::time::Duration,
+    /// How often the tables file's modification time is checked, or discovery rescans.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub rescan_interval: std::time::Duration,
+    /// This replica's share of the tables: I/N owns the tables whose URI hashes to I (of N).
+    #[arg(long, value_name = "I/N", default_value = "0/1")]
+    pub shard: makoto_serve::shard::Shard,
+    /// Attest runs in flight at once, across tables.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub concurrency: usize,
+    /// RFC 3161 time-stamp authority for every batch (as `attest --tsa`). Needs --key.
+    #[arg(long, env = "MAKOTO_TSA", value_name = "URL")]
+    pub tsa: Option<String>,
+    /// The service's identity, named in every statement it signs (as `attest --identity`).
+    #[arg(long, env = "MAKOTO_IDENTITY", value_name = "URI")]
+    pub identity: Option<String>,
+    /// Log lines as text or as JSON objects (one per line), on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `serve --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `250ms`, `5s`, `2m`, `1h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and ms, s, m or h"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.saturating_mul(1000),
+        "m" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        _ => return Err(format!("{s:?}: the unit must be ms, s, m or h")),
+    };
+    if ms == 0 {
+        return Err(format!("{s:?}: must be more than zero"));
+    }
+    Ok(std::time::Duration::from_millis(ms))
 }

@@ -25,13 +25,26 @@ pub use commands::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
 /// makoto reports itself. `RUST_LOG` replaces this.
 const DEFAULT_LOG_FILTER: &str = "warn,buoyant_kernel=off";
 
-fn init_logging() {
+/// `makoto serve` is a service: what it does (tables loaded, versions attested, failures) is
+/// logged at info level.
+const SERVE_LOG_FILTER: &str = "warn,makoto_serve=info,buoyant_kernel=off";
+
+fn init_logging(cli: &args::Cli) {
+    let (default, json) = match &cli.command {
+        args::Command::Serve(a) => (SERVE_LOG_FILTER, a.log_format == args::LogFormat::Json),
+        _ => (DEFAULT_LOG_FILTER, false),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Parses `args` and runs the command, writing results to `out` and diagnostics to stderr.
@@ -61,7 +74,7 @@ where
             return code;
         }
     };
-    init_logging();
+    init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -192,6 +192,47 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// A stable snake_case name of the error's kind, for metrics labels and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidLocation { .. } => "invalid_location",
+            Error::NotADeltaTable { .. } => "not_a_delta_table",
+            Error::LogGap { .. } => "log_gap",
+            Error::LogCleaned { .. } => "log_cleaned",
+            Error::VersionNotFound { .. } => "version_not_found",
+            Error::CorruptCommit { .. } => "corrupt_commit",
+            Error::InvalidLog { .. } => "invalid_log",
+            Error::UnsupportedReaderFeature { .. } => "unsupported_reader_feature",
+            Error::FileMissing { .. } => "file_missing",
+            Error::FileSizeMismatch { .. } => "file_size_mismatch",
+            Error::Storage { .. } => "storage",
+            Error::Delta { .. } => "delta",
+            Error::Query { .. } => "query",
+            Error::TableReplaced { .. } => "table_replaced",
+            Error::LogBehindAttestations { .. } => "log_behind_attestations",
+            Error::StoreCorrupt { .. } => "store_corrupt",
+            Error::StatePageMissing { .. } => "state_page_missing",
+            Error::KeyFile { .. } => "key_file",
+            Error::Pkcs11 { .. } => "pkcs11",
+            Error::TrustFile { .. } => "trust_file",
+            Error::Core { .. } => "core",
+            Error::Tsa { .. } => "tsa",
+            Error::TooManyConflicts { .. } => "too_many_conflicts",
+            Error::Interrupted { .. } => "interrupted",
+            Error::Task { .. } => "task",
+            Error::NotAttested { .. } => "not_attested",
+            Error::Export { .. } => "export",
+            Error::AttestationUntrusted { .. } => "attestation_untrusted",
+            Error::RecordNotInWindow { .. } => "record_not_in_window",
+            Error::ProofInvalid { .. } => "proof_invalid",
+            Error::ProofNotJson { .. } => "proof_not_json",
+            Error::WarehouseNotFound { .. } => "warehouse_not_found",
+            Error::AmbiguousTable { .. } => "ambiguous_table",
+        }
+    }
+}
+
 fn explain_missing(removed_at: Option<u64>) -> String {
     match removed_at {
         Some(v) => format!(

@@ -341,6 +341,22 @@ impl SourceTable {
         Ok(listing)
     }
 
+    /// When the commit file for `version` was last modified (written), or `None` when there is
+    /// no such commit: one metadata request, how a watcher notices a new commit.
+    pub async fn commit_modified(
+        &self,
+        version: u64,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
+        match self.store.head(&commit_path(version)).await {
+            Ok(meta) => Ok(Some(meta.last_modified)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(
+                format!("{}/_delta_log/{}", self.uri, commit_file_name(version)),
+                e,
+            )),
+        }
+    }
+
     /// Whether the commit file for `version` exists.
     pub async fn commit_exists(&self, version: u64) -> Result<bool, Error> {
         match self.store.head(&commit_path(version)).await {

@@ -7,6 +7,7 @@ mod head;
 mod kafka;
 mod keygen;
 mod proof;
+mod serve;
 mod sql;
 mod transform;
 mod verify;
@@ -40,6 +41,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Export(a) => export::run(ctx, a, out).await,
         Command::Demo(a) => demo::run(ctx, a, out).await,
         Command::Kafka(c) => kafka::run(ctx, c, out).await,
+        Command::Serve(a) => serve::run(ctx, a).await,
     }
 }
 

@@ -1,0 +1,177 @@
+//! When to look at each table again: right away after attesting (more commits may have landed
+//! meanwhile), after the poll interval when idle (stretched while a table stays idle, so idle
+//! tables cost almost nothing), and with exponential backoff after failures (a broken table
+//! never keeps the others waiting).
+
+use std::time::{Duration, Instant};
+
+/// The service's timing settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How soon an idle table is checked again.
+    pub poll: Duration,
+    /// The longest an idle table goes unchecked (the poll interval doubles per idle check up
+    /// to this).
+    pub idle_max: Duration,
+    /// The first retry delay after a failure; doubles per consecutive failure.
+    pub backoff: Duration,
+    /// The longest retry delay.
+    pub backoff_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            poll: Duration::from_secs(1),
+            idle_max: Duration::from_secs(5),
+            backoff: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Timing {
+    /// The delay after `idle_checks` consecutive checks that found nothing new.
+    pub fn idle_delay(&self, idle_checks: u32) -> Duration {
+        let factor = 1u32 << idle_checks.saturating_sub(1).min(16);
+        self.poll
+            .saturating_mul(factor)
+            .min(self.idle_max.max(self.poll))
+    }
+
+    /// The delay after `failures` consecutive failures.
+    pub fn failure_delay(&self, failures: u32) -> Duration {
+        let factor = 1u32 << failures.saturating_sub(1).min(16);
+        self.backoff
+            .saturating_mul(factor)
+            .min(self.backoff_max.max(self.backoff))
+    }
+}
+
+/// What one look at a table came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// No commit after the attested head.
+    Idle,
+    /// Versions through `through` are attested (`commits` of them by this run).
+    Attested { through: u64, commits: u64 },
+    /// The run failed; `kind` is the error kind, `message` its one line.
+    Failed { kind: String, message: String },
+}
+
+/// What the service knows about one table.
+#[derive(Debug, Clone)]
+pub struct TableState {
+    pub uri: String,
+    /// The last attested version, as far as the service knows.
+    pub attested: Option<u64>,
+    pub next_check: Instant,
+    /// A run is in flight.
+    pub running: bool,
+    pub idle_checks: u32,
+    pub failures: u32,
+    /// The last failure's kind and message, until a run succeeds.
+    pub last_error: Option<(String, String)>,
+    /// Since when a commit has been waiting to be attested.
+    pub pending_since: Option<Instant>,
+}
+
+impl TableState {
+    pub fn new(uri: String, attested: Option<u64>, now: Instant) -> Self {
+        TableState {
+            uri,
+            attested,
+            next_check: now,
+            running: false,
+            idle_checks: 0,
+            failures: 0,
+            last_error: None,
+            pending_since: None,
+        }
+    }
+
+    /// Due for a look at `now`.
+    pub fn is_due(&self, now: Instant) -> bool {
+        !self.running && self.next_check <= now
+    }
+
+    /// Records what a look found and when to look again.
+    pub fn record(&mut self, outcome: Outcome, now: Instant, timing: &Timing) {
+        self.running = false;
+        match outcome {
+            Outcome::Idle => {
+                self.idle_checks = self.idle_checks.saturating_add(1);
+                self.failures = 0;
+                self.last_error = None;
+                self.pending_since = None;
+                self.next_check = now + timing.idle_delay(self.idle_checks);
+            }
+            Outcome::Attested { through, .. } => {
+                self.attested = Some(through);
+                self.idle_checks = 0;
+                self.failures = 0;
+                self.last_error = None;
+                self.pending_since = None;
+                self.next_check = now;
+            }
+            Outcome::Failed { kind, message } => {
+                self.failures = self.failures.saturating_add(1);
+                self.idle_checks = 0;
+                self.pending_since.get_or_insert(now);
+                self.last_error = Some((kind, message));
+                self.next_check = now + timing.failure_delay(self.failures);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing() -> Timing {
+        Timing {
+            poll: Duration::from_millis(100),
+            idle_max: Duration::from_millis(500),
+            backoff: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn idle_tables_are_checked_less_often_up_to_a_bound() {
+        let t = timing();
+        let ms: Vec<u128> = (1..=6).map(|n| t.idle_delay(n).as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 500, 500, 500]);
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_and_success_resets() {
+        let t = timing();
+        let now = Instant::now();
+        let mut s = TableState::new("s3://l/t".into(), Some(3), now);
+        let failed = || Outcome::Failed {
+            kind: "storage".into(),
+            message: "unreachable".into(),
+        };
+        for expected in [1, 2, 4, 8, 16, 30, 30] {
+            s.record(failed(), now, &t);
+            assert_eq!(s.next_check - now, Duration::from_secs(expected));
+        }
+        assert_eq!(s.pending_since, Some(now));
+        assert_eq!(s.last_error.as_ref().map(|e| e.0.as_str()), Some("storage"));
+        s.record(
+            Outcome::Attested {
+                through: 9,
+                commits: 6,
+            },
+            now,
+            &t,
+        );
+        assert_eq!((s.attested, s.failures, s.next_check), (Some(9), 0, now));
+        assert!(s.last_error.is_none() && s.pending_since.is_none());
+        assert!(s.is_due(now));
+        s.running = true;
+        assert!(!s.is_due(now), "a running table is not looked at twice");
+    }
+}

@@ -1,0 +1,396 @@
+//! The watch loop: keeps the table set current, looks at each due table (one metadata request
+//! for the commit after its attested head), and runs the attest job for tables with new
+//! commits, at most `concurrency` at once. Exactly-once comes from the attest job itself (the
+//! warehouse's Delta transactions), so replicas, cron runs and restarts may overlap.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use makoto_core::keys::Signer;
+use makoto_delta::attest::{Event, Observer, Phase};
+use makoto_delta::tsa::TsaClient;
+use makoto_delta::{
+    AttestOptions, AttestSummary, AttestationStore, Attestor, Location, SourceTable, StorageOptions,
+};
+use tokio::task::JoinSet;
+
+use crate::Error;
+use crate::metrics::Metrics;
+use crate::schedule::{Outcome, TableState, Timing};
+use crate::shard::Shard;
+use crate::tables::{self, TableSource};
+
+/// Everything `makoto serve` is started with.
+pub struct ServeConfig {
+    pub warehouse: String,
+    pub storage: StorageOptions,
+    pub signer: Option<Arc<dyn Signer>>,
+    pub tables: TableSource,
+    pub shard: Shard,
+    /// Attest runs in flight at once, across tables.
+    pub concurrency: usize,
+    pub timing: Timing,
+    /// How often the table set is looked at again (the tables file's modification time, or a
+    /// discovery scan).
+    pub rescan: Duration,
+    pub tsa: Option<TsaClient>,
+    pub identity: Option<String>,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("warehouse", &self.warehouse)
+            .field("tables", &self.tables)
+            .field("shard", &self.shard)
+            .field("concurrency", &self.concurrency)
+            .field(
+                "keyid",
+                &self.signer.as_ref().map(|s| s.keyid().to_string()),
+            )
+            .finish()
+    }
+}
+
+/// What the HTTP endpoints read while the loop runs.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub tables: Mutex<BTreeMap<String, TableState>>,
+    pub metrics: Metrics,
+    /// The warehouse is open and the table set loaded.
+    pub ready: AtomicBool,
+    /// Shutting down: runs stop at their next batch boundary.
+    pub stopping: AtomicBool,
+    /// Reload the table set at the next tick (SIGHUP).
+    pub reload: AtomicBool,
+    /// When the loop last went round (a stalled loop fails `/healthz`).
+    pub heartbeat: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    /// A copy of every table's state, for `/metrics` and `/v1/tables`.
+    pub fn snapshot(&self) -> Vec<TableState> {
+        self.tables
+            .lock()
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Stops a run at its next batch boundary once the service is shutting down: before a signed
+/// batch is written (nothing written), or after one is committed.
+struct StopAtBoundary(Arc<Shared>);
+
+impl Observer for StopAtBoundary {
+    fn on_event(&self, event: &Event<'_>) -> ControlFlow<()> {
+        let boundary = matches!(
+            event,
+            Event::Reached {
+                phase: Phase::Signed | Phase::AttestationsCommitted,
+                ..
+            }
+        );
+        if boundary && self.0.stopping.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+/// What one look at one table came to, with what the metrics need.
+struct Look {
+    uri: String,
+    outcome: Outcome,
+    summary: Option<AttestSummary>,
+    /// When the oldest commit this look attested was written.
+    oldest_commit: Option<SystemTime>,
+}
+
+/// The running service.
+#[derive(Debug)]
+pub struct Service {
+    config: ServeConfig,
+    store: AttestationStore,
+    shared: Arc<Shared>,
+    /// The tables file's modification time when last read.
+    tables_file_mtime: Option<SystemTime>,
+    next_rescan: Instant,
+}
+
+impl Service {
+    /// Opens (creating when missing) the warehouse and reads where every table's attestations
+    /// end. The table set is loaded by [`Service::run`].
+    pub async fn open(config: ServeConfig, shared: Arc<Shared>) -> Result<Self, Error> {
+        // A table set that cannot be read stops the start before the warehouse is created.
+        match &config.tables {
+            TableSource::File(path) => {
+                tables::read_tables_file(path)?;
+            }
+            TableSource::Discover(prefixes) => {
+                for p in prefixes {
+                    Location::named(p).map_err(|e| Error::Config {
+                        what: format!("--discover {p}"),
+                        reason: e.to_string(),
+                    })?;
+                }
+            }
+        }
+        let location = Location::create(&config.warehouse).map_err(Error::Delta)?;
+        let store = AttestationStore::create(location, config.storage.clone())
+            .await
+            .map_err(Error::Delta)?;
+        Ok(Service {
+            config,
+            store,
+            shared,
+            tables_file_mtime: None,
+            next_rescan: Instant::now(),
+        })
+    }
+
+    /// Runs until `shutdown` resolves, then lets the runs in flight reach a batch boundary
+    /// and returns.
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), Error> {
+        self.refresh_tables(true).await?;
+        self.shared.ready.store(true, Ordering::SeqCst);
+        tracing::info!(
+            tables = self.shared.snapshot().len(),
+            shard = %self.config.shard,
+            "serving"
+        );
+        let mut in_flight: JoinSet<Look> = JoinSet::new();
+        tokio::pin!(shutdown);
+        let tick = self.config.timing.poll.min(Duration::from_millis(200));
+        loop {
+            if let Ok(mut h) = self.shared.heartbeat.lock() {
+                *h = Some(Instant::now());
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    match done {
+                        Ok(look) => self.record(look),
+                        Err(e) => tracing::error!(error = %e, "an attest task failed"),
+                    }
+                }
+                () = tokio::time::sleep(tick) => {}
+            }
+            let reload = self.shared.reload.swap(false, Ordering::SeqCst);
+            if (reload || Instant::now() >= self.next_rescan)
+                && let Err(e) = self.refresh_tables(reload).await
+            {
+                tracing::error!(error = %e, "the table set could not be reloaded; keeping the previous one");
+            }
+            self.dispatch(&mut in_flight);
+        }
+        tracing::info!(in_flight = in_flight.len(), "shutting down");
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.ready.store(false, Ordering::SeqCst);
+        while let Some(done) = in_flight.join_next().await {
+            if let Ok(look) = done {
+                self.record(look);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a look at every due table while there is room.
+    fn dispatch(&self, in_flight: &mut JoinSet<Look>) {
+        let now = Instant::now();
+        let Ok(mut tables) = self.shared.tables.lock() else {
+            return;
+        };
+        let mut due: Vec<&mut TableState> = tables.values_mut().filter(|t| t.is_due(now)).collect();
+        due.sort_by_key(|t| t.next_check);
+        for t in due {
+            if in_flight.len() >= self.config.concurrency.max(1) {
+                break;
+            }
+            t.running = true;
+            let job = Job {
+                uri: t.uri.clone(),
+                attested: t.attested,
+                store: self.store.clone(),
+                signer: self.config.signer.clone(),
+                options: self.attest_options(),
+                shared: self.shared.clone(),
+            };
+            in_flight.spawn(job.look());
+        }
+    }
+
+    fn attest_options(&self) -> AttestOptions {
+        AttestOptions {
+            storage: self.config.storage.clone(),
+            tsa: self.config.tsa.clone(),
+            identity: self.config.identity.clone(),
+            ..AttestOptions::default()
+        }
+    }
+
+    fn record(&self, look: Look) {
+        let now = Instant::now();
+        let m = &self.shared.metrics;
+        Metrics::add(&m.checks, 1);
+        match &look.outcome {
+            Outcome::Failed { kind, message } => {
+                Metrics::add(&m.runs_failed, 1);
+                m.error(kind);
+                tracing::warn!(table = %look.uri, kind = %kind, error = %message, "attest failed");
+            }
+            Outcome::Attested { through, commits } => {
+                Metrics::add(&m.runs_ok, 1);
+                Metrics::add(&m.commits_attested, *commits);
+                if *commits > 0 {
+                    tracing::info!(table = %look.uri, through, commits, "attested");
+                }
+            }
+            Outcome::Idle => {}
+        }
+        if let Some(s) = &look.summary {
+            Metrics::add(&m.files_hashed, s.files_hashed);
+            Metrics::add(&m.bytes_hashed, s.bytes_hashed);
+        }
+        if let Some(written) = look.oldest_commit {
+            let waited = SystemTime::now()
+                .duration_since(written)
+                .unwrap_or_default();
+            m.latency(waited.as_secs_f64());
+        }
+        if let Ok(mut tables) = self.shared.tables.lock()
+            && let Some(t) = tables.get_mut(&look.uri)
+        {
+            t.record(look.outcome, now, &self.config.timing);
+        }
+    }
+
+    /// Loads the table set when it may have changed: a tables file whose modification time
+    /// moved (or on `force`, SIGHUP), or a discovery scan when due.
+    async fn refresh_tables(&mut self, force: bool) -> Result<(), Error> {
+        self.next_rescan = Instant::now() + self.config.rescan;
+        let uris = match &self.config.tables {
+            TableSource::File(path) => {
+                let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+                if !force && mtime.is_some() && mtime == self.tables_file_mtime {
+                    return Ok(());
+                }
+                let uris = tables::read_tables_file(path)?;
+                self.tables_file_mtime = mtime;
+                uris
+            }
+            TableSource::Discover(prefixes) => {
+                let mut all = Vec::new();
+                for p in prefixes {
+                    all.extend(tables::discover(p, &self.config.storage).await?);
+                }
+                all
+            }
+        };
+        let heads = self.heads().await?;
+        let now = Instant::now();
+        let owned: Vec<String> = uris
+            .into_iter()
+            .filter(|u| self.config.shard.owns(u))
+            .collect();
+        let mut tables = self.shared.tables.lock().map_err(|_| Error::Poisoned)?;
+        tables.retain(|uri, _| owned.contains(uri));
+        let mut added = 0;
+        for uri in owned {
+            tables.entry(uri.clone()).or_insert_with(|| {
+                added += 1;
+                TableState::new(uri.clone(), heads.get(&uri).copied(), now)
+            });
+        }
+        if added > 0 {
+            tracing::info!(added, watched = tables.len(), "table set loaded");
+        }
+        Ok(())
+    }
+
+    /// The last attested version of every table in the warehouse.
+    async fn heads(&self) -> Result<BTreeMap<String, u64>, Error> {
+        Ok(makoto_delta::head::heads(&self.store)
+            .await
+            .map_err(Error::Delta)?
+            .into_iter()
+            .map(|h| (h.table, h.version))
+            .collect())
+    }
+}
+
+/// One look at one table, run as its own task.
+struct Job {
+    uri: String,
+    attested: Option<u64>,
+    store: AttestationStore,
+    signer: Option<Arc<dyn Signer>>,
+    options: AttestOptions,
+    shared: Arc<Shared>,
+}
+
+impl Job {
+    async fn look(self) -> Look {
+        let uri = self.uri.clone();
+        match self.try_look().await {
+            Ok(look) => look,
+            Err(e) => Look {
+                uri,
+                outcome: Outcome::Failed {
+                    kind: e.kind().to_owned(),
+                    message: e.to_string(),
+                },
+                summary: None,
+                oldest_commit: None,
+            },
+        }
+    }
+
+    async fn try_look(self) -> Result<Look, makoto_delta::Error> {
+        let source = SourceTable::open(Location::existing(&self.uri)?, &self.options.storage)?;
+        let next = self.attested.map_or(0, |v| v + 1);
+        let Some(written) = source.commit_modified(next).await? else {
+            return Ok(Look {
+                uri: self.uri,
+                outcome: Outcome::Idle,
+                summary: None,
+                oldest_commit: None,
+            });
+        };
+        let attestor = Attestor::new(source, self.store, self.signer, self.options)
+            .with_observer(Arc::new(StopAtBoundary(self.shared.clone())));
+        let summary = match attestor.run().await {
+            Ok(s) => s,
+            // Stopped at a batch boundary for shutdown: whatever was committed stands.
+            Err(makoto_delta::Error::Interrupted { .. }) => {
+                return Ok(Look {
+                    uri: self.uri,
+                    outcome: Outcome::Idle,
+                    summary: None,
+                    oldest_commit: None,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let outcome = match summary.attested_through() {
+            Some(through) => Outcome::Attested {
+                through,
+                commits: summary.attested.len() as u64,
+            },
+            None => Outcome::Idle,
+        };
+        let oldest_commit = (!summary.attested.is_empty()).then(|| SystemTime::from(written));
+        Ok(Look {
+            uri: self.uri,
+            outcome,
+            summary: Some(summary),
+            oldest_commit,
+        })
+    }
+}
