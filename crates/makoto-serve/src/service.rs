@@ -118,6 +118,8 @@ pub struct Service {
     shared: Arc<Shared>,
     /// The tables file's modification time when last read.
     tables_file_mtime: Option<SystemTime>,
+    /// Opened tables (an object store each), kept so that a look is one metadata request.
+    sources: BTreeMap<String, SourceTable>,
     next_rescan: Instant,
 }
 
@@ -148,6 +150,7 @@ impl Service {
             store,
             shared,
             tables_file_mtime: None,
+            sources: BTreeMap::new(),
             next_rescan: Instant::now(),
         })
     }
@@ -202,9 +205,10 @@ impl Service {
     }
 
     /// Starts a look at every due table while there is room.
-    fn dispatch(&self, in_flight: &mut JoinSet<Look>) {
+    fn dispatch(&mut self, in_flight: &mut JoinSet<Look>) {
         let now = Instant::now();
-        let Ok(mut tables) = self.shared.tables.lock() else {
+        let shared = self.shared.clone();
+        let Ok(mut tables) = shared.tables.lock() else {
             return;
         };
         let mut due: Vec<&mut TableState> = tables.values_mut().filter(|t| t.is_due(now)).collect();
@@ -214,7 +218,17 @@ impl Service {
                 break;
             }
             t.running = true;
+            let source = match self.sources.get(&t.uri) {
+                Some(s) => Some(s.clone()),
+                None => Location::existing(&t.uri)
+                    .and_then(|l| SourceTable::open(l, &self.config.storage))
+                    .ok()
+                    .inspect(|s| {
+                        self.sources.insert(t.uri.clone(), s.clone());
+                    }),
+            };
             let job = Job {
+                source,
                 uri: t.uri.clone(),
                 attested: t.attested,
                 store: self.store.clone(),
@@ -301,6 +315,7 @@ impl Service {
             .collect();
         let mut tables = self.shared.tables.lock().map_err(|_| Error::Poisoned)?;
         tables.retain(|uri, _| owned.contains(uri));
+        self.sources.retain(|uri, _| owned.contains(uri));
         let mut added = 0;
         for uri in owned {
             tables.entry(uri.clone()).or_insert_with(|| {
@@ -327,6 +342,8 @@ impl Service {
 
 /// One look at one table, run as its own task.
 struct Job {
+    /// The opened table; `None` when opening failed (the look opens it again and reports why).
+    source: Option<SourceTable>,
     uri: String,
     attested: Option<u64>,
     store: AttestationStore,
@@ -353,7 +370,10 @@ impl Job {
     }
 
     async fn try_look(self) -> Result<Look, makoto_delta::Error> {
-        let source = SourceTable::open(Location::existing(&self.uri)?, &self.options.storage)?;
+        let source = match self.source {
+            Some(s) => s,
+            None => SourceTable::open(Location::existing(&self.uri)?, &self.options.storage)?,
+        };
         let next = self.attested.map_or(0, |v| v + 1);
         let Some(written) = source.commit_modified(next).await? else {
             return Ok(Look {
