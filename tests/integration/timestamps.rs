@@ -178,7 +178,7 @@ fn tokens(rows: &[makoto_delta::store::AttestationRow]) -> Vec<(u64, Vec<u8>, Ve
 
 /// Copies the warehouse's rows of `table` into a new warehouse, changing the attestation rows
 /// with `edit` (what an attacker with write access to the warehouse can do).
-async fn rewritten(
+pub(crate) async fn rewritten(
     wh: &Path,
     table: &Path,
     to: &Path,
@@ -203,7 +203,7 @@ async fn rewritten(
         .unwrap();
 }
 
-fn without_token(env: &str) -> String {
+pub(crate) fn without_token(env: &str) -> String {
     let mut v: Value = serde_json::from_str(env).unwrap();
     v["signatures"][0]
         .as_object_mut()

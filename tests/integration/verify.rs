@@ -1027,3 +1027,179 @@ async fn a_rewritten_baseline_checkpoint_is_found() {
         summary(&report)
     );
 }
+
+/// The P-256 order n, big-endian.
+const P256_N: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// The high-S twin `(r, n − s)` of a DER ECDSA signature: just as valid to plain ECDSA, which
+/// is why ES256 verifiers that accept only low-S must refuse it.
+fn high_s_twin(der: &[u8]) -> Vec<u8> {
+    let int = |at: usize| -> (Vec<u8>, usize) {
+        assert_eq!(der[at], 0x02);
+        let len = der[at + 1] as usize;
+        (der[at + 2..at + 2 + len].to_vec(), at + 2 + len)
+    };
+    let (r, next) = int(2);
+    let (s, _) = int(next);
+    let s = s
+        .iter()
+        .skip_while(|b| **b == 0)
+        .copied()
+        .collect::<Vec<_>>();
+    let mut padded = [0u8; 32];
+    padded[32 - s.len()..].copy_from_slice(&s);
+    let mut twin = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(P256_N[i]) - i16::from(padded[i]) - borrow;
+        borrow = i16::from(d < 0);
+        twin[i] = (d + if d < 0 { 256 } else { 0 }) as u8;
+    }
+    let enc = |v: &[u8]| {
+        let v: Vec<u8> = v.iter().skip_while(|b| **b == 0).copied().collect();
+        let mut out = vec![0x02];
+        let pad = v.first().is_some_and(|b| *b >= 0x80);
+        out.push((v.len() + usize::from(pad)) as u8);
+        if pad {
+            out.push(0);
+        }
+        out.extend(v);
+        out
+    };
+    let body = [enc(&r), enc(&twin)].concat();
+    [vec![0x30, body.len() as u8], body].concat()
+}
+
+/// Row tampering against ECDSA P-256 (ES256) signatures, the algorithm Makoto recommends: an
+/// altered payload, a high-S twin of a valid signature, a re-signature by another P-256 key and
+/// a stripped signature are each found; the untouched copy verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p256_signed_rows_tampered_are_found() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let wh = tmp.path().join("wh");
+    let prefix = |n: &str| tmp.path().join(n).to_str().unwrap().to_owned();
+    for k in ["p", "other"] {
+        let out = makoto(&["keygen", &prefix(k), "--algorithm", "ecdsa-p256"]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+    }
+    let (key, public) = (
+        format!("{}.key", prefix("p")),
+        format!("{}.pub", prefix("p")),
+    );
+    let out = makoto(&[
+        "attest",
+        table.to_str().unwrap(),
+        "--warehouse",
+        wh.to_str().unwrap(),
+        "--key",
+        &key,
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let other =
+        makoto_delta::keyfile::load_signing_key(Path::new(&format!("{}.key", prefix("other"))))
+            .unwrap();
+    let verify = |wh: &Path| {
+        let out = makoto(&[
+            "verify",
+            table.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--trust",
+            &public,
+            "--log-only",
+            "--no-record",
+            "--json",
+        ]);
+        let report: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {} {}", out.stdout, out.stderr));
+        let kinds: Vec<String> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["version"] == 4)
+            .map(|f| f["kind"].as_str().unwrap().to_owned())
+            .collect();
+        (out.code.unwrap(), kinds)
+    };
+    assert_eq!(verify(&wh), (0, vec![]), "the untouched copy verifies");
+
+    type Edit<'a> = Box<dyn Fn(&mut Value) + 'a>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "payload",
+            Box::new(|env: &mut Value| {
+                let p = b64.decode(env["payload"].as_str().unwrap()).unwrap();
+                let mut p = String::from_utf8(p).unwrap();
+                // The first hex digit of the first subject digest, changed.
+                let at = p.find("\"sha256\":\"").unwrap() + 10;
+                let digit = if &p[at..=at] == "0" { "1" } else { "0" };
+                p.replace_range(at..=at, digit);
+                env["payload"] = b64.encode(p).into();
+            }),
+            "attestation-altered",
+        ),
+        (
+            "high-s",
+            Box::new(|env: &mut Value| {
+                let sig = b64
+                    .decode(env["signatures"][0]["sig"].as_str().unwrap())
+                    .unwrap();
+                let twin = high_s_twin(&sig);
+                assert_ne!(twin, sig);
+                // Plain ECDSA (OpenSSL) accepts the twin: only the low-S rule refuses it.
+                let payload = b64.decode(env["payload"].as_str().unwrap()).unwrap();
+                let pae = makoto_core::dsse::pae(env["payloadType"].as_str().unwrap(), &payload);
+                let dir = tempfile::tempdir().unwrap();
+                std::fs::write(dir.path().join("pae"), pae).unwrap();
+                std::fs::write(dir.path().join("sig"), &twin).unwrap();
+                let ok = std::process::Command::new("openssl")
+                    .args(["dgst", "-sha256", "-verify", &public, "-signature"])
+                    .arg(dir.path().join("sig"))
+                    .arg(dir.path().join("pae"))
+                    .output()
+                    .unwrap();
+                assert!(ok.status.success(), "openssl rejects the twin: {ok:?}");
+                env["signatures"][0]["sig"] = b64.encode(twin).into();
+            }),
+            "signature-invalid",
+        ),
+        (
+            "resigned",
+            Box::new(|env: &mut Value| {
+                let e = Envelope::from_json(env.to_string().as_bytes()).unwrap();
+                let again =
+                    Envelope::sign(IN_TOTO_PAYLOAD_TYPE, e.payload().to_vec(), &other).unwrap();
+                *env = serde_json::from_str(&again.to_json()).unwrap();
+            }),
+            "signature-untrusted",
+        ),
+        (
+            "stripped",
+            Box::new(|env: &mut Value| env["signatures"] = serde_json::json!([])),
+            "attestation-unsigned",
+        ),
+    ];
+    for (name, edit, expected) in cases {
+        let to = tmp.path().join(format!("wh-{name}"));
+        crate::timestamps::rewritten(&wh, &table, &to, |r| {
+            if r.version == 4 {
+                let mut env: Value = serde_json::from_str(&r.envelope).unwrap();
+                let before = env.clone();
+                edit(&mut env);
+                assert_ne!(env, before, "the edit changes the envelope");
+                r.envelope = env.to_string();
+            }
+        })
+        .await;
+        let (code, kinds) = verify(&to);
+        assert_eq!(code, 1, "{name}: {kinds:?}");
+        assert!(kinds.iter().any(|k| k == expected), "{name}: {kinds:?}");
+    }
+}
