@@ -369,6 +369,12 @@ fn serve_refuses_what_it_cannot_run() {
     let missing = tmp.path().join("missing.txt");
     let bad_file = tmp.path().join("bad.txt");
     std::fs::write(&bad_file, "http://[::1/x\n").unwrap();
+    let bad_tenants = tmp.path().join("tenants.json");
+    std::fs::write(
+        &bad_tenants,
+        r#"{"tenants": [{"name": "t", "token": "plain"}]}"#,
+    )
+    .unwrap();
     let w = wh.to_str().unwrap();
     for (args, reason) in [
         (vec!["serve", "--warehouse", w], "--tables"),
@@ -432,10 +438,105 @@ fn serve_refuses_what_it_cannot_run() {
             ],
             "signing key",
         ),
+        (
+            vec![
+                "serve",
+                "--warehouse",
+                w,
+                "--discover",
+                "/x",
+                "--tenants",
+                bad_tenants.to_str().unwrap(),
+            ],
+            "tenants file",
+        ),
     ] {
         let out = makoto(&args);
         assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
         assert!(out.stderr.contains(reason), "{args:?}: {}", out.stderr);
         assert!(!wh.exists(), "{args:?}: the warehouse was created");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_ask_for_a_receipt_and_only_for_their_tables() {
+    use sha2::Digest;
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, _) = keyfiles(tmp.path());
+    let mut a = new_table(tmp.path(), "a", 1).await;
+    let b = new_table(tmp.path(), "b", 1).await;
+    let (ua, ub) = (table_uri(a.path()), table_uri(b.path()));
+    let tables = tmp.path().join("tables.txt");
+    std::fs::write(&tables, "a\n").unwrap();
+    let digest = |t: &str| hex::encode(sha2::Sha256::digest(t.as_bytes()));
+    let tenants = tmp.path().join("tenants.json");
+    std::fs::write(
+        &tenants,
+        serde_json::json!({"tenants": [
+            {"name": "etl", "tokenSha256": digest("tok-etl"), "tables": [ua, ub]},
+            {"name": "other", "tokenSha256": digest("tok-other"), "tables": ["file:///elsewhere/"]},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let wh = tmp.path().join("wh");
+    // Idle tables are looked at only every 10 minutes here: a receipt in time comes from the
+    // request itself marking the table due.
+    let served = Served::start(&[
+        "--warehouse",
+        wh.to_str().unwrap(),
+        "--key",
+        &key,
+        "--tables",
+        tables.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--poll-interval",
+        "10m",
+        "--tenants",
+        tenants.to_str().unwrap(),
+    ]);
+    served.wait_for("a attested at start", |t| attested(t, &ua) == Some(1));
+    a.append(makoto_testkit::rows(50..60, "emea").unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://{}", served.address);
+    let via = |table: &Path, token: Option<&str>, extra: &[&str]| {
+        let mut args = vec!["attest", table.to_str().unwrap(), "--via", &url, "--json"];
+        args.extend_from_slice(extra);
+        let env: Vec<(&str, String)> = token
+            .map(|t| vec![("MAKOTO_SERVICE_TOKEN", t.to_owned())])
+            .unwrap_or_default();
+        makoto_env(&args, &env)
+    };
+    let out = via(a.path(), Some("tok-etl"), &["--wait", "60s"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let receipt: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(receipt["attestedVersion"], 2, "{receipt}");
+    assert_eq!(receipt["tenant"], "etl");
+    exactly_once(&wh, a.path(), 2).await;
+
+    for (table, token, extra, reason) in [
+        (a.path(), Some("wrong"), vec![], "401"),
+        (a.path(), None, vec![], "MAKOTO_SERVICE_TOKEN"),
+        (a.path(), Some("tok-other"), vec![], "may not ask"),
+        (b.path(), Some("tok-etl"), vec![], "not watched"),
+        (
+            a.path(),
+            Some("tok-etl"),
+            vec!["--to-version", "9", "--wait", "1s"],
+            "not yet 9",
+        ),
+    ] {
+        let out = via(table, token, &extra);
+        assert_eq!(out.code, Some(2), "{reason}: {}", out.stderr);
+        assert!(out.stderr.contains(reason), "{reason}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains("tok-"),
+            "no token in errors: {}",
+            out.stderr
+        );
+    }
+    let (code, stderr) = served.stop();
+    assert_eq!(code, Some(0), "{stderr}");
 }

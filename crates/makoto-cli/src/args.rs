@@ -310,8 +310,16 @@ pub struct AttestArgs {
     /// The Delta table: a local path or a URL (file://, s3://, az://, abfss://, gs://).
     pub table: String,
     /// Where the system.makoto.* tables live (local path or URL).
-    #[arg(long, env = "MAKOTO_WAREHOUSE")]
-    pub warehouse: String,
+    #[arg(long, env = "MAKOTO_WAREHOUSE", required_unless_present = "via")]
+    pub warehouse: Option<String>,
+    /// Instead of attesting here, ask the `makoto serve` at this URL to attest the table
+    /// through --to-version (default: its latest version) and wait for it. The bearer token is
+    /// read from MAKOTO_SERVICE_TOKEN.
+    #[arg(long, env = "MAKOTO_SERVICE", value_name = "URL", conflicts_with_all = ["key", "tsa", "identity", "windows"])]
+    pub via: Option<String>,
+    /// With --via: how long to wait for the service's answer.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "via")]
+    pub wait: std::time::Duration,
     /// Private key to sign with: A key file (PKCS#8 PEM) or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…; PIN also from MAKOTO_PKCS11_PIN). Without it attestations are unsigned (Makoto L1).
     #[arg(long, env = "MAKOTO_KEY", value_name = "KEY", value_parser = KeySourceParser)]
     pub key: Option<KeySource>,
@@ -563,6 +571,11 @@ pub struct ServeArgs {
     /// Log lines as text or as JSON objects (one per line), on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Tenants who may ask for attestations (POST /v1/attest, `attest --via`): a JSON file of
+    /// names, SHA-256 digests of their bearer tokens, and allowed tables. Without it requests
+    /// are refused.
+    #[arg(long, value_name = "FILE")]
+    pub tenants: Option<PathBuf>,
 }
 
 /// `serve --log-format`.

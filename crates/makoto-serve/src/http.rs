@@ -1,7 +1,8 @@
 //! The service's HTTP endpoints: `GET /metrics` (Prometheus text), `GET /healthz` (the loop is
-//! turning), `GET /readyz` (the warehouse is open and the table set loaded) and
-//! `GET /v1/tables` (every table's state, JSON). Plain HTTP/1.1 on the `--listen` address;
-//! put it behind the platform's ingress or keep it on localhost.
+//! turning), `GET /readyz` (the warehouse is open and the table set loaded), `GET /v1/tables`
+//! (every table's state, JSON) and `POST /v1/attest` (a tenant asks for a table to be attested
+//! through a version and waits for it). Plain HTTP/1.1 on the `--listen` address; put it behind
+//! the platform's ingress (TLS) or keep it on localhost.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -32,7 +33,14 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(route(&req, &shared)) }
+                async move {
+                    let r = if req.method() == Method::POST && req.uri().path() == "/v1/attest" {
+                        attest_request(req, &shared).await
+                    } else {
+                        route(&req, &shared)
+                    };
+                    Ok::<_, Infallible>(r)
+                }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -106,5 +114,113 @@ fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
             )
         }
         _ => reply(StatusCode::NOT_FOUND, text, "not found\n".into()),
+    }
+}
+
+/// Largest request body accepted by `POST /v1/attest`.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// Longest a request may wait for its version (`timeoutSeconds`, default 60).
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AttestRequest {
+    table: String,
+    version: u64,
+    timeout_seconds: Option<u64>,
+}
+
+fn json_reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    reply(status, "application/json", body.to_string())
+}
+
+fn refuse(status: StatusCode, error: &str) -> Response<Full<Bytes>> {
+    json_reply(status, serde_json::json!({ "error": error }))
+}
+
+/// `POST /v1/attest` with `Authorization: Bearer <token>` and
+/// `{"table": URI, "version": N, "timeoutSeconds": S}`: marks the table due now and answers
+/// once it is attested through `N` (200, `{"table", "version", "attestedVersion", "tenant"}`),
+/// or 504 when `S` seconds pass first. 401: no or unknown token; 403: the tenant may not ask
+/// about that table, or requests are off; 404: this replica does not watch the table; 400: a
+/// malformed request. The service decides what is hashed and signed; a request only says when.
+async fn attest_request(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let Some(tenants) = &shared.tenants else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "tenant requests are off: start makoto serve with --tenants FILE",
+        );
+    };
+    let token = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(tenant) = token.and_then(|t| tenants.authenticate(t.trim())) else {
+        return refuse(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
+    };
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "the body is unreadable or too large",
+            );
+        }
+    };
+    let request: AttestRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
+    };
+    let uri = match makoto_delta::Location::named(&request.table) {
+        Ok(l) => l.as_uri(),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    if !tenant.allows(&uri) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            &format!("tenant {} may not ask about {uri}", tenant.name),
+        );
+    }
+    let wait = Duration::from_secs(request.timeout_seconds.unwrap_or(60)).min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    if shared.hurry(&uri).is_none() {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            &format!("{uri} is not watched by this replica (tables file, discovery or shard)"),
+        );
+    }
+    loop {
+        let changed = shared.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let attested = shared.attested(&uri).flatten();
+        if attested.is_some_and(|a| a >= request.version) {
+            return json_reply(
+                StatusCode::OK,
+                serde_json::json!({
+                    "table": uri,
+                    "version": request.version,
+                    "attestedVersion": attested,
+                    "tenant": tenant.name,
+                }),
+            );
+        }
+        tokio::select! {
+            () = &mut changed => {}
+            () = tokio::time::sleep_until(deadline) => {
+                return json_reply(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    serde_json::json!({
+                        "error": format!("{uri} is attested through {attested:?}, not yet {}", request.version),
+                        "attestedVersion": attested,
+                    }),
+                );
+            }
+        }
     }
 }

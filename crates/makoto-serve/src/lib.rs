@@ -30,12 +30,14 @@
 //! # }
 //! ```
 
+pub mod client;
 pub mod http;
 pub mod metrics;
 pub mod schedule;
 pub mod service;
 pub mod shard;
 pub mod tables;
+pub mod tenants;
 
 pub use service::{ServeConfig, Service, Shared};
 
@@ -55,6 +57,9 @@ pub enum Error {
     /// The listen address could not be bound.
     #[error("listening on {address}: {reason}")]
     Listen { address: String, reason: String },
+    /// A request to a running service failed or was refused.
+    #[error("makoto serve at {service}: {reason}")]
+    Request { service: String, reason: String },
     #[error("internal state poisoned by a panicked task")]
     Poisoned,
 }

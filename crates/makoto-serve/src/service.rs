@@ -68,9 +68,29 @@ pub struct Shared {
     pub reload: AtomicBool,
     /// When the loop last went round (a stalled loop fails `/healthz`).
     pub heartbeat: Mutex<Option<Instant>>,
+    /// Who may ask for attestations over HTTP; `None`: nobody (requests are refused).
+    pub tenants: Option<crate::tenants::Tenants>,
+    /// Notified after every look, so that requests waiting for a version wake up.
+    pub changed: tokio::sync::Notify,
 }
 
 impl Shared {
+    /// Where `table_uri` stands: `None` when this replica does not watch it; otherwise its
+    /// attested version. Marks the table due now, unless a run is in flight.
+    pub fn hurry(&self, table_uri: &str) -> Option<Option<u64>> {
+        let mut tables = self.tables.lock().ok()?;
+        let t = tables.get_mut(table_uri)?;
+        if !t.running {
+            t.next_check = Instant::now();
+        }
+        Some(t.attested)
+    }
+
+    /// The attested version of `table_uri`, when watched.
+    pub fn attested(&self, table_uri: &str) -> Option<Option<u64>> {
+        self.tables.lock().ok()?.get(table_uri).map(|t| t.attested)
+    }
+
     /// A copy of every table's state, for `/metrics` and `/v1/tables`.
     pub fn snapshot(&self) -> Vec<TableState> {
         self.tables
@@ -283,6 +303,7 @@ impl Service {
         {
             t.record(look.outcome, now, &self.config.timing);
         }
+        self.shared.changed.notify_waiters();
     }
 
     /// Loads the table set when it may have changed: a tables file whose modification time

@@ -8,7 +8,7 @@ use makoto_delta::windows::WindowSummary;
 use makoto_delta::{AttestOptions, AttestSummary, Attestor, Location, SourceTable};
 use serde_json::json;
 
-use super::{human_bytes, short};
+use super::{EXIT_OK, human_bytes, short};
 use crate::args::AttestArgs;
 use crate::progress::TerminalProgress;
 
@@ -174,6 +174,9 @@ pub async fn run(
     args: AttestArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
+    if let Some(service) = &args.via {
+        return via(ctx, service, &args, out).await;
+    }
     if args.key.is_none() {
         eprintln!(
             "warning: no --key (or MAKOTO_KEY): writing unsigned attestations (Makoto L1); L2 needs --key, --tsa and --identity"
@@ -183,7 +186,7 @@ pub async fn run(
         ctx,
         AttestRequest {
             table: args.table,
-            warehouse: args.warehouse,
+            warehouse: args.warehouse.unwrap_or_default(),
             key: args.key,
             to_version: args.to_version,
             batch_size: args.batch_size,
@@ -240,4 +243,40 @@ fn windows_json(w: &WindowSummary) -> serde_json::Value {
             "last": {"version": c.last.version, "index": c.last.index},
         })).collect::<Vec<_>>(),
     })
+}
+
+/// `attest --via`: the service attests; this waits for its receipt.
+async fn via(
+    ctx: &crate::context::Context,
+    service: &str,
+    args: &AttestArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    let token = std::env::var("MAKOTO_SERVICE_TOKEN").map_err(|_| {
+        anyhow::anyhow!(
+            "attest --via {service}: set MAKOTO_SERVICE_TOKEN to this job's bearer token"
+        )
+    })?;
+    let table = SourceTable::open(Location::existing(&args.table)?, ctx.storage())?;
+    let version = match args.to_version {
+        Some(v) => v,
+        None => table
+            .list_log(0)
+            .await?
+            .latest_commit()
+            .ok_or_else(|| anyhow::anyhow!("{}: no commit to attest", table.uri()))?,
+    };
+    let receipt =
+        makoto_serve::client::request_attestation(service, &token, table.uri(), version, args.wait)
+            .await?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&receipt)?)?;
+    } else {
+        writeln!(
+            out,
+            "{} attested through version {} by {service} (asked for {}, as tenant {})",
+            receipt.table, receipt.attested_version, receipt.version, receipt.tenant
+        )?;
+    }
+    Ok(EXIT_OK)
 }

@@ -17,6 +17,11 @@ pub async fn run(ctx: &crate::context::Context, args: ServeArgs) -> anyhow::Resu
         );
     }
     let tsa = makoto_delta::tsa::TsaClient::for_run(args.tsa.as_deref(), signer.is_some()).await?;
+    let tenants = args
+        .tenants
+        .as_deref()
+        .map(makoto_serve::tenants::Tenants::read)
+        .transpose()?;
     let tables = match args.tables {
         Some(path) => TableSource::File(path),
         None => TableSource::Discover(args.discover),
@@ -42,7 +47,10 @@ pub async fn run(ctx: &crate::context::Context, args: ServeArgs) -> anyhow::Resu
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared {
+        tenants,
+        ..Shared::default()
+    });
     let endpoints = tokio::spawn(makoto_serve::http::serve(listener, shared.clone()));
     // Scripts and tests read the bound address (with port 0, the port the system chose).
     eprintln!("makoto serve: listening on http://{address}");
