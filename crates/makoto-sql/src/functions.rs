@@ -227,9 +227,105 @@ impl ScalarUDFImpl for JsonUdf {
     }
 }
 
+/// What the RFC 3161 time-stamp of an envelope shows under `trusted` (its keys and
+/// `timestampAuthorities`): `makoto_timestamp` gives the `genTime` of a token that holds,
+/// `makoto_timestamp_status` the reason when none does.
+pub fn timestamp_of(envelope: &str, trusted: &TrustedKeys) -> (&'static str, Option<String>) {
+    use makoto_core::timestamp::{EnvelopeTimestamp, LinkProblem, envelope_timestamp};
+    let Ok(env) = Envelope::from_json(envelope.as_bytes()) else {
+        return ("invalid", None);
+    };
+    let key = verify_statement(&env, trusted)
+        .ok()
+        .map(|v| v.keyid().clone());
+    if env.is_signed() && key.is_none() {
+        return ("untrusted-signature", None);
+    }
+    let key = key.as_ref().and_then(|k| trusted.key(k));
+    match envelope_timestamp(&env, trusted.timestamp_authorities(), key) {
+        EnvelopeTimestamp::Missing => ("missing", None),
+        EnvelopeTimestamp::Unchecked => ("unchecked", None),
+        EnvelopeTimestamp::Verified(v) => (
+            "verified",
+            Some(
+                v.gen_time()
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            ),
+        ),
+        EnvelopeTimestamp::Problem(LinkProblem::Invalid(_)) => ("invalid", None),
+        EnvelopeTimestamp::Problem(LinkProblem::Untrusted(_)) => ("untrusted", None),
+        EnvelopeTimestamp::Problem(LinkProblem::KeyNotValid(_)) => ("key-not-valid", None),
+    }
+}
+
+#[derive(Debug)]
+struct TimestampUdf {
+    signature: Signature,
+    trusted: Arc<TrustedKeys>,
+    /// `makoto_timestamp` (the time) or `makoto_timestamp_status` (the status).
+    status: bool,
+}
+
+impl PartialEq for TimestampUdf {
+    fn eq(&self, other: &Self) -> bool {
+        self.status == other.status && Arc::ptr_eq(&self.trusted, &other.trusted)
+    }
+}
+impl Eq for TimestampUdf {}
+impl std::hash::Hash for TimestampUdf {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
+impl ScalarUDFImpl for TimestampUdf {
+    fn name(&self) -> &str {
+        if self.status {
+            "makoto_timestamp_status"
+        } else {
+            "makoto_timestamp"
+        }
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let cols = strings(&args)?;
+        let mut out = StringBuilder::new();
+        if let Some(envelopes) = cols.first() {
+            for i in 0..envelopes.len() {
+                if envelopes.is_null(i) {
+                    out.append_null();
+                    continue;
+                }
+                let (status, time) = timestamp_of(envelopes.value(i), &self.trusted);
+                if self.status {
+                    out.append_value(status);
+                } else {
+                    out.append_option(time);
+                }
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
 /// The scalar functions, with `trusted` as `makoto_verify`'s default keys.
 pub fn scalar_functions(trusted: Arc<TrustedKeys>) -> Vec<ScalarUDF> {
     vec![
+        ScalarUDF::from(TimestampUdf {
+            signature: string_signature(&[1]),
+            trusted: Arc::clone(&trusted),
+            status: false,
+        }),
+        ScalarUDF::from(TimestampUdf {
+            signature: string_signature(&[1]),
+            trusted: Arc::clone(&trusted),
+            status: true,
+        }),
         ScalarUDF::from(VerifyUdf {
             signature: string_signature(&[1, 2]),
             trusted,
