@@ -263,3 +263,73 @@ fn every_finding_kind_is_documented() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintain_compacts_and_checkpoints_without_changing_a_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let wh = tmp.path().join("wh");
+    let (key, public) = keyfiles(tmp.path());
+    let (t, w) = (table.to_str().unwrap(), wh.to_str().unwrap());
+    let out = makoto(&[
+        "attest",
+        t,
+        "--warehouse",
+        w,
+        "--key",
+        &key,
+        "--batch-size",
+        "1",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let rows_before = attestation_rows(&wh, &table).await;
+
+    let out = makoto(&["maintain", "--warehouse", w, "--json"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let report: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let tables = report["tables"].as_array().unwrap();
+    let attestations = tables
+        .iter()
+        .find(|t| t["table"] == "attestations")
+        .unwrap();
+    assert!(
+        attestations["filesBefore"].as_u64().unwrap() >= 10,
+        "{report}"
+    );
+    assert_eq!(attestations["filesAfter"], 1, "{report}");
+    let version = attestations["checkpointVersion"].as_u64().unwrap();
+    let checkpoint = wh.join(format!(
+        "system/makoto/attestations/_delta_log/{version:020}.checkpoint.parquet"
+    ));
+    assert!(checkpoint.exists(), "{}", checkpoint.display());
+
+    // The same rows, and everything still verifies.
+    let mut before: Vec<_> = rows_before
+        .iter()
+        .map(|r| (r.version, r.envelope.clone()))
+        .collect();
+    let mut after: Vec<_> = attestation_rows(&wh, &table)
+        .await
+        .iter()
+        .map(|r| (r.version, r.envelope.clone()))
+        .collect();
+    before.sort();
+    after.sort();
+    assert_eq!(before, after);
+    let out = makoto(&[
+        "verify",
+        t,
+        "--warehouse",
+        w,
+        "--trust",
+        &public,
+        "--no-record",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    // A warehouse that does not exist is an error, and is not created.
+    let missing = tmp.path().join("nowhere");
+    let args = ["maintain", "--warehouse", missing.to_str().unwrap()];
+    sole_error(&args, &makoto(&args));
+    assert!(!missing.exists());
+}

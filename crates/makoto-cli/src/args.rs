@@ -42,6 +42,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Attest the bundled sample table into a local warehouse and show the result.
     Demo(DemoArgs),
+    /// Compact the system.makoto.* tables' small files and checkpoint them (nothing is deleted).
+    Maintain(MaintainArgs),
     /// Run the attestation service: watch many tables and attest every new commit, with /metrics, /healthz and /readyz.
     Serve(ServeArgs),
     /// Stream-window attestations of Kafka topics.
@@ -603,4 +605,14 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err(format!("{s:?}: must be more than zero"));
     }
     Ok(std::time::Duration::from_millis(ms))
+}
+
+#[derive(Debug, Args)]
+pub struct MaintainArgs {
+    /// The warehouse whose system tables to compact and checkpoint.
+    #[arg(long, env = "MAKOTO_WAREHOUSE")]
+    pub warehouse: String,
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }

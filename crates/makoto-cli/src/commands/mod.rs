@@ -42,6 +42,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Demo(a) => demo::run(ctx, a, out).await,
         Command::Kafka(c) => kafka::run(ctx, c, out).await,
         Command::Serve(a) => serve::run(ctx, a).await,
+        Command::Maintain(a) => maintain(ctx, a, out).await,
     }
 }
 
@@ -62,4 +63,30 @@ pub(crate) fn human_bytes(n: u64) -> String {
 
 pub(crate) fn short(hex: &str) -> &str {
     hex.get(..12).unwrap_or(hex)
+}
+
+/// `makoto maintain`: compaction and checkpoints of the warehouse's system tables.
+async fn maintain(
+    ctx: &Context,
+    args: crate::args::MaintainArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    let store = ctx.existing_warehouse(&args.warehouse).await?;
+    let tables = store.maintain().await?;
+    if args.json {
+        writeln!(out, "{}", serde_json::json!({ "tables": tables }))?;
+    } else {
+        for t in &tables {
+            writeln!(
+                out,
+                "system.makoto.{}: {} -> {} files, checkpoint at version {}",
+                t.table,
+                t.files_before,
+                t.files_after,
+                t.checkpoint_version
+                    .map_or_else(|| "-".to_owned(), |v| v.to_string())
+            )?;
+        }
+    }
+    Ok(EXIT_OK)
 }

@@ -186,7 +186,53 @@ impl std::fmt::Debug for QuerySession {
     }
 }
 
+/// What [`AttestationStore::maintain`] did to one system table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintainedTable {
+    pub table: &'static str,
+    /// Live data files before and after compaction.
+    pub files_before: usize,
+    pub files_after: usize,
+    /// The table version a checkpoint was written for.
+    pub checkpoint_version: Option<u64>,
+}
+
 impl AttestationStore {
+    /// Compacts every system table's small files (as runs do once 32 pile up, here from 2) and
+    /// writes a checkpoint of each: what `makoto maintain` does. Rows only move between
+    /// files; nothing is deleted from storage, and every earlier version stays readable.
+    /// Tables that do not exist yet are skipped.
+    pub async fn maintain(&self) -> Result<Vec<MaintainedTable>, Error> {
+        let tables = [
+            ("attestations", &self.attestations),
+            ("files", &self.files),
+            ("verifications", &self.verifications),
+            ("windows", &self.windows),
+        ];
+        let count = |t: &DeltaTable| t.snapshot().map_or(0, |s| s.log_data().iter().count());
+        let mut out = Vec::new();
+        for (name, location) in tables {
+            if !self.has_log(location).await? {
+                continue;
+            }
+            let table = self.load(location).await?;
+            let files_before = count(&table);
+            Self::compact_at(table, location, 2, chrono::Utc::now().timestamp_millis()).await;
+            let table = self.load(location).await?;
+            deltalake::checkpoints::create_checkpoint(&table, None)
+                .await
+                .map_err(|e| Error::delta(location.as_uri(), e))?;
+            out.push(MaintainedTable {
+                table: name,
+                files_before,
+                files_after: count(&table),
+                checkpoint_version: table.version(),
+            });
+        }
+        Ok(out)
+    }
+
     /// Opens the store of a warehouse that must already hold attestations (every command that
     /// only reads: verify, check, prove, dbom, head, sql). Creates nothing: a warehouse without
     /// `system/makoto/attestations` (a mistyped URI, an empty bucket) is an error naming it.
