@@ -296,6 +296,20 @@ async fn batches_are_time_stamped_and_verify_checks_every_token() {
         );
     }
 
+    // Every row names the token that covers it (its batch's last version) and that token's
+    // genTime, as OpenSSL reads it.
+    for r in &rows {
+        let carrier = [3, 7, 9].into_iter().find(|c| *c >= r.version).unwrap();
+        let (_, token, _) = stamped.iter().find(|t| t.0 == carrier).unwrap();
+        assert_eq!(r.timestamp_version, Some(carrier), "version {}", r.version);
+        assert_eq!(
+            r.timestamp_gen_time_us,
+            Some(openssl_gen_time(tmp.path(), token).timestamp_micros()),
+            "version {}",
+            r.version
+        );
+    }
+
     let keys = json!([{"publicKey": pem_json(Path::new(&pubk))}]);
     let trusted = trust_file(
         tmp.path(),
@@ -347,16 +361,52 @@ async fn batches_are_time_stamped_and_verify_checks_every_token() {
     assert_eq!(report["coverage"]["timestamps"]["authorities"], json!(0));
     assert_eq!(report["coverage"]["timestamps"]["covered"], json!(false));
 
-    // Tokens stripped: the signatures still verify, but nothing proves when they were made.
+    // Tokens and the columns naming them stripped: the signatures still verify, but nothing
+    // proves when they were made.
     let stripped = tmp.path().join("stripped");
     rewritten(&wh, &table, &stripped, |r| {
-        r.envelope = without_token(&r.envelope)
+        r.envelope = without_token(&r.envelope);
+        r.timestamp_gen_time_us = None;
+        r.timestamp_version = None;
     })
     .await;
     let (code, report) = verify_json(&table, &stripped, &trusted, &[]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(kinds(&report), vec!["timestamp-missing"], "{report}");
     assert_eq!(report["coverage"]["timestamps"]["covered"], json!(false));
+
+    // Tokens stripped but the columns left: the rows claim a time-stamp no envelope carries,
+    // which verify reports even when it checks no tokens.
+    let claimed = tmp.path().join("claimed");
+    rewritten(&wh, &table, &claimed, |r| {
+        r.envelope = without_token(&r.envelope)
+    })
+    .await;
+    let (code, report) = verify_json(&table, &claimed, &pubk, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(kinds(&report), vec!["attestation-altered"; 10], "{report}");
+
+    // A genTime column moved an hour earlier, or pointed at an earlier token.
+    let earlier = tmp.path().join("earlier");
+    rewritten(&wh, &table, &earlier, |r| {
+        if r.version == 5 {
+            r.timestamp_gen_time_us = r.timestamp_gen_time_us.map(|t| t - 3_600_000_000);
+        }
+        if r.version == 8 {
+            r.timestamp_version = Some(7);
+        }
+    })
+    .await;
+    let (code, report) = verify_json(&table, &earlier, &trusted, &[]);
+    assert_eq!(code, 1, "{report}");
+    let altered: Vec<u64> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == json!("attestation-altered"))
+        .map(|f| f["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(altered, vec![5, 8], "{report}");
 
     // A valid token moved onto another signature (version 7's token on version 9).
     let moved = tmp.path().join("moved");
@@ -999,6 +1049,25 @@ async fn a_rewritten_level_column_earns_nothing() {
 }
 
 /// `openssl ts -verify` of a token over SHA-256 of `sig`, chained to `tsa`'s CA.
+/// The token's genTime as `openssl ts -reply -token_in -text` prints it.
+fn openssl_gen_time(dir: &Path, token: &[u8]) -> chrono::DateTime<chrono::Utc> {
+    let path = dir.join("gen-time.tst");
+    std::fs::write(&path, token).unwrap();
+    let out = Command::new("openssl")
+        .args(["ts", "-reply", "-token_in", "-token_out", "-text", "-in"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Time stamp: "))
+        .unwrap_or_else(|| panic!("no genTime in {text}"));
+    let naive = chrono::NaiveDateTime::parse_from_str(line.trim(), "%b %e %H:%M:%S%.f %Y GMT")
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
+    naive.and_utc()
+}
+
 fn openssl_ts_verifies(tsa: &Tsa, token: &[u8], sig: &[u8], dir: &Path) -> bool {
     let path = dir.join("check.tst");
     std::fs::write(&path, token).unwrap();

@@ -68,13 +68,13 @@ impl TsaClient {
         }
     }
 
-    /// Time-stamps the first signature of `envelope` (named `what` in errors) and attaches the
-    /// token beside it.
+    /// Time-stamps the first signature of `envelope` (named `what` in errors), attaches the
+    /// token beside it and returns it.
     pub async fn stamp(
         &self,
         envelope: &mut makoto_core::dsse::Envelope,
         what: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<TimestampToken, Error> {
         let imprint = envelope.timestamp_imprint().ok_or_else(|| {
             self.error(format!(
                 "{what}: only a signed envelope can be time-stamped"
@@ -83,7 +83,8 @@ impl TsaClient {
         let token = self.timestamp(imprint).await?;
         envelope
             .attach_timestamp(token.to_der().to_vec())
-            .map_err(|e| Error::core(what.to_owned(), e))
+            .map_err(|e| Error::core(what.to_owned(), e))?;
+        Ok(token)
     }
 
     pub fn url(&self) -> &str {

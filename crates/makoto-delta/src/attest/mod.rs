@@ -918,7 +918,8 @@ impl Attestor {
     }
 
     /// Time-stamps the batch's last signature: its statement chains to every earlier one, so
-    /// the token proves the whole batch existed by its `genTime` (docs/verification.md).
+    /// the token proves the whole batch existed by its `genTime` (docs/verification.md). Every
+    /// row of the batch records that `genTime` and the version carrying the token.
     async fn timestamp_batch(
         tsa: &crate::tsa::TsaClient,
         out: &mut BatchOutput,
@@ -929,8 +930,14 @@ impl Attestor {
         let context = format!("{} version {}", last.table_uri, last.version);
         let mut envelope = makoto_core::dsse::Envelope::from_json(last.envelope.as_bytes())
             .map_err(|e| Error::core(context.clone(), e))?;
-        tsa.stamp(&mut envelope, &context).await?;
+        let token = tsa.stamp(&mut envelope, &context).await?;
         last.envelope = envelope.to_json();
+        let carrier = last.version;
+        let gen_time_us = token.gen_time().timestamp_micros();
+        for row in &mut out.attestation_rows {
+            row.timestamp_gen_time_us = Some(gen_time_us);
+            row.timestamp_version = Some(carrier);
+        }
         Ok(())
     }
 

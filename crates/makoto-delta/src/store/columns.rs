@@ -398,6 +398,21 @@ impl Codec<i64> for Micros {
     }
 }
 
+impl Codec<Option<i64>> for Micros {
+    const KIND: Kind = Kind::Ts;
+    const NULLABLE: bool = true;
+    fn put(value: &Option<i64>, to: &mut Builder) {
+        match (value, to) {
+            (Some(v), Builder::Ts(b)) => b.append_value(*v),
+            (None, to) => to.null(),
+            _ => {}
+        }
+    }
+    fn take(from: &Column<'_>, row: usize) -> Result<Option<i64>, Problem> {
+        Ok(from.long(row))
+    }
+}
+
 /// A row type of a system table, declared by [`system_row!`].
 pub(crate) trait SystemRow: Sized {
     const COLUMNS: &'static [Col];

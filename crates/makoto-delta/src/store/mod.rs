@@ -198,6 +198,18 @@ pub struct MaintainedTable {
     pub checkpoint_version: Option<u64>,
 }
 
+/// The declared columns `table`'s schema does not have.
+fn missing_columns(table: &DeltaTable, cols: &[columns::Col]) -> Vec<columns::Col> {
+    let Ok(snapshot) = table.snapshot() else {
+        return Vec::new();
+    };
+    let schema = snapshot.schema();
+    cols.iter()
+        .filter(|c| schema.field(c.name).is_none())
+        .copied()
+        .collect()
+}
+
 impl AttestationStore {
     /// Compacts every system table's small files (as runs do once 32 pile up, here from 2) and
     /// writes a checkpoint of each: what `makoto maintain` does. Rows only move between
@@ -428,6 +440,7 @@ impl AttestationStore {
         let mut table = location.delta_table(&self.options)?;
         match table.load().await {
             Ok(()) => {
+                let table = Self::migrate(table, location, cols).await?;
                 Self::set_checkpoint_interval(table, location).await;
                 Ok(())
             }
@@ -547,6 +560,48 @@ impl AttestationStore {
     async fn reload(mut table: DeltaTable) -> Result<DeltaTable, DeltaTableError> {
         table.update_state().await?;
         Ok(table)
+    }
+
+    /// Adds the declared columns a table written by an earlier version lacks (columns are only
+    /// ever appended, nullable): one metadata commit, once. Rows written before read them as
+    /// null. Losing that commit to another run that added them is not an error.
+    async fn migrate(
+        table: DeltaTable,
+        location: &Location,
+        cols: &[columns::Col],
+    ) -> Result<DeltaTable, Error> {
+        let missing = missing_columns(&table, cols);
+        if missing.is_empty() {
+            return Ok(table);
+        }
+        if let Some(c) = missing.iter().find(|c| !c.nullable) {
+            return Err(Error::StoreCorrupt {
+                store: location.as_uri(),
+                reason: format!("the table has no column {}", c.name),
+            });
+        }
+        let added = table
+            .clone()
+            .add_columns()
+            .with_fields(delta_fields(&missing))
+            .await;
+        match added {
+            Ok(t) => {
+                let names: Vec<&str> = missing.iter().map(|c| c.name).collect();
+                tracing::info!(table = %location.as_uri(), columns = %names.join(","), "added columns to a system table");
+                Ok(t)
+            }
+            Err(e) => {
+                let again = Self::reload(table)
+                    .await
+                    .map_err(|e| Error::delta(location.as_uri(), e))?;
+                if missing_columns(&again, cols).is_empty() {
+                    Ok(again)
+                } else {
+                    Err(Error::delta(location.as_uri(), e))
+                }
+            }
+        }
     }
 
     /// Gives a system table created before [`SYSTEM_CHECKPOINT_INTERVAL`] existed its interval:
@@ -866,6 +921,146 @@ mod tests {
 
         AttestationStore::create(warehouse, options).await.unwrap();
         assert_eq!(table(&files).await.version(), Some(1), "and only once");
+    }
+
+    fn attestation_row(version: u64) -> AttestationRow {
+        let d = Sha256Digest::of(&version.to_be_bytes());
+        AttestationRow {
+            table_uri: "file:///t".into(),
+            table_id: "id".into(),
+            version,
+            commit_timestamp_ms: 1_700_000_000_000,
+            timestamp_source: makoto_core::delta::TimestampSource::CommitInfo,
+            operation: None,
+            engine: None,
+            user_name: None,
+            predicate_type: "https://makoto.dev/origin/v1".into(),
+            subject: format!("file:///t@v{version}"),
+            state_digest: d,
+            commit_digest: d,
+            commit_file_digest: d,
+            changes_digest: d,
+            files_added: 0,
+            files_removed: 0,
+            cdc_files: 0,
+            bytes_added: 0,
+            bytes_removed: 0,
+            records_added: None,
+            live_files: 0,
+            live_bytes: 0,
+            previous_attestation_digest: None,
+            attestation_digest: d,
+            keyid: None,
+            level: makoto_core::attestation::MakotoLevel::L1,
+            envelope: "{}".into(),
+            attested_at_us: 1_700_000_000_000_000,
+            attestor_version: "test".into(),
+            run_id: "run".into(),
+            data_availability: makoto_core::attestation::AvailabilityStatus::Complete,
+            timestamp_gen_time_us: Some(1_700_000_001_000_000),
+            timestamp_version: Some(version),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_attestations_table_without_the_time_stamp_columns_gains_them_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
+        let options = StorageOptions::default();
+        // The table as makoto wrote it before the time-stamp columns, holding one row.
+        let old_cols = &ATTESTATION_COLUMNS[..ATTESTATION_COLUMNS.len() - 2];
+        assert_eq!(old_cols.last().map(|c| c.name), Some("data_availability"));
+        let location = warehouse.join(ATTESTATIONS_PATH).unwrap();
+        std::fs::create_dir_all(dir.path().join(ATTESTATIONS_PATH)).unwrap();
+        let created = location
+            .delta_table(&options)
+            .unwrap()
+            .create()
+            .with_columns(delta_fields(old_cols))
+            .with_configuration_property(
+                deltalake::TableProperty::CheckpointInterval,
+                Some(SYSTEM_CHECKPOINT_INTERVAL),
+            )
+            .await
+            .unwrap();
+        let full = to_batch(&[attestation_row(0)]).unwrap();
+        let old_batch = full
+            .project(&(0..old_cols.len()).collect::<Vec<_>>())
+            .unwrap();
+        created
+            .write(vec![old_batch])
+            .with_save_mode(SaveMode::Append)
+            .await
+            .unwrap();
+        assert_eq!(table(&location).await.version(), Some(1));
+
+        let store = AttestationStore::create(warehouse.clone(), options.clone())
+            .await
+            .unwrap();
+        let migrated = table(&location).await;
+        assert_eq!(migrated.version(), Some(2), "one metadata commit");
+        assert!(missing_columns(&migrated, ATTESTATION_COLUMNS).is_empty());
+        // What docs/attestation-table.md tells operators: a writer of the old shape is refused
+        // (nothing is committed), so every writer of a warehouse is upgraded together.
+        let old_shape = to_batch(&[attestation_row(7)])
+            .unwrap()
+            .project(&(0..old_cols.len()).collect::<Vec<_>>())
+            .unwrap();
+        let refused = migrated
+            .clone()
+            .write(vec![old_shape])
+            .with_save_mode(SaveMode::Append)
+            .await;
+        assert!(refused.is_err());
+        assert_eq!(table(&location).await.version(), Some(2));
+
+        let t = store.load_attestations().await.unwrap();
+        let outcome = store
+            .append_attestations(t, &[attestation_row(1)], "file:///t", 1, "run")
+            .await
+            .unwrap();
+        assert!(matches!(outcome, AppendOutcome::Committed { .. }));
+        let mut rows = store.attestation_rows("file:///t").await.unwrap();
+        rows.sort_by_key(|r| r.version);
+        let stamps: Vec<_> = rows
+            .iter()
+            .map(|r| (r.version, r.timestamp_gen_time_us, r.timestamp_version))
+            .collect();
+        assert_eq!(
+            stamps,
+            vec![(0, None, None), (1, Some(1_700_000_001_000_000), Some(1))],
+            "the old row reads the new columns as null"
+        );
+
+        AttestationStore::create(warehouse, options).await.unwrap();
+        assert_eq!(
+            table(&location).await.version(),
+            Some(3),
+            "only the append since: no second migration"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_table_missing_a_required_column_is_not_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
+        let options = StorageOptions::default();
+        let location = warehouse.join(ATTESTATIONS_PATH).unwrap();
+        std::fs::create_dir_all(dir.path().join(ATTESTATIONS_PATH)).unwrap();
+        location
+            .delta_table(&options)
+            .unwrap()
+            .create()
+            .with_columns(delta_fields(&ATTESTATION_COLUMNS[..3]))
+            .await
+            .unwrap();
+        let err = AttestationStore::create(warehouse, options)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("commit_timestamp"), "{err}");
+        assert_eq!(table(&location).await.version(), Some(0), "nothing written");
     }
 
     fn file_row(version: u64) -> FileRow {

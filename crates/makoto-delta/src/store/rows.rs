@@ -49,6 +49,9 @@ system_row! {
         attestor_version: String => "makoto and deltalake versions that produced the row.",
         run_id: String => "Id of the attest run that wrote the row.",
         data_availability: AvailabilityStatus => "complete: every data file of the version was hashed.",
+        #[column = "timestamp_gen_time"]
+        timestamp_gen_time_us: Option<i64> as Micros => "genTime of the RFC 3161 token that covers this row, as the attestor received it (attest --tsa); null without one. The token is on the envelope of the row at timestamp_version; verify checks both.",
+        timestamp_version: Option<u64> => "The version whose envelope carries that token: the last of the attest batch, whose statement chains back to this one; null without a token.",
     }
 }
 
@@ -176,6 +179,8 @@ impl AttestationRow {
             attestor_version: crate::attest::attestor_version(),
             run_id: run_id.to_owned(),
             data_availability: facts.availability.status(),
+            timestamp_gen_time_us: None,
+            timestamp_version: None,
         }
     }
 }
@@ -301,7 +306,8 @@ mod tests {
     use super::super::columns::{Col, Kind};
     use super::*;
 
-    /// The schemas as the tables were first written: a change here is a table migration.
+    /// The schemas of the system tables. Columns are only ever appended, nullable: a table
+    /// written by an earlier version gains them on the next `create` (AttestationStore::migrate).
     fn shape(cols: &[Col]) -> String {
         cols.iter()
             .map(|c| {
@@ -321,7 +327,7 @@ mod tests {
     fn table_schemas_are_unchanged() {
         assert_eq!(
             shape(ATTESTATION_COLUMNS),
-            "table_uri:Str table_id:Str version:Long commit_timestamp:Ts timestamp_source:Str operation:Str? engine:Str? user_name:Str? predicate_type:Str subject:Str state_digest:Str commit_digest:Str commit_file_digest:Str changes_digest:Str files_added:Long files_removed:Long cdc_files:Long bytes_added:Long bytes_removed:Long records_added:Long? live_files:Long live_bytes:Long previous_attestation_digest:Str? attestation_digest:Str keyid:Str? level:Str envelope:Str attested_at:Ts attestor_version:Str run_id:Str data_availability:Str"
+            "table_uri:Str table_id:Str version:Long commit_timestamp:Ts timestamp_source:Str operation:Str? engine:Str? user_name:Str? predicate_type:Str subject:Str state_digest:Str commit_digest:Str commit_file_digest:Str changes_digest:Str files_added:Long files_removed:Long cdc_files:Long bytes_added:Long bytes_removed:Long records_added:Long? live_files:Long live_bytes:Long previous_attestation_digest:Str? attestation_digest:Str keyid:Str? level:Str envelope:Str attested_at:Ts attestor_version:Str run_id:Str data_availability:Str timestamp_gen_time:Ts? timestamp_version:Long?"
         );
         assert_eq!(
             shape(FILE_COLUMNS),

@@ -538,6 +538,7 @@ impl<'a> Verifier<'a> {
             });
         }
         let timestamps = timestamps::check(&checked_all, self.trust, from, target, findings);
+        timestamps::check_columns(&checked_all, from, target, findings);
         let mut in_scope = Vec::new();
         for (mut c, f) in checked_all {
             if (from..=target).contains(&c.row.version) {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use makoto_core::timestamp::{ChainLink, LinkProblem, walk_coverage};
+use makoto_core::timestamp::{ChainLink, LinkProblem, TimestampToken, walk_coverage};
 use makoto_core::verify::TrustedKeys;
 use serde::Serialize;
 
@@ -139,6 +139,67 @@ pub(crate) fn check(
         coverage.authority = Some(v.authority().to_owned());
     }
     coverage
+}
+
+/// Checks the `timestamp_gen_time` and `timestamp_version` columns of the rows in
+/// `from..=target` against the tokens they name: the version named must be this one or a later
+/// one, and its envelope must carry a token whose `genTime` is the column's. The columns are
+/// the attestor's unsigned summary; whether the token holds is [`check`]'s to say.
+pub(crate) fn check_columns(
+    rows: &[(CheckedRow, Vec<Finding>)],
+    from: u64,
+    target: u64,
+    findings: &mut Vec<Finding>,
+) {
+    let mut tokens: BTreeMap<u64, &[u8]> = BTreeMap::new();
+    for (c, _) in rows {
+        if let Some((token, _)) = &c.timestamp {
+            tokens.entry(c.row.version).or_insert(token.as_slice());
+        }
+    }
+    for (c, _) in rows {
+        let v = c.row.version;
+        if !(from..=target).contains(&v) {
+            continue;
+        }
+        let problem = match (c.row.timestamp_gen_time_us, c.row.timestamp_version) {
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => Some(
+                "timestamp_gen_time and timestamp_version are either both set or both null"
+                    .to_owned(),
+            ),
+            (Some(_), Some(carrier)) if carrier < v => Some(format!(
+                "timestamp_version {carrier} is before the row's own version: an earlier token cannot cover it"
+            )),
+            (Some(gen_us), Some(carrier)) => match tokens.get(&carrier) {
+                None => Some(format!(
+                    "timestamp_version names version {carrier}, whose envelope carries no time-stamp token"
+                )),
+                Some(der) => match TimestampToken::from_der(der) {
+                    Err(e) => Some(format!(
+                        "the time-stamp token of version {carrier} that timestamp_version names does not parse ({e})"
+                    )),
+                    Ok(t) if t.gen_time().timestamp_micros() != gen_us => Some(format!(
+                        "timestamp_gen_time is {} but the token of version {carrier} says {}",
+                        at_us(gen_us).to_rfc3339_opts(SecondsFormat::Micros, true),
+                        t.gen_time().to_rfc3339_opts(SecondsFormat::Micros, true)
+                    )),
+                    Ok(_) => None,
+                },
+            },
+        };
+        if let Some(detail) = problem {
+            findings.push(
+                Finding::new(FindingKind::AttestationAltered, detail)
+                    .at(v)
+                    .row(c.row_ref.clone()),
+            );
+        }
+    }
+}
+
+fn at_us(us: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_micros(us).unwrap_or_default()
 }
 
 fn runs(versions: &[u64]) -> Vec<(u64, u64)> {
