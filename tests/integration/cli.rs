@@ -221,6 +221,10 @@ fn check_documented_schemas(file: &str) {
             "## `system.makoto.windows`",
             makoto_delta::store::window_columns(),
         ),
+        (
+            "## `system.makoto.runs`",
+            makoto_delta::store::run_columns(),
+        ),
     ] {
         let start = doc
             .find(section)

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -269,6 +269,62 @@ async fn serve_attests_commits_as_they_land_and_reports_them() {
     assert!(stderr.contains("makoto serve: stopped"), "{stderr}");
     exactly_once(&wh, a.path(), 5).await;
     exactly_once(&wh, b.path(), 1).await;
+
+    // system.makoto.runs: one record per run that attested or failed, written at shutdown at
+    // the latest.
+    let st = store(&wh).await;
+    let runs_a = st.run_rows(&ua).await.unwrap();
+    assert!(!runs_a.is_empty());
+    assert!(runs_a.iter().all(|r| r.outcome == "attested"), "{runs_a:?}");
+    assert_eq!(runs_a.iter().map(|r| r.commits_attested).sum::<u64>(), 6);
+    let last = runs_a.last().unwrap();
+    assert_eq!(
+        (last.attested_version, last.latest_version, last.failures),
+        (Some(5), Some(5), 0)
+    );
+    assert!(
+        runs_a
+            .iter()
+            .all(|r| r.lag_ms.is_some() && r.finished_at_us >= r.started_at_us)
+    );
+    let run_ids: std::collections::BTreeSet<String> = attestation_rows(&wh, a.path())
+        .await
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    let recorded: std::collections::BTreeSet<String> =
+        runs_a.iter().filter_map(|r| r.run_id.clone()).collect();
+    assert_eq!(
+        recorded, run_ids,
+        "each run record names the run that wrote the rows"
+    );
+    let runs_broken = st.run_rows(&ubroken).await.unwrap();
+    assert!(runs_broken.len() >= 2, "{runs_broken:?}");
+    for (i, r) in runs_broken.iter().enumerate() {
+        assert_eq!(r.outcome, "failed");
+        assert_eq!(r.error_kind.as_deref(), Some("corrupt_commit"));
+        assert!(
+            r.error.as_deref().unwrap_or_default().contains("broken"),
+            "{r:?}"
+        );
+        assert_eq!((r.attested_version, r.failures), (None, i as u64 + 1));
+    }
+    // The documented question: which tables are behind, and why.
+    let out = makoto(&[
+        "sql",
+        "--warehouse",
+        wh.to_str().unwrap(),
+        "--format",
+        "json",
+        "SELECT table_uri, error_kind FROM (SELECT *, row_number() OVER (PARTITION BY table_uri ORDER BY finished_at DESC) AS n FROM system.makoto.runs) WHERE n = 1 AND outcome = 'failed'",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let behind: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(
+        behind,
+        json!([{"table_uri": ubroken, "error_kind": "corrupt_commit"}])
+    );
+
     for t in [a.path(), b.path()] {
         let out = makoto(&[
             "verify",

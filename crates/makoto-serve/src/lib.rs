@@ -33,6 +33,7 @@
 pub mod client;
 pub mod http;
 pub mod metrics;
+pub mod runs;
 pub mod schedule;
 pub mod service;
 pub mod shard;

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub checks: AtomicU64,
     pub files_hashed: AtomicU64,
     pub bytes_hashed: AtomicU64,
+    pub run_records_written: AtomicU64,
+    pub run_records_dropped: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     latency: Mutex<Histogram>,
 }
@@ -114,6 +116,18 @@ impl Metrics {
             "counter",
             "Bytes hashed (SHA-256).",
             &one(get(&self.bytes_hashed)),
+        );
+        metric(
+            "makoto_run_records_written_total",
+            "counter",
+            "Rows written to system.makoto.runs.",
+            &one(get(&self.run_records_written)),
+        );
+        metric(
+            "makoto_run_records_dropped_total",
+            "counter",
+            "Run records dropped because system.makoto.runs could not be written for too long.",
+            &one(get(&self.run_records_dropped)),
         );
         if let Ok(h) = self.latency.lock() {
             let mut lines: Vec<(String, String)> = LATENCY_BUCKETS

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::Error;
 use crate::metrics::Metrics;
+use crate::runs::{self, RunFacts, RunLog};
 use crate::schedule::{Outcome, TableState, Timing};
 use crate::shard::Shard;
 use crate::tables::{self, TableSource};
@@ -121,13 +122,16 @@ impl Observer for StopAtBoundary {
     }
 }
 
-/// What one look at one table came to, with what the metrics need.
+/// What one look at one table came to, with what the metrics and the run record need.
 struct Look {
     uri: String,
     outcome: Outcome,
     summary: Option<AttestSummary>,
-    /// When the oldest commit this look attested was written.
+    /// When the oldest commit this look attested (or failed to) was written.
     oldest_commit: Option<SystemTime>,
+    started: SystemTime,
+    /// The attested version the look started from.
+    previously: Option<u64>,
 }
 
 /// The running service.
@@ -141,6 +145,7 @@ pub struct Service {
     /// Opened tables (an object store each), kept so that a look is one metadata request.
     sources: BTreeMap<String, SourceTable>,
     next_rescan: Instant,
+    runs: RunLog,
 }
 
 impl Service {
@@ -161,6 +166,7 @@ impl Service {
                 }
             }
         }
+        let service = runs::service_name(&config.shard);
         let location = Location::create(&config.warehouse).map_err(Error::Delta)?;
         let store = AttestationStore::create(location, config.storage.clone())
             .await
@@ -172,6 +178,7 @@ impl Service {
             tables_file_mtime: None,
             sources: BTreeMap::new(),
             next_rescan: Instant::now(),
+            runs: RunLog::new(service, Instant::now()),
         })
     }
 
@@ -212,6 +219,9 @@ impl Service {
                 tracing::error!(error = %e, "the table set could not be reloaded; keeping the previous one");
             }
             self.dispatch(&mut in_flight);
+            if self.runs.is_due(Instant::now()) {
+                self.flush_runs().await;
+            }
         }
         tracing::info!(in_flight = in_flight.len(), "shutting down");
         self.shared.stopping.store(true, Ordering::SeqCst);
@@ -221,7 +231,14 @@ impl Service {
                 self.record(look);
             }
         }
+        self.flush_runs().await;
         Ok(())
+    }
+
+    async fn flush_runs(&mut self) {
+        if let Err(e) = self.runs.flush(&self.store, &self.shared.metrics).await {
+            tracing::warn!(error = %e, "run records could not be written to system.makoto.runs; keeping them for the next try");
+        }
     }
 
     /// Starts a look at every due table while there is room.
@@ -269,8 +286,9 @@ impl Service {
         }
     }
 
-    fn record(&self, look: Look) {
+    fn record(&mut self, look: Look) {
         let now = Instant::now();
+        let finished = SystemTime::now();
         let m = &self.shared.metrics;
         Metrics::add(&m.checks, 1);
         match &look.outcome {
@@ -298,11 +316,30 @@ impl Service {
                 .unwrap_or_default();
             m.latency(waited.as_secs_f64());
         }
+        let mut failures = 0;
         if let Ok(mut tables) = self.shared.tables.lock()
             && let Some(t) = tables.get_mut(&look.uri)
         {
-            t.record(look.outcome, now, &self.config.timing);
+            t.record(look.outcome.clone(), now, &self.config.timing);
+            failures = t.failures;
         }
+        let summary = look.summary.as_ref();
+        self.runs.push(
+            &RunFacts {
+                table_uri: &look.uri,
+                outcome: &look.outcome,
+                run_id: summary.map(|s| s.run_id.as_str()),
+                previously_attested: look.previously,
+                latest_version: summary.map(|s| s.latest_version),
+                files_hashed: summary.map_or(0, |s| s.files_hashed),
+                bytes_hashed: summary.map_or(0, |s| s.bytes_hashed),
+                started: look.started,
+                finished,
+                oldest_commit: look.oldest_commit,
+                failures,
+            },
+            &self.shared.metrics,
+        );
         self.shared.changed.notify_waiters();
     }
 
@@ -376,47 +413,47 @@ struct Job {
 impl Job {
     async fn look(self) -> Look {
         let uri = self.uri.clone();
-        match self.try_look().await {
-            Ok(look) => look,
-            Err(e) => Look {
-                uri,
-                outcome: Outcome::Failed {
+        let previously = self.attested;
+        let started = SystemTime::now();
+        let (outcome, summary, oldest_commit) = match self.try_look().await {
+            Ok(found) => found,
+            Err(e) => (
+                Outcome::Failed {
                     kind: e.kind().to_owned(),
                     message: e.to_string(),
                 },
-                summary: None,
-                oldest_commit: None,
-            },
+                None,
+                None,
+            ),
+        };
+        Look {
+            uri,
+            outcome,
+            summary,
+            oldest_commit,
+            started,
+            previously,
         }
     }
 
-    async fn try_look(self) -> Result<Look, makoto_delta::Error> {
+    /// The outcome, the run's summary, and when the oldest commit it attested was written.
+    async fn try_look(
+        self,
+    ) -> Result<(Outcome, Option<AttestSummary>, Option<SystemTime>), makoto_delta::Error> {
         let source = match self.source {
             Some(s) => s,
             None => SourceTable::open(Location::existing(&self.uri)?, &self.options.storage)?,
         };
         let next = self.attested.map_or(0, |v| v + 1);
         let Some(written) = source.commit_modified(next).await? else {
-            return Ok(Look {
-                uri: self.uri,
-                outcome: Outcome::Idle,
-                summary: None,
-                oldest_commit: None,
-            });
+            return Ok((Outcome::Idle, None, None));
         };
         let attestor = Attestor::new(source, self.store, self.signer, self.options)
             .with_observer(Arc::new(StopAtBoundary(self.shared.clone())));
         let summary = match attestor.run().await {
             Ok(s) => s,
             // Stopped at a batch boundary for shutdown: whatever was committed stands.
-            Err(makoto_delta::Error::Interrupted { .. }) => {
-                return Ok(Look {
-                    uri: self.uri,
-                    outcome: Outcome::Idle,
-                    summary: None,
-                    oldest_commit: None,
-                });
-            }
+            Err(makoto_delta::Error::Interrupted { .. }) => return Ok((Outcome::Idle, None, None)),
             Err(e) => return Err(e),
         };
         let outcome = match summary.attested_through() {
@@ -427,11 +464,6 @@ impl Job {
             None => Outcome::Idle,
         };
         let oldest_commit = (!summary.attested.is_empty()).then(|| SystemTime::from(written));
-        Ok(Look {
-            uri: self.uri,
-            outcome,
-            summary: Some(summary),
-            oldest_commit,
-        })
+        Ok((outcome, Some(summary), oldest_commit))
     }
 }

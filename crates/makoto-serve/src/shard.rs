@@ -23,6 +23,11 @@ impl Default for Shard {
 }
 
 impl Shard {
+    /// How many shards the tables are split into.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
     /// Whether this shard attests `table_uri`.
     pub fn owns(&self, table_uri: &str) -> bool {
         Self::of(table_uri, self.count) == self.index

@@ -32,8 +32,8 @@ use makoto_core::attested::parse_subject_name;
 use makoto_core::verify::TrustedKeys;
 use makoto_delta::lineage::Lineage;
 use makoto_delta::store::{
-    ATTESTATIONS_PATH, FILES_PATH, VERIFICATIONS_PATH, WINDOWS_PATH, empty_verifications,
-    empty_windows, has_delta_log,
+    ATTESTATIONS_PATH, FILES_PATH, RUNS_PATH, VERIFICATIONS_PATH, WINDOWS_PATH, empty_runs,
+    empty_verifications, empty_windows, has_delta_log,
 };
 use makoto_delta::{AttestationRow, Location, StorageOptions};
 
@@ -225,7 +225,7 @@ impl MakotoSession {
         }
         // Tables written on first use: empty until then.
         type Empty = fn() -> Result<arrow::array::RecordBatch, makoto_delta::Error>;
-        let optional: [(&str, &str, &str, Empty); 2] = [
+        let optional: [(&str, &str, &str, Empty); 3] = [
             (
                 VERIFICATIONS_PATH,
                 "verifications",
@@ -238,6 +238,7 @@ impl MakotoSession {
                 "system.makoto.windows",
                 empty_windows,
             ),
+            (RUNS_PATH, "runs", "system.makoto.runs", empty_runs),
         ];
         for (path, name, display, empty) in optional {
             let location = warehouse.join(path)?;

@@ -12,14 +12,14 @@ use deltalake::kernel::transaction::{CommitConflictError, CommitProperties, Tran
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
-pub use rows::{AttestationRow, FileRow, VerificationRow, WindowRow};
+pub use rows::{AttestationRow, FileRow, RunRow, VerificationRow, WindowRow};
 
 use crate::Error;
 use crate::location::{Location, StorageOptions};
 use crate::pages::PageStore;
 use columns::{SystemRow, delta_fields, to_batch};
 use makoto_core::Sha256Digest;
-use rows::{ATTESTATION_COLUMNS, FILE_COLUMNS, VERIFICATION_COLUMNS, WINDOW_COLUMNS};
+use rows::{ATTESTATION_COLUMNS, FILE_COLUMNS, RUN_COLUMNS, VERIFICATION_COLUMNS, WINDOW_COLUMNS};
 
 /// SQL name of the attestations table.
 pub const ATTESTATIONS_TABLE: &str = "system.makoto.attestations";
@@ -38,6 +38,10 @@ pub const VERIFICATIONS_PATH: &str = "system/makoto/verifications";
 pub const WINDOWS_TABLE: &str = "system.makoto.windows";
 /// Path of the stream-window attestations table under the warehouse.
 pub const WINDOWS_PATH: &str = "system/makoto/windows";
+/// SQL name of the table of `makoto serve` runs.
+pub const RUNS_TABLE: &str = "system.makoto.runs";
+/// Path of the runs table under the warehouse.
+pub const RUNS_PATH: &str = "system/makoto/runs";
 /// Prefix of the windows' leaf-hash lists (content-addressed by Merkle root).
 pub const WINDOW_LEAVES_PATH: &str = "system/makoto/window-leaves";
 
@@ -125,6 +129,19 @@ pub fn empty_verifications() -> Result<arrow::array::RecordBatch, Error> {
     })
 }
 
+/// The columns of `system.makoto.runs`.
+pub fn run_columns() -> Vec<ColumnDoc> {
+    docs(RUN_COLUMNS)
+}
+
+/// An empty batch with the schema of `system.makoto.runs`.
+pub fn empty_runs() -> Result<arrow::array::RecordBatch, Error> {
+    to_batch::<RunRow>(&[]).map_err(|e| Error::StoreCorrupt {
+        store: RUNS_TABLE.into(),
+        reason: format!("cannot build the schema: {e}"),
+    })
+}
+
 /// An empty batch with the schema of `system.makoto.windows`.
 pub fn empty_windows() -> Result<arrow::array::RecordBatch, Error> {
     to_batch::<WindowRow>(&[]).map_err(|e| Error::StoreCorrupt {
@@ -169,6 +186,7 @@ pub struct AttestationStore {
     files: Location,
     verifications: Location,
     windows: Location,
+    runs: Location,
     pages: PageStore,
     leaves: PageStore,
     /// One DataFusion session for every query on the system tables of this handle (and its
@@ -221,6 +239,7 @@ impl AttestationStore {
             ("files", &self.files),
             ("verifications", &self.verifications),
             ("windows", &self.windows),
+            ("runs", &self.runs),
         ];
         let count = |t: &DeltaTable| t.snapshot().map_or(0, |s| s.log_data().iter().count());
         let mut out = Vec::new();
@@ -285,6 +304,7 @@ impl AttestationStore {
         let files = warehouse.join(FILES_PATH)?;
         let verifications = warehouse.join(VERIFICATIONS_PATH)?;
         let windows = warehouse.join(WINDOWS_PATH)?;
+        let runs = warehouse.join(RUNS_PATH)?;
         let leaves = PageStore::new(
             warehouse.object_store(&options)?,
             WINDOW_LEAVES_PATH,
@@ -302,6 +322,7 @@ impl AttestationStore {
             files,
             verifications,
             windows,
+            runs,
             pages,
             leaves,
             session: QuerySession::default(),
@@ -395,6 +416,39 @@ impl AttestationStore {
             .await?;
         rows.sort_by_key(|r| (r.version, r.verified_at_us));
         Ok(rows)
+    }
+
+    /// Run records of `table_uri`, oldest first (none before the first).
+    pub async fn run_rows(&self, table_uri: &str) -> Result<Vec<RunRow>, Error> {
+        let mut rows = self.rows_of_table::<RunRow>(&self.runs, table_uri).await?;
+        rows.sort_by_key(|r| (r.finished_at_us, r.started_at_us));
+        Ok(rows)
+    }
+
+    /// Appends run records in one commit, creating the table on first use.
+    pub async fn append_runs(&self, rows: &[RunRow]) -> Result<(), Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.ensure_table(
+            &self.runs,
+            RUN_COLUMNS,
+            "runs",
+            "makoto serve runs: one row per attest run that attested something or failed.",
+        )
+        .await?;
+        let table = self.load(&self.runs).await?;
+        let batch = to_batch(rows).map_err(|e| Error::StoreCorrupt {
+            store: self.runs.as_uri(),
+            reason: format!("cannot build rows: {e}"),
+        })?;
+        let written = table
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .await
+            .map_err(|e| Error::delta(self.runs.as_uri(), e))?;
+        Self::compact(written, &self.runs).await;
+        Ok(())
     }
 
     /// Appends a verification record, creating the table on first use.

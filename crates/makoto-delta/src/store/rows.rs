@@ -138,6 +138,31 @@ system_row! {
     }
 }
 
+system_row! {
+    /// One row of `system.makoto.runs`: one attest run of `makoto serve` that attested
+    /// something or failed (looks that found nothing new are not recorded).
+    pub struct RunRow: RUN_COLUMNS, "run row" {
+        table_uri: String => "The table the run attested.",
+        service: String => "The makoto serve replica that ran it: <host>:<pid>, then /<i>/<N> when it serves shard i of N.",
+        run_id: Option<String> => "Id of the attest run: the run_id of the rows it wrote; null when it failed before it started.",
+        outcome: String => "attested, or failed.",
+        #[column = "started_at"]
+        started_at_us: i64 as Micros => "When the run started.",
+        #[column = "finished_at"]
+        finished_at_us: i64 as Micros => "When it finished.",
+        previously_attested: Option<u64> => "Last attested version before the run; null when the table had none.",
+        attested_version: Option<u64> => "Last attested version after the run; null when the table has none.",
+        latest_version: Option<u64> => "The table's latest version when the run listed its log; null when it failed before.",
+        commits_attested: u64 => "Commits the run attested.",
+        lag_ms: Option<u64> => "How long the oldest commit the run found unattested had waited when the run finished (commit file's modification time to finished_at), in ms.",
+        files_hashed: u64 => "Data files the run hashed.",
+        bytes_hashed: u64 => "Bytes the run hashed.",
+        error_kind: Option<String> => "For a failed run: the error kind (as in the makoto_attest_errors_total metric).",
+        error: Option<String> => "For a failed run: the one-line error, naming table, version or file.",
+        failures: u64 => "Consecutive failed runs of the table, this one included; 0 after a run that attested.",
+    }
+}
+
 impl AttestationRow {
     /// The row recording `attestation`, made of the commit `facts` describe.
     pub fn of_commit(
@@ -336,6 +361,10 @@ mod tests {
         assert_eq!(
             shape(VERIFICATION_COLUMNS),
             "table_uri:Str table_id:Str? version:Long mode:Str result:Str errors:Long warnings:Long finding_kinds:Str state_digest:Str? attestation_digest:Str? since_version:Long? verified_at:Ts verifier:Str trusted_keyids:Str keyid:Str? envelope:Str report:Str attestor_version:Str run_id:Str"
+        );
+        assert_eq!(
+            shape(RUN_COLUMNS),
+            "table_uri:Str service:Str run_id:Str? outcome:Str started_at:Ts finished_at:Ts previously_attested:Long? attested_version:Long? latest_version:Long? commits_attested:Long lag_ms:Long? files_hashed:Long bytes_hashed:Long error_kind:Str? error:Str? failures:Long"
         );
         assert_eq!(
             shape(WINDOW_COLUMNS),
