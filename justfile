@@ -62,6 +62,7 @@ regen-sample:
     rm -rf data/sample/sales
     cargo run --locked -p makoto-testkit --bin gen-sample -- data/sample/sales
 
-# Fuzzes one parser (commit, envelope, state_page, keys, canonical) for SECONDS.
+# Fuzzes one parser (commit, envelope, state_page, keys, canonical, reader_view, timestamp,
+# service_request) for SECONDS.
 fuzz TARGET SECONDS="60":
     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run {{TARGET}} -- -max_total_time={{SECONDS}}

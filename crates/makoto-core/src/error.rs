@@ -78,4 +78,8 @@ pub enum Error {
     /// A well-formed time-stamp token from an authority the verifier was not given.
     #[error("untrusted time-stamp token: {reason}")]
     UntrustedTimestamp { reason: String },
+
+    /// A request to `makoto serve` that does not parse.
+    #[error("invalid request: {reason}")]
+    InvalidRequest { reason: String },
 }

@@ -44,6 +44,7 @@ pub mod keys;
 pub mod merkle;
 pub mod proof;
 pub mod reader_view;
+pub mod service;
 pub mod state;
 pub mod statement;
 pub mod stream_window;

@@ -3,17 +3,11 @@
 
 use std::time::Duration;
 
+use makoto_core::service::AttestRequest;
+
 use crate::Error;
 
-/// What the service answered: the table is attested through `attested_version`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Receipt {
-    pub table: String,
-    pub version: u64,
-    pub attested_version: u64,
-    pub tenant: String,
-}
+pub use makoto_core::service::Receipt;
 
 /// Asks the service at `base` (e.g. `http://makoto-serve:9464`) to attest `table` through
 /// `version`, waiting up to `wait`. The token goes in the `Authorization` header only.
@@ -37,14 +31,7 @@ pub async fn request_attestation(
         .post(&url)
         .bearer_auth(token)
         .header("Content-Type", "application/json")
-        .body(
-            serde_json::json!({
-                "table": table,
-                "version": version,
-                "timeoutSeconds": wait.as_secs(),
-            })
-            .to_string(),
-        )
+        .body(AttestRequest::new(table, version, Some(wait.as_secs())).to_json())
         .send()
         .await
         .map_err(|e| fail(format!("request failed: {e}")))?;

@@ -16,6 +16,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use makoto_core::service::AttestRequest;
 use tokio::net::TcpListener;
 
 use crate::service::Shared;
@@ -131,18 +132,9 @@ fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
     }
 }
 
-/// Largest request body accepted by `POST /v1/attest`.
-pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+pub use makoto_core::service::MAX_REQUEST_BYTES;
 /// Longest a request may wait for its version (`timeoutSeconds`, default 60).
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AttestRequest {
-    table: String,
-    version: u64,
-    timeout_seconds: Option<u64>,
-}
 
 fn json_reply(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
     reply(status, "application/json", body.to_string())
@@ -186,9 +178,9 @@ async fn attest_request(req: Request<Incoming>, shared: &Shared) -> Response<Ful
             );
         }
     };
-    let request: AttestRequest = match serde_json::from_slice(&body) {
+    let request = match AttestRequest::from_json(&body) {
         Ok(r) => r,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("bad request: {e}")),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let uri = match makoto_delta::Location::named(&request.table) {
         Ok(l) => l.as_uri(),

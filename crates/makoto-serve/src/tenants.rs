@@ -106,7 +106,8 @@ impl Tenants {
 }
 
 fn hex_32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
+    // from_str_radix alone would take "+f" for 0x0f.
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -153,6 +154,7 @@ mod tests {
         for text in [
             r#"{"tenants": [{"name": "a", "tokenSha256": "xyz", "tables": ["s3://l/t"]}]}"#,
             r#"{"tenants": [{"name": "a", "tokenSha256": "00", "tables": []}]}"#,
+            r#"{"tenants": [{"name": "a", "tokenSha256": "+766b9cb08e6040b704f1e3ee1e186efccf2635b1d2634d6525333007e6aeae1", "tables": ["s3://l/t"]}]}"#,
             r#"{"tenants": [{"name": "a", "token": "plain", "tables": ["s3://l/t"]}]}"#,
         ] {
             assert!(Tenants::parse(Path::new("t.json"), text).is_err(), "{text}");
