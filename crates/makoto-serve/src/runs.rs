@@ -82,16 +82,11 @@ pub fn run_row(service: &str, facts: &RunFacts<'_>) -> Option<RunRow> {
 
 /// `<host>:<pid>`, then `/<i>/<N>` when the replica serves one shard of several.
 pub fn service_name(shard: &Shard) -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".into());
-    let mut name = format!("{host}:{}", std::process::id());
+    let mut name = format!(
+        "{}:{}",
+        makoto_delta::verify::host_name(),
+        std::process::id()
+    );
     if shard.count() > 1 {
         name.push_str(&format!("/{shard}"));
     }

@@ -31,7 +31,7 @@ use makoto_core::verify::TrustedKeys;
 use serde::Serialize;
 
 pub use findings::{Finding, FindingKind, RowRef, Severity};
-pub use verifications::RecordSigner;
+pub use verifications::{RecordSigner, host_name};
 pub use walk::ReaderViewCoverage;
 
 use crate::Error;

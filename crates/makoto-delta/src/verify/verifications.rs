@@ -81,7 +81,13 @@ fn verifier_identity() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "unknown".into());
-    let host = std::env::var("HOSTNAME")
+    format!("{user}@{}", host_name())
+}
+
+/// This machine's name, as recorded in verification and run records: `$HOSTNAME`, else
+/// `/etc/hostname`, else `unknown`.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .or_else(|| {
             std::fs::read_to_string("/etc/hostname")
@@ -89,8 +95,7 @@ fn verifier_identity() -> String {
                 .map(|h| h.trim().to_owned())
         })
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".into());
-    format!("{user}@{host}")
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The newest usable base for `table`, if any.
