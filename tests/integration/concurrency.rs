@@ -198,3 +198,56 @@ async fn runs_on_many_tables_into_one_warehouse_at_once() {
         tables.iter().map(|t| t.version().unwrap() + 1).sum::<u64>() as usize
     );
 }
+
+/// A service hands each run the tip its previous run committed. A fresh hint saves reading
+/// the attestations table; a stale one (another writer attested further meanwhile) costs one
+/// restart and never a duplicate or a broken chain; a hint for another table is ignored.
+#[tokio::test]
+async fn a_run_started_from_a_hint_writes_each_version_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let wh = tmp.path().join("wh");
+
+    let first = Run::new(&table, &wh).up_to(3).run().await.unwrap();
+    let tip = first.tip.clone().unwrap();
+    assert_eq!(tip.version(), 3);
+    let fresh = Run::new(&table, &wh)
+        .up_to(5)
+        .hint(Some(tip.clone()))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(fresh.concurrent_runs, 0);
+    assert_eq!(fresh.previously_attested, Some(3));
+    assert_eq!(fresh.tip.as_ref().map(|t| t.version()), Some(5));
+
+    // The hint still says 3; the table is attested through 5.
+    let stale = Run::new(&table, &wh).hint(Some(tip)).run().await.unwrap();
+    assert_eq!(stale.concurrent_runs, 1, "a stale hint costs one restart");
+    assert_eq!(stale.previously_attested, Some(5));
+    assert_eq!(stale.attested_through(), Some(9));
+    let versions: Vec<u64> = stale.attested.iter().map(|a| a.version).collect();
+    assert_eq!(versions, vec![6, 7, 8, 9]);
+
+    let rows = attestation_rows(&wh, &table).await;
+    check_rows(&rows, Some(&key(1)), &table);
+    assert_eq!(
+        raw_row_count(&wh.join("system/makoto/attestations")).await,
+        10
+    );
+
+    let other = tmp.path().join("other");
+    copy_dir(&repo_root().join("data/sample/sales"), &other);
+    let foreign = Run::new(&other, &wh)
+        .hint(stale.tip.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        foreign.previously_attested, None,
+        "another table's hint is ignored"
+    );
+    assert_eq!(foreign.concurrent_runs, 0);
+    assert_eq!(foreign.attested_through(), Some(9));
+}

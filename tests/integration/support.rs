@@ -65,6 +65,7 @@ pub struct Run<'a> {
     pub key: Option<Arc<SigningKeyPair>>,
     pub options: AttestOptions,
     pub observer: Option<Arc<dyn Observer>>,
+    pub hint: Option<makoto_delta::ChainHint>,
 }
 
 impl<'a> Run<'a> {
@@ -75,7 +76,12 @@ impl<'a> Run<'a> {
             key: Some(key(1)),
             options: AttestOptions::default(),
             observer: None,
+            hint: None,
         }
+    }
+    pub fn hint(mut self, h: Option<makoto_delta::ChainHint>) -> Self {
+        self.hint = h;
+        self
     }
     pub fn unsigned(mut self) -> Self {
         self.key = None;
@@ -107,7 +113,7 @@ impl<'a> Run<'a> {
             AttestationStore::create(Location::create(self.warehouse.to_str().unwrap())?, storage)
                 .await?;
         let signer = self.key.map(|k| k as Arc<dyn Signer>);
-        let mut a = Attestor::new(table, store, signer, self.options);
+        let mut a = Attestor::new(table, store, signer, self.options).with_hint(self.hint);
         if let Some(o) = self.observer {
             a = a.with_observer(o);
         }

@@ -75,7 +75,8 @@ pub mod view;
 pub mod windows;
 
 pub use attest::{
-    AttestOptions, AttestSummary, AttestedVersion, Attestor, Event, NoObserver, Observer, Phase,
+    AttestOptions, AttestSummary, AttestedVersion, Attestor, ChainHint, Event, NoObserver,
+    Observer, Phase,
 };
 pub use error::Error;
 pub use location::{Location, StorageOptions};

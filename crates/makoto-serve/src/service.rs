@@ -13,7 +13,8 @@ use makoto_core::keys::Signer;
 use makoto_delta::attest::{Event, Observer, Phase};
 use makoto_delta::tsa::TsaClient;
 use makoto_delta::{
-    AttestOptions, AttestSummary, AttestationStore, Attestor, Location, SourceTable, StorageOptions,
+    AttestOptions, AttestSummary, AttestationStore, Attestor, ChainHint, Location, SourceTable,
+    StorageOptions,
 };
 use tokio::task::JoinSet;
 
@@ -146,6 +147,9 @@ pub struct Service {
     sources: BTreeMap<String, SourceTable>,
     next_rescan: Instant,
     runs: RunLog,
+    /// Each table's newest row as this replica committed it, so that its next run does not
+    /// read it back (one row per table; dropped when a run fails).
+    hints: BTreeMap<String, ChainHint>,
 }
 
 impl Service {
@@ -179,6 +183,7 @@ impl Service {
             sources: BTreeMap::new(),
             next_rescan: Instant::now(),
             runs: RunLog::new(service, Instant::now()),
+            hints: BTreeMap::new(),
         })
     }
 
@@ -268,6 +273,7 @@ impl Service {
                 source,
                 uri: t.uri.clone(),
                 attested: t.attested,
+                hint: self.hints.get(&t.uri).cloned(),
                 store: self.store.clone(),
                 signer: self.config.signer.clone(),
                 options: self.attest_options(),
@@ -309,6 +315,15 @@ impl Service {
         if let Some(s) = &look.summary {
             Metrics::add(&m.files_hashed, s.files_hashed);
             Metrics::add(&m.bytes_hashed, s.bytes_hashed);
+        }
+        match look.summary.as_ref().and_then(|s| s.tip.clone()) {
+            Some(tip) => {
+                self.hints.insert(look.uri.clone(), tip);
+            }
+            None if matches!(look.outcome, Outcome::Failed { .. }) => {
+                self.hints.remove(&look.uri);
+            }
+            None => {}
         }
         if let Some(written) = look.oldest_commit {
             let waited = SystemTime::now()
@@ -371,9 +386,11 @@ impl Service {
             .into_iter()
             .filter(|u| self.config.shard.owns(u))
             .collect();
+        let keep: std::collections::BTreeSet<&String> = owned.iter().collect();
         let mut tables = self.shared.tables.lock().map_err(|_| Error::Poisoned)?;
-        tables.retain(|uri, _| owned.contains(uri));
-        self.sources.retain(|uri, _| owned.contains(uri));
+        tables.retain(|uri, _| keep.contains(uri));
+        self.sources.retain(|uri, _| keep.contains(uri));
+        self.hints.retain(|uri, _| keep.contains(uri));
         let mut added = 0;
         for uri in owned {
             tables.entry(uri.clone()).or_insert_with(|| {
@@ -404,6 +421,7 @@ struct Job {
     source: Option<SourceTable>,
     uri: String,
     attested: Option<u64>,
+    hint: Option<ChainHint>,
     store: AttestationStore,
     signer: Option<Arc<dyn Signer>>,
     options: AttestOptions,
@@ -449,7 +467,8 @@ impl Job {
             return Ok((Outcome::Idle, None, None));
         };
         let attestor = Attestor::new(source, self.store, self.signer, self.options)
-            .with_observer(Arc::new(StopAtBoundary(self.shared.clone())));
+            .with_observer(Arc::new(StopAtBoundary(self.shared.clone())))
+            .with_hint(self.hint);
         let summary = match attestor.run().await {
             Ok(s) => s,
             // Stopped at a batch boundary for shutdown: whatever was committed stands.

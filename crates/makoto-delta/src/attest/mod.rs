@@ -180,6 +180,23 @@ pub struct AttestSummary {
     pub bytes_hashed: u64,
     pub concurrent_runs: u32,
     pub run_id: String,
+    /// The newest row this run committed, for the next run of the same table.
+    pub tip: Option<ChainHint>,
+}
+
+/// The newest attestation row of a table as a run of this process committed it. A service
+/// hands it to the table's next run ([`Attestor::with_hint`]), which then starts from it
+/// instead of reading the attestations table. Only a committed run makes one, and a stale one
+/// costs a retry, never a wrong row: each append is still checked against the attestations
+/// table's `txn` for the table, and a mismatch starts the run over without the hint.
+#[derive(Debug, Clone)]
+pub struct ChainHint(AttestationRow);
+
+impl ChainHint {
+    /// The attested version the hint stands at.
+    pub fn version(&self) -> u64 {
+        self.0.version
+    }
 }
 
 /// The run as front ends report it (`makoto attest --json`, the Python report): camelCase
@@ -224,6 +241,7 @@ pub struct Attestor {
     observer: Arc<dyn Observer>,
     info: AttestorInfo,
     run_id: String,
+    hint: Option<ChainHint>,
 }
 
 impl std::fmt::Debug for Attestor {
@@ -259,6 +277,8 @@ struct RunState {
     files_hashed: u64,
     bytes_hashed: u64,
     attested: Vec<AttestedVersion>,
+    /// The newest row committed by this run.
+    committed: Option<AttestationRow>,
 }
 
 /// A checkpoint baseline about to be attested.
@@ -346,7 +366,15 @@ impl Attestor {
                 identity,
             },
             run_id: uuid::Uuid::new_v4().to_string(),
+            hint: None,
         }
+    }
+
+    /// Starts the first attempt from `hint` (the tip an earlier run of this process committed)
+    /// rather than from the attestations table. A hint for another table is ignored.
+    pub fn with_hint(mut self, hint: Option<ChainHint>) -> Self {
+        self.hint = hint.filter(|h| h.0.table_uri == self.source.uri());
+        self
     }
 
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
@@ -398,7 +426,12 @@ impl Attestor {
         let mut concurrent = 0u32;
         let mut totals = Totals::default();
         loop {
-            match self.attempt(&mut totals).await? {
+            let hint = if concurrent == 0 {
+                self.hint.as_ref()
+            } else {
+                None
+            };
+            match self.attempt(&mut totals, hint).await? {
                 (Progress::Done, summary) => {
                     let mut s = summary;
                     s.concurrent_runs = concurrent;
@@ -420,8 +453,16 @@ impl Attestor {
         }
     }
 
-    async fn read_chain_tip(&self) -> Result<ChainTip, Error> {
+    async fn read_chain_tip(&self, hint: Option<&ChainHint>) -> Result<ChainTip, Error> {
         let uri = self.source.uri();
+        if let Some(ChainHint(row)) = hint {
+            let store_name = self.store.attestations_location().as_uri();
+            let statement = self.check_head_row(row, &store_name)?;
+            return Ok(ChainTip {
+                row: Some(row.clone()),
+                statement: Some(statement),
+            });
+        }
         let table = self.store.load_attestations().await?;
         let Some(version) =
             AttestationStore::txn_version(&table, &attestations_app_id(uri)).await?
@@ -484,9 +525,13 @@ impl Attestor {
         Ok(statement)
     }
 
-    async fn attempt(&self, totals: &mut Totals) -> Result<(Progress, AttestSummary), Error> {
+    async fn attempt(
+        &self,
+        totals: &mut Totals,
+        hint: Option<&ChainHint>,
+    ) -> Result<(Progress, AttestSummary), Error> {
         let uri = self.source.uri().to_owned();
-        let tip = self.read_chain_tip().await?;
+        let tip = self.read_chain_tip(hint).await?;
         let previously = tip.row.as_ref().map(|r| r.version);
         let start = previously.map_or(0, |v| v + 1);
 
@@ -541,6 +586,7 @@ impl Attestor {
             bytes_hashed: 0,
             concurrent_runs: 0,
             run_id: self.run_id.clone(),
+            tip: tip.row.clone().map(ChainHint),
         };
 
         if baseline.is_some() && target < start {
@@ -590,6 +636,7 @@ impl Attestor {
                 files_hashed: 0,
                 bytes_hashed: 0,
                 attested: Vec::new(),
+                committed: None,
             },
             _ => RunState {
                 ctx: None,
@@ -602,6 +649,7 @@ impl Attestor {
                 files_hashed: 0,
                 bytes_hashed: 0,
                 attested: Vec::new(),
+                committed: None,
             },
         };
 
@@ -637,6 +685,9 @@ impl Attestor {
         totals.absorb(&mut state);
         totals.fill(&mut summary);
         summary.table_id = state.ctx.map(|c| c.table_id).or(summary.table_id);
+        if let Some(row) = state.committed {
+            summary.tip = Some(ChainHint(row));
+        }
         Ok((Progress::Done, summary))
     }
 
@@ -1310,6 +1361,7 @@ impl Attestor {
             AppendOutcome::Committed { .. } => {}
             AppendOutcome::Conflict => return Ok(Progress::Restart),
         }
+        state.committed = output.attestation_rows.into_iter().last();
         state.attested.extend(output.attested);
         self.emit(Event::Reached {
             phase: Phase::AttestationsCommitted,

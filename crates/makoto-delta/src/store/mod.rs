@@ -192,6 +192,26 @@ pub struct AttestationStore {
     /// One DataFusion session for every query on the system tables of this handle (and its
     /// clones), made on first use.
     session: QuerySession,
+    /// The last snapshots of the attestations and files tables, brought forward by reading
+    /// only the commits since (shared with clones).
+    snapshots: Snapshots,
+}
+
+/// Loaded system tables kept between loads. A load takes the kept table and applies the
+/// commits written since, instead of reading the last checkpoint and replaying the log every
+/// time: a long-running service loads these tables several times per attest run.
+/// Correctness does not rest on freshness: every append is checked against the snapshot it
+/// was made from, and Delta's conflict check covers the commits after it.
+#[derive(Clone, Default)]
+struct Snapshots {
+    attestations: Arc<tokio::sync::Mutex<Option<DeltaTable>>>,
+    files: Arc<tokio::sync::Mutex<Option<DeltaTable>>>,
+}
+
+impl std::fmt::Debug for Snapshots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Snapshots")
+    }
 }
 
 /// The DataFusion session shared by a store handle and its clones.
@@ -326,6 +346,7 @@ impl AttestationStore {
             pages,
             leaves,
             session: QuerySession::default(),
+            snapshots: Snapshots::default(),
         })
     }
 
@@ -723,12 +744,36 @@ impl AttestationStore {
         Ok(t)
     }
 
+    /// The latest snapshot of `location`, starting from the one kept in `slot`.
+    async fn load_kept(
+        &self,
+        location: &Location,
+        slot: &tokio::sync::Mutex<Option<DeltaTable>>,
+    ) -> Result<DeltaTable, Error> {
+        let mut kept = slot.lock().await;
+        if let Some(mut table) = kept.clone() {
+            match table.update_incremental(None).await {
+                Ok(()) => {
+                    *kept = Some(table.clone());
+                    return Ok(table);
+                }
+                Err(e) => {
+                    tracing::debug!(table = %location.as_uri(), error = %e, "kept snapshot could not be brought forward; loading afresh");
+                }
+            }
+        }
+        let table = self.load(location).await?;
+        *kept = Some(table.clone());
+        Ok(table)
+    }
+
     pub async fn load_attestations(&self) -> Result<DeltaTable, Error> {
-        self.load(&self.attestations).await
+        self.load_kept(&self.attestations, &self.snapshots.attestations)
+            .await
     }
 
     pub async fn load_files(&self) -> Result<DeltaTable, Error> {
-        self.load(&self.files).await
+        self.load_kept(&self.files, &self.snapshots.files).await
     }
 
     /// The last version recorded for `app_id` in `table`.
@@ -1157,6 +1202,47 @@ mod tests {
 
     fn live_files(t: &DeltaTable) -> usize {
         t.snapshot().unwrap().log_data().num_files()
+    }
+
+    /// A handle keeps its last snapshot and brings it forward: it sees what another handle (or
+    /// process) committed since, and a commit made from a stale snapshot of the same `txn`
+    /// still conflicts.
+    #[tokio::test]
+    async fn a_kept_snapshot_sees_later_commits_of_other_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || async {
+            let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
+            AttestationStore::create(warehouse, StorageOptions::default())
+                .await
+                .unwrap()
+        };
+        let (ours, theirs) = (open().await, open().await);
+        let app = attestations_app_id("file:///t");
+        let stale = ours.load_attestations().await.unwrap();
+        assert_eq!(
+            AttestationStore::txn_version(&stale, &app).await.unwrap(),
+            None
+        );
+
+        let t = theirs.load_attestations().await.unwrap();
+        let outcome = theirs
+            .append_attestations(t, &[attestation_row(0)], "file:///t", 0, "theirs")
+            .await
+            .unwrap();
+        assert!(matches!(outcome, AppendOutcome::Committed { .. }));
+
+        let now = ours.load_attestations().await.unwrap();
+        assert_eq!(now.version(), Some(stale.version().unwrap() + 1));
+        assert_eq!(
+            AttestationStore::txn_version(&now, &app).await.unwrap(),
+            Some(0)
+        );
+        let again = ours
+            .append_attestations(stale, &[attestation_row(0)], "file:///t", 0, "ours")
+            .await
+            .unwrap();
+        assert_eq!(again, AppendOutcome::Conflict);
+        assert_eq!(ours.attestation_rows("file:///t").await.unwrap().len(), 1);
     }
 
     #[tokio::test]
