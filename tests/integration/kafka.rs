@@ -82,6 +82,35 @@ fn kafka_cli(args: &[&str]) -> (Option<i32>, Value, String) {
     (out.code, v, out.stderr)
 }
 
+/// The `kafka-record/2` leaf of a record, written out from docs/streams.md ("Record
+/// encodings") independently of the library.
+fn record2_leaf(r: &rskafka::record::Record) -> [u8; 32] {
+    fn field(out: &mut Vec<u8>, b: Option<&[u8]>) {
+        match b {
+            None => out.push(0),
+            Some(b) => {
+                out.push(1);
+                out.extend((b.len() as u64).to_be_bytes());
+                out.extend(b);
+            }
+        }
+    }
+    let mut data = Vec::new();
+    field(&mut data, r.key.as_deref());
+    field(&mut data, r.value.as_deref());
+    data.extend(r.timestamp.timestamp_millis().to_be_bytes());
+    data.extend((r.headers.len() as u32).to_be_bytes());
+    let mut names: Vec<&String> = r.headers.keys().collect();
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    for n in names {
+        data.extend((n.len() as u32).to_be_bytes());
+        data.extend(n.as_bytes());
+        data.extend((r.headers[n].len() as u32).to_be_bytes());
+        data.extend(&r.headers[n]);
+    }
+    rfc6962_leaf(&data)
+}
+
 /// Writes `values` to partition `p` of `topic` through the makoto producer (window of 5).
 async fn produce(topic: &Topic, p: i32, values: &[Vec<u8>]) {
     let mut producer = MakotoProducer::new(topic, p, 5).await.unwrap();
@@ -116,7 +145,12 @@ async fn kafka_windows_attest_and_verify() {
             r.record.headers["makoto.window_id"],
             (r.offset / 5).to_string().into_bytes()
         );
+        assert_eq!(
+            r.record.headers["makoto.signature"],
+            format!("kafka://ticks/0#window/records=5/{}", r.offset / 5).into_bytes()
+        );
     }
+    let read1 = topic.read(1, 0).await.unwrap();
 
     let (key, public) = keyfiles(tmp.path());
     let brokers = b.brokers.as_str();
@@ -146,10 +180,10 @@ async fn kafka_windows_attest_and_verify() {
             w["partition"].as_i64().unwrap(),
             w["window"].as_u64().unwrap(),
         );
-        let values = if p == 0 { &p0 } else { &p1 };
-        let leaves: Vec<[u8; 32]> = values[k as usize * 5..k as usize * 5 + 5]
+        let records = if p == 0 { &read } else { &read1 };
+        let leaves: Vec<[u8; 32]> = records[k as usize * 5..k as usize * 5 + 5]
             .iter()
-            .map(|v| rfc6962_leaf(v))
+            .map(|r| record2_leaf(&r.record))
             .collect();
         assert_eq!(w["merkleRoot"], hex::encode(rfc6962_root(&leaves)), "{w}");
     }
@@ -264,15 +298,22 @@ enum Tamper {
     Insert,
     Drop,
     Swap,
+    Key,
+    Timestamp,
+    Header,
 }
 
 /// A mirror of partition 0 with record 7 (window 1, position 2) tampered, verified against the
-/// source topic's attestations.
+/// source topic's attestations. Keys, timestamps and headers are covered (`kafka-record/2`),
+/// not only values.
 #[rstest]
 #[case::altered(Tamper::Alter, "record-altered")]
 #[case::injected(Tamper::Insert, "record-injected")]
 #[case::dropped(Tamper::Drop, "record-dropped")]
 #[case::reordered(Tamper::Swap, "records-reordered")]
+#[case::key_rewritten(Tamper::Key, "record-altered")]
+#[case::timestamp_rewritten(Tamper::Timestamp, "record-altered")]
+#[case::header_added(Tamper::Header, "record-altered")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_mirror_is_named_by_partition_offset_and_window(
     #[case] how: Tamper,
@@ -300,18 +341,44 @@ async fn a_tampered_mirror_is_named_by_partition_offset_and_window(
     ]);
     assert_eq!(code, Some(0), "{err}");
 
-    let mut mirrored = values.clone();
+    // A plain consumer/producer pair copies the records (key, value, timestamp, headers) and
+    // tampers with one.
+    let mut mirrored: Vec<_> = source
+        .read(0, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.record)
+        .collect();
     match how {
-        Tamper::Alter => mirrored[7] = b"{\"sensor\":\"s0\",\"seq\":7,\"temp\":99}".to_vec(),
-        Tamper::Insert => mirrored.insert(7, b"{\"sensor\":\"evil\"}".to_vec()),
+        Tamper::Alter => {
+            mirrored[7].value = Some(b"{\"sensor\":\"s0\",\"seq\":7,\"temp\":99}".to_vec())
+        }
+        Tamper::Insert => {
+            let mut evil = mirrored[7].clone();
+            evil.value = Some(b"{\"sensor\":\"evil\"}".to_vec());
+            evil.headers.clear();
+            mirrored.insert(7, evil);
+        }
         Tamper::Drop => {
             mirrored.remove(7);
         }
         Tamper::Swap => mirrored.swap(7, 8),
+        Tamper::Key => mirrored[7].key = Some(b"rewritten".to_vec()),
+        Tamper::Timestamp => {
+            mirrored[7].timestamp += chrono::Duration::milliseconds(1);
+        }
+        Tamper::Header => {
+            mirrored[7]
+                .headers
+                .insert("traceparent".into(), b"00-forged".to_vec());
+        }
     }
     let mirror = source.sibling("orders-mirror");
     mirror.create(1).await.unwrap();
-    produce(&mirror, 0, &mirrored).await;
+    for r in mirrored {
+        mirror.send_raw(0, r).await.unwrap();
+    }
     let (code, report, err) = kafka_cli(&[
         "verify",
         "--brokers",
@@ -422,4 +489,184 @@ async fn kafka_windows_are_time_stamped_before_they_are_published() {
         assert_eq!(code, Some(2), "{extra:?}: {err}");
     }
     assert_eq!(dbom.read(0, 0).await.unwrap().len(), 2);
+}
+
+/// Plain records, as Debezium, Kafka Connect or any unchanged producer writes them: keys,
+/// values, no makoto headers.
+async fn produce_plain(topic: &Topic, n: usize) {
+    for i in 0..n {
+        topic
+            .send_raw(
+                0,
+                rskafka::record::Record {
+                    key: Some(format!("k{i}").into_bytes()),
+                    value: Some(value(0, i)),
+                    headers: Default::default(),
+                    timestamp: chrono::Utc::now(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// The new user's story: a topic written by a plain producer. Attested with `--headers
+/// optional`, the windows alone prove it unchanged; the signed policy, not a flag, decides
+/// how `verify` and `check` treat headerless records. Under the default policy the same
+/// records are findings, and `attest` says so when it signs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_of_plain_producers_verifies_under_its_signed_header_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(b) = broker(&tmp.path().join("broker")) else {
+        return;
+    };
+    let brokers = b.brokers.as_str();
+    let (key, public) = keyfiles(tmp.path());
+    let topic = Topic::connect(brokers, "plain").await.unwrap();
+    topic.create(1).await.unwrap();
+    produce_plain(&topic, 23).await;
+    let cli = |cmd: &str, topic: &str, extra: &[&str]| {
+        let mut a = vec![cmd, "--brokers", brokers, "--topic", topic];
+        a.extend_from_slice(extra);
+        kafka_cli(&a)
+    };
+    let attest = |topic: &str, extra: &[&str]| {
+        let mut a = vec!["--window-records", "5", "--key", &key];
+        a.extend_from_slice(extra);
+        cli("attest", topic, &a)
+    };
+
+    let (code, v, err) = attest("plain", &["--headers", "optional"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        (v["headers"].as_str(), v["recordEncoding"].as_str()),
+        (Some("optional"), Some("kafka-record/2"))
+    );
+    assert_eq!(v["published"].as_array().unwrap().len(), 4, "{v}");
+    assert_eq!(v["unheaderedRecords"], 20);
+    assert!(!err.contains("record-injected"), "{err}");
+    // The policy is in the signed statement.
+    let dbom = topic.sibling("makoto.dbom").read(0, 0).await.unwrap();
+    let env =
+        makoto_core::dsse::Envelope::from_json(dbom[0].record.value.as_deref().unwrap()).unwrap();
+    let st: Value = serde_json::from_slice(env.payload()).unwrap();
+    assert_eq!(st["predicate"]["kafka"]["headers"], "optional");
+    assert_eq!(st["predicate"]["kafka"]["formatVersion"], 2);
+
+    let (code, v, err) = cli("verify", "plain", &["--trust", &public]);
+    assert_eq!(code, Some(0), "{v} {err}");
+    assert_eq!(
+        (
+            v["verified"].as_bool(),
+            v["recordsChecked"].as_u64(),
+            v["recordsCovered"].as_u64(),
+            v["recordsWithoutHeaders"].as_u64()
+        ),
+        (Some(true), Some(23), Some(20), Some(23)),
+        "{v}"
+    );
+    let (code, v, err) = cli("check", "plain", &["--trust", &public]);
+    assert_eq!(code, Some(0), "{v} {err}");
+    assert_eq!(
+        (
+            v["verified"].as_u64(),
+            v["pending"].as_u64(),
+            v["withoutHeaders"].as_u64()
+        ),
+        (Some(20), Some(3), Some(23)),
+        "{v}"
+    );
+
+    // A faithful copy by a plain consumer/producer pair verifies against the source's
+    // windows; one that rewrites a key does not.
+    let source: Vec<_> = topic.read(0, 0).await.unwrap();
+    for (name, rewrite) in [("plain-copy", None), ("plain-rekeyed", Some(12usize))] {
+        let mirror = topic.sibling(name);
+        mirror.create(1).await.unwrap();
+        for r in &source {
+            let mut rec = r.record.clone();
+            if Some(r.offset as usize) == rewrite {
+                rec.key = Some(b"k-other".to_vec());
+            }
+            mirror.send_raw(0, rec).await.unwrap();
+        }
+        let (code, v, _) = cli("verify", name, &["--as-topic", "plain", "--trust", &public]);
+        match rewrite {
+            None => assert_eq!(code, Some(0), "{v}"),
+            Some(at) => {
+                assert_eq!(code, Some(1), "{v}");
+                let f = &v["findings"][0];
+                assert_eq!(
+                    (
+                        f["kind"].as_str(),
+                        f["offset"].as_u64(),
+                        f["window"].as_u64()
+                    ),
+                    (Some("record-altered"), Some(at as u64), Some(2)),
+                    "{v}"
+                );
+                let (code, c, _) = cli("check", name, &["--as-topic", "plain", "--trust", &public]);
+                assert_eq!(code, Some(1), "{c}");
+                assert_eq!(c["failed"].as_array().unwrap().len(), 1, "{c}");
+                assert_eq!(c["failed"][0]["offset"], at as u64);
+                assert_eq!(c["failed"][0]["status"]["failed"], "record-altered", "{c}");
+            }
+        }
+    }
+
+    // Headers that are present are still checked under `optional`: a record naming another
+    // window than its offset's will never verify.
+    let named = Topic::connect(brokers, "plain").await.unwrap();
+    let v23 = value(0, 23);
+    let headers = MakotoProducer::headers("plain", 0, &v23, 3, 5);
+    named
+        .send_raw(
+            0,
+            rskafka::record::Record {
+                key: None,
+                value: Some(v23),
+                headers,
+                timestamp: chrono::Utc::now(),
+            },
+        )
+        .await
+        .unwrap();
+    let (code, c, _) = cli("check", "plain", &["--trust", &public]);
+    assert_eq!(code, Some(1), "{c}");
+    assert_eq!(c["failed"][0]["offset"], 23, "{c}");
+    assert_eq!(
+        c["failed"][0]["status"]["failed"], "window-ref-mismatch",
+        "{c}"
+    );
+
+    // The same plain records under the default policy: `attest` warns, `verify` follows the
+    // signed `required` and names every headerless record.
+    let strict = topic.sibling("strict");
+    strict.create(1).await.unwrap();
+    produce_plain(&strict, 10).await;
+    let (code, _, err) = attest("strict", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("--headers optional"), "{err}");
+    let (code, v, _) = cli("verify", "strict", &["--trust", &public]);
+    assert_eq!(code, Some(1), "{v}");
+    let kinds: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["record-injected"; 10], "{v}");
+
+    // A topic nobody attested is not VERIFIED, though nothing is found in it.
+    let bare = topic.sibling("bare");
+    bare.create(1).await.unwrap();
+    let mut p = MakotoProducer::new(&bare, 0, 5).await.unwrap();
+    p.send(None, value(0, 0)).await.unwrap();
+    let (code, v, _) = cli("verify", "bare", &["--trust", &public]);
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(
+        (v["verified"].as_bool(), v["windowsChecked"].as_u64()),
+        (Some(false), Some(0)),
+        "{v}"
+    );
 }

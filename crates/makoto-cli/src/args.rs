@@ -58,6 +58,9 @@ pub enum KafkaCommand {
     Attest(KafkaAttestArgs),
     /// Re-read the partitions and report injected, altered, dropped or reordered records.
     Verify(KafkaVerifyArgs),
+    /// Check each record as a consumer reads it: verified (its window is published and holds
+    /// it), pending (its window is not published yet) or failed (it never will verify).
+    Check(KafkaVerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +73,12 @@ pub struct KafkaAttestArgs {
     /// Records (offsets) per window.
     #[arg(long, default_value_t = 1000)]
     pub window_records: u64,
+    /// Whether records must carry the makoto headers (`required`: written through a makoto
+    /// producer, a record without them is a finding) or may lack them (`optional`: producers
+    /// nobody can change; the windows alone prove the topic unchanged). Signed into each
+    /// window; verification follows the window, not its own flags.
+    #[arg(long, default_value = "required", value_name = "POLICY", value_parser = |s: &str| s.parse::<makoto_kafka::HeaderPolicy>())]
+    pub headers: makoto_kafka::HeaderPolicy,
     /// Private key to sign the windows with: A key file (PKCS#8 PEM) or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…; PIN also from MAKOTO_PKCS11_PIN). Without it they are unsigned (Makoto L1).
     #[arg(long, env = "MAKOTO_KEY", value_name = "KEY", value_parser = KeySourceParser)]
     pub key: Option<KeySource>,

@@ -1,14 +1,20 @@
 //! Makoto stream-window attestations for Kafka topics.
 //!
-//! - [`MakotoProducer`] adds two headers to every record it sends: `makoto.content_hash`
-//!   (hex SHA-256 of the value) and `makoto.window_id` (the window the record's offset falls
-//!   in: `offset / window_records`, monotonic per partition).
+//! - [`MakotoProducer`] adds three headers to every record it sends: `makoto.content_hash`
+//!   (hex SHA-256 of the value), `makoto.window_id` (the window the record's offset falls
+//!   in: `offset / window_records`, monotonic per partition) and `makoto.signature` (the
+//!   subject of that window's signed statement, where a consumer finds it).
 //! - [`attest`] reads a topic partition by partition, closes a window every `window_records`
 //!   offsets, and publishes each window's signed `stream-window/v1` statement (a DSSE envelope)
 //!   to the topic [`DBOM_TOPIC`]. Window `k` of a partition holds offsets
-//!   `[k·N, (k+1)·N)`; its Merkle tree (RFC 6962) is over the records' values.
+//!   `[k·N, (k+1)·N)`; its Merkle tree (RFC 6962) is over the records' key, value, timestamp
+//!   and headers ([`RecordEncoding::Record2`]). The statement names its [`HeaderPolicy`]:
+//!   whether records must carry the makoto headers, or come from producers nobody can change.
 //! - [`verify`] re-reads the partitions and reports injected, altered, dropped or reordered
-//!   records by partition, offset and window.
+//!   records by partition, offset and window, following each window's signed policy and
+//!   encoding.
+//! - [`WindowIndex`] checks records one at a time as a consumer reads them: verified, pending
+//!   (its window is not published yet), or never to be verified, and why.
 //! - [`record_windows`] appends the published windows a warehouse lacks to
 //!   `system.makoto.windows`, exactly once per partition, so SQL sees them beside Delta windows.
 //!
@@ -21,6 +27,8 @@
 //! # }
 //! ```
 
+mod consumer;
+mod encoding;
 mod report;
 mod statement;
 mod warehouse;
@@ -33,9 +41,13 @@ use makoto_core::verify::{TrustedKeys, Verified};
 use makoto_core::{Sha256Digest, merkle};
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
-use rskafka::record::{Record, RecordAndOffset};
+use rskafka::record::RecordAndOffset;
 
+pub use consumer::{CheckReport, RecordCheck, RecordStatus, WindowIndex, check_topic};
+pub use encoding::{HeaderPolicy, RecordEncoding, record2_bytes};
 pub use report::{KafkaFinding, KafkaFindingKind, VerifyReport};
+/// A Kafka record as this crate reads and checks it.
+pub use rskafka::record::Record;
 pub use statement::{KafkaWindow, read_statement, subject, verify_statement};
 pub use warehouse::record_windows;
 
@@ -43,6 +55,9 @@ pub use warehouse::record_windows;
 pub const CONTENT_HASH_HEADER: &str = "makoto.content_hash";
 /// Header with the record's window number in its partition (decimal).
 pub const WINDOW_ID_HEADER: &str = "makoto.window_id";
+/// Header naming the signed window that covers the record: the window statement's subject,
+/// `kafka://<topic>/<partition>#window/records=<N>/<k>`.
+pub const SIGNATURE_HEADER: &str = "makoto.signature";
 /// Topic the window attestations are published to.
 pub const DBOM_TOPIC: &str = "makoto.dbom";
 
@@ -93,11 +108,6 @@ impl std::fmt::Debug for Topic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Topic({}/{})", self.brokers, self.name)
     }
-}
-
-/// The leaf hash of a record: RFC 6962 leaf over its value (an absent value counts as empty).
-pub fn record_leaf(record: &Record) -> Sha256Digest {
-    merkle::leaf_hash(record.value.as_deref().unwrap_or_default())
 }
 
 impl Topic {
@@ -279,22 +289,39 @@ impl MakotoProducer {
         })
     }
 
-    /// The headers of a record with this value at this offset.
-    pub fn headers(value: &[u8], offset: i64, window_records: u64) -> BTreeMap<String, Vec<u8>> {
-        let window = u64::try_from(offset).unwrap_or(0) / window_records.max(1);
+    /// The headers of a record with this value at this offset of `topic`'s `partition`.
+    pub fn headers(
+        topic: &str,
+        partition: i32,
+        value: &[u8],
+        offset: i64,
+        window_records: u64,
+    ) -> BTreeMap<String, Vec<u8>> {
+        let n = window_records.max(1);
+        let window = u64::try_from(offset).unwrap_or(0) / n;
         BTreeMap::from([
             (
                 CONTENT_HASH_HEADER.to_owned(),
                 Sha256Digest::of(value).to_hex().into_bytes(),
             ),
             (WINDOW_ID_HEADER.to_owned(), window.to_string().into_bytes()),
+            (
+                SIGNATURE_HEADER.to_owned(),
+                statement::subject(topic, partition, n, window).into_bytes(),
+            ),
         ])
     }
 
     /// Sends one record; returns its offset. The window header assumes this producer is the
     /// partition's only writer (as the offsets it predicts must be the ones assigned).
     pub async fn send(&mut self, key: Option<Vec<u8>>, value: Vec<u8>) -> Result<i64, Error> {
-        let headers = Self::headers(&value, self.next_offset, self.window_records);
+        let headers = Self::headers(
+            self.client.topic(),
+            self.client.partition(),
+            &value,
+            self.next_offset,
+            self.window_records,
+        );
         let record = Record {
             key,
             value: Some(value),
@@ -325,6 +352,8 @@ pub struct PublishedWindow {
     pub first_offset: i64,
     pub last_offset: i64,
     pub leaf_count: u64,
+    /// Records of the window without the makoto headers.
+    pub unheadered: u64,
     pub root: Sha256Digest,
     pub attestation_digest: Sha256Digest,
 }
@@ -408,11 +437,13 @@ async fn scan<T>(
 }
 
 /// Closes the complete windows of every partition of `topic` not yet published and publishes
-/// their signed statements to [`DBOM_TOPIC`] (created when missing). With a TSA, every
-/// window's signature is time-stamped before it is published.
+/// their signed statements to [`DBOM_TOPIC`] (created when missing), with `kafka-record/2`
+/// leaves and `headers` as their signed policy. With a TSA, every window's signature is
+/// time-stamped before it is published.
 pub async fn attest(
     topic: &Topic,
     window_records: u64,
+    headers: HeaderPolicy,
     signer: Option<&dyn Signer>,
     tsa: Option<&makoto_delta::tsa::TsaClient>,
 ) -> Result<Vec<PublishedWindow>, Error> {
@@ -460,6 +491,8 @@ pub async fn attest(
                 window: k,
                 records: recs.iter().map(|r| (r.offset, &r.record)).collect(),
                 previous,
+                encoding: RecordEncoding::Record2,
+                headers,
             };
             let st = statement::build_statement(&window).map_err(|e| Error::Core {
                 reason: e.to_string(),
@@ -469,7 +502,14 @@ pub async fn attest(
                     reason: e.to_string(),
                 }
             })?;
-            let leaves: Vec<Sha256Digest> = recs.iter().map(|r| record_leaf(&r.record)).collect();
+            let leaves: Vec<Sha256Digest> = recs
+                .iter()
+                .map(|r| RecordEncoding::Record2.leaf(&r.record))
+                .collect();
+            let unheadered = recs
+                .iter()
+                .filter(|r| !r.record.headers.contains_key(CONTENT_HASH_HEADER))
+                .count() as u64;
             let root = merkle::root(&leaves);
             let mut envelope = att.envelope().clone();
             if let Some(tsa) = tsa {
@@ -495,6 +535,7 @@ pub async fn attest(
                 first_offset: recs.first().map_or(0, |r| r.offset),
                 last_offset: recs.last().map_or(0, |r| r.offset),
                 leaf_count: leaves.len() as u64,
+                unheadered,
                 root,
                 attestation_digest: att.digest(),
             });
@@ -532,6 +573,9 @@ pub async fn verify(
         }
     }
     let mut records_checked = 0u64;
+    let mut records_without_headers = 0u64;
+    let mut records_covered = 0u64;
+    let topic_policy = report::topic_policy(windows.values().map(|(w, _)| w.value()));
     for p in &partitions {
         let records = topic.read(*p, 0).await?;
         records_checked += records.len() as u64;
@@ -540,7 +584,18 @@ pub async fn verify(
             .filter(|((pp, _), _)| pp == p)
             .map(|(_, (w, _))| w)
             .collect();
-        report::check_partition(*p, &records, &attested, &mut findings);
+        records_covered += attested
+            .iter()
+            .map(|w| w.value().leaves.len() as u64)
+            .sum::<u64>();
+        records_without_headers += report::check_partition(
+            attested_as,
+            *p,
+            &records,
+            &attested,
+            topic_policy,
+            &mut findings,
+        );
     }
     Ok(VerifyReport {
         topic: topic.name.clone(),
@@ -548,7 +603,9 @@ pub async fn verify(
         windows_checked: windows.len() as u64,
         windows_timestamped,
         records_checked,
-        verified: findings.is_empty(),
+        records_covered,
+        records_without_headers,
+        verified: findings.is_empty() && !windows.is_empty(),
         findings,
     })
 }

@@ -6,16 +6,17 @@ use makoto_core::{Sha256Digest, merkle};
 use rskafka::record::RecordAndOffset;
 use serde::Serialize;
 
-use crate::statement::KafkaWindow;
-use crate::{CONTENT_HASH_HEADER, record_leaf};
+use crate::encoding::HeaderPolicy;
+use crate::statement::{self, KafkaWindow};
+use crate::{CONTENT_HASH_HEADER, SIGNATURE_HEADER};
 
 /// Kinds of Kafka findings; `code()` is the stable name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum KafkaFindingKind {
-    /// A record without the makoto headers (written around the producer wrapper), or one
-    /// the attested window does not hold.
+    /// A record the attested window does not hold, or one without the makoto headers
+    /// (written around the producer wrapper) where its window's policy requires them.
     RecordInjected,
     /// A record whose bytes differ from the attested ones.
     RecordAltered,
@@ -25,6 +26,9 @@ pub enum KafkaFindingKind {
     RecordsReordered,
     /// The value no longer matches its `makoto.content_hash` header.
     ContentHashMismatch,
+    /// The record's `makoto.signature` header names another window than the one its offset
+    /// falls in: the producer predicted its offset wrongly, or the record was moved.
+    WindowRefMismatch,
     /// Windows of a partition do not chain (missing or replaced window attestations).
     WindowChainBroken,
     /// A window attestation for this topic is not signed by a trusted key.
@@ -45,6 +49,7 @@ impl KafkaFindingKind {
             KafkaFindingKind::RecordDropped => "record-dropped",
             KafkaFindingKind::RecordsReordered => "records-reordered",
             KafkaFindingKind::ContentHashMismatch => "content-hash-mismatch",
+            KafkaFindingKind::WindowRefMismatch => "window-ref-mismatch",
             KafkaFindingKind::WindowChainBroken => "window-chain-broken",
             KafkaFindingKind::WindowUntrusted => "window-untrusted",
             KafkaFindingKind::TimestampInvalid => "timestamp-invalid",
@@ -73,6 +78,10 @@ pub struct VerifyReport {
     /// Windows whose signature carries a token that verifies under a trusted authority.
     pub windows_timestamped: u64,
     pub records_checked: u64,
+    /// Records the verified windows attest (what a VERIFIED covers).
+    pub records_covered: u64,
+    /// Records without the makoto headers where their window's signed policy allows it.
+    pub records_without_headers: u64,
     pub verified: bool,
     pub findings: Vec<KafkaFinding>,
 }
@@ -109,40 +118,116 @@ pub(crate) fn mentions_topic(value: &[u8], topic: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-/// Checks one partition's records against its attested windows.
+/// The policy a topic's windows were signed under, for partitions that have none yet:
+/// `required` if any window says so, `optional` if all do, `None` with no window at all.
+pub(crate) fn topic_policy<'a>(
+    windows: impl IntoIterator<Item = &'a KafkaWindow>,
+) -> Option<HeaderPolicy> {
+    windows.into_iter().map(|w| w.headers).reduce(|a, b| {
+        if a == HeaderPolicy::Required || b == HeaderPolicy::Required {
+            HeaderPolicy::Required
+        } else {
+            a
+        }
+    })
+}
+
+/// The header policy that governs a record at `window` of a partition: the signed policy of
+/// that window, else of the partition's latest window before it (records not yet attested
+/// follow the policy the partition is attested under), else of its first window, else the
+/// topic's. `None`: no window of the topic signed a policy yet.
+pub(crate) fn policy_at(
+    windows: &[&KafkaWindow],
+    topic: Option<HeaderPolicy>,
+    window: Option<u64>,
+) -> Option<HeaderPolicy> {
+    let before = window.and_then(|k| {
+        windows
+            .iter()
+            .filter(|w| w.window <= k)
+            .max_by_key(|w| w.window)
+    });
+    before
+        .or_else(|| windows.iter().min_by_key(|w| w.window))
+        .map(|w| w.headers)
+        .or(topic)
+}
+
+/// What a record's makoto headers say against its value and its place, under `policy`:
+/// `Ok(true)` when it carries them and they hold, `Ok(false)` when it carries none and the
+/// policy allows that (or no policy was signed yet), otherwise the finding.
+pub(crate) fn check_headers(
+    attested_as: &str,
+    partition: i32,
+    offset: i64,
+    window_records: Option<u64>,
+    record: &rskafka::record::Record,
+    policy: Option<HeaderPolicy>,
+) -> Result<bool, (KafkaFindingKind, String)> {
+    let value = record.value.as_deref().unwrap_or_default();
+    let Some(h) = record.headers.get(CONTENT_HASH_HEADER) else {
+        return match policy {
+            None | Some(HeaderPolicy::Optional) => Ok(false),
+            Some(HeaderPolicy::Required) => Err((
+                KafkaFindingKind::RecordInjected,
+                "record without makoto headers, and its window's policy requires them: not written through the makoto producer (attest with --headers optional for producers that cannot add them)"
+                    .into(),
+            )),
+        };
+    };
+    if h.as_slice() != Sha256Digest::of(value).to_hex().as_bytes() {
+        return Err((
+            KafkaFindingKind::ContentHashMismatch,
+            format!(
+                "value SHA-256 {} but header {CONTENT_HASH_HEADER} says {}",
+                Sha256Digest::of(value),
+                String::from_utf8_lossy(&h[..h.len().min(80)])
+            ),
+        ));
+    }
+    if let (Some(named), Some(n)) = (record.headers.get(SIGNATURE_HEADER), window_records) {
+        let k = u64::try_from(offset).unwrap_or(0) / n.max(1);
+        let expected = statement::subject(attested_as, partition, n, k);
+        if named.as_slice() != expected.as_bytes() {
+            return Err((
+                KafkaFindingKind::WindowRefMismatch,
+                format!(
+                    "header {SIGNATURE_HEADER} names {} but offset {offset} is in {expected}",
+                    String::from_utf8_lossy(&named[..named.len().min(200)])
+                ),
+            ));
+        }
+    }
+    Ok(true)
+}
+
+/// Checks one partition's records against its attested windows; returns how many records
+/// carried no makoto headers where their window's policy allows it.
 pub(crate) fn check_partition(
+    attested_as: &str,
     p: i32,
     records: &[RecordAndOffset],
     windows: &[&Verified<KafkaWindow>],
+    topic: Option<HeaderPolicy>,
     findings: &mut Vec<KafkaFinding>,
-) {
+) -> u64 {
     let windows: Vec<&KafkaWindow> = windows.iter().map(|w| w.value()).collect();
     let n = windows.first().map(|w| w.window_records);
-    let window_of = |offset: i64| n.map(|n| u64::try_from(offset).unwrap_or(0) / n);
+    let window_of = |offset: i64| n.map(|n| u64::try_from(offset).unwrap_or(0) / n.max(1));
+    let mut without_headers = 0;
     for r in records {
-        let value = r.record.value.as_deref().unwrap_or_default();
-        match r.record.headers.get(CONTENT_HASH_HEADER) {
-            None => findings.push(KafkaFinding {
-                kind: KafkaFindingKind::RecordInjected,
+        let k = window_of(r.offset);
+        let policy = policy_at(&windows, topic, k);
+        match check_headers(attested_as, p, r.offset, n, &r.record, policy) {
+            Ok(true) => {}
+            Ok(false) => without_headers += 1,
+            Err((kind, detail)) => findings.push(KafkaFinding {
+                kind,
                 partition: Some(p),
                 offset: Some(r.offset),
-                window: window_of(r.offset),
-                detail: "record without makoto headers: not written through the makoto producer"
-                    .into(),
+                window: k,
+                detail,
             }),
-            Some(h) if h.as_slice() != Sha256Digest::of(value).to_hex().as_bytes() => findings
-                .push(KafkaFinding {
-                    kind: KafkaFindingKind::ContentHashMismatch,
-                    partition: Some(p),
-                    offset: Some(r.offset),
-                    window: window_of(r.offset),
-                    detail: format!(
-                        "value SHA-256 {} but header {CONTENT_HASH_HEADER} says {}",
-                        Sha256Digest::of(value),
-                        String::from_utf8_lossy(h)
-                    ),
-                }),
-            Some(_) => {}
         }
     }
     let mut previous: Option<&KafkaWindow> = None;
@@ -167,7 +252,7 @@ pub(crate) fn check_partition(
         let now: Vec<Sha256Digest> = records
             .iter()
             .filter(|r| r.offset >= start && r.offset < start + n)
-            .map(|r| record_leaf(&r.record))
+            .map(|r| w.encoding.leaf(&r.record))
             .collect();
         let Some((change, pos)) = merkle::diff_leaves(&w.leaves, &now) else {
             continue;
@@ -202,4 +287,5 @@ pub(crate) fn check_partition(
             break;
         }
     }
+    without_headers
 }

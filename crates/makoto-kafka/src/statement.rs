@@ -14,7 +14,8 @@ use makoto_core::{Sha256Digest, merkle};
 use rskafka::record::Record;
 use serde::{Deserialize, Serialize};
 
-use crate::{CONTENT_HASH_HEADER, record_leaf};
+use crate::CONTENT_HASH_HEADER;
+use crate::encoding::{HeaderPolicy, RecordEncoding};
 
 /// `kafka://<topic>/<partition>#window/records=<N>/<k>`.
 pub fn subject(topic: &str, partition: i32, n: u64, k: u64) -> String {
@@ -30,7 +31,12 @@ pub(crate) struct WindowInput<'a> {
     pub records: Vec<(i64, &'a Record)>,
     /// `(window number, root)` of the previous window of the partition.
     pub previous: Option<(u64, Sha256Digest)>,
+    pub encoding: RecordEncoding,
+    pub headers: HeaderPolicy,
 }
+
+/// The `formatVersion` of windows that name their header policy (`kafka-record/2` leaves).
+const FORMAT_VERSION: u64 = 2;
 
 fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -38,7 +44,7 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 
 /// Builds the statement of one window (the bytes signed are its canonical payload).
 pub(crate) fn build_statement(w: &WindowInput<'_>) -> Result<Statement, makoto_core::Error> {
-    let leaves: Vec<Sha256Digest> = w.records.iter().map(|(_, r)| record_leaf(r)).collect();
+    let leaves: Vec<Sha256Digest> = w.records.iter().map(|(_, r)| w.encoding.leaf(r)).collect();
     let root = merkle::root(&leaves);
     let id = subject(&w.topic, w.partition, w.window_records, w.window);
     let unheadered = w
@@ -89,14 +95,19 @@ pub(crate) fn build_statement(w: &WindowInput<'_>) -> Result<Statement, makoto_c
         },
         source: KafkaSource {
             kafka: KafkaBlock {
-                format_version: 1,
+                format_version: if w.encoding == RecordEncoding::Value1 {
+                    1
+                } else {
+                    FORMAT_VERSION
+                },
                 topic: w.topic.clone(),
                 partition: w.partition,
                 window_records: w.window_records,
                 window: w.window,
                 first_offset: w.records.first().map(|(o, _)| *o),
                 last_offset: w.records.last().map(|(o, _)| *o),
-                record_encoding: "kafka-value/1".into(),
+                record_encoding: w.encoding,
+                headers: (w.encoding != RecordEncoding::Value1).then_some(w.headers),
                 unheadered_records: unheadered as u64,
                 leaves: leaves.clone(),
                 attested_at: rfc3339(chrono::Utc::now()),
@@ -134,7 +145,10 @@ struct KafkaBlock {
     window: u64,
     first_offset: Option<i64>,
     last_offset: Option<i64>,
-    record_encoding: String,
+    record_encoding: RecordEncoding,
+    /// Absent in format 1 (headers were always required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    headers: Option<HeaderPolicy>,
     unheadered_records: u64,
     leaves: Vec<Sha256Digest>,
     attested_at: String,
@@ -157,6 +171,10 @@ pub struct KafkaWindow {
     /// Earliest and latest record timestamp, ms since the epoch.
     pub min_timestamp_ms: Option<i64>,
     pub max_timestamp_ms: Option<i64>,
+    /// What the leaves are computed over.
+    pub encoding: RecordEncoding,
+    /// Whether the window's records must carry the makoto headers.
+    pub headers: HeaderPolicy,
 }
 
 /// Verifies an envelope published to `makoto.dbom` with `trust` and reads its window.
@@ -189,12 +207,23 @@ fn window_of(statement: &Statement) -> Result<KafkaWindow, String> {
         &p.integrity.merkle_tree,
         &p.integrity.chain,
     );
-    if k.format_version != 1 {
-        return Err(format!(
-            "stream-window statement: kafka.formatVersion {} is not supported (1)",
-            k.format_version
-        ));
-    }
+    let headers = match (k.format_version, k.record_encoding, k.headers) {
+        (1, RecordEncoding::Value1, None) => HeaderPolicy::Required,
+        (FORMAT_VERSION, RecordEncoding::Record2, Some(policy)) => policy,
+        (1 | FORMAT_VERSION, encoding, policy) => {
+            return Err(format!(
+                "stream-window statement: kafka.formatVersion {} does not go with recordEncoding {} and headers {}",
+                k.format_version,
+                encoding.as_str(),
+                policy.map_or("(absent)", HeaderPolicy::as_str)
+            ));
+        }
+        (v, _, _) => {
+            return Err(format!(
+                "stream-window statement: kafka.formatVersion {v} is not supported (1 or {FORMAT_VERSION})"
+            ));
+        }
+    };
     let subject = statement
         .subject()
         .first()
@@ -233,6 +262,8 @@ fn window_of(statement: &Statement) -> Result<KafkaWindow, String> {
         root: tree.root,
         leaves: k.leaves.clone(),
         previous,
+        encoding: k.record_encoding,
+        headers,
     })
 }
 
@@ -269,9 +300,11 @@ mod tests {
             window: 1,
             records: vec![(10, &a), (11, &b)],
             previous: Some((0, previous_root)),
+            encoding: RecordEncoding::Value1,
+            headers: HeaderPolicy::Required,
         };
         let s = build_statement(&input).unwrap();
-        let leaves = [record_leaf(&a), record_leaf(&b)];
+        let leaves = [merkle::leaf_hash(b"a"), merkle::leaf_hash(b"b")];
         let root = merkle::root(&leaves);
         let mut p = s.predicate().clone();
         let attested_at = p["kafka"]["attestedAt"].take();
@@ -334,6 +367,54 @@ mod tests {
         );
     }
 
+    /// Format 2 names its encoding and policy; a statement whose format, encoding and policy
+    /// do not go together is refused.
+    #[test]
+    fn format_2_names_encoding_and_policy_and_mismatches_are_refused() {
+        let a = record("a", 1_000, false);
+        let input = WindowInput {
+            topic: "orders".into(),
+            brokers: "b".into(),
+            partition: 0,
+            window_records: 1,
+            window: 0,
+            records: vec![(0, &a)],
+            previous: None,
+            encoding: RecordEncoding::Record2,
+            headers: HeaderPolicy::Optional,
+        };
+        let s = build_statement(&input).unwrap();
+        let k = &s.predicate()["kafka"];
+        assert_eq!(
+            (&k["formatVersion"], &k["recordEncoding"], &k["headers"]),
+            (&json!(2), &json!("kafka-record/2"), &json!("optional"))
+        );
+        assert_eq!(
+            k["leaves"][0],
+            json!(RecordEncoding::Record2.leaf(&a).to_hex())
+        );
+        let with = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut st = s.to_json();
+            edit(&mut st["predicate"]["kafka"]);
+            let payload = serde_json::to_vec(&st).unwrap();
+            let env = Envelope::unsigned(makoto_core::dsse::IN_TOTO_PAYLOAD_TYPE, payload);
+            read_statement(env.to_json().as_bytes())
+        };
+        assert_eq!(with(&|_| {}).unwrap().headers, HeaderPolicy::Optional);
+        for edit in [
+            &(|k: &mut serde_json::Value| k["formatVersion"] = json!(1))
+                as &dyn Fn(&mut serde_json::Value),
+            &|k| k["recordEncoding"] = json!("kafka-value/1"),
+            &|k| {
+                k.as_object_mut().unwrap().remove("headers");
+            },
+            &|k| k["headers"] = json!("sometimes"),
+            &|k| k["formatVersion"] = json!(3),
+        ] {
+            assert!(with(edit).is_err());
+        }
+    }
+
     #[test]
     fn only_a_trusted_signature_makes_a_verified_window() {
         use makoto_core::keys::{Signer, SigningKeyPair};
@@ -346,6 +427,8 @@ mod tests {
             window: 0,
             records: vec![(0, &a)],
             previous: None,
+            encoding: RecordEncoding::Record2,
+            headers: HeaderPolicy::Optional,
         };
         let (key, other) = (
             SigningKeyPair::from_seed(&[3; 32]),
@@ -362,6 +445,10 @@ mod tests {
         let verified = verify_statement(signed.as_bytes(), &trust(&key)).unwrap();
         assert_eq!(verified.keyid(), key.keyid());
         assert_eq!(verified.value().window, 0);
+        assert_eq!(
+            (verified.value().encoding, verified.value().headers),
+            (RecordEncoding::Record2, HeaderPolicy::Optional)
+        );
         assert!(verify_statement(signed.as_bytes(), &trust(&other)).is_err());
         let tampered = signed.replacen("\"payload\":\"", "\"payload\":\"e", 1);
         assert!(verify_statement(tampered.as_bytes(), &trust(&key)).is_err());

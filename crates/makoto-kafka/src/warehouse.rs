@@ -141,6 +141,8 @@ mod tests {
             previous: Some((1, Sha256Digest::of(b"prev"))),
             min_timestamp_ms: Some(1),
             max_timestamp_ms: Some(2),
+            encoding: crate::RecordEncoding::Record2,
+            headers: crate::HeaderPolicy::Optional,
         }
     }
 

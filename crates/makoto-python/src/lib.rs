@@ -518,5 +518,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transform::PendingTransform>()?;
     m.add_function(wrap_pyfunction!(kafka::kafka_headers, m)?)?;
     m.add_function(wrap_pyfunction!(kafka::kafka_next_offset, m)?)?;
+    m.add_class::<kafka::KafkaWindows>()?;
     Ok(())
 }

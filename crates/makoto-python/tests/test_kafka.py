@@ -80,6 +80,9 @@ def test_python_producer_records_attest_and_verify(brokers: str, tmp_path: Path)
         # Independently: hex SHA-256 of the value, and offset // window, both ASCII.
         assert headers["makoto.content_hash"] == hashlib.sha256(msg.value()).hexdigest().encode()
         assert headers["makoto.window_id"] == str(msg.offset() // WINDOW).encode()
+        assert headers["makoto.signature"] == (
+            f"kafka://{topic}/0#window/records={WINDOW}/{msg.offset() // WINDOW}".encode()
+        )
     assert consumer.checked == 25 and consumer.mismatches == [] and consumer.unhashed == 0
 
     key = makoto.keygen(tmp_path / "k")
@@ -133,3 +136,76 @@ def test_a_second_writer_is_detected(brokers: str) -> None:
     producer.produce(value(0))
     with pytest.raises(makoto.MakotoError, match="predicted at offset 0 was written at offset 1"):
         producer.flush()
+
+
+def test_the_consumer_checks_records_against_their_signed_windows(
+    brokers: str, tmp_path: Path
+) -> None:
+    """A topic of plain records (no makoto headers) attested with ``--headers optional``: the
+    consumer verifies each record once its window is published, keeps the rest pending until
+    ``recheck()``, and names a record that never will verify."""
+    topic = "py-plain"
+    create_topic(brokers, topic)
+    plain = Producer({"bootstrap.servers": brokers})
+    for i in range(WINDOW + 3):
+        plain.produce(topic, value=value(i), key=f"k{i}".encode(), partition=0)
+    plain.flush(30)
+    key = makoto.keygen(tmp_path / "k")
+    attest = lambda: run_cli(  # noqa: E731
+        "kafka", "attest", "--brokers", brokers, "--topic", topic, "--window-records",
+        str(WINDOW), "--key", key.private_key, "--headers", "optional", "--json",
+    )
+    assert len(json.loads(attest().stdout)["published"]) == 1
+
+    failures = []
+    consumer = MakotoConsumer(
+        {"bootstrap.servers": brokers, "group.id": "py-windows", "enable.auto.commit": False},
+        trust=key.public_key,
+        on_failure=failures.append,
+    )
+    consume_all(brokers, topic, WINDOW + 3, consumer)
+    assert (consumer.verified, consumer.pending, consumer.failures) == (WINDOW, 3, [])
+    assert consumer.unhashed == WINDOW + 3
+
+    # The second window fills and is attested: the pending records verify on recheck.
+    for i in range(WINDOW + 3, 2 * WINDOW):
+        plain.produce(topic, value=value(i), key=f"k{i}".encode(), partition=0)
+    # A copy of record 2 with its key rewritten lands at offset 20, in window 2.
+    plain.produce(topic, value=value(2), key=b"rewritten", partition=0)
+    plain.flush(30)
+    assert len(json.loads(attest().stdout)["published"]) == 1
+    consume_all_from = TopicPartition(topic, 0, WINDOW + 3)
+    consumer.assign([consume_all_from])
+    for _ in range(WINDOW - 3 + 1):
+        msg = consumer.poll(30)
+        assert msg is not None and msg.error() is None
+    assert consumer.recheck() == 1  # offset 20: its window is not complete yet
+    assert consumer.verified == 2 * WINDOW and failures == []
+
+    # A consumer of a mirror that rewrote a key: checked against the source's windows, the
+    # record fails as altered and is named.
+    mirror = "py-plain-mirror"
+    create_topic(brokers, mirror)
+    source = MakotoConsumer(
+        {"bootstrap.servers": brokers, "group.id": "py-copy", "enable.auto.commit": False}
+    )
+    copy = Producer({"bootstrap.servers": brokers})
+    for msg in consume_all(brokers, topic, WINDOW, source):
+        k = b"other" if msg.offset() == 4 else msg.key()
+        copy.produce(
+            mirror, value=msg.value(), key=k, partition=0, timestamp=msg.timestamp()[1],
+            headers=msg.headers(),
+        )
+    copy.flush(30)
+    checker = MakotoConsumer(
+        {"bootstrap.servers": brokers, "group.id": "py-mirror", "enable.auto.commit": False},
+        trust=key.public_key, attested_as=topic,
+    )
+    consume_all(brokers, mirror, WINDOW, checker)
+    assert checker.verified == WINDOW - 1
+    (failure,) = checker.failures
+    assert (failure.topic, failure.offset, failure.kind, failure.window) == (
+        mirror, 4, "record-altered", 0,
+    )
+    for c in (consumer, source, checker):
+        c.close()

@@ -14,6 +14,7 @@ pub async fn run(
     match cmd {
         KafkaCommand::Attest(a) => attest(ctx, a, out).await,
         KafkaCommand::Verify(a) => verify(a, out).await,
+        KafkaCommand::Check(a) => check(a, out).await,
     }
 }
 
@@ -31,8 +32,21 @@ async fn attest(
     };
     let tsa = makoto_delta::tsa::TsaClient::for_run(args.tsa.as_deref(), signer.is_some()).await?;
     let topic = makoto_kafka::Topic::connect(&args.brokers, &args.topic).await?;
-    let windows =
-        makoto_kafka::attest(&topic, args.window_records, signer.as_deref(), tsa.as_ref()).await?;
+    let windows = makoto_kafka::attest(
+        &topic,
+        args.window_records,
+        args.headers,
+        signer.as_deref(),
+        tsa.as_ref(),
+    )
+    .await?;
+    let unheadered: u64 = windows.iter().map(|w| w.unheadered).sum();
+    if unheadered > 0 && args.headers == makoto_kafka::HeaderPolicy::Required {
+        eprintln!(
+            "warning: {unheadered} records of {} carry no makoto headers; under --headers required `makoto kafka verify` reports them as record-injected (attest with --headers optional for producers that cannot add them)",
+            args.topic
+        );
+    }
     let recorded = match &args.warehouse {
         Some(w) => {
             let store = ctx.warehouse(w).await?;
@@ -49,12 +63,16 @@ async fn attest(
                 "topic": args.topic,
                 "warehouseRowsWritten": recorded,
                 "windowRecords": args.window_records,
+                "headers": args.headers.as_str(),
+                "recordEncoding": makoto_kafka::RecordEncoding::Record2.as_str(),
+                "unheaderedRecords": unheadered,
                 "published": windows.iter().map(|w| json!({
                     "partition": w.partition,
                     "window": w.window,
                     "firstOffset": w.first_offset,
                     "lastOffset": w.last_offset,
                     "leafCount": w.leaf_count,
+                    "unheaderedRecords": w.unheadered,
                     "merkleRoot": w.root.to_hex(),
                     "attestationDigest": w.attestation_digest.to_hex(),
                 })).collect::<Vec<_>>(),
@@ -97,7 +115,7 @@ async fn verify(args: KafkaVerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8
     } else {
         writeln!(
             out,
-            "{} {} ({} windows attested for {}, {} time-stamped, {} records read)",
+            "{} {} ({} windows attested for {}, {} time-stamped; {} records read, {} in attested windows, {} without makoto headers)",
             if report.verified {
                 "VERIFIED"
             } else {
@@ -107,8 +125,17 @@ async fn verify(args: KafkaVerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8
             report.windows_checked,
             report.attested_as,
             report.windows_timestamped,
-            report.records_checked
+            report.records_checked,
+            report.records_covered,
+            report.records_without_headers
         )?;
+        if report.windows_checked == 0 {
+            writeln!(
+                out,
+                "no window attested for {} verifies with the trusted keys: nothing is covered",
+                report.attested_as
+            )?;
+        }
         for f in &report.findings {
             writeln!(
                 out,
@@ -122,6 +149,48 @@ async fn verify(args: KafkaVerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8
         }
     }
     Ok(if report.verified {
+        EXIT_OK
+    } else {
+        EXIT_FINDINGS
+    })
+}
+
+async fn check(args: KafkaVerifyArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let trust = load_trust(&args.trust)?;
+    let topic = makoto_kafka::Topic::connect(&args.brokers, &args.topic).await?;
+    let attested_as = args.as_topic.as_deref().unwrap_or(&args.topic);
+    let report = makoto_kafka::check_topic(&topic, attested_as, &trust).await?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        writeln!(
+            out,
+            "{}: {} records read, {} verified, {} pending (window not published yet), {} failed ({} windows attested for {})",
+            report.topic,
+            report.records,
+            report.verified,
+            report.pending,
+            report.failed.len(),
+            report.windows,
+            report.attested_as
+        )?;
+        for c in &report.failed {
+            let kind = match c.status {
+                makoto_kafka::RecordStatus::Failed(k) => k.code(),
+                _ => "-",
+            };
+            writeln!(
+                out,
+                "{:<22} partition {:>4} offset {:>8} window {:>6}  {}",
+                kind,
+                c.partition,
+                c.offset,
+                c.window.map_or("-".into(), |w| w.to_string()),
+                c.detail
+            )?;
+        }
+    }
+    Ok(if report.failed.is_empty() {
         EXIT_OK
     } else {
         EXIT_FINDINGS

@@ -1,5 +1,6 @@
 # Stubs of the extension module (crates/makoto-python/src/lib.rs). The documented API is in
 # makoto/__init__.py; these functions return the CLI's `--json` shapes as plain objects.
+from os import PathLike
 from typing import Any, Mapping, Sequence
 
 __version__: str
@@ -108,7 +109,9 @@ def begin_transform(
     storage_options: Mapping[str, str] | None = None,
 ) -> PendingTransform: ...
 
-def kafka_headers(value: bytes, offset: int, window_records: int) -> list[tuple[str, bytes]]: ...
+def kafka_headers(
+    topic: str, partition: int, value: bytes, offset: int, window_records: int
+) -> list[tuple[str, bytes]]: ...
 def kafka_next_offset(brokers: str, topic: str, partition: int) -> int: ...
 
 def prove(
@@ -122,3 +125,16 @@ def prove(
     storage_options: Mapping[str, str] | None = None,
 ) -> bytes: ...
 def verify_proof(proof: bytes, trust: str) -> tuple[bool, str, dict[str, Any] | None]: ...
+
+class KafkaWindows:
+    def __init__(self, brokers: str, attested_as: str, trust: str | PathLike[str]) -> None: ...
+    def reload(self) -> int: ...
+    def check(
+        self,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp_ms: int,
+        headers: list[tuple[str, bytes | None]],
+    ) -> tuple[str, str | None, int | None, bool, str]: ...
