@@ -183,15 +183,14 @@ def main() -> None:
             time.sleep(0.05)
 
     stop_time = [0.0]
-    poller = threading.Thread(target=poll)
+    poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     rng = random.Random(7)
     start = time.time()
     n = 0
     while time.time() - start < a.seconds:
         due = start + n / a.rate
-        if due > time.time():
-            time.sleep(due - time.time())
+        time.sleep(max(0.0, due - time.time()))
         t = rng.choice(loaded)
         versions[t] += 1
         v = versions[t]

@@ -570,8 +570,9 @@ pub struct ServeArgs {
     /// This replica's share of the tables: I/N owns the tables whose URI hashes to I (of N).
     #[arg(long, value_name = "I/N", default_value = "0/1")]
     pub shard: makoto_serve::shard::Shard,
-    /// Attest runs in flight at once, across tables.
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    /// Attest runs in flight at once, across tables. Their appends to the system tables are
+    /// committed together, so more runs in flight means fewer, larger commits.
+    #[arg(long, value_name = "N", default_value_t = 32)]
     pub concurrency: usize,
     /// RFC 3161 time-stamp authority for every batch (as `attest --tsa`). Needs --key.
     #[arg(long, env = "MAKOTO_TSA", value_name = "URL")]

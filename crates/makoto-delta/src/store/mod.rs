@@ -2,13 +2,14 @@
 //! `system.makoto.files` under a warehouse, and the state-tree pages beside them.
 
 mod columns;
+mod group;
 mod rows;
 
 use std::sync::Arc;
 
 use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::{CommitConflictError, CommitProperties, TransactionError};
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
@@ -206,6 +207,15 @@ pub struct AttestationStore {
 struct Snapshots {
     attestations: Arc<tokio::sync::Mutex<Option<DeltaTable>>>,
     files: Arc<tokio::sync::Mutex<Option<DeltaTable>>>,
+    /// Appends waiting to be committed together, per table written with a `txn`.
+    queues: Arc<Queues>,
+}
+
+#[derive(Debug, Default)]
+struct Queues {
+    attestations: group::CommitQueue,
+    files: group::CommitQueue,
+    windows: group::CommitQueue,
 }
 
 impl std::fmt::Debug for Snapshots {
@@ -898,6 +908,10 @@ impl AttestationStore {
         Ok(rows)
     }
 
+    /// Appends `rows` with `txn`, provided `txn.app_id` still stands where `table` (the
+    /// snapshot the caller checked) has it; otherwise [`AppendOutcome::Conflict`]. Appends of
+    /// concurrent runs through this handle (and its clones) are committed together
+    /// ([`group`]).
     async fn append<R: SystemRow>(
         &self,
         table: DeltaTable,
@@ -910,28 +924,45 @@ impl AttestationStore {
             store: location.as_uri(),
             reason: format!("cannot build rows: {e}"),
         })?;
-        let through = txn.version;
-        let props = CommitProperties::default()
-            .with_application_transaction(txn)
-            .with_metadata([
-                ("makoto.run".to_owned(), serde_json::json!(run_id)),
-                ("makoto.through".to_owned(), serde_json::json!(through)),
-            ]);
-        match table
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Append)
-            .with_commit_properties(props)
+        let expected = table
+            .snapshot()
+            .map_err(|e| Error::delta(location.as_uri(), e))?
+            .transaction_version(table.log_store().as_ref(), &txn.app_id)
             .await
-        {
-            Ok(t) => {
-                let table_version = t.version().unwrap_or(0);
-                Self::compact(t, location).await;
-                Ok(AppendOutcome::Committed { table_version })
-            }
-            Err(DeltaTableError::Transaction {
-                source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
-            }) => Ok(AppendOutcome::Conflict),
-            Err(e) => Err(Error::delta(location.as_uri(), e)),
+            .map_err(|e| Error::delta(location.as_uri(), e))?;
+        let queues = &self.snapshots.queues;
+        let queue = if location == &self.attestations {
+            &queues.attestations
+        } else if location == &self.files {
+            &queues.files
+        } else {
+            &queues.windows
+        };
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let pending = group::Pending {
+            batch,
+            txn,
+            expected,
+            run_id: run_id.to_owned(),
+            reply,
+        };
+        let snapshot = || async { self.load_latest(location).await.map_err(|e| e.to_string()) };
+        let after = |t: DeltaTable| Self::compact(t, location);
+        queue
+            .append(pending, rx, snapshot, after)
+            .await
+            .map_err(|reason| Error::delta(location.as_uri(), DeltaTableError::Generic(reason)))
+    }
+
+    /// The newest snapshot of a system table: brought forward from the kept one where there
+    /// is one.
+    async fn load_latest(&self, location: &Location) -> Result<DeltaTable, Error> {
+        if location == &self.attestations {
+            self.load_attestations().await
+        } else if location == &self.files {
+            self.load_files().await
+        } else {
+            self.load(location).await
         }
     }
 
@@ -1243,6 +1274,127 @@ mod tests {
             .unwrap();
         assert_eq!(again, AppendOutcome::Conflict);
         assert_eq!(ours.attestation_rows("file:///t").await.unwrap().len(), 1);
+    }
+
+    /// One group: a member whose run read a stale `txn`, and a second member for an id
+    /// already in the group, are told to start over; every other member is committed, once,
+    /// in one commit with its own `txn`.
+    #[tokio::test]
+    async fn a_group_commit_admits_each_current_txn_once_in_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
+        let store = AttestationStore::create(warehouse, StorageOptions::default())
+            .await
+            .unwrap();
+        let row = |uri: &str, version: u64| AttestationRow {
+            table_uri: uri.to_owned(),
+            ..attestation_row(version)
+        };
+        let t = store.load_attestations().await.unwrap();
+        let first = store
+            .append_attestations(t, &[row("file:///t0", 0)], "file:///t0", 0, "other")
+            .await
+            .unwrap();
+        let AppendOutcome::Committed { table_version } = first else {
+            panic!("{first:?}");
+        };
+        let members = [
+            ("file:///t0", None, 0),
+            ("file:///t1", None, 0),
+            ("file:///t2", None, 0),
+            ("file:///t2", None, 0),
+            ("file:///t0", Some(0), 1),
+        ];
+        let (mut group, mut answers) = (Vec::new(), Vec::new());
+        for (uri, expected, version) in members {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            group.push(group::Pending {
+                batch: to_batch(&[row(uri, version)]).unwrap(),
+                txn: Transaction::new(attestations_app_id(uri), version as i64),
+                expected,
+                run_id: "r".into(),
+                reply,
+            });
+            answers.push(rx);
+        }
+        let snapshot = || async { store.load_attestations().await.map_err(|e| e.to_string()) };
+        let committed = group::commit_group(group, &snapshot).await.unwrap();
+        let next = table_version + 1;
+        assert_eq!(committed.version(), Some(next), "one commit for the group");
+        let mut got = Vec::new();
+        for rx in answers {
+            got.push(rx.await.unwrap().unwrap());
+        }
+        let ok = AppendOutcome::Committed {
+            table_version: next,
+        };
+        assert_eq!(
+            got,
+            [AppendOutcome::Conflict, ok, ok, AppendOutcome::Conflict, ok]
+        );
+        let t = store.load_attestations().await.unwrap();
+        for (uri, versions) in [
+            ("file:///t0", vec![0, 1]),
+            ("file:///t1", vec![0]),
+            ("file:///t2", vec![0]),
+        ] {
+            let rows = store.attestation_rows(uri).await.unwrap();
+            assert_eq!(
+                rows.iter().map(|r| r.version).collect::<Vec<_>>(),
+                versions,
+                "{uri}"
+            );
+            assert_eq!(
+                AttestationStore::txn_version(&t, &attestations_app_id(uri))
+                    .await
+                    .unwrap(),
+                versions.last().copied()
+            );
+        }
+    }
+
+    /// Appends of many concurrent runs through one handle all land, each once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_appends_through_one_handle_each_land_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
+        let store = AttestationStore::create(warehouse, StorageOptions::default())
+            .await
+            .unwrap();
+        let before = store.load_attestations().await.unwrap().version().unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..24 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let uri = format!("file:///t{i}");
+                let row = AttestationRow {
+                    table_uri: uri.clone(),
+                    ..attestation_row(0)
+                };
+                let t = store.load_attestations().await.unwrap();
+                store
+                    .append_attestations(t, &[row], &uri, 0, "r")
+                    .await
+                    .unwrap()
+            });
+        }
+        while let Some(outcome) = tasks.join_next().await {
+            assert!(matches!(outcome.unwrap(), AppendOutcome::Committed { .. }));
+        }
+        let after = store.load_attestations().await.unwrap();
+        for i in 0..24 {
+            let uri = format!("file:///t{i}");
+            assert_eq!(
+                store.attestation_rows(&uri).await.unwrap().len(),
+                1,
+                "{uri}"
+            );
+        }
+        let commits = after.version().unwrap() - before;
+        assert!(
+            commits <= 24 + 2,
+            "{commits} commits (24 appends, compactions)"
+        );
     }
 
     #[tokio::test]
