@@ -125,6 +125,35 @@ impl TableState {
     }
 }
 
+/// Takes up to `room` tables due at `now` from the front of `due` (earliest first), marks
+/// them running and returns each one's URI and attested version. Entries for tables no longer watched, running, or whose
+/// `next_check` has moved since the entry was made are dropped as they come up.
+pub fn take_due(
+    due: &mut std::collections::BTreeSet<(Instant, String)>,
+    tables: &mut std::collections::BTreeMap<String, TableState>,
+    now: Instant,
+    room: usize,
+) -> Vec<(String, Option<u64>)> {
+    let mut taken = Vec::new();
+    while taken.len() < room {
+        let Some((when, uri)) = due.first().cloned() else {
+            break;
+        };
+        if when > now {
+            break;
+        }
+        due.pop_first();
+        if let Some(t) = tables.get_mut(&uri)
+            && !t.running
+            && t.next_check == when
+        {
+            t.running = true;
+            taken.push((uri, t.attested));
+        }
+    }
+    taken
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +202,42 @@ mod tests {
         assert!(s.is_due(now));
         s.running = true;
         assert!(!s.is_due(now), "a running table is not looked at twice");
+    }
+
+    #[test]
+    fn due_tables_are_taken_earliest_first_and_stale_entries_dropped() {
+        use std::collections::{BTreeMap, BTreeSet};
+        let now = Instant::now();
+        let at = |ms: u64| now + Duration::from_millis(ms);
+        let mut tables = BTreeMap::new();
+        let mut due = BTreeSet::new();
+        for (uri, when) in [("a", 30), ("b", 10), ("c", 20), ("d", 500)] {
+            let mut t = TableState::new(uri.into(), None, at(when));
+            t.next_check = at(when);
+            tables.insert(uri.to_owned(), t);
+            due.insert((at(when), uri.to_owned()));
+        }
+        // "c" was hurried: a new entry now, the old one is stale. "gone" is no longer watched.
+        tables.get_mut("c").unwrap().next_check = at(0);
+        due.insert((at(0), "c".into()));
+        due.insert((at(5), "gone".into()));
+        let uris =
+            |v: Vec<(String, Option<u64>)>| v.into_iter().map(|(u, _)| u).collect::<Vec<_>>();
+
+        assert_eq!(
+            uris(take_due(&mut due, &mut tables, at(100), 2)),
+            ["c", "b"]
+        );
+        assert!(tables["c"].running && tables["b"].running && !tables["a"].running);
+        // The rest of what is due; "c"'s stale entry at 20 ms and "gone" are dropped, "d"
+        // is not due yet and stays.
+        assert_eq!(uris(take_due(&mut due, &mut tables, at(100), 10)), ["a"]);
+        assert_eq!(
+            due.iter().map(|(_, u)| u.as_str()).collect::<Vec<_>>(),
+            ["d"]
+        );
+        assert!(take_due(&mut due, &mut tables, at(100), 10).is_empty());
+        assert_eq!(uris(take_due(&mut due, &mut tables, at(500), 10)), ["d"]);
+        assert!(take_due(&mut due, &mut tables, at(900), 0).is_empty());
     }
 }

@@ -3,7 +3,7 @@
 //! commits, at most `concurrency` at once. Exactly-once comes from the attest job itself (the
 //! warehouse's Delta transactions), so replicas, cron runs and restarts may overlap.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -74,6 +74,11 @@ pub struct Shared {
     pub tenants: Option<crate::tenants::Tenants>,
     /// Notified after every look, so that requests waiting for a version wake up.
     pub changed: tokio::sync::Notify,
+    /// When each table is due, earliest first: dispatch takes from the front instead of
+    /// walking every watched table. An entry whose time is no longer its table's
+    /// `next_check` (the table was hurried, or removed) is skipped when it comes up. Locked
+    /// after `tables`, never before.
+    pub due: Mutex<BTreeSet<(Instant, String)>>,
 }
 
 impl Shared {
@@ -84,6 +89,7 @@ impl Shared {
         let t = tables.get_mut(table_uri)?;
         if !t.running {
             t.next_check = Instant::now();
+            self.due.lock().ok()?.insert((t.next_check, t.uri.clone()));
         }
         Some(t.attested)
     }
@@ -246,34 +252,40 @@ impl Service {
         }
     }
 
-    /// Starts a look at every due table while there is room.
+    /// Starts a look at each due table, earliest first, while there is room: it costs the
+    /// tables it starts, not the tables watched.
     fn dispatch(&mut self, in_flight: &mut JoinSet<Look>) {
+        let limit = self.config.concurrency.max(1);
+        if in_flight.len() >= limit {
+            return;
+        }
         let now = Instant::now();
         let shared = self.shared.clone();
         let Ok(mut tables) = shared.tables.lock() else {
             return;
         };
-        let mut due: Vec<&mut TableState> = tables.values_mut().filter(|t| t.is_due(now)).collect();
-        due.sort_by_key(|t| t.next_check);
-        for t in due {
-            if in_flight.len() >= self.config.concurrency.max(1) {
-                break;
-            }
-            t.running = true;
-            let source = match self.sources.get(&t.uri) {
+        let Ok(mut due) = shared.due.lock() else {
+            return;
+        };
+        let room = limit - in_flight.len();
+        let taken = crate::schedule::take_due(&mut due, &mut tables, now, room);
+        drop(due);
+        drop(tables);
+        for (uri, attested) in taken {
+            let source = match self.sources.get(&uri) {
                 Some(s) => Some(s.clone()),
-                None => Location::existing(&t.uri)
+                None => Location::existing(&uri)
                     .and_then(|l| SourceTable::open(l, &self.config.storage))
                     .ok()
                     .inspect(|s| {
-                        self.sources.insert(t.uri.clone(), s.clone());
+                        self.sources.insert(uri.clone(), s.clone());
                     }),
             };
             let job = Job {
                 source,
-                uri: t.uri.clone(),
-                attested: t.attested,
-                hint: self.hints.get(&t.uri).cloned(),
+                hint: self.hints.get(&uri).cloned(),
+                uri,
+                attested,
                 store: self.store.clone(),
                 signer: self.config.signer.clone(),
                 options: self.attest_options(),
@@ -337,6 +349,9 @@ impl Service {
         {
             t.record(look.outcome.clone(), now, &self.config.timing);
             failures = t.failures;
+            if let Ok(mut due) = self.shared.due.lock() {
+                due.insert((t.next_check, t.uri.clone()));
+            }
         }
         let summary = look.summary.as_ref();
         self.runs.push(
@@ -392,9 +407,11 @@ impl Service {
         self.sources.retain(|uri, _| keep.contains(uri));
         self.hints.retain(|uri, _| keep.contains(uri));
         let mut added = 0;
+        let mut due = self.shared.due.lock().map_err(|_| Error::Poisoned)?;
         for uri in owned {
             tables.entry(uri.clone()).or_insert_with(|| {
                 added += 1;
+                due.insert((now, uri.clone()));
                 TableState::new(uri.clone(), heads.get(&uri).copied(), now)
             });
         }
