@@ -48,6 +48,9 @@ pub struct WindowIndex {
     /// The topic name the windows attest (the source, when checking a mirror).
     attested_as: String,
     windows: BTreeMap<i32, BTreeMap<u64, Verified<KafkaWindow>>>,
+    policies: BTreeMap<i32, report::Policies>,
+    /// For partitions without a window yet.
+    topic_policy: Option<crate::HeaderPolicy>,
 }
 
 impl WindowIndex {
@@ -60,10 +63,7 @@ impl WindowIndex {
         for ((p, k), (w, _)) in found {
             windows.entry(p).or_default().insert(k, w);
         }
-        Ok(WindowIndex {
-            attested_as: attested.name().to_owned(),
-            windows,
-        })
+        Ok(Self::indexed(attested.name(), windows))
     }
 
     /// Built from windows already verified (for tests and callers that hold them).
@@ -77,9 +77,32 @@ impl WindowIndex {
             let (p, k) = (v.partition, v.window);
             by.entry(p).or_default().insert(k, w);
         }
+        Self::indexed(attested_as, by)
+    }
+
+    fn indexed(
+        attested_as: &str,
+        windows: BTreeMap<i32, BTreeMap<u64, Verified<KafkaWindow>>>,
+    ) -> Self {
+        let topic_policy = report::topic_policy(
+            windows
+                .values()
+                .flat_map(|w| w.values().map(Verified::value)),
+        );
+        let policies = windows
+            .iter()
+            .map(|(p, w)| {
+                (
+                    *p,
+                    report::Policies::new(w.values().map(Verified::value), topic_policy),
+                )
+            })
+            .collect();
         WindowIndex {
             attested_as: attested_as.to_owned(),
-            windows: by,
+            windows,
+            policies,
+            topic_policy,
         }
     }
 
@@ -107,15 +130,10 @@ impl WindowIndex {
             headered,
             detail,
         };
-        let values: Vec<&KafkaWindow> = windows
-            .map(|w| w.values().map(|v| v.value()).collect())
-            .unwrap_or_default();
-        let topic = report::topic_policy(
-            self.windows
-                .values()
-                .flat_map(|w| w.values().map(Verified::value)),
-        );
-        let policy = report::policy_at(&values, topic, window);
+        let policy = self
+            .policies
+            .get(&partition)
+            .map_or(self.topic_policy, |p| p.at(window));
         let headered =
             match report::check_headers(&self.attested_as, partition, offset, size, record, policy)
             {

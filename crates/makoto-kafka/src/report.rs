@@ -132,25 +132,38 @@ pub(crate) fn topic_policy<'a>(
     })
 }
 
-/// The header policy that governs a record at `window` of a partition: the signed policy of
-/// that window, else of the partition's latest window before it (records not yet attested
-/// follow the policy the partition is attested under), else of its first window, else the
-/// topic's. `None`: no window of the topic signed a policy yet.
-pub(crate) fn policy_at(
-    windows: &[&KafkaWindow],
+/// The signed header policies of one partition's windows, looked up per record.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Policies {
+    by_window: std::collections::BTreeMap<u64, HeaderPolicy>,
     topic: Option<HeaderPolicy>,
-    window: Option<u64>,
-) -> Option<HeaderPolicy> {
-    let before = window.and_then(|k| {
-        windows
-            .iter()
-            .filter(|w| w.window <= k)
-            .max_by_key(|w| w.window)
-    });
-    before
-        .or_else(|| windows.iter().min_by_key(|w| w.window))
-        .map(|w| w.headers)
-        .or(topic)
+}
+
+impl Policies {
+    pub(crate) fn new<'a>(
+        partition: impl IntoIterator<Item = &'a KafkaWindow>,
+        topic: Option<HeaderPolicy>,
+    ) -> Self {
+        Policies {
+            by_window: partition
+                .into_iter()
+                .map(|w| (w.window, w.headers))
+                .collect(),
+            topic,
+        }
+    }
+
+    /// The policy that governs a record at `window`: that window's, else the partition's
+    /// latest window before it (records not yet attested follow the policy the partition is
+    /// attested under), else its first window's, else the topic's. `None`: no window of the
+    /// topic signed a policy yet.
+    pub(crate) fn at(&self, window: Option<u64>) -> Option<HeaderPolicy> {
+        window
+            .and_then(|k| self.by_window.range(..=k).next_back())
+            .or_else(|| self.by_window.iter().next())
+            .map(|(_, p)| *p)
+            .or(self.topic)
+    }
 }
 
 /// What a record's makoto headers say against its value and its place, under `policy`:
@@ -215,9 +228,10 @@ pub(crate) fn check_partition(
     let n = windows.first().map(|w| w.window_records);
     let window_of = |offset: i64| n.map(|n| u64::try_from(offset).unwrap_or(0) / n.max(1));
     let mut without_headers = 0;
+    let policies = Policies::new(windows.iter().copied(), topic);
     for r in records {
         let k = window_of(r.offset);
-        let policy = policy_at(&windows, topic, k);
+        let policy = policies.at(k);
         match check_headers(attested_as, p, r.offset, n, &r.record, policy) {
             Ok(true) => {}
             Ok(false) => without_headers += 1,
