@@ -46,6 +46,9 @@ pub(crate) fn kafka_next_offset(
     .map_err(kafka_error)
 }
 
+/// One record's check as Python receives it: `(status, kind, window, headered, detail)`.
+type CheckTuple = (String, Option<String>, Option<u64>, bool, String);
+
 /// The signed windows of a topic, loaded from its cluster's `makoto.dbom` (those that verify
 /// with the trusted keys), for checking records as they are consumed.
 #[pyclass(module = "makoto._native", frozen)]
@@ -112,7 +115,7 @@ impl KafkaWindows {
         value: Option<Vec<u8>>,
         timestamp_ms: i64,
         headers: Vec<(String, Option<Vec<u8>>)>,
-    ) -> PyResult<(String, Option<String>, Option<u64>, bool, String)> {
+    ) -> PyResult<CheckTuple> {
         let record = makoto_kafka::Record {
             key,
             value,
