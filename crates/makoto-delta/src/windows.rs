@@ -80,13 +80,44 @@ pub(crate) async fn commit_leaves(
     Ok(out)
 }
 
+/// The first commit that can hold records after `from`: `from`'s own commit only when the
+/// window may have ended inside it. `commits=` and `duration=` windows always end at a
+/// commit's last record, and so does a `records=` window whose last index is the last record
+/// the commit's statistics count. Not re-reading that commit is what lets a run continue after
+/// its files were purged (a redaction, then VACUUM).
+async fn first_commit_after(
+    source: &SourceTable,
+    spec: WindowSpec,
+    from: Option<RecordPos>,
+) -> Result<u64, Error> {
+    let Some(p) = from else { return Ok(0) };
+    if !matches!(spec, WindowSpec::Records(_)) {
+        return Ok(p.version + 1);
+    }
+    let commits = source.read_commits(p.version..=p.version, 1).await?;
+    let counted: Option<u64> = commits.first().and_then(|c| {
+        c.adds()
+            .filter(|a| a.data_change())
+            .map(|a| a.num_records())
+            .sum()
+    });
+    Ok(match counted {
+        Some(n) if n == p.index + 1 => p.version + 1,
+        _ => p.version,
+    })
+}
+
 /// The stream's record leaves from `from` (exclusive) through version `through`, by commit.
 async fn records_after(
     source: &SourceTable,
+    spec: WindowSpec,
     from: Option<RecordPos>,
     through: u64,
 ) -> Result<Vec<(Vec<(RecordPos, Sha256Digest)>, i64)>, Error> {
-    let start = from.map_or(0, |p| p.version);
+    let start = first_commit_after(source, spec, from).await?;
+    if start > through {
+        return Ok(Vec::new());
+    }
     let mut out = Vec::new();
     for (_, mut leaves, ts) in commit_leaves(source, start..=through).await? {
         if let Some(p) = from {
@@ -193,7 +224,7 @@ pub async fn attest_windows(
         });
         closed.push(facts);
     };
-    for (records, ts) in records_after(source, resume, through).await? {
+    for (records, ts) in records_after(source, spec, resume, through).await? {
         match spec {
             WindowSpec::Duration { millis } => {
                 let bucket = ts.div_euclid(i64::try_from(millis).unwrap_or(i64::MAX));

@@ -92,6 +92,7 @@ struct Checked {
     files_hashed: u64,
     bytes_hashed: u64,
     windows_checked: u64,
+    windows_purged: u64,
     windows_timestamped: u64,
     cross_checked: bool,
 }
@@ -240,6 +241,9 @@ pub struct VerifyReport {
     pub checkpoints_checked: u64,
     /// Stream windows checked (deep mode).
     pub windows_checked: u64,
+    /// Of those, windows whose records later attested commits removed and VACUUM deleted:
+    /// signature and chain checked, records not recomputed (`window-records-purged`).
+    pub windows_purged: u64,
     /// Of those, windows whose signature carries a token that verifies under a trusted
     /// time-stamp authority.
     pub windows_timestamped: u64,
@@ -434,11 +438,13 @@ impl<'a> Verifier<'a> {
             .await?;
         // Stream windows whose records end at or before the verified version.
         let mut windows_checked = 0;
+        let mut windows_purged = 0;
         let mut windows_timestamped = 0;
         if self.options.mode == VerifyMode::Deep {
             let w = windows::verify_windows(self.source, self.store, self.trust, target).await?;
             findings.extend(w.findings);
             windows_checked = w.windows;
+            windows_purged = w.purged;
             windows_timestamped = w.timestamped;
         }
         phase("deep+windows");
@@ -452,6 +458,7 @@ impl<'a> Verifier<'a> {
             files_hashed,
             bytes_hashed,
             windows_checked,
+            windows_purged,
             windows_timestamped,
             cross_checked,
         };
@@ -677,6 +684,7 @@ impl<'a> Verifier<'a> {
             files_hashed,
             bytes_hashed,
             windows_checked,
+            windows_purged,
             windows_timestamped,
             cross_checked,
         } = checked;
@@ -718,6 +726,7 @@ impl<'a> Verifier<'a> {
             commits_checked: walked.replay.commits_checked,
             checkpoints_checked: walked.checkpoints_checked,
             windows_checked,
+            windows_purged,
             windows_timestamped,
             files_hashed,
             bytes_hashed,

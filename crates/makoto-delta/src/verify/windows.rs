@@ -1,15 +1,19 @@
 //! Verification of a table's stream windows (deep mode): each window's signature, its columns
 //! against its statement, the chain, and its records recomputed from the table.
 
+use std::collections::{BTreeSet, HashMap};
+
 use makoto_core::dsse::Envelope;
 use makoto_core::statement::Statement;
 use makoto_core::timestamp::{EnvelopeTimestamp, LinkProblem, envelope_timestamp};
 use makoto_core::verify::TrustedKeys;
 use makoto_core::window::{AttestedWindow, RecordPos, commit_spans};
 use makoto_core::{Sha256Digest, merkle};
+use object_store::ObjectStoreExt;
 
 use super::{Finding, FindingKind};
 use crate::Error;
+use crate::location::object_path;
 use crate::log::SourceTable;
 use crate::store::{AttestationStore, WindowRow};
 use crate::windows::{bounds, commit_leaves};
@@ -61,10 +65,50 @@ fn localize(attested: &[Sha256Digest], now: &[Sha256Digest]) -> Option<(FindingK
     })
 }
 
+/// The versions that removed the window's missing data files, when every file of the window
+/// that is gone from storage was removed by a commit after it and at or before `through`
+/// (commits the walk checked against their signed digests); `None` when a file is gone that no
+/// such commit removed, or none is gone (the failure was something else).
+async fn purged_by(
+    source: &SourceTable,
+    row: &WindowRow,
+    through: u64,
+) -> Result<Option<Vec<u64>>, Error> {
+    let commits = source.read_commits(row.first_version..=through, 8).await?;
+    let mut removed: HashMap<&str, u64> = HashMap::new();
+    for c in &commits {
+        for r in c.removes() {
+            removed.entry(r.path().as_str()).or_insert(c.version());
+        }
+    }
+    let mut by = BTreeSet::new();
+    for c in commits.iter().filter(|c| c.version() <= row.last_version) {
+        for add in c.adds().filter(|a| a.data_change()) {
+            let path = add.path().as_str();
+            let gone = matches!(
+                source.store().head(&object_path(path)).await,
+                Err(object_store::Error::NotFound { .. })
+            );
+            if !gone {
+                continue;
+            }
+            match removed.get(path) {
+                Some(v) if *v > c.version() => {
+                    by.insert(*v);
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+    Ok((!by.is_empty()).then(|| by.into_iter().collect()))
+}
+
 /// What [`verify_windows`] found.
 pub(crate) struct WindowsChecked {
     pub findings: Vec<Finding>,
     pub windows: u64,
+    /// Windows whose records were removed by later attested commits and then deleted.
+    pub purged: u64,
     /// Windows whose signature carries a token that verifies under a trusted authority.
     pub timestamped: u64,
 }
@@ -80,6 +124,7 @@ pub(crate) async fn verify_windows(
 ) -> Result<WindowsChecked, Error> {
     let mut findings = Vec::new();
     let mut timestamped = 0;
+    let mut purged = 0;
     let rows: Vec<WindowRow> = store
         .window_rows(source.uri())
         .await?
@@ -166,13 +211,27 @@ pub(crate) async fn verify_windows(
             Err(e) => {
                 // Vacuumed or unreadable data: the window cannot be rechecked (not tampering
                 // by itself; the per-commit checks say whether a live file is missing).
-                findings.push(
-                    at(
+                let finding = match purged_by(source, row, through).await? {
+                    Some(removed) => {
+                        purged += 1;
+                        at(
+                            FindingKind::WindowRecordsPurged,
+                            format!(
+                                "its files were removed by the attested commit(s) {} and deleted since; its records cannot be recomputed",
+                                removed
+                                    .iter()
+                                    .map(|v| format!("v{v}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )
+                    }
+                    None => at(
                         FindingKind::DataUnavailable,
                         format!("its records cannot be read: {e}"),
-                    )
-                    .warning(),
-                );
+                    ),
+                };
+                findings.push(finding.warning());
                 continue;
             }
         };
@@ -225,6 +284,7 @@ pub(crate) async fn verify_windows(
     Ok(WindowsChecked {
         findings,
         windows: rows.len() as u64,
+        purged,
         timestamped,
     })
 }
