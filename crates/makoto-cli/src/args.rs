@@ -127,6 +127,10 @@ pub struct SqlArgs {
     /// Register a Delta table by name: NAME=URI, or NAME=URI@vN for a past version (repeatable).
     #[arg(long = "table", value_name = "NAME=URI[@vN]")]
     pub tables: Vec<makoto_sql::UserTable>,
+    /// Give every --table a column of this name holding each row's data file path (relative to
+    /// the table root, as system.makoto.files.path), to join rows to their commits and windows.
+    #[arg(long, value_name = "NAME")]
+    pub file_column: Option<String>,
     /// Default trusted key(s) of makoto_verify(envelope): a public key PEM or a trust file.
     #[arg(long, env = "MAKOTO_TRUST")]
     pub trust: Option<PathBuf>,

@@ -337,5 +337,69 @@ pub fn scalar_functions(trusted: Arc<TrustedKeys>) -> Vec<ScalarUDF> {
         ScalarUDF::from(JsonUdf {
             signature: string_signature(&[2]),
         }),
+        ScalarUDF::from(TablePathUdf {
+            signature: string_signature(&[2]),
+        }),
     ]
+}
+
+/// `url` as `system.makoto.files.path` names it: relative to `root` (a table URI), percent-
+/// decoded once; `None` when `url` is not under `root`.
+pub fn table_path(url: &str, root: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix(root.trim_end_matches('/'))?
+        .strip_prefix('/')?;
+    percent_encoding::percent_decode_str(rest)
+        .decode_utf8()
+        .ok()
+        .map(|p| p.into_owned())
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TablePathUdf {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for TablePathUdf {
+    fn name(&self) -> &str {
+        "makoto_table_path"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let cols = strings(&args)?;
+        let (Some(urls), Some(roots)) = (cols.first(), cols.get(1)) else {
+            return Err(DataFusionError::Plan(
+                "makoto_table_path(url, root) needs two arguments".into(),
+            ));
+        };
+        let mut out = StringBuilder::new();
+        for i in 0..urls.len() {
+            let path = (!urls.is_null(i) && !roots.is_null(i))
+                .then(|| table_path(urls.value(i), roots.value(i)))
+                .flatten();
+            out.append_option(path);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_url_becomes_the_path_the_files_table_names() {
+        let root = "file:///lake/t%20x";
+        assert_eq!(
+            table_path("file:///lake/t%20x/d=a%3Ab/part-0.parquet", root).as_deref(),
+            Some("d=a:b/part-0.parquet")
+        );
+        assert_eq!(table_path("file:///lake/other/p.parquet", root), None);
+        assert_eq!(table_path("file:///lake/t%20xy/p.parquet", root), None);
+    }
 }

@@ -88,12 +88,16 @@ impl From<datafusion::error::DataFusionError> for Error {
     }
 }
 
+/// The column a table registered with a file column is first read with: the file's URL.
+const FILE_URL_COLUMN: &str = "__makoto_file_url";
+
 /// A user table registered in the session: `NAME=URI`, or `NAME=URI@vN` pinned to a version.
 #[derive(Debug, Clone)]
 pub struct UserTable {
     name: String,
     location: Location,
     version: Option<u64>,
+    file_column: Option<String>,
 }
 
 impl UserTable {
@@ -102,7 +106,15 @@ impl UserTable {
             name: name.into(),
             location,
             version,
+            file_column: None,
         }
+    }
+
+    /// Adds a column `name` holding each row's data file, as `system.makoto.files.path` names
+    /// it (relative to the table root), so rows join to the commits and windows that added them.
+    pub fn with_file_column(mut self, name: impl Into<String>) -> Self {
+        self.file_column = Some(name.into());
+        self
     }
 
     /// Parses `NAME=URI` or `NAME=URI@vN`.
@@ -125,6 +137,7 @@ impl UserTable {
             name: name.to_owned(),
             location: Location::existing(&uri)?,
             version,
+            file_column: None,
         })
     }
 
@@ -136,6 +149,9 @@ impl UserTable {
     }
     pub fn version(&self) -> Option<u64> {
         self.version
+    }
+    pub fn file_column(&self) -> Option<&str> {
+        self.file_column.as_deref()
     }
 }
 
@@ -167,6 +183,7 @@ async fn provider(
     version: Option<u64>,
     options: &StorageOptions,
     what: &str,
+    file_column: Option<&str>,
 ) -> Result<(Arc<dyn datafusion::catalog::TableProvider>, u64), Error> {
     let mut table = location.delta_table(options)?;
     let loaded = match version {
@@ -187,7 +204,11 @@ async fn provider(
             source: Box::new(source),
         })?;
     let at = table.version().unwrap_or(0);
-    let provider = table.table_provider().await?;
+    let mut builder = table.table_provider();
+    if let Some(c) = file_column {
+        builder = builder.with_file_column(c);
+    }
+    let provider = builder.await?;
     Ok((provider, at))
 }
 
@@ -219,6 +240,7 @@ impl MakotoSession {
                 None,
                 storage,
                 &format!("system.makoto.{name}"),
+                None,
             )
             .await?;
             schema.register_table(name.to_owned(), p)?;
@@ -244,7 +266,9 @@ impl MakotoSession {
             let location = warehouse.join(path)?;
             let p: Arc<dyn datafusion::catalog::TableProvider> =
                 if has_delta_log(&location, storage).await? {
-                    provider(&ctx, &location, None, storage, display).await?.0
+                    provider(&ctx, &location, None, storage, display, None)
+                        .await?
+                        .0
                 } else {
                     let empty = empty()?;
                     Arc::new(MemTable::try_new(empty.schema(), vec![vec![empty]])?)
@@ -274,14 +298,31 @@ impl MakotoSession {
 
         let mut aliases = HashMap::new();
         let mut pinned = Vec::new();
-        for t in &options.tables {
-            let (p, at) = provider(&ctx, t.location(), t.version(), storage, t.name()).await?;
-            ctx.register_table(t.name(), p)?;
-            aliases.insert(t.name().to_owned(), t.location().as_uri());
-            pinned.push((t.name().to_owned(), t.location().as_uri(), at));
-        }
         for f in functions::scalar_functions(Arc::new(options.trust.clone())) {
             ctx.register_udf(f);
+        }
+        for t in &options.tables {
+            let raw = t.file_column().map(|_| FILE_URL_COLUMN);
+            let (p, at) = provider(&ctx, t.location(), t.version(), storage, t.name(), raw).await?;
+            match t.file_column() {
+                None => ctx.register_table(t.name(), p)?,
+                Some(column) => {
+                    let hidden = format!("__makoto_files_{}", t.name());
+                    ctx.register_table(hidden.as_str(), p)?;
+                    let view = ctx
+                        .sql(&format!(
+                            "SELECT * EXCEPT ({FILE_URL_COLUMN}), \
+                             makoto_table_path({FILE_URL_COLUMN}, '{}') AS \"{}\" FROM {hidden}",
+                            t.location().as_uri().replace('\'', "''"),
+                            column.replace('"', "\"\""),
+                        ))
+                        .await?
+                        .into_view();
+                    ctx.register_table(t.name(), view)?
+                }
+            };
+            aliases.insert(t.name().to_owned(), t.location().as_uri());
+            pinned.push((t.name().to_owned(), t.location().as_uri(), at));
         }
         ctx.register_udtf(
             "makoto_lineage",

@@ -29,7 +29,14 @@ pub async fn run(
     args: SqlArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
-    let tables = args.tables;
+    let tables = match &args.file_column {
+        Some(c) => args
+            .tables
+            .into_iter()
+            .map(|t| t.with_file_column(c.clone()))
+            .collect(),
+        None => args.tables,
+    };
     let trust = match &args.trust {
         Some(p) => load_trust(p)?,
         None => TrustedKeys::default(),
