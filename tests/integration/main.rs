@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod ai_logs;
 mod cli;
 mod concurrency;
 mod copies;

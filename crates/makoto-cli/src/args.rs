@@ -38,6 +38,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Write the Data Bill of Materials (DBOM v1) of a table version.
     Dbom(DbomArgs),
+    /// Write the signed AI bill of materials of a model version: its training tables' attestations and DBOMs, and its inference logs' stream windows.
+    Aibom(AibomArgs),
+    /// Check an AI bill of materials written by `makoto aibom`, offline.
+    VerifyAibom(VerifyAibomArgs),
     /// Write a table's attestations as Sigstore bundles or in-toto JSON Lines, for other tools.
     Export(ExportArgs),
     /// Attest the bundled sample table into a local warehouse and show the result.
@@ -250,6 +254,100 @@ pub struct DbomArgs {
     /// Write the DBOM here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+/// A table, optionally at a version: `TABLE` or `TABLE@vN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableAt {
+    pub table: String,
+    pub version: Option<u64>,
+}
+
+impl std::str::FromStr for TableAt {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let pinned = s.rsplit_once("@v").and_then(|(t, v)| {
+            (!t.is_empty() && !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| v.parse::<u64>().ok().map(|v| (t, v)))
+                .flatten()
+        });
+        match pinned {
+            Some((t, v)) => Ok(TableAt {
+                table: t.to_owned(),
+                version: Some(v),
+            }),
+            None if s.is_empty() => Err("an empty table".to_owned()),
+            None => Ok(TableAt {
+                table: s.to_owned(),
+                version: None,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("model_artifact").required(true).args(["model_file", "model_digest"])))]
+#[command(group(clap::ArgGroup::new("contents").required(true).multiple(true).args(["training", "inference"])))]
+pub struct AibomArgs {
+    /// Model name (as registered, e.g. in MLflow's model registry).
+    #[arg(long)]
+    pub model: String,
+    /// Model version.
+    #[arg(long, value_name = "VERSION")]
+    pub model_version: String,
+    /// The model artifact; its SHA-256 is the statement subject's digest.
+    #[arg(long, value_name = "FILE")]
+    pub model_file: Option<PathBuf>,
+    /// The model artifact's SHA-256 (64 hex digits), instead of --model-file.
+    #[arg(long, value_name = "SHA256")]
+    pub model_digest: Option<makoto_core::Sha256Digest>,
+    /// The MLflow run that trained the model, recorded in the AIBOM.
+    #[arg(long, value_name = "RUN_ID")]
+    pub mlflow_run_id: Option<String>,
+    /// A training table, at its latest attested version or pinned with @vN. Repeatable.
+    #[arg(long, value_name = "TABLE[@vN]")]
+    pub training: Vec<TableAt>,
+    /// An inference-log table attested with stream windows (`attest --windows`). Repeatable.
+    #[arg(long, value_name = "TABLE")]
+    pub inference: Vec<String>,
+    /// The window spec to list (default: the table's only one), e.g. duration=1h.
+    #[arg(long, value_name = "SPEC")]
+    pub windows: Option<String>,
+    /// List only windows whose records are at or after this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339")]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// List only windows whose records are before this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339")]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    #[arg(long, env = "MAKOTO_WAREHOUSE")]
+    pub warehouse: String,
+    /// Sign the AIBOM with this key: A key file (PKCS#8 PEM) or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…; PIN also from MAKOTO_PKCS11_PIN).
+    #[arg(long, env = "MAKOTO_KEY", value_name = "KEY", value_parser = KeySourceParser)]
+    pub key: KeySource,
+    /// RFC 3161 time-stamp authority: the AIBOM's signature gets a token (beside `sig`).
+    #[arg(long, env = "MAKOTO_TSA", value_name = "URL")]
+    pub tsa: Option<String>,
+    /// Keys everything listed must verify with (default: the public half of --key).
+    #[arg(long, env = "MAKOTO_TRUST")]
+    pub trust: Option<PathBuf>,
+    /// Verify logs and attestations only, without rehashing data files or recomputing windows.
+    #[arg(long)]
+    pub log_only: bool,
+    /// Write the AIBOM here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyAibomArgs {
+    /// The AIBOM file (a DSSE envelope).
+    pub aibom: PathBuf,
+    /// Trusted key (.pub) or trust file.
+    #[arg(long, env = "MAKOTO_TRUST")]
+    pub trust: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Formats of `makoto export`.

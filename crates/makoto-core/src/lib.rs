@@ -29,6 +29,7 @@
 #[macro_use]
 mod names;
 
+pub mod aibom;
 pub mod attestation;
 pub mod attested;
 pub mod canonical;

@@ -162,6 +162,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// A table the AI bill of materials would list does not verify, or has nothing to list.
+    #[error("{table}: not put in the AI bill of materials: {reason}")]
+    AibomRefused { table: String, reason: String },
+
     #[error("{table} version {version}: record {index} is in no attested window")]
     RecordNotInWindow {
         table: String,
@@ -225,6 +229,7 @@ impl Error {
             Error::Export { .. } => "export",
             Error::AttestationUntrusted { .. } => "attestation_untrusted",
             Error::RecordNotInWindow { .. } => "record_not_in_window",
+            Error::AibomRefused { .. } => "aibom_refused",
             Error::ProofInvalid { .. } => "proof_invalid",
             Error::ProofNotJson { .. } => "proof_not_json",
             Error::WarehouseNotFound { .. } => "warehouse_not_found",

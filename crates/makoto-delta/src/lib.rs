@@ -50,6 +50,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod aibom;
 pub mod attest;
 pub mod baseline;
 pub mod checkpoint;

@@ -1,3 +1,4 @@
+mod aibom;
 mod attest;
 mod check;
 mod dbom;
@@ -38,6 +39,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Transform(a) => transform::run(ctx, a, out).await,
         Command::Check(a) => check::run(ctx, a, out).await,
         Command::Dbom(a) => dbom::run(ctx, a, out).await,
+        Command::Aibom(a) => aibom::run(ctx, a, out).await,
+        Command::VerifyAibom(a) => aibom::verify(a, out),
         Command::Export(a) => export::run(ctx, a, out).await,
         Command::Demo(a) => demo::run(ctx, a, out).await,
         Command::Kafka(c) => kafka::run(ctx, c, out).await,
