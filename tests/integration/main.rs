@@ -6,6 +6,7 @@
 
 mod ai_logs;
 mod cli;
+mod cloud;
 mod concurrency;
 mod copies;
 mod corpus;
