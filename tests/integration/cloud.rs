@@ -12,7 +12,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use deltalake::kernel::{DataType, StructField};
 use deltalake::logstore::object_store;
 use deltalake::protocol::SaveMode;
 use futures::TryStreamExt;
@@ -60,25 +59,7 @@ struct Emulator {
 
 impl Emulator {
     fn start(cloud: Cloud, dir: &Path) -> Result<Emulator, String> {
-        let out = Command::new("bash")
-            .arg(repo_root().join(cloud.script()))
-            .arg(dir)
-            .env("MAKOTO_EMULATOR_WATCH_PID", std::process::id().to_string())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", cloud.script()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "{} exited with {:?}: {}",
-                cloud.script(),
-                out.status.code(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        let env = start_server(cloud.script(), dir, "MAKOTO_EMULATOR_WATCH_PID")?;
         Ok(Emulator {
             cloud,
             dir: dir.to_owned(),
@@ -162,11 +143,7 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo_root().join(self.cloud.script()))
-            .arg("--stop")
-            .arg(&self.dir)
-            .status();
+        stop_server(self.cloud.script(), &self.dir);
     }
 }
 
@@ -187,12 +164,7 @@ async fn write_with_delta_rs(uri: &str, storage: &StorageOptions) -> u64 {
     let table = Location::create(uri).unwrap().delta_table(storage).unwrap();
     let mut t = table
         .create()
-        .with_columns([
-            StructField::new("id", DataType::LONG, false),
-            StructField::new("name", DataType::STRING, true),
-            StructField::new("amount", DataType::DOUBLE, true),
-            StructField::new("region", DataType::STRING, true),
-        ])
+        .with_columns(makoto_testkit::sample_columns())
         .with_partition_columns(["region"])
         .await
         .unwrap();

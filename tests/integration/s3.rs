@@ -6,7 +6,6 @@
 //! one it prints why and returns, unless `MAKOTO_REQUIRE_S3=1` (CI), where it fails.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use deltalake::logstore::object_store;
 use futures::TryStreamExt;
@@ -24,24 +23,7 @@ struct Garage {
 impl Garage {
     /// Starts a server, or says why it could not.
     fn start(dir: &Path) -> Result<Garage, String> {
-        let out = Command::new("bash")
-            .arg(repo_root().join("scripts/garage-server"))
-            .arg(dir)
-            .env("MAKOTO_GARAGE_WATCH_PID", std::process::id().to_string())
-            .output()
-            .map_err(|e| format!("cannot run scripts/garage-server: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "scripts/garage-server exited with {:?}: {}",
-                out.status.code(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let env: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        let env = start_server("scripts/garage-server", dir, "MAKOTO_GARAGE_WATCH_PID")?;
         Ok(Garage {
             dir: dir.to_owned(),
             env,
@@ -79,11 +61,7 @@ impl Garage {
 
 impl Drop for Garage {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo_root().join("scripts/garage-server"))
-            .arg("--stop")
-            .arg(&self.dir)
-            .status();
+        stop_server("scripts/garage-server", &self.dir);
     }
 }
 

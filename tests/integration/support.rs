@@ -697,3 +697,44 @@ pub fn sql_json(warehouse: &Path, query: &str) -> serde_json::Value {
     assert_eq!(out.code, Some(0), "{query}: {}", out.stderr);
     serde_json::from_str(out.stdout.trim()).unwrap()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Test servers started by a script in scripts/ (garage-server, azurite-server, gcs-server):
+// `SCRIPT DIR` prints `NAME=value` lines once the server is ready; `SCRIPT --stop DIR` stops it.
+
+/// Starts the server of `script` (relative to the repository) in `dir`, killed by its watchdog
+/// once this process exits (`watch_var` names the script's watch-pid variable): the lines it
+/// printed, or why it could not start.
+pub fn start_server(
+    script: &str,
+    dir: &Path,
+    watch_var: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join(script))
+        .arg(dir)
+        .env(watch_var, std::process::id().to_string())
+        .output()
+        .map_err(|e| format!("cannot run {script}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{script} exited with {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}
+
+/// Stops the server `start_server` started in `dir`.
+pub fn stop_server(script: &str, dir: &Path) {
+    let _ = std::process::Command::new("bash")
+        .arg(repo_root().join(script))
+        .arg("--stop")
+        .arg(dir)
+        .status();
+}

@@ -58,6 +58,17 @@ pub fn rows(ids: std::ops::Range<i64>, region: &str) -> Result<RecordBatch> {
     )?)
 }
 
+/// The sample schema as Delta columns: `id BIGINT NOT NULL, name STRING, amount DOUBLE,
+/// region STRING` (tables are partitioned by `region`).
+pub fn sample_columns() -> [StructField; 4] {
+    [
+        StructField::new("id", DataType::LONG, false),
+        StructField::new("name", DataType::STRING, true),
+        StructField::new("amount", DataType::DOUBLE, true),
+        StructField::new("region", DataType::STRING, true),
+    ]
+}
+
 fn url_of(path: &Path) -> Result<url::Url> {
     std::fs::create_dir_all(path)?;
     let abs = std::fs::canonicalize(path)?;
@@ -71,12 +82,7 @@ impl SampleTable {
         let table = DeltaTableBuilder::from_url(url)?.build()?;
         let table = table
             .create()
-            .with_columns([
-                StructField::new("id", DataType::LONG, false),
-                StructField::new("name", DataType::STRING, true),
-                StructField::new("amount", DataType::DOUBLE, true),
-                StructField::new("region", DataType::STRING, true),
-            ])
+            .with_columns(sample_columns())
             .with_partition_columns(["region"])
             .with_table_name("sales")
             .with_comment("Makoto sample table")
