@@ -18,7 +18,7 @@ use makoto_core::{Sha256Digest, merkle};
 use crate::Error;
 use crate::log::SourceTable;
 use crate::store::{AppendOutcome, AttestationStore, WindowRow, windows_app_id};
-use crate::stream_records::{Record, commit_records};
+use crate::stream_records::{self, Record, commit_records};
 
 /// A window closed by a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +61,8 @@ fn commit_ms(commit: &makoto_core::delta::Commit) -> i64 {
     commit.timestamp().map_or(0, |(t, _)| t)
 }
 
-/// The leaf of every record of the commits `versions`, by commit (records are hashed as they
-/// are decoded; their bytes are not kept).
+/// The leaf of every record of the commits `versions`, by commit (records are hashed batch by
+/// batch as they are decoded; their bytes are not kept).
 pub(crate) async fn commit_leaves(
     source: &SourceTable,
     versions: std::ops::RangeInclusive<u64>,
@@ -70,10 +70,15 @@ pub(crate) async fn commit_leaves(
     let commits = source.read_commits(versions, 8).await?;
     let mut out = Vec::with_capacity(commits.len());
     for c in &commits {
-        let leaves = commit_records(source, c)
-            .await?
-            .iter()
-            .map(|r| (r.pos, r.leaf()))
+        let leaves = (0u64..)
+            .zip(stream_records::commit_leaves(source, c).await?)
+            .map(|(index, leaf)| {
+                let pos = RecordPos {
+                    version: c.version(),
+                    index,
+                };
+                (pos, leaf)
+            })
             .collect();
         out.push((c.version(), leaves, commit_ms(c)));
     }
@@ -189,7 +194,8 @@ pub async fn attest_windows(
             .first()
             .map_or(r.window_id.clone(), |g| g.window_id.clone()),
     });
-    let mut closed: Vec<WindowFacts> = Vec::new();
+    // Each closed window with its Merkle root, computed once (a root costs a hash per leaf).
+    let mut closed: Vec<(WindowFacts, Sha256Digest)> = Vec::new();
     let mut pending = Pending::new();
     let attested_at_ms = chrono::Utc::now().timestamp_millis();
     let mut close = |pending: &mut Pending, previous: &mut Option<PreviousWindow>| {
@@ -214,15 +220,16 @@ pub async fn attest_windows(
             previous: previous.clone(),
             attested_at_ms,
         };
+        let root = facts.root();
         *previous = Some(PreviousWindow {
             id: facts.id(),
-            root: facts.root(),
+            root,
             sequence,
             genesis_id: previous
                 .as_ref()
                 .map_or(facts.id(), |p| p.genesis_id.clone()),
         });
-        closed.push(facts);
+        closed.push((facts, root));
     };
     for (records, ts) in records_after(source, spec, resume, through).await? {
         match spec {
@@ -257,7 +264,7 @@ pub async fn attest_windows(
     }
     let open_records = pending.records.len() as u64;
     let mut rows = Vec::with_capacity(closed.len());
-    for w in &closed {
+    for (w, root) in &closed {
         let statement = build_window_statement(w, "https://makoto.dev/attestors/makoto")
             .map_err(|e| Error::core(format!("window {}", w.id()), e))?;
         let att = Attestation::seal(statement, signer)
@@ -267,7 +274,7 @@ pub async fn attest_windows(
             tsa.stamp(&mut envelope, &format!("window {}", w.id()))
                 .await?;
         }
-        store.put_window_leaves(w.root(), &w.leaves).await?;
+        store.put_window_leaves(*root, &w.leaves).await?;
         rows.push(WindowRow {
             table_uri: uri.clone(),
             table_id: table_id.to_owned(),
@@ -281,7 +288,7 @@ pub async fn attest_windows(
             first_timestamp_ms: w.first_timestamp_ms,
             last_timestamp_ms: w.last_timestamp_ms,
             leaf_count: w.leaves.len() as u64,
-            merkle_root: w.root(),
+            merkle_root: *root,
             previous_window_id: w.previous.as_ref().map(|p| p.id.clone()),
             previous_merkle_root: w.previous.as_ref().map(|p| p.root),
             attestation_digest: att.digest(),
@@ -309,10 +316,10 @@ pub async fn attest_windows(
         spec: spec_s,
         closed: closed
             .iter()
-            .map(|w| ClosedWindow {
+            .map(|(w, root)| ClosedWindow {
                 id: w.id(),
                 sequence: w.sequence,
-                root: w.root(),
+                root: *root,
                 leaf_count: w.leaves.len() as u64,
                 first: w.first,
                 last: w.last,
