@@ -283,7 +283,7 @@ mod tests {
             headers,
         };
         let env = makoto_core::attestation::Attestation::seal(
-            build_statement(&input).unwrap(),
+            build_statement(&input).unwrap().0,
             Some(&key),
         )
         .unwrap()

@@ -36,9 +36,9 @@ mod warehouse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use makoto_core::Sha256Digest;
 use makoto_core::keys::Signer;
 use makoto_core::verify::{TrustedKeys, Verified};
-use makoto_core::{Sha256Digest, merkle};
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::RecordAndOffset;
@@ -204,6 +204,17 @@ impl Topic {
     /// watermark fetch responses report; some brokers answer ListOffsets(latest) with the
     /// start of the last batch).
     pub async fn read(&self, p: i32, from: i64) -> Result<Vec<RecordAndOffset>, Error> {
+        let mut reader = self.reader(p, from).await?;
+        let mut out = Vec::new();
+        while let Some(batch) = reader.next_batch().await? {
+            out.extend(batch);
+        }
+        Ok(out)
+    }
+
+    /// Reads partition `p` from offset `from` one fetch at a time, so that a caller holds no
+    /// more of the partition than it chooses to keep.
+    pub(crate) async fn reader(&self, p: i32, from: i64) -> Result<PartitionReader<'_>, Error> {
         let client = self.partition(p).await?;
         let start = client
             .get_offset(OffsetAt::Earliest)
@@ -214,27 +225,47 @@ impl Topic {
             .get_offset(OffsetAt::Latest)
             .await
             .map_err(|e| self.err(p, e))?;
-        let mut out: Vec<RecordAndOffset> = Vec::new();
-        if latest == 0 {
+        Ok(PartitionReader {
+            topic: self,
+            partition: p,
+            client,
+            next: start,
             // An empty partition (some brokers answer a fetch of it with no topic at all).
-            return Ok(out);
+            done: latest == 0,
+        })
+    }
+}
+
+/// A partition read in order, a fetch response (at most 8 MB) at a time.
+pub(crate) struct PartitionReader<'a> {
+    topic: &'a Topic,
+    partition: i32,
+    client: PartitionClient,
+    next: i64,
+    done: bool,
+}
+
+impl PartitionReader<'_> {
+    /// The next records, in offset order, each offset once and never one read before;
+    /// `None` once the end the broker reported is reached.
+    pub(crate) async fn next_batch(&mut self) -> Result<Option<Vec<RecordAndOffset>>, Error> {
+        if self.done {
+            return Ok(None);
         }
-        let mut next = start;
-        loop {
-            let (batch, high_watermark) = client
-                .fetch_records(next, 1..8_000_000, 100)
-                .await
-                .map_err(|e| self.err(p, e))?;
-            let last = batch.iter().map(|r| r.offset).max();
-            out.extend(batch.into_iter().filter(|r| r.offset >= next));
-            match last {
-                Some(l) if l + 1 < high_watermark => next = l + 1,
-                _ => break,
-            }
+        let (mut batch, high_watermark) = self
+            .client
+            .fetch_records(self.next, 1..8_000_000, 100)
+            .await
+            .map_err(|e| self.topic.err(self.partition, e))?;
+        let last = batch.iter().map(|r| r.offset).max();
+        batch.retain(|r| r.offset >= self.next);
+        batch.sort_by_key(|r| r.offset);
+        batch.dedup_by_key(|r| r.offset);
+        match last {
+            Some(l) if l >= self.next && l + 1 < high_watermark => self.next = l + 1,
+            _ => self.done = true,
         }
-        out.sort_by_key(|r| r.offset);
-        out.dedup_by_key(|r| r.offset);
-        Ok(out)
+        Ok(Some(batch))
     }
 }
 
@@ -457,7 +488,14 @@ pub async fn attest(
     if dbom.partitions().await?.is_none() {
         dbom.create(1).await?;
     }
-    let dbom_client = dbom.partition(0).await?;
+    let publisher = Publisher {
+        topic,
+        dbom_client: dbom.partition(0).await?,
+        n,
+        headers,
+        signer,
+        tsa,
+    };
     let mut out = Vec::new();
     for p in partitions {
         let last = existing
@@ -467,82 +505,104 @@ pub async fn attest(
             .max_by_key(|w| w.window);
         let next_window = last.map_or(0, |w| w.window + 1);
         let mut previous = last.map(|w| (w.window, w.root));
-        let records = topic
-            .read(p, i64::try_from(next_window * n).unwrap_or(i64::MAX))
-            .await?;
-        let mut by_window: BTreeMap<u64, Vec<&RecordAndOffset>> = BTreeMap::new();
-        for r in &records {
-            by_window
-                .entry(u64::try_from(r.offset).unwrap_or(0) / n)
-                .or_default()
-                .push(r);
-        }
-        let end = records.last().map_or(0, |r| r.offset + 1);
-        for (k, recs) in by_window {
-            // A window is complete once the partition has moved past its last offset.
-            if i64::try_from((k + 1) * n).unwrap_or(i64::MAX) > end {
-                break;
-            }
-            let window = statement::WindowInput {
-                topic: topic.name.clone(),
-                brokers: topic.brokers.clone(),
-                partition: p,
-                window_records: n,
-                window: k,
-                records: recs.iter().map(|r| (r.offset, &r.record)).collect(),
-                previous,
-                encoding: RecordEncoding::Record2,
-                headers,
-            };
-            let st = statement::build_statement(&window).map_err(|e| Error::Core {
-                reason: e.to_string(),
-            })?;
-            let att = makoto_core::attestation::Attestation::seal(st, signer).map_err(|e| {
-                Error::Core {
-                    reason: e.to_string(),
+        let from = i64::try_from(next_window.saturating_mul(n)).unwrap_or(i64::MAX);
+        let mut reader = topic.reader(p, from).await?;
+        // The window being filled: only one window's records are held at a time.
+        let mut pending: Option<(u64, Vec<RecordAndOffset>)> = None;
+        while let Some(batch) = reader.next_batch().await? {
+            for r in batch {
+                let k = u64::try_from(r.offset).unwrap_or(0) / n;
+                // A record past a window completes it.
+                if let Some((done, recs)) = pending.take_if(|(pk, _)| *pk != k) {
+                    out.push(publisher.publish(p, done, &recs, &mut previous).await?);
                 }
-            })?;
-            let leaves: Vec<Sha256Digest> = recs
-                .iter()
-                .map(|r| RecordEncoding::Record2.leaf(&r.record))
-                .collect();
-            let unheadered = recs
-                .iter()
-                .filter(|r| !r.record.headers.contains_key(CONTENT_HASH_HEADER))
-                .count() as u64;
-            let root = merkle::root(&leaves);
-            let mut envelope = att.envelope().clone();
-            if let Some(tsa) = tsa {
-                let what = statement::subject(&topic.name, p, n, k);
-                tsa.stamp(&mut envelope, &what).await?;
+                pending.get_or_insert_with(|| (k, Vec::new())).1.push(r);
             }
-            let envelope = envelope.to_json();
-            dbom_client
-                .produce(
-                    vec![Record {
-                        key: Some(statement::subject(&topic.name, p, n, k).into_bytes()),
-                        value: Some(envelope.into_bytes()),
-                        headers: BTreeMap::new(),
-                        timestamp: chrono::Utc::now(),
-                    }],
-                    Compression::NoCompression,
-                )
-                .await
-                .map_err(|e| dbom.err(0, e))?;
-            out.push(PublishedWindow {
-                partition: p,
-                window: k,
-                first_offset: recs.first().map_or(0, |r| r.offset),
-                last_offset: recs.last().map_or(0, |r| r.offset),
-                leaf_count: leaves.len() as u64,
-                unheadered,
-                root,
-                attestation_digest: att.digest(),
-            });
-            previous = Some((k, root));
+        }
+        // The last window is complete when it holds the window's last offset.
+        if let Some((k, recs)) = pending {
+            let end = recs.last().map_or(0, |r| r.offset.saturating_add(1));
+            if i64::try_from((k + 1).saturating_mul(n)).unwrap_or(i64::MAX) <= end {
+                out.push(publisher.publish(p, k, &recs, &mut previous).await?);
+            }
         }
     }
     Ok(out)
+}
+
+/// What every window of one `attest` run is signed and published with.
+struct Publisher<'a> {
+    topic: &'a Topic,
+    dbom_client: PartitionClient,
+    n: u64,
+    headers: HeaderPolicy,
+    signer: Option<&'a dyn Signer>,
+    tsa: Option<&'a makoto_delta::tsa::TsaClient>,
+}
+
+impl Publisher<'_> {
+    /// Signs window `k` of partition `p` (its records `recs`, in offset order), chained to
+    /// `previous`, publishes it to [`DBOM_TOPIC`] and makes it the new `previous`.
+    async fn publish(
+        &self,
+        p: i32,
+        k: u64,
+        recs: &[RecordAndOffset],
+        previous: &mut Option<(u64, Sha256Digest)>,
+    ) -> Result<PublishedWindow, Error> {
+        let topic = self.topic;
+        let window = statement::WindowInput {
+            topic: topic.name.clone(),
+            brokers: topic.brokers.clone(),
+            partition: p,
+            window_records: self.n,
+            window: k,
+            records: recs.iter().map(|r| (r.offset, &r.record)).collect(),
+            previous: *previous,
+            encoding: RecordEncoding::Record2,
+            headers: self.headers,
+        };
+        let (st, root) = statement::build_statement(&window).map_err(|e| Error::Core {
+            reason: e.to_string(),
+        })?;
+        let att = makoto_core::attestation::Attestation::seal(st, self.signer).map_err(|e| {
+            Error::Core {
+                reason: e.to_string(),
+            }
+        })?;
+        let unheadered = recs
+            .iter()
+            .filter(|r| !r.record.headers.contains_key(CONTENT_HASH_HEADER))
+            .count() as u64;
+        let subject = statement::subject(&topic.name, p, self.n, k);
+        let mut envelope = att.envelope().clone();
+        if let Some(tsa) = self.tsa {
+            tsa.stamp(&mut envelope, &subject).await?;
+        }
+        self.dbom_client
+            .produce(
+                vec![Record {
+                    key: Some(subject.into_bytes()),
+                    value: Some(envelope.to_json().into_bytes()),
+                    headers: BTreeMap::new(),
+                    timestamp: chrono::Utc::now(),
+                }],
+                Compression::NoCompression,
+            )
+            .await
+            .map_err(|e| topic.sibling(DBOM_TOPIC).err(0, e))?;
+        *previous = Some((k, root));
+        Ok(PublishedWindow {
+            partition: p,
+            window: k,
+            first_offset: recs.first().map_or(0, |r| r.offset),
+            last_offset: recs.last().map_or(0, |r| r.offset),
+            leaf_count: recs.len() as u64,
+            unheadered,
+            root,
+            attestation_digest: att.digest(),
+        })
+    }
 }
 
 /// Re-reads `topic` and checks it against the windows attested for `attested_as` (normally

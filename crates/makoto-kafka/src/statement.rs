@@ -42,8 +42,11 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Builds the statement of one window (the bytes signed are its canonical payload).
-pub(crate) fn build_statement(w: &WindowInput<'_>) -> Result<Statement, makoto_core::Error> {
+/// Builds the statement of one window (the bytes signed are its canonical payload), and
+/// returns it with the window's Merkle root.
+pub(crate) fn build_statement(
+    w: &WindowInput<'_>,
+) -> Result<(Statement, Sha256Digest), makoto_core::Error> {
     let leaves: Vec<Sha256Digest> = w.records.iter().map(|(_, r)| w.encoding.leaf(r)).collect();
     let root = merkle::root(&leaves);
     let id = subject(&w.topic, w.partition, w.window_records, w.window);
@@ -118,14 +121,15 @@ pub(crate) fn build_statement(w: &WindowInput<'_>) -> Result<Statement, makoto_c
         serde_json::to_value(&predicate).map_err(|e| makoto_core::Error::InvalidStatement {
             reason: format!("window {id}: {e}"),
         })?;
-    Ok(Statement::new(
+    let statement = Statement::new(
         vec![Subject::new(
             id,
             BTreeMap::from([("sha256".to_owned(), root.to_hex())]),
         )],
         STREAM_WINDOW_V1,
         predicate,
-    ))
+    );
+    Ok((statement, root))
 }
 
 /// The Kafka source block of a window statement: `{"kafka": {...}}`.
@@ -303,7 +307,7 @@ mod tests {
             encoding: RecordEncoding::Value1,
             headers: HeaderPolicy::Required,
         };
-        let s = build_statement(&input).unwrap();
+        let s = build_statement(&input).unwrap().0;
         let leaves = [merkle::leaf_hash(b"a"), merkle::leaf_hash(b"b")];
         let root = merkle::root(&leaves);
         let mut p = s.predicate().clone();
@@ -383,7 +387,7 @@ mod tests {
             encoding: RecordEncoding::Record2,
             headers: HeaderPolicy::Optional,
         };
-        let s = build_statement(&input).unwrap();
+        let s = build_statement(&input).unwrap().0;
         let k = &s.predicate()["kafka"];
         assert_eq!(
             (&k["formatVersion"], &k["recordEncoding"], &k["headers"]),
@@ -435,7 +439,7 @@ mod tests {
             SigningKeyPair::from_seed(&[4; 32]),
         );
         let signed = makoto_core::attestation::Attestation::seal(
-            build_statement(&input).unwrap(),
+            build_statement(&input).unwrap().0,
             Some(&key),
         )
         .unwrap()
