@@ -442,6 +442,9 @@ async fn scan<T>(
             let Some(value) = r.record.value.as_deref() else {
                 continue;
             };
+            if statement::key_names_other_topic(r.record.key.as_deref(), &topic.name) {
+                continue;
+            }
             match parse(value) {
                 Ok(parsed) => {
                     let w = window(&parsed);

@@ -22,6 +22,22 @@ pub fn subject(topic: &str, partition: i32, n: u64, k: u64) -> String {
     format!("kafka://{topic}/{partition}#window/records={n}/{k}")
 }
 
+/// Whether a `makoto.dbom` record's key is the subject of a window of a topic other than
+/// `topic`. Such records are skipped unparsed when `topic`'s windows are looked up, so that a
+/// lookup costs what the topic's own windows cost, not every topic's. The key is not signed:
+/// it only saves work. Records without a key, or with a key that is not a window subject,
+/// are parsed as before, and a parsed statement still counts only if its signed topic is
+/// `topic`.
+pub(crate) fn key_names_other_topic(key: Option<&[u8]>, topic: &str) -> bool {
+    let named = key
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .and_then(|k| k.strip_prefix("kafka://"))
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(_, after)| after.contains("#window/records="))
+        .map(|(named, _)| named);
+    named.is_some_and(|named| named != topic)
+}
+
 pub(crate) struct WindowInput<'a> {
     pub topic: String,
     pub brokers: String,
@@ -273,6 +289,20 @@ fn window_of(statement: &Statement) -> Result<KafkaWindow, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_key_naming_another_topics_window_is_skipped() {
+        let key = |k: &str| Some(k.as_bytes().to_vec());
+        let skip = |k: Option<Vec<u8>>| key_names_other_topic(k.as_deref(), "ticks");
+        assert!(skip(key(&subject("orders", 0, 10, 3))));
+        assert!(!skip(key(&subject("ticks", 0, 10, 3))));
+        assert!(skip(key(&subject("ticks-mirror", 1, 10, 0))));
+        assert!(!skip(None));
+        assert!(!skip(key("")));
+        assert!(!skip(key("kafka://orders/0")));
+        assert!(!skip(key("something else")));
+        assert!(!skip(Some(vec![0xff, 0xfe])));
+    }
+
     use super::*;
     use serde_json::json;
 
