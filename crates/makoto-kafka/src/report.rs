@@ -214,8 +214,11 @@ pub(crate) fn check_headers(
     Ok(true)
 }
 
-/// Checks one partition's records against its attested windows; returns how many records
-/// carried no makoto headers where their window's policy allows it.
+/// Checks one partition's records (in offset order, each offset once, as [`Topic::read`]
+/// returns them) against its attested windows; returns how many records carried no makoto
+/// headers where their window's policy allows it.
+///
+/// [`Topic::read`]: crate::Topic::read
 pub(crate) fn check_partition(
     attested_as: &str,
     p: i32,
@@ -263,9 +266,11 @@ pub(crate) fn check_partition(
         previous = Some(w);
         let n = i64::try_from(w.window_records).unwrap_or(i64::MAX);
         let start = i64::try_from(w.window).unwrap_or(0).saturating_mul(n);
-        let now: Vec<Sha256Digest> = records
+        // `records` are in offset order: the window's records are one slice of them.
+        let from = records.partition_point(|r| r.offset < start);
+        let to = records.partition_point(|r| r.offset < start.saturating_add(n));
+        let now: Vec<Sha256Digest> = records[from..to.max(from)]
             .iter()
-            .filter(|r| r.offset >= start && r.offset < start + n)
             .map(|r| w.encoding.leaf(&r.record))
             .collect();
         let Some((change, pos)) = merkle::diff_leaves(&w.leaves, &now) else {
