@@ -231,16 +231,19 @@ pub async fn check_topic(
         failed: Vec::new(),
     };
     for p in partitions {
-        for r in topic.read(p, 0).await? {
-            let c = index.check(p, r.offset, &r.record);
-            report.records += 1;
-            if !c.headered {
-                report.without_headers += 1;
-            }
-            match c.status {
-                RecordStatus::Verified => report.verified += 1,
-                RecordStatus::Pending => report.pending += 1,
-                RecordStatus::Failed(_) => report.failed.push(c),
+        let mut reader = topic.reader(p, 0).await?;
+        while let Some(batch) = reader.next_batch().await? {
+            for r in batch {
+                let c = index.check(p, r.offset, &r.record);
+                report.records += 1;
+                if !c.headered {
+                    report.without_headers += 1;
+                }
+                match c.status {
+                    RecordStatus::Verified => report.verified += 1,
+                    RecordStatus::Pending => report.pending += 1,
+                    RecordStatus::Failed(_) => report.failed.push(c),
+                }
             }
         }
     }
@@ -250,9 +253,7 @@ pub async fn check_topic(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encoding::{HeaderPolicy, RecordEncoding};
-    use crate::statement::{WindowInput, build_statement, verify_statement};
-    use makoto_core::keys::{Signer, SigningKeyPair};
+    use crate::encoding::HeaderPolicy;
 
     fn record(i: u8) -> Record {
         Record {
@@ -263,37 +264,8 @@ mod tests {
         }
     }
 
-    /// Window `k` (3 records per window) of partition 0, signed and verified.
     fn window(k: u64, records: &[Record], headers: HeaderPolicy) -> Verified<KafkaWindow> {
-        let key = SigningKeyPair::from_seed(&[9; 32]);
-        let start = (k * 3) as i64;
-        let input = WindowInput {
-            topic: "t".into(),
-            brokers: "b".into(),
-            partition: 0,
-            window_records: 3,
-            window: k,
-            records: records
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (start + i as i64, r))
-                .collect(),
-            previous: None,
-            encoding: RecordEncoding::Record2,
-            headers,
-        };
-        let env = makoto_core::attestation::Attestation::seal(
-            build_statement(&input).unwrap().0,
-            Some(&key),
-        )
-        .unwrap()
-        .envelope()
-        .to_json();
-        verify_statement(
-            env.as_bytes(),
-            &TrustedKeys::new(vec![key.public_key().clone()]),
-        )
-        .unwrap()
+        crate::statement::testing::window(k, records, None, headers)
     }
 
     fn status(index: &WindowIndex, offset: i64, r: &Record) -> RecordStatus {

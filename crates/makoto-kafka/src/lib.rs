@@ -640,8 +640,6 @@ pub async fn verify(
     let mut records_covered = 0u64;
     let topic_policy = report::topic_policy(windows.values().map(|(w, _)| w.value()));
     for p in &partitions {
-        let records = topic.read(*p, 0).await?;
-        records_checked += records.len() as u64;
         let attested: Vec<&Verified<KafkaWindow>> = windows
             .iter()
             .filter(|((pp, _), _)| pp == p)
@@ -651,14 +649,15 @@ pub async fn verify(
             .iter()
             .map(|w| w.value().leaves.len() as u64)
             .sum::<u64>();
-        records_without_headers += report::check_partition(
-            attested_as,
-            *p,
-            &records,
-            &attested,
-            topic_policy,
-            &mut findings,
-        );
+        let mut check = report::PartitionCheck::new(attested_as, *p, &attested, topic_policy);
+        let mut reader = topic.reader(*p, 0).await?;
+        while let Some(batch) = reader.next_batch().await? {
+            records_checked += batch.len() as u64;
+            for r in &batch {
+                check.record(r);
+            }
+        }
+        records_without_headers += check.finish(&mut findings);
     }
     Ok(VerifyReport {
         topic: topic.name.clone(),

@@ -214,97 +214,272 @@ pub(crate) fn check_headers(
     Ok(true)
 }
 
-/// Checks one partition's records (in offset order, each offset once, as [`Topic::read`]
-/// returns them) against its attested windows; returns how many records carried no makoto
-/// headers where their window's policy allows it.
-///
-/// [`Topic::read`]: crate::Topic::read
-pub(crate) fn check_partition(
-    attested_as: &str,
-    p: i32,
-    records: &[RecordAndOffset],
-    windows: &[&Verified<KafkaWindow>],
-    topic: Option<HeaderPolicy>,
-    findings: &mut Vec<KafkaFinding>,
-) -> u64 {
-    let windows: Vec<&KafkaWindow> = windows.iter().map(|w| w.value()).collect();
-    let n = windows.first().map(|w| w.window_records);
-    let window_of = |offset: i64| n.map(|n| u64::try_from(offset).unwrap_or(0) / n.max(1));
-    let mut without_headers = 0;
-    let policies = Policies::new(windows.iter().copied(), topic);
-    for r in records {
-        let k = window_of(r.offset);
-        let policy = policies.at(k);
-        match check_headers(attested_as, p, r.offset, n, &r.record, policy) {
+/// One partition's records checked against its attested windows as they are read: header
+/// checks record by record, and each window's leaves recomputed from its offsets and compared
+/// with its signed leaves once the reading has passed it. Only the leaves of windows still
+/// being read are held, never the records.
+pub(crate) struct PartitionCheck<'a> {
+    attested_as: &'a str,
+    partition: i32,
+    /// The partition's windows in window order.
+    windows: Vec<&'a KafkaWindow>,
+    policies: Policies,
+    /// `window_records` of the first window: which window a record's policy comes from.
+    n: Option<u64>,
+    /// Window indexes by first offset, and how many of them have been opened.
+    by_start: Vec<usize>,
+    opened: usize,
+    /// Windows opened and not yet passed, with the leaves read so far.
+    open: Vec<(usize, Vec<Sha256Digest>)>,
+    /// Per window, once passed: where its leaves differ from the signed ones, if anywhere.
+    changes: Vec<Option<(merkle::LeafChange, usize)>>,
+    header_findings: Vec<KafkaFinding>,
+    without_headers: u64,
+}
+
+/// Offsets `[start, end)` of a window.
+fn range(w: &KafkaWindow) -> (i64, i64) {
+    let n = i64::try_from(w.window_records).unwrap_or(i64::MAX);
+    let start = i64::try_from(w.window)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(n);
+    (start, start.saturating_add(n))
+}
+
+impl<'a> PartitionCheck<'a> {
+    pub(crate) fn new(
+        attested_as: &'a str,
+        partition: i32,
+        windows: &[&'a Verified<KafkaWindow>],
+        topic: Option<HeaderPolicy>,
+    ) -> Self {
+        let windows: Vec<&KafkaWindow> = windows.iter().map(|w| w.value()).collect();
+        let mut by_start: Vec<usize> = (0..windows.len()).collect();
+        by_start.sort_by_key(|&i| range(windows[i]).0);
+        PartitionCheck {
+            attested_as,
+            partition,
+            policies: Policies::new(windows.iter().copied(), topic),
+            n: windows.first().map(|w| w.window_records),
+            changes: vec![None; windows.len()],
+            windows,
+            by_start,
+            opened: 0,
+            open: Vec::new(),
+            header_findings: Vec::new(),
+            without_headers: 0,
+        }
+    }
+
+    /// Checks the next record; records must come in offset order, each offset once.
+    pub(crate) fn record(&mut self, r: &RecordAndOffset) {
+        let k = self
+            .n
+            .map(|n| u64::try_from(r.offset).unwrap_or(0) / n.max(1));
+        let policy = self.policies.at(k);
+        let (p, offset) = (self.partition, r.offset);
+        match check_headers(self.attested_as, p, offset, self.n, &r.record, policy) {
             Ok(true) => {}
-            Ok(false) => without_headers += 1,
-            Err((kind, detail)) => findings.push(KafkaFinding {
+            Ok(false) => self.without_headers += 1,
+            Err((kind, detail)) => self.header_findings.push(KafkaFinding {
                 kind,
                 partition: Some(p),
-                offset: Some(r.offset),
+                offset: Some(offset),
                 window: k,
                 detail,
             }),
         }
+        while let Some(&i) = self.by_start.get(self.opened) {
+            if range(self.windows[i]).0 > offset {
+                break;
+            }
+            self.open.push((i, Vec::new()));
+            self.opened += 1;
+        }
+        let (windows, changes) = (&self.windows, &mut self.changes);
+        self.open.retain(|(i, leaves)| {
+            let passed = range(windows[*i]).1 <= offset;
+            if passed {
+                changes[*i] = merkle::diff_leaves(&windows[*i].leaves, leaves);
+            }
+            !passed
+        });
+        for (i, leaves) in &mut self.open {
+            leaves.push(self.windows[*i].encoding.leaf(&r.record));
+        }
     }
-    let mut previous: Option<&KafkaWindow> = None;
-    for w in windows {
-        if let Some(prev) = previous
-            && (w.window != prev.window + 1 || w.previous != Some((prev.window, prev.root)))
-        {
+
+    /// Ends the partition: every window not passed yet is compared with what was read of it.
+    /// Adds the findings (header findings, then per window in window order a broken chain
+    /// and a changed record; nothing after a window whose records shift later offsets) and
+    /// returns how many records carried no makoto headers where their policy allows it.
+    pub(crate) fn finish(mut self, findings: &mut Vec<KafkaFinding>) -> u64 {
+        for (i, leaves) in std::mem::take(&mut self.open) {
+            self.changes[i] = merkle::diff_leaves(&self.windows[i].leaves, &leaves);
+        }
+        for &i in &self.by_start[self.opened..] {
+            self.changes[i] = merkle::diff_leaves(&self.windows[i].leaves, &[]);
+        }
+        findings.append(&mut self.header_findings);
+        let p = self.partition;
+        let mut previous: Option<&KafkaWindow> = None;
+        for (w, change) in self.windows.iter().zip(&self.changes) {
+            if let Some(prev) = previous
+                && (w.window != prev.window + 1 || w.previous != Some((prev.window, prev.root)))
+            {
+                findings.push(KafkaFinding {
+                    kind: KafkaFindingKind::WindowChainBroken,
+                    partition: Some(p),
+                    offset: None,
+                    window: Some(w.window),
+                    detail: format!(
+                        "window {} points to {:?}, the previous attested window is {} ({})",
+                        w.id, w.previous, prev.window, prev.root
+                    ),
+                });
+            }
+            previous = Some(w);
+            let Some((change, pos)) = *change else {
+                continue;
+            };
+            let kind = match change {
+                merkle::LeafChange::Altered => KafkaFindingKind::RecordAltered,
+                merkle::LeafChange::Inserted => KafkaFindingKind::RecordInjected,
+                merkle::LeafChange::Dropped => KafkaFindingKind::RecordDropped,
+                merkle::LeafChange::Reordered => KafkaFindingKind::RecordsReordered,
+            };
+            let shifts = matches!(
+                change,
+                merkle::LeafChange::Inserted | merkle::LeafChange::Dropped
+            );
+            let start = range(w).0;
             findings.push(KafkaFinding {
-                kind: KafkaFindingKind::WindowChainBroken,
+                kind,
                 partition: Some(p),
-                offset: None,
+                offset: Some(start.saturating_add(pos as i64)),
                 window: Some(w.window),
                 detail: format!(
-                    "window {} points to {:?}, the previous attested window is {} ({})",
-                    w.id, w.previous, prev.window, prev.root
+                    "window {}: position {pos} of {}{}",
+                    w.id,
+                    w.leaves.len(),
+                    if shifts {
+                        "; later offsets of the partition are shifted by it and not compared"
+                    } else {
+                        ""
+                    }
                 ),
             });
+            if shifts {
+                break;
+            }
         }
-        previous = Some(w);
-        let n = i64::try_from(w.window_records).unwrap_or(i64::MAX);
-        let start = i64::try_from(w.window).unwrap_or(0).saturating_mul(n);
-        // `records` are in offset order: the window's records are one slice of them.
-        let from = records.partition_point(|r| r.offset < start);
-        let to = records.partition_point(|r| r.offset < start.saturating_add(n));
-        let now: Vec<Sha256Digest> = records[from..to.max(from)]
-            .iter()
-            .map(|r| w.encoding.leaf(&r.record))
-            .collect();
-        let Some((change, pos)) = merkle::diff_leaves(&w.leaves, &now) else {
-            continue;
-        };
-        let kind = match change {
-            merkle::LeafChange::Altered => KafkaFindingKind::RecordAltered,
-            merkle::LeafChange::Inserted => KafkaFindingKind::RecordInjected,
-            merkle::LeafChange::Dropped => KafkaFindingKind::RecordDropped,
-            merkle::LeafChange::Reordered => KafkaFindingKind::RecordsReordered,
-        };
-        let shifts = matches!(
-            change,
-            merkle::LeafChange::Inserted | merkle::LeafChange::Dropped
-        );
-        findings.push(KafkaFinding {
-            kind,
-            partition: Some(p),
-            offset: Some(start + pos as i64),
-            window: Some(w.window),
-            detail: format!(
-                "window {}: position {pos} of {}{}",
-                w.id,
-                w.leaves.len(),
-                if shifts {
-                    "; later offsets of the partition are shifted by it and not compared"
-                } else {
-                    ""
-                }
-            ),
-        });
-        if shifts {
-            break;
+        self.without_headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rskafka::record::Record;
+
+    use super::*;
+    use crate::statement::testing::window;
+
+    fn record(i: u8) -> Record {
+        Record {
+            key: Some(vec![b'k', i]),
+            value: Some(vec![b'v', i]),
+            headers: BTreeMap::new(),
+            timestamp: chrono::DateTime::from_timestamp_millis(1_000 + i64::from(i)).unwrap(),
         }
     }
-    without_headers
+
+    /// Windows 0, 1, 2 of offsets 0..9, chained; the partition holds 0..11.
+    fn windows() -> Vec<Verified<KafkaWindow>> {
+        let mut out: Vec<Verified<KafkaWindow>> = Vec::new();
+        for k in 0..3u8 {
+            let recs: Vec<Record> = (k * 3..k * 3 + 3).map(record).collect();
+            let previous = out.last().map(|w| (w.value().window, w.value().root));
+            out.push(window(
+                u64::from(k),
+                &recs,
+                previous,
+                HeaderPolicy::Optional,
+            ));
+        }
+        out
+    }
+
+    /// A finding as (kind, offset, window).
+    type Found = (KafkaFindingKind, Option<i64>, Option<u64>);
+
+    /// The findings, and the records counted without headers.
+    fn check(windows: &[Verified<KafkaWindow>], records: Vec<(i64, Record)>) -> (Vec<Found>, u64) {
+        let attested: Vec<&Verified<KafkaWindow>> = windows.iter().collect();
+        let mut c = PartitionCheck::new("t", 0, &attested, Some(HeaderPolicy::Optional));
+        for (offset, record) in records {
+            c.record(&RecordAndOffset { record, offset });
+        }
+        let mut findings = Vec::new();
+        let without = c.finish(&mut findings);
+        let found = findings
+            .into_iter()
+            .map(|f| (f.kind, f.offset, f.window))
+            .collect();
+        (found, without)
+    }
+
+    fn partition() -> Vec<(i64, Record)> {
+        (0..11u8).map(|i| (i64::from(i), record(i))).collect()
+    }
+
+    #[test]
+    fn an_unchanged_partition_has_no_findings() {
+        assert_eq!(check(&windows(), partition()), (vec![], 11));
+    }
+
+    #[test]
+    fn a_changed_record_is_named_by_offset_and_window() {
+        let mut records = partition();
+        records[4].1 = record(40);
+        assert_eq!(
+            check(&windows(), records).0,
+            vec![(KafkaFindingKind::RecordAltered, Some(4), Some(1))]
+        );
+    }
+
+    #[test]
+    fn a_dropped_record_stops_the_comparison_of_later_windows() {
+        let mut records = partition();
+        records.remove(4);
+        records[6].1 = record(70);
+        assert_eq!(
+            check(&windows(), records).0,
+            vec![(KafkaFindingKind::RecordDropped, Some(4), Some(1))]
+        );
+    }
+
+    #[test]
+    fn windows_whose_records_are_all_gone_are_dropped_records() {
+        let records: Vec<(i64, Record)> = partition().into_iter().take(3).collect();
+        assert_eq!(
+            check(&windows(), records).0,
+            vec![(KafkaFindingKind::RecordDropped, Some(3), Some(1))]
+        );
+        assert_eq!(
+            check(&windows(), vec![]).0,
+            vec![(KafkaFindingKind::RecordDropped, Some(0), Some(0))]
+        );
+    }
+
+    #[test]
+    fn a_gap_in_the_chain_is_reported() {
+        let mut w = windows();
+        w.remove(1);
+        assert_eq!(
+            check(&w, partition()).0,
+            vec![(KafkaFindingKind::WindowChainBroken, None, Some(2))]
+        );
+    }
 }

@@ -287,6 +287,52 @@ fn window_of(statement: &Statement) -> Result<KafkaWindow, String> {
     })
 }
 
+/// Signed and verified windows for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use makoto_core::keys::{Signer, SigningKeyPair};
+
+    /// Window `k` of partition 0 of topic `t` (3 records per window, starting at offset
+    /// `3k`), chained to `previous`, signed and verified.
+    pub(crate) fn window(
+        k: u64,
+        records: &[Record],
+        previous: Option<(u64, Sha256Digest)>,
+        headers: HeaderPolicy,
+    ) -> Verified<KafkaWindow> {
+        let key = SigningKeyPair::from_seed(&[9; 32]);
+        let start = (k * 3) as i64;
+        let input = WindowInput {
+            topic: "t".into(),
+            brokers: "b".into(),
+            partition: 0,
+            window_records: 3,
+            window: k,
+            records: records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (start + i as i64, r))
+                .collect(),
+            previous,
+            encoding: RecordEncoding::Record2,
+            headers,
+        };
+        let env = makoto_core::attestation::Attestation::seal(
+            build_statement(&input).unwrap().0,
+            Some(&key),
+        )
+        .unwrap()
+        .envelope()
+        .to_json();
+        verify_statement(
+            env.as_bytes(),
+            &TrustedKeys::new(vec![key.public_key().clone()]),
+        )
+        .unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
