@@ -438,30 +438,34 @@ async fn scan<T>(
         return Ok((out, findings));
     };
     for p in partitions {
-        for r in dbom.read(p, 0).await? {
-            let Some(value) = r.record.value.as_deref() else {
-                continue;
-            };
-            if statement::key_names_other_topic(r.record.key.as_deref(), &topic.name) {
-                continue;
-            }
-            match parse(value) {
-                Ok(parsed) => {
-                    let w = window(&parsed);
-                    if w.topic == topic.name {
-                        let key = (w.partition, w.window);
-                        out.insert(key, (parsed, String::from_utf8_lossy(value).into_owned()));
-                    }
+        // A fetch at a time: other topics' statements are dropped as they are read.
+        let mut reader = dbom.reader(p, 0).await?;
+        while let Some(batch) = reader.next_batch().await? {
+            for r in &batch {
+                let Some(value) = r.record.value.as_deref() else {
+                    continue;
+                };
+                if statement::key_names_other_topic(r.record.key.as_deref(), &topic.name) {
+                    continue;
                 }
-                Err(reason) => {
-                    if report::mentions_topic(value, &topic.name) {
-                        findings.push(KafkaFinding {
-                            kind: KafkaFindingKind::WindowUntrusted,
-                            partition: None,
-                            offset: None,
-                            window: None,
-                            detail: format!("{DBOM_TOPIC} offset {}: {reason}", r.offset),
-                        });
+                match parse(value) {
+                    Ok(parsed) => {
+                        let w = window(&parsed);
+                        if w.topic == topic.name {
+                            let key = (w.partition, w.window);
+                            out.insert(key, (parsed, String::from_utf8_lossy(value).into_owned()));
+                        }
+                    }
+                    Err(reason) => {
+                        if report::mentions_topic(value, &topic.name) {
+                            findings.push(KafkaFinding {
+                                kind: KafkaFindingKind::WindowUntrusted,
+                                partition: None,
+                                offset: None,
+                                window: None,
+                                detail: format!("{DBOM_TOPIC} offset {}: {reason}", r.offset),
+                            });
+                        }
                     }
                 }
             }
