@@ -50,6 +50,12 @@ bench-many-files COMMITS="100" FILES="1000" DIR="target/bench-many-files":
     cargo build --release --locked -p makoto-cli
     benches/many-files/run.sh {{DIR}} {{COMMITS}} {{FILES}} 2 new={{justfile_directory()}}/target/release/makoto
 
+# Stream windows (docs/performance.md (j)): PYTHON with deltalake, pyarrow and confluent-kafka
+# (scripts/test's venv); starts Tansu through scripts/kafka-server.
+bench-windows RECORDS="1000000" WINDOW="100000" DIR="target/bench-windows":
+    cargo build --release --locked -p makoto-cli
+    ${PYTHON:-python3} benches/windows/run.py target/release/makoto {{DIR}} --records {{RECORDS}} --appends 100 --window {{WINDOW}} --rounds 3
+
 # The README's run command: attest the bundled sample table.
 demo:
     cargo run --locked -- demo
