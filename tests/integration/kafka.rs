@@ -6,7 +6,6 @@
 //! `MAKOTO_REQUIRE_KAFKA=1` (CI), where it fails.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use makoto_kafka::{MakotoProducer, Topic};
 use rstest::rstest;
@@ -22,25 +21,11 @@ struct Broker {
 
 impl Broker {
     fn start(dir: &Path) -> Result<Broker, String> {
-        let out = Command::new("bash")
-            .arg(repo_root().join("scripts/kafka-server"))
-            .arg(dir)
-            .env("MAKOTO_KAFKA_WATCH_PID", std::process::id().to_string())
-            .output()
-            .map_err(|e| format!("cannot run scripts/kafka-server: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "scripts/kafka-server exited with {:?}: {}",
-                out.status.code(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let brokers = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("KAFKA_BROKERS="))
-            .ok_or("scripts/kafka-server printed no KAFKA_BROKERS")?
-            .to_owned();
+        let lines = start_server("scripts/kafka-server", dir, "MAKOTO_KAFKA_WATCH_PID")?;
+        let brokers = lines
+            .into_iter()
+            .find_map(|(k, v)| (k == "KAFKA_BROKERS").then_some(v))
+            .ok_or("scripts/kafka-server printed no KAFKA_BROKERS")?;
         Ok(Broker {
             dir: dir.to_owned(),
             brokers,
@@ -50,11 +35,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo_root().join("scripts/kafka-server"))
-            .arg("--stop")
-            .arg(&self.dir)
-            .status();
+        stop_server("scripts/kafka-server", &self.dir);
     }
 }
 

@@ -699,7 +699,8 @@ pub fn sql_json(warehouse: &Path, query: &str) -> serde_json::Value {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Test servers started by a script in scripts/ (garage-server, azurite-server, gcs-server):
+// Test servers started by a script in scripts/ (garage-server, azurite-server, gcs-server,
+// kafka-server):
 // `SCRIPT DIR` prints `NAME=value` lines once the server is ready; `SCRIPT --stop DIR` stops it.
 
 /// Starts the server of `script` (relative to the repository) in `dir`, killed by its watchdog

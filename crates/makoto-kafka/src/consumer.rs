@@ -254,15 +254,7 @@ pub async fn check_topic(
 mod tests {
     use super::*;
     use crate::encoding::HeaderPolicy;
-
-    fn record(i: u8) -> Record {
-        Record {
-            key: Some(vec![b'k', i]),
-            value: Some(vec![b'v', i]),
-            headers: BTreeMap::new(),
-            timestamp: chrono::DateTime::from_timestamp_millis(1_000 + i64::from(i)).unwrap(),
-        }
-    }
+    use crate::statement::testing::record;
 
     fn window(k: u64, records: &[Record], headers: HeaderPolicy) -> Verified<KafkaWindow> {
         crate::statement::testing::window(k, records, None, headers)

@@ -379,21 +379,10 @@ impl<'a> PartitionCheck<'a> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use rskafka::record::Record;
 
     use super::*;
-    use crate::statement::testing::window;
-
-    fn record(i: u8) -> Record {
-        Record {
-            key: Some(vec![b'k', i]),
-            value: Some(vec![b'v', i]),
-            headers: BTreeMap::new(),
-            timestamp: chrono::DateTime::from_timestamp_millis(1_000 + i64::from(i)).unwrap(),
-        }
-    }
+    use crate::statement::testing::{record, window};
 
     /// Windows 0, 1, 2 of offsets 0..9, chained; the partition holds 0..11.
     fn windows() -> Vec<Verified<KafkaWindow>> {

@@ -293,6 +293,16 @@ pub(crate) mod testing {
     use super::*;
     use makoto_core::keys::{Signer, SigningKeyPair};
 
+    /// Record `i`: key `k<i>`, value `v<i>`, no headers, timestamp `1000 + i` ms.
+    pub(crate) fn record(i: u8) -> Record {
+        Record {
+            key: Some(vec![b'k', i]),
+            value: Some(vec![b'v', i]),
+            headers: BTreeMap::new(),
+            timestamp: chrono::DateTime::from_timestamp_millis(1_000 + i64::from(i)).unwrap(),
+        }
+    }
+
     /// Window `k` of partition 0 of topic `t` (3 records per window, starting at offset
     /// `3k`), chained to `previous`, signed and verified.
     pub(crate) fn window(
