@@ -107,7 +107,7 @@ fn parse_compaction_name(name: &str) -> Option<(u64, u64)> {
 
 /// `00000000000000000012.checkpoint.parquet`, `….checkpoint.0000000001.0000000003.parquet`,
 /// `….checkpoint.<uuid>.json` → 12.
-fn parse_checkpoint_name(name: &str) -> Option<u64> {
+pub(crate) fn parse_checkpoint_name(name: &str) -> Option<u64> {
     let (digits, rest) = name.split_at_checked(20)?;
     (digits.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with(".checkpoint."))
         .then(|| digits.parse().ok())
@@ -184,7 +184,7 @@ fn commit_path(version: u64) -> Path {
 }
 
 /// `00000000000000000012.json` → 12.
-fn parse_commit_name(name: &str) -> Option<u64> {
+pub(crate) fn parse_commit_name(name: &str) -> Option<u64> {
     let stem = name.strip_suffix(".json")?;
     (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
         .then(|| stem.parse().ok())
@@ -383,6 +383,43 @@ impl SourceTable {
                 ),
             }),
             Err(e) => Err(Error::storage(location, e)),
+        }
+    }
+
+    /// The table's `_delta_log` directory, for a local table.
+    pub fn local_log_dir(&self) -> Option<std::path::PathBuf> {
+        if !self.location.is_local() {
+            return None;
+        }
+        let dir = self.location.url().to_file_path().ok()?;
+        Some(dir.join("_delta_log"))
+    }
+
+    /// [`SourceTable::read_commit_bytes`] on the calling thread, for a local table whose log is
+    /// `dir` ([`SourceTable::local_log_dir`]): many small commits are read by one blocking task
+    /// rather than one task each.
+    pub fn read_local_commit_bytes(
+        &self,
+        dir: &std::path::Path,
+        version: u64,
+    ) -> Result<Bytes, Error> {
+        let name = commit_file_name(version);
+        match std::fs::read(dir.join(&name)) {
+            Ok(b) => Ok(Bytes::from(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::InvalidLog {
+                table: self.uri.clone(),
+                version,
+                reason: format!(
+                    "commit file _delta_log/{name} disappeared while reading (concurrent log cleanup?)"
+                ),
+            }),
+            Err(e) => Err(Error::storage(
+                format!("{}/_delta_log/{name}", self.uri),
+                object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                },
+            )),
         }
     }
 

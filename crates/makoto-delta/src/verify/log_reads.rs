@@ -28,9 +28,16 @@ use tokio::sync::OnceCell;
 pub(crate) const MAX_CACHED_FILE: u64 = 256 << 10;
 /// The bytes of commit files kept at most.
 pub(crate) const CACHE_BUDGET: u64 = 256 << 20;
+/// Commit files read at once by [`LogReadCache::prefetch`].
+const PREFETCH_READS: usize = 32;
+/// Local commit files read by one blocking task of [`LogReadCache::prefetch`], and such tasks
+/// at once.
+const LOCAL_READS_PER_TASK: usize = 256;
+const LOCAL_READ_TASKS: usize = 2;
 
 /// An object store that serves repeated listings of one `_delta_log/` and repeated reads of its
 /// small commit files from memory.
+#[derive(Clone)]
 pub(crate) struct LogReadCache {
     inner: Arc<dyn ObjectStore>,
     shared: Arc<Shared>,
@@ -38,6 +45,8 @@ pub(crate) struct LogReadCache {
 
 struct Shared {
     log: Path,
+    /// Where `log` is on the local file system, for a local table.
+    local_log: Option<std::path::PathBuf>,
     listing: OnceCell<Arc<Vec<ObjectMeta>>>,
     commits: Mutex<Commits>,
 }
@@ -55,16 +64,87 @@ impl LogReadCache {
             inner,
             shared: Arc::new(Shared {
                 log,
+                local_log: None,
                 listing: OnceCell::new(),
                 commits: Mutex::new(Commits::default()),
             }),
         }
     }
 
+    /// The same cache for a local table whose `_delta_log` is the directory `dir`: its
+    /// prefetch reads many files per blocking task instead of one task per file.
+    pub fn with_local_log(inner: Arc<dyn ObjectStore>, log: Path, dir: std::path::PathBuf) -> Self {
+        let mut cache = Self::new(inner, log);
+        if let Some(shared) = Arc::get_mut(&mut cache.shared) {
+            shared.local_log = Some(dir);
+        }
+        cache
+    }
+
     fn is_commit(&self, location: &Path) -> bool {
         location.prefix_matches(&self.shared.log)
             && location.parts().count() == self.shared.log.parts().count() + 1
             && location.extension() == Some("json")
+    }
+
+    /// The bytes of a commit file already read, if they were kept.
+    pub fn cached_bytes(&self, location: &Path) -> Option<Bytes> {
+        self.cached(location).map(|(_, bytes)| bytes)
+    }
+
+    /// Reads the commit files a reader of `version` replays (those after the newest checkpoint
+    /// at or below it) into the cache, [`PREFETCH_READS`] at a time. Only a head start: what
+    /// fails here or is not kept is read again, and reported, when delta-rs reads it.
+    pub async fn prefetch(&self, version: u64) {
+        let Ok(listing) = self.listing().try_collect::<Vec<_>>().await else {
+            return;
+        };
+        let name = |m: &ObjectMeta| m.location.filename().map(str::to_owned);
+        let start = listing
+            .iter()
+            .filter_map(|m| crate::log::parse_checkpoint_name(&name(m)?))
+            .filter(|v| *v <= version)
+            .max()
+            .map_or(0, |c| c + 1);
+        let wanted = listing.into_iter().filter(|m| {
+            m.size <= MAX_CACHED_FILE
+                && name(m)
+                    .and_then(|n| crate::log::parse_commit_name(&n))
+                    .is_some_and(|v| (start..=version).contains(&v))
+        });
+        match self.shared.local_log.clone() {
+            Some(dir) => {
+                let chunks: Vec<Vec<ObjectMeta>> = wanted
+                    .collect::<Vec<_>>()
+                    .chunks(LOCAL_READS_PER_TASK)
+                    .map(<[ObjectMeta]>::to_vec)
+                    .collect();
+                stream::iter(chunks)
+                    .map(|chunk| {
+                        let dir = dir.clone();
+                        tokio::task::spawn_blocking(move || read_local(&dir, chunk))
+                    })
+                    .buffer_unordered(LOCAL_READ_TASKS)
+                    .for_each(|read| {
+                        for (meta, bytes) in read.unwrap_or_default() {
+                            self.keep(&meta, &bytes);
+                        }
+                        futures::future::ready(())
+                    })
+                    .await
+            }
+            None => {
+                stream::iter(wanted)
+                    .map(|m| async move {
+                        if let Ok(r) = self.get_opts(&m.location, GetOptions::default()).await {
+                            let _ = r.bytes().await;
+                        }
+                    })
+                    .buffer_unordered(PREFETCH_READS)
+                    .for_each(|()| futures::future::ready(()))
+                    .await
+            }
+        }
     }
 
     fn cached(&self, location: &Path) -> Option<(ObjectMeta, Bytes)> {
@@ -105,6 +185,33 @@ impl LogReadCache {
         .try_flatten()
         .boxed()
     }
+}
+
+/// Reads the commit files `metas` names from the local directory `dir`; a file that cannot be
+/// read, or has grown past [`MAX_CACHED_FILE`], is left out (delta-rs reads it itself).
+fn read_local(dir: &std::path::Path, metas: Vec<ObjectMeta>) -> Vec<(ObjectMeta, Bytes)> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(metas.len());
+    for mut meta in metas {
+        let Some(name) = meta.location.filename() else {
+            continue;
+        };
+        let Ok(file) = std::fs::File::open(dir.join(name)) else {
+            continue;
+        };
+        let mut bytes = Vec::with_capacity(meta.size as usize);
+        if file
+            .take(MAX_CACHED_FILE + 1)
+            .read_to_end(&mut bytes)
+            .is_err()
+            || bytes.len() as u64 > MAX_CACHED_FILE
+        {
+            continue;
+        }
+        meta.size = bytes.len() as u64;
+        out.push((meta, Bytes::from(bytes)));
+    }
+    out
 }
 
 /// Whether a read asks for the whole object with no conditions.
@@ -314,5 +421,32 @@ mod tests {
         );
         inner.put(&p, PutPayload::from("small")).await.unwrap();
         assert_eq!(cache.get(&p).await.unwrap().bytes().await.unwrap(), "small");
+    }
+
+    #[tokio::test]
+    async fn a_local_prefetch_keeps_what_storage_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("_delta_log");
+        std::fs::create_dir(&log).unwrap();
+        let big = "x".repeat(MAX_CACHED_FILE as usize + 1);
+        let bodies = ["{\"a\":1}\n", "", big.as_str(), "{\"b\":2}"];
+        for (v, body) in bodies.iter().enumerate() {
+            std::fs::write(log.join(format!("{v:020}.json")), body).unwrap();
+        }
+        let root: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new());
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        let log_path = Path::from_url_path(url.path()).unwrap().join("_delta_log");
+        let cache = LogReadCache::with_local_log(root.clone(), log_path.clone(), log.clone());
+        cache.prefetch(2).await;
+        for (v, body) in bodies.iter().enumerate() {
+            let p = log_path.clone().join(format!("{v:020}.json").as_str());
+            let kept = cache.cached_bytes(&p);
+            match v {
+                0 | 1 => assert_eq!(kept.unwrap(), body.as_bytes(), "{p}"),
+                _ => assert!(kept.is_none(), "{p}: too large, or after the version"),
+            }
+            let served = cache.get(&p).await.unwrap().bytes().await.unwrap();
+            assert_eq!(served, root.get(&p).await.unwrap().bytes().await.unwrap());
+        }
     }
 }

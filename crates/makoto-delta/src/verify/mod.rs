@@ -13,6 +13,7 @@ mod checkpoints;
 mod data;
 mod findings;
 mod log_reads;
+mod reader_engine;
 mod readers;
 mod replay;
 pub mod timestamps;

@@ -35,13 +35,18 @@ pub(crate) async fn open(
     version: u64,
 ) -> Result<ReaderSees, String> {
     let root = url.clone();
-    let store = log_read_cache(&url, &options)?;
+    let cache = log_read_cache(&url, &options)?;
+    cache.prefetch(version).await;
     let table = deltalake::DeltaTableBuilder::from_url(url.clone())
         .map_err(|e| e.to_string())?
-        .with_storage_backend(store, url)
+        .with_storage_backend(Arc::new(cache.clone()), url)
         .with_storage_options(options)
-        .with_version(version)
-        .load()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let store = super::reader_engine::CrossCheckLogStore::new(table.log_store(), cache);
+    let mut table = deltalake::DeltaTable::new(Arc::new(store));
+    table
+        .load_version(version)
         .await
         .map_err(|e| e.to_string())?;
     let snapshot = table.snapshot().map_err(|e| e.to_string())?;
@@ -162,7 +167,7 @@ pub(crate) fn judge(
 fn log_read_cache(
     url: &url::Url,
     options: &HashMap<String, String>,
-) -> Result<Arc<dyn object_store::ObjectStore>, String> {
+) -> Result<super::log_reads::LogReadCache, String> {
     let root = crate::Location::from_url(url.clone())
         .log_store(&crate::StorageOptions(options.clone()))
         .map_err(|e| e.to_string())?
@@ -170,7 +175,14 @@ fn log_read_cache(
     let log = object_store::path::Path::from_url_path(url.path())
         .map_err(|e| e.to_string())?
         .join("_delta_log");
-    Ok(Arc::new(super::log_reads::LogReadCache::new(root, log)))
+    match url.to_file_path() {
+        Ok(dir) if url.scheme() == "file" => Ok(super::log_reads::LogReadCache::with_local_log(
+            root,
+            log,
+            dir.join("_delta_log"),
+        )),
+        _ => Ok(super::log_reads::LogReadCache::new(root, log)),
+    }
 }
 
 /// The differences between what delta-rs sees and the attested view.
