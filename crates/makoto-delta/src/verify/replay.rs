@@ -3,6 +3,7 @@
 //! every version recomputed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::{ChangeKind, changes_digest};
@@ -335,17 +336,20 @@ impl CommitPrefetch {
             .collect();
         let (tx, rx) = tokio::sync::mpsc::channel(PREFETCH_QUEUE);
         let source = source.clone();
-        let task = tokio::spawn(async move {
-            let source = &source;
-            let mut reads = futures::stream::iter(wanted)
-                .map(|v| async move { (v, read_commit(source, v).await) })
-                .buffered(PREFETCH_CONCURRENCY);
-            while let Some(item) = reads.next().await {
-                if tx.send(item).await.is_err() {
-                    break;
+        let task = match source.local_log_dir() {
+            Some(dir) => tokio::spawn(read_local_ahead(source, dir, wanted, tx)),
+            None => tokio::spawn(async move {
+                let source = &source;
+                let mut reads = futures::stream::iter(wanted)
+                    .map(|v| async move { (v, read_commit(source, v).await) })
+                    .buffered(PREFETCH_CONCURRENCY);
+                while let Some(item) = reads.next().await {
+                    if tx.send(item).await.is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            }),
+        };
         CommitPrefetch {
             rx,
             next: None,
@@ -367,6 +371,43 @@ impl CommitPrefetch {
                     self.next = Some(item);
                     return None;
                 }
+            }
+        }
+    }
+}
+
+/// The local form of the read-ahead: [`PREFETCH_QUEUE`] commits read and parsed per blocking
+/// task, two tasks at once, instead of one task per file.
+async fn read_local_ahead(
+    source: SourceTable,
+    dir: std::path::PathBuf,
+    wanted: Vec<u64>,
+    tx: tokio::sync::mpsc::Sender<(u64, ReadCommit)>,
+) {
+    use futures::StreamExt;
+    let (source, dir) = (Arc::new(source), Arc::new(dir));
+    let chunks: Vec<Vec<u64>> = wanted.chunks(PREFETCH_QUEUE).map(<[u64]>::to_vec).collect();
+    let mut reads = futures::stream::iter(chunks)
+        .map(|chunk| {
+            let (source, dir) = (source.clone(), dir.clone());
+            tokio::task::spawn_blocking(move || {
+                chunk
+                    .into_iter()
+                    .map(|v| {
+                        let read = source.read_local_commit_bytes(&dir, v).map(|bytes| {
+                            let commit = source.parse_commit(v, &bytes).ok();
+                            (bytes, commit)
+                        });
+                        (v, read)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .buffered(2);
+    while let Some(Ok(items)) = reads.next().await {
+        for item in items {
+            if tx.send(item).await.is_err() {
+                return;
             }
         }
     }
