@@ -106,11 +106,18 @@ impl LogReadCache {
             .filter(|v| *v <= version)
             .max()
             .map_or(0, |c| c + 1);
-        let wanted = listing.into_iter().filter(|m| {
-            m.size <= MAX_CACHED_FILE
-                && name(m)
-                    .and_then(|n| crate::log::parse_commit_name(&n))
-                    .is_some_and(|v| (start..=version).contains(&v))
+        let mut wanted: Vec<(u64, ObjectMeta)> = listing
+            .into_iter()
+            .filter(|m| m.size <= MAX_CACHED_FILE)
+            .filter_map(|m| Some((crate::log::parse_commit_name(&name(&m)?)?, m)))
+            .filter(|(v, _)| (start..=version).contains(v))
+            .collect();
+        // Newest first, as delta-rs replays, and no more than the cache keeps.
+        wanted.sort_unstable_by_key(|(v, _)| std::cmp::Reverse(*v));
+        let mut total = 0u64;
+        let wanted = wanted.into_iter().map(|(_, m)| m).take_while(|m| {
+            total += m.size;
+            total <= CACHE_BUDGET
         });
         match self.shared.local_log.clone() {
             Some(dir) => {
