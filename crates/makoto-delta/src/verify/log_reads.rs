@@ -28,8 +28,9 @@ use tokio::sync::OnceCell;
 pub(crate) const MAX_CACHED_FILE: u64 = 256 << 10;
 /// The bytes of commit files kept at most.
 pub(crate) const CACHE_BUDGET: u64 = 256 << 20;
-/// Commit files read at once by [`LogReadCache::prefetch`].
-const PREFETCH_READS: usize = 32;
+/// Commit files read at once by [`LogReadCache::prefetch`] from remote storage (delta-rs's
+/// own engine keeps up to 1,000 reads in flight; a round trip each is what remote reads cost).
+const PREFETCH_READS: usize = 128;
 /// Local commit files read by one blocking task of [`LogReadCache::prefetch`], and such tasks
 /// at once.
 const LOCAL_READS_PER_TASK: usize = 256;
