@@ -397,30 +397,44 @@ impl SourceTable {
 
     /// [`SourceTable::read_commit_bytes`] on the calling thread, for a local table whose log is
     /// `dir` ([`SourceTable::local_log_dir`]): many small commits are read by one blocking task
-    /// rather than one task each.
+    /// rather than one task each. `None` when the file holds more than `limit` bytes (it grew
+    /// since it was listed; the caller reads it with its size checks).
     pub fn read_local_commit_bytes(
         &self,
         dir: &std::path::Path,
         version: u64,
-    ) -> Result<Bytes, Error> {
+        limit: u64,
+    ) -> Result<Option<Bytes>, Error> {
+        use std::io::Read;
         let name = commit_file_name(version);
-        match std::fs::read(dir.join(&name)) {
-            Ok(b) => Ok(Bytes::from(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::InvalidLog {
-                table: self.uri.clone(),
-                version,
-                reason: format!(
-                    "commit file _delta_log/{name} disappeared while reading (concurrent log cleanup?)"
-                ),
-            }),
-            Err(e) => Err(Error::storage(
-                format!("{}/_delta_log/{name}", self.uri),
+        let location = || format!("{}/_delta_log/{name}", self.uri);
+        let io = |e: std::io::Error| {
+            Error::storage(
+                location(),
                 object_store::Error::Generic {
                     store: "LocalFileSystem",
                     source: Box::new(e),
                 },
-            )),
-        }
+            )
+        };
+        let file = match std::fs::File::open(dir.join(&name)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::InvalidLog {
+                    table: self.uri.clone(),
+                    version,
+                    reason: format!(
+                        "commit file _delta_log/{name} disappeared while reading (concurrent log cleanup?)"
+                    ),
+                });
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let mut bytes = Vec::new();
+        file.take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        Ok((bytes.len() as u64 <= limit).then(|| Bytes::from(bytes)))
     }
 
     /// Parses commit `version`, naming each file by one identity: an absolute path under the
@@ -511,5 +525,25 @@ mod tests {
             None
         );
         assert_eq!(parse_commit_name("_last_checkpoint"), None);
+    }
+
+    #[test]
+    fn local_commit_reads_are_bounded_and_name_a_vanished_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("_delta_log");
+        std::fs::create_dir(&log).unwrap();
+        std::fs::write(log.join(commit_file_name(0)), "{}\n").unwrap();
+        std::fs::write(log.join(commit_file_name(1)), "x".repeat(11)).unwrap();
+        let location = crate::Location::existing(dir.path().to_str().unwrap()).unwrap();
+        let source = SourceTable::open(location, &crate::StorageOptions::default()).unwrap();
+        let dir = source.local_log_dir().unwrap();
+        assert_eq!(dir, log);
+        let read = |v, limit| source.read_local_commit_bytes(&dir, v, limit);
+        assert_eq!(read(0, 10).unwrap().unwrap(), "{}\n");
+        assert_eq!(read(1, 11).unwrap().unwrap().len(), 11);
+        assert!(read(1, 10).unwrap().is_none(), "over the limit");
+        let gone = read(2, 10).unwrap_err().to_string();
+        assert!(gone.contains("disappeared"), "{gone}");
+        assert!(gone.contains(&commit_file_name(2)), "{gone}");
     }
 }

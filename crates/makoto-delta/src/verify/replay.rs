@@ -393,12 +393,18 @@ async fn read_local_ahead(
             tokio::task::spawn_blocking(move || {
                 chunk
                     .into_iter()
-                    .map(|v| {
-                        let read = source.read_local_commit_bytes(&dir, v).map(|bytes| {
-                            let commit = source.parse_commit(v, &bytes).ok();
-                            (bytes, commit)
-                        });
-                        (v, read)
+                    .filter_map(|v| {
+                        let read = match source.read_local_commit_bytes(&dir, v, PREFETCH_MAX_BYTES)
+                        {
+                            Ok(Some(bytes)) => {
+                                let commit = source.parse_commit(v, &bytes).ok();
+                                Ok((bytes, commit))
+                            }
+                            // Grown past the read-ahead's limit: the walk reads it itself.
+                            Ok(None) => return None,
+                            Err(e) => Err(e),
+                        };
+                        Some((v, read))
                     })
                     .collect::<Vec<_>>()
             })
