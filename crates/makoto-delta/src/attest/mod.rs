@@ -171,7 +171,9 @@ pub struct AttestSummary {
     pub warehouse: String,
     /// Latest version of the table when the run looked.
     pub latest_version: u64,
-    /// Last attested version before this run.
+    /// Last attested version when the run's final attempt began: after a concurrent run
+    /// (`concurrent_runs > 0`) it includes what that run, and this one's earlier attempts,
+    /// attested.
     pub previously_attested: Option<u64>,
     pub attested: Vec<AttestedVersion>,
     pub level: MakotoLevel,
@@ -182,6 +184,13 @@ pub struct AttestSummary {
     pub run_id: String,
     /// The newest row this run committed, for the next run of the same table.
     pub tip: Option<ChainHint>,
+}
+
+/// How far a table is attested after a run: the newer of the last version the run attested
+/// itself and the tip its final attempt found. A run that lost a race attested some batches
+/// and then found a concurrent run had gone further.
+fn through(own: Option<u64>, tip: Option<u64>) -> Option<u64> {
+    own.max(tip)
 }
 
 /// The newest attestation row of a table as a run of this process committed it. A service
@@ -225,10 +234,10 @@ impl serde::Serialize for AttestSummary {
 impl AttestSummary {
     /// Last version attested (by this run or an earlier one).
     pub fn attested_through(&self) -> Option<u64> {
-        self.attested
-            .last()
-            .map(|a| a.version)
-            .or(self.previously_attested)
+        through(
+            self.attested.last().map(|a| a.version),
+            self.previously_attested,
+        )
     }
 }
 
@@ -1374,8 +1383,22 @@ impl Attestor {
 
 #[cfg(test)]
 mod tests {
-    use super::batch_end;
+    use super::{batch_end, through};
     use rstest::rstest;
+
+    #[rstest]
+    #[case::nothing(None, None, None)]
+    #[case::first_run(Some(9), None, Some(9))]
+    #[case::up_to_date(None, Some(9), Some(9))]
+    #[case::incremental(Some(12), Some(9), Some(12))]
+    #[case::lost_a_race_after_attesting(Some(3), Some(9), Some(9))]
+    fn attested_through_is_the_newer_of_own_and_tip(
+        #[case] own: Option<u64>,
+        #[case] tip: Option<u64>,
+        #[case] expected: Option<u64>,
+    ) {
+        assert_eq!(through(own, tip), expected);
+    }
 
     #[rstest]
     #[case::by_count(0, 10_000, 500, u64::MAX, 499)]
