@@ -79,6 +79,13 @@ impl Location {
         self.url.scheme() == "file"
     }
 
+    /// The directory a local location is, on this machine's file system.
+    pub fn local_dir(&self) -> Option<std::path::PathBuf> {
+        self.is_local()
+            .then(|| self.url.to_file_path().ok())
+            .flatten()
+    }
+
     /// A child location (`rel` like `system/makoto/attestations`).
     pub fn join(&self, rel: &str) -> Result<Location, Error> {
         let url = self

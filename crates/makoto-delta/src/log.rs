@@ -240,10 +240,9 @@ impl SourceTable {
             // a symbolic link looping back) are not descended into.
             let dir = self
                 .location
-                .url()
-                .to_file_path()
+                .local_dir()
                 .map(|p| p.join("_delta_log"))
-                .map_err(|()| Error::InvalidLog {
+                .ok_or_else(|| Error::InvalidLog {
                     table: self.uri.clone(),
                     version: 0,
                     reason: "the table location is not a local path".into(),
@@ -388,11 +387,7 @@ impl SourceTable {
 
     /// The table's `_delta_log` directory, for a local table.
     pub fn local_log_dir(&self) -> Option<std::path::PathBuf> {
-        if !self.location.is_local() {
-            return None;
-        }
-        let dir = self.location.url().to_file_path().ok()?;
-        Some(dir.join("_delta_log"))
+        Some(self.location.local_dir()?.join("_delta_log"))
     }
 
     /// [`SourceTable::read_commit_bytes`] on the calling thread, for a local table whose log is

@@ -168,21 +168,20 @@ fn log_read_cache(
     url: &url::Url,
     options: &HashMap<String, String>,
 ) -> Result<super::log_reads::LogReadCache, String> {
-    let root = crate::Location::from_url(url.clone())
+    let location = crate::Location::from_url(url.clone());
+    let root = location
         .log_store(&crate::StorageOptions(options.clone()))
         .map_err(|e| e.to_string())?
         .root_object_store(None);
     let log = object_store::path::Path::from_url_path(url.path())
         .map_err(|e| e.to_string())?
         .join("_delta_log");
-    match url.to_file_path() {
-        Ok(dir) if url.scheme() == "file" => Ok(super::log_reads::LogReadCache::with_local_log(
-            root,
-            log,
-            dir.join("_delta_log"),
-        )),
-        _ => Ok(super::log_reads::LogReadCache::new(root, log)),
-    }
+    Ok(match location.local_dir() {
+        Some(dir) => {
+            super::log_reads::LogReadCache::with_local_log(root, log, dir.join("_delta_log"))
+        }
+        None => super::log_reads::LogReadCache::new(root, log),
+    })
 }
 
 /// The differences between what delta-rs sees and the attested view.
