@@ -356,6 +356,40 @@ impl SourceTable {
         }
     }
 
+    /// [`SourceTable::commit_modified`] on the calling thread, for a local table whose log is
+    /// `dir` ([`SourceTable::local_log_dir`]): one `stat`, so that a watcher looks at many
+    /// local tables in one blocking task rather than one task each. As with the object store,
+    /// anything but a file at the commit's path (missing, a directory) is no commit.
+    pub fn local_commit_modified(
+        &self,
+        dir: &std::path::Path,
+        version: u64,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
+        let name = commit_file_name(version);
+        let io = |e: std::io::Error| {
+            Error::storage(
+                format!("{}/_delta_log/{name}", self.uri),
+                object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                },
+            )
+        };
+        match std::fs::metadata(dir.join(&name)) {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.modified().map_err(io)?.into())),
+            Ok(_) => Ok(None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
     /// Whether the commit file for `version` exists.
     pub async fn commit_exists(&self, version: u64) -> Result<bool, Error> {
         match self.store.head(&commit_path(version)).await {
@@ -540,5 +574,29 @@ mod tests {
         let gone = read(2, 10).unwrap_err().to_string();
         assert!(gone.contains("disappeared"), "{gone}");
         assert!(gone.contains(&commit_file_name(2)), "{gone}");
+    }
+
+    #[tokio::test]
+    async fn a_local_look_agrees_with_the_object_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("_delta_log");
+        std::fs::create_dir(&log).unwrap();
+        std::fs::write(log.join(commit_file_name(0)), "{}\n").unwrap();
+        std::fs::create_dir(log.join(commit_file_name(1))).unwrap();
+        let location = crate::Location::existing(dir.path().to_str().unwrap()).unwrap();
+        let source = SourceTable::open(location, &crate::StorageOptions::default()).unwrap();
+        let log_dir = source.local_log_dir().unwrap();
+        let written = std::fs::metadata(log.join(commit_file_name(0)))
+            .unwrap()
+            .modified()
+            .unwrap();
+        for (version, expected) in [(0, Some(written.into())), (1, None), (2, None)] {
+            let local = source.local_commit_modified(&log_dir, version).unwrap();
+            let remote = source.commit_modified(version).await.unwrap();
+            assert_eq!((local, remote), (expected, expected), "version {version}");
+        }
+        // A table whose log is gone is no commit either, not an error.
+        let gone = dir.path().join("elsewhere/_delta_log");
+        assert_eq!(source.local_commit_modified(&gone, 0).unwrap(), None);
     }
 }

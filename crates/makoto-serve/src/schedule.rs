@@ -154,6 +154,21 @@ pub fn take_due(
     taken
 }
 
+/// Gives back tables taken by [`take_due`] but not started: no longer running, and due again
+/// at their unchanged `next_check` (so they come up first).
+pub fn put_back(
+    due: &mut std::collections::BTreeSet<(Instant, String)>,
+    tables: &mut std::collections::BTreeMap<String, TableState>,
+    uris: Vec<String>,
+) {
+    for uri in uris {
+        if let Some(t) = tables.get_mut(&uri) {
+            t.running = false;
+            due.insert((t.next_check, uri));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +254,29 @@ mod tests {
         assert!(take_due(&mut due, &mut tables, at(100), 10).is_empty());
         assert_eq!(uris(take_due(&mut due, &mut tables, at(500), 10)), ["d"]);
         assert!(take_due(&mut due, &mut tables, at(900), 0).is_empty());
+    }
+
+    #[test]
+    fn tables_put_back_come_up_first_again() {
+        use std::collections::{BTreeMap, BTreeSet};
+        let now = Instant::now();
+        let at = |ms: u64| now + Duration::from_millis(ms);
+        let mut tables = BTreeMap::new();
+        let mut due = BTreeSet::new();
+        for (uri, when) in [("a", 10), ("b", 20), ("c", 30)] {
+            let mut t = TableState::new(uri.into(), None, at(when));
+            t.next_check = at(when);
+            tables.insert(uri.to_owned(), t);
+            due.insert((at(when), uri.to_owned()));
+        }
+        let taken = take_due(&mut due, &mut tables, at(100), 2);
+        assert_eq!(taken.len(), 2);
+        put_back(&mut due, &mut tables, vec!["b".into(), "gone".into()]);
+        assert!(tables["a"].running && !tables["b"].running);
+        let uris: Vec<String> = take_due(&mut due, &mut tables, at(100), 10)
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect();
+        assert_eq!(uris, ["b", "c"]);
     }
 }

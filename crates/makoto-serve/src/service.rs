@@ -3,12 +3,13 @@
 //! commits, at most `concurrency` at once. Exactly-once comes from the attest job itself (the
 //! warehouse's Delta transactions), so replicas, cron runs and restarts may overlap.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use chrono::{DateTime, Utc};
 use makoto_core::keys::Signer;
 use makoto_delta::attest::{Event, Observer, Phase};
 use makoto_delta::tsa::TsaClient;
@@ -141,6 +142,34 @@ struct Look {
     previously: Option<u64>,
 }
 
+/// What a task in flight comes back with.
+enum Done {
+    /// One table looked at, and attested when it had new commits.
+    Look(Box<Look>),
+    /// Local tables looked at together (one `stat` each, in one blocking task).
+    Probed(Vec<Probed>),
+}
+
+/// One table of a batched look: whether the commit after its attested head exists.
+struct Probed {
+    uri: String,
+    attested: Option<u64>,
+    started: SystemTime,
+    /// When that commit was written; `None` when there is none yet.
+    found: Result<Option<DateTime<Utc>>, makoto_delta::Error>,
+}
+
+/// A table a batched look found a new commit in, waiting for room to run its attest job.
+#[derive(Debug)]
+struct Found {
+    uri: String,
+    attested: Option<u64>,
+    written: DateTime<Utc>,
+}
+
+/// Most local tables looked at by one batched look.
+const PROBE_BATCH: usize = 1024;
+
 /// The running service.
 #[derive(Debug)]
 pub struct Service {
@@ -156,6 +185,11 @@ pub struct Service {
     /// Each table's newest row as this replica committed it, so that its next run does not
     /// read it back (one row per table; dropped when a run fails).
     hints: BTreeMap<String, ChainHint>,
+    /// A batched look at local tables is in flight (at most one at a time).
+    probing: bool,
+    /// Tables with a new commit found by a batched look, started as room frees up. They stay
+    /// marked running meanwhile, so nothing else starts them.
+    found: VecDeque<Found>,
 }
 
 impl Service {
@@ -190,6 +224,8 @@ impl Service {
             next_rescan: Instant::now(),
             runs: RunLog::new(service, Instant::now()),
             hints: BTreeMap::new(),
+            probing: false,
+            found: VecDeque::new(),
         })
     }
 
@@ -206,7 +242,7 @@ impl Service {
             shard = %self.config.shard,
             "serving"
         );
-        let mut in_flight: JoinSet<Look> = JoinSet::new();
+        let mut in_flight: JoinSet<Done> = JoinSet::new();
         tokio::pin!(shutdown);
         let tick = self.config.timing.poll.min(Duration::from_millis(200));
         loop {
@@ -217,7 +253,7 @@ impl Service {
                 () = &mut shutdown => break,
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                     match done {
-                        Ok(look) => self.record(look),
+                        Ok(done) => self.done(done),
                         Err(e) => tracing::error!(error = %e, "an attest task failed"),
                     }
                 }
@@ -238,8 +274,8 @@ impl Service {
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.ready.store(false, Ordering::SeqCst);
         while let Some(done) = in_flight.join_next().await {
-            if let Ok(look) = done {
-                self.record(look);
+            if let Ok(done) = done {
+                self.done(done);
             }
         }
         self.flush_runs().await;
@@ -252,46 +288,142 @@ impl Service {
         }
     }
 
-    /// Starts a look at each due table, earliest first, while there is room: it costs the
-    /// tables it starts, not the tables watched.
-    fn dispatch(&mut self, in_flight: &mut JoinSet<Look>) {
+    /// Starts what is due, earliest first: attest jobs for tables a batched look found new
+    /// commits in, while there is room; then one batched look at the due local tables (no
+    /// task per table) and a job per due remote table while there is room. It costs the
+    /// tables it starts, not the tables watched. While a batched look is in flight, due
+    /// tables get a job each, so one slow file system never stops the others.
+    fn dispatch(&mut self, in_flight: &mut JoinSet<Done>) {
         let limit = self.config.concurrency.max(1);
-        if in_flight.len() >= limit {
+        let jobs = in_flight.len().saturating_sub(usize::from(self.probing));
+        let mut room = limit.saturating_sub(jobs);
+        while room > 0
+            && let Some(found) = self.found.pop_front()
+        {
+            if let Some(source) = self.sources.get(&found.uri).cloned() {
+                in_flight.spawn(
+                    self.job(found.uri, found.attested, Some(source), Some(found.written))
+                        .look(),
+                );
+                room -= 1;
+            }
+        }
+        if room == 0 {
             return;
         }
-        let now = Instant::now();
-        let shared = self.shared.clone();
-        let Ok(mut tables) = shared.tables.lock() else {
-            return;
+        let want = if self.probing {
+            room
+        } else {
+            room.max(PROBE_BATCH)
         };
-        let Ok(mut due) = shared.due.lock() else {
-            return;
-        };
-        let room = limit - in_flight.len();
-        let taken = crate::schedule::take_due(&mut due, &mut tables, now, room);
-        drop(due);
-        drop(tables);
+        let taken = self.take_due(want);
+        let mut probes = Vec::new();
+        let mut waiting = Vec::new();
         for (uri, attested) in taken {
-            let source = match self.sources.get(&uri) {
-                Some(s) => Some(s.clone()),
-                None => Location::existing(&uri)
-                    .and_then(|l| SourceTable::open(l, &self.config.storage))
-                    .ok()
-                    .inspect(|s| {
-                        self.sources.insert(uri.clone(), s.clone());
-                    }),
-            };
-            let job = Job {
-                source,
-                hint: self.hints.get(&uri).cloned(),
-                uri,
-                attested,
-                store: self.store.clone(),
-                signer: self.config.signer.clone(),
-                options: self.attest_options(),
-                shared: self.shared.clone(),
-            };
-            in_flight.spawn(job.look());
+            let source = self.source(&uri);
+            let local = source
+                .as_ref()
+                .filter(|_| !self.probing)
+                .and_then(|s| Some((s.clone(), s.local_log_dir()?)));
+            match local {
+                Some((source, dir)) => probes.push((uri, attested, source, dir)),
+                None if room > 0 => {
+                    in_flight.spawn(self.job(uri, attested, source, None).look());
+                    room -= 1;
+                }
+                None => waiting.push(uri),
+            }
+        }
+        if !waiting.is_empty()
+            && let Ok(mut tables) = self.shared.tables.lock()
+            && let Ok(mut due) = self.shared.due.lock()
+        {
+            crate::schedule::put_back(&mut due, &mut tables, waiting);
+        }
+        if !probes.is_empty() {
+            self.probing = true;
+            in_flight.spawn(probe(probes));
+        }
+    }
+
+    /// Up to `want` due tables, marked running.
+    fn take_due(&self, want: usize) -> Vec<(String, Option<u64>)> {
+        let now = Instant::now();
+        let Ok(mut tables) = self.shared.tables.lock() else {
+            return Vec::new();
+        };
+        let Ok(mut due) = self.shared.due.lock() else {
+            return Vec::new();
+        };
+        crate::schedule::take_due(&mut due, &mut tables, now, want)
+    }
+
+    /// The table opened (kept for the next look); `None` when it cannot be opened (its job
+    /// opens it again and reports why).
+    fn source(&mut self, uri: &str) -> Option<SourceTable> {
+        if let Some(s) = self.sources.get(uri) {
+            return Some(s.clone());
+        }
+        let s = Location::existing(uri)
+            .and_then(|l| SourceTable::open(l, &self.config.storage))
+            .ok()?;
+        self.sources.insert(uri.to_owned(), s.clone());
+        Some(s)
+    }
+
+    fn job(
+        &self,
+        uri: String,
+        attested: Option<u64>,
+        source: Option<SourceTable>,
+        written: Option<DateTime<Utc>>,
+    ) -> Job {
+        Job {
+            source,
+            written,
+            hint: self.hints.get(&uri).cloned(),
+            uri,
+            attested,
+            store: self.store.clone(),
+            signer: self.config.signer.clone(),
+            options: self.attest_options(),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Takes in what a task came back with: a look is recorded; of a batched look, tables
+    /// without a new commit are recorded idle (or failed), the others wait for a job.
+    fn done(&mut self, done: Done) {
+        match done {
+            Done::Look(look) => self.record(*look),
+            Done::Probed(probed) => {
+                self.probing = false;
+                for p in probed {
+                    let outcome = match p.found {
+                        Ok(Some(written)) => {
+                            self.found.push_back(Found {
+                                uri: p.uri,
+                                attested: p.attested,
+                                written,
+                            });
+                            continue;
+                        }
+                        Ok(None) => Outcome::Idle,
+                        Err(e) => Outcome::Failed {
+                            kind: e.kind().to_owned(),
+                            message: e.to_string(),
+                        },
+                    };
+                    self.record(Look {
+                        uri: p.uri,
+                        outcome,
+                        summary: None,
+                        oldest_commit: None,
+                        started: p.started,
+                        previously: p.attested,
+                    });
+                }
+            }
         }
     }
 
@@ -432,10 +564,55 @@ impl Service {
     }
 }
 
+/// Looks at local tables in one blocking task: for each, when the commit after its attested
+/// head was written, if it exists.
+async fn probe(tables: Vec<(String, Option<u64>, SourceTable, std::path::PathBuf)>) -> Done {
+    let started = SystemTime::now();
+    let uris: Vec<(String, Option<u64>)> =
+        tables.iter().map(|(u, a, _, _)| (u.clone(), *a)).collect();
+    let looked = tokio::task::spawn_blocking(move || {
+        tables
+            .iter()
+            .map(|(_, attested, source, dir)| {
+                source.local_commit_modified(dir, attested.map_or(0, |v| v + 1))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let probed = match looked {
+        Ok(found) => uris
+            .into_iter()
+            .zip(found)
+            .map(|((uri, attested), found)| Probed {
+                uri,
+                attested,
+                started,
+                found,
+            })
+            .collect(),
+        // The blocking task did not finish (the runtime is shutting down): no table was
+        // looked at, so each is recorded as failed and looked at again after its backoff.
+        Err(e) => uris
+            .into_iter()
+            .map(|(uri, attested)| Probed {
+                found: Err(makoto_delta::Error::Task {
+                    reason: format!("the look at {uri} did not finish: {e}"),
+                }),
+                uri,
+                attested,
+                started,
+            })
+            .collect(),
+    };
+    Done::Probed(probed)
+}
+
 /// One look at one table, run as its own task.
 struct Job {
     /// The opened table; `None` when opening failed (the look opens it again and reports why).
     source: Option<SourceTable>,
+    /// When the commit after the attested head was written, when a batched look found it.
+    written: Option<DateTime<Utc>>,
     uri: String,
     attested: Option<u64>,
     hint: Option<ChainHint>,
@@ -446,7 +623,7 @@ struct Job {
 }
 
 impl Job {
-    async fn look(self) -> Look {
+    async fn look(self) -> Done {
         let uri = self.uri.clone();
         let previously = self.attested;
         let started = SystemTime::now();
@@ -461,14 +638,14 @@ impl Job {
                 None,
             ),
         };
-        Look {
+        Done::Look(Box::new(Look {
             uri,
             outcome,
             summary,
             oldest_commit,
             started,
             previously,
-        }
+        }))
     }
 
     /// The outcome, the run's summary, and when the oldest commit it attested was written.
@@ -480,8 +657,12 @@ impl Job {
             None => SourceTable::open(Location::existing(&self.uri)?, &self.options.storage)?,
         };
         let next = self.attested.map_or(0, |v| v + 1);
-        let Some(written) = source.commit_modified(next).await? else {
-            return Ok((Outcome::Idle, None, None));
+        let written = match self.written {
+            Some(w) => w,
+            None => match source.commit_modified(next).await? {
+                Some(w) => w,
+                None => return Ok((Outcome::Idle, None, None)),
+            },
         };
         let attestor = Attestor::new(source, self.store, self.signer, self.options)
             .with_observer(Arc::new(StopAtBoundary(self.shared.clone())))
