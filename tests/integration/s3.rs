@@ -101,6 +101,81 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// `makoto serve` watching a table on S3 beside a local one: the S3 table gets an attest job
+/// of its own, the local one is looked at by the batched local look, and both are attested
+/// exactly once, also after a new local commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_watches_a_table_on_s3_beside_a_local_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let garage = match Garage::start(&tmp.path().join("garage")) {
+        Ok(g) => g,
+        Err(reason) if std::env::var("MAKOTO_REQUIRE_S3").as_deref() != Ok("1") => {
+            println!("SKIPPED s3::serve_watches_a_table_on_s3_beside_a_local_one: {reason}");
+            return;
+        }
+        Err(reason) => panic!("MAKOTO_REQUIRE_S3=1 but no S3 server: {reason}"),
+    };
+    let bucket = garage.var("MAKOTO_S3_BUCKET");
+    let remote = format!("s3://{bucket}/lake/sales");
+    let warehouse = format!("s3://{bucket}/warehouse");
+    upload(
+        &repo_root().join("data/sample/sales"),
+        &remote,
+        &garage.storage(),
+    )
+    .await;
+    let mut local = crate::serve::new_table(tmp.path(), "local", 1).await;
+    let local_uri = table_uri(local.path());
+    let tables = tmp.path().join("tables.txt");
+    std::fs::write(&tables, format!("{remote}\nlocal\n")).unwrap();
+    let (key, _) = keyfiles(tmp.path());
+
+    let served = crate::serve::Served::start_with_env(
+        &[
+            "--warehouse",
+            &warehouse,
+            "--key",
+            &key,
+            "--tables",
+            tables.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--poll-interval",
+            "100ms",
+        ],
+        &garage.client_env(),
+    );
+    use crate::serve::attested;
+    served.wait_for("both tables attested", |t| {
+        attested(t, &remote) == Some(9) && attested(t, &local_uri) == Some(1)
+    });
+    local
+        .append(makoto_testkit::rows(100..110, "amer").unwrap())
+        .await
+        .unwrap();
+    served.wait_for("the new local commit attested", |t| {
+        attested(t, &local_uri) == Some(2) && attested(t, &remote) == Some(9)
+    });
+    let (code, stderr) = served.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let store =
+        AttestationStore::open_existing(Location::existing(&warehouse).unwrap(), garage.storage())
+            .await
+            .unwrap();
+    for (uri, latest) in [(&remote, 9), (&local_uri, 2)] {
+        let mut versions: Vec<u64> = store
+            .attestation_rows(uri)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.version)
+            .collect();
+        versions.sort();
+        assert_eq!(versions, (0..=latest).collect::<Vec<_>>(), "{uri}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attest_and_verify_on_s3() {
     let tmp = tempfile::tempdir().unwrap();

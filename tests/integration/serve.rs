@@ -17,14 +17,19 @@ use crate::support::*;
 const DEADLINE: Duration = Duration::from_secs(120);
 
 /// A `makoto serve` child process and its HTTP address.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     address: String,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Served {
-    fn start(args: &[&str]) -> Served {
+    pub(crate) fn start(args: &[&str]) -> Served {
+        Served::start_with_env(args, &[])
+    }
+
+    /// Started with `env` set on top of the test's own environment.
+    pub(crate) fn start_with_env(args: &[&str], env: &[(&str, String)]) -> Served {
         let out = tempfile::NamedTempFile::new().unwrap();
         let mut argv = vec!["makoto".to_owned(), "serve".to_owned()];
         argv.extend(args.iter().map(|s| s.to_string()));
@@ -41,6 +46,7 @@ impl Served {
             .env_remove("MAKOTO_KEY")
             .env_remove("MAKOTO_WAREHOUSE")
             .env_remove("RUST_LOG")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -88,7 +94,7 @@ impl Served {
     }
 
     /// Polls `/v1/tables` until `done` holds for the table list.
-    fn wait_for(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub(crate) fn wait_for(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let start = Instant::now();
         loop {
             let t = self.tables();
@@ -114,7 +120,7 @@ impl Served {
     }
 
     /// SIGTERM, and the exit code.
-    fn stop(mut self) -> (Option<i32>, String) {
+    pub(crate) fn stop(mut self) -> (Option<i32>, String) {
         self.signal("TERM");
         let status = self.child.wait().unwrap();
         std::thread::sleep(Duration::from_millis(50));
@@ -145,7 +151,7 @@ fn http_get(address: &str, path: &str) -> (u16, String) {
     (code, body.to_owned())
 }
 
-fn attested(tables: &[Value], uri: &str) -> Option<u64> {
+pub(crate) fn attested(tables: &[Value], uri: &str) -> Option<u64> {
     tables
         .iter()
         .find(|t| t["table"] == uri)
@@ -168,7 +174,7 @@ async fn exactly_once(wh: &Path, table: &Path, latest: u64) {
     );
 }
 
-async fn new_table(dir: &Path, name: &str, appends: i64) -> makoto_testkit::SampleTable {
+pub(crate) async fn new_table(dir: &Path, name: &str, appends: i64) -> makoto_testkit::SampleTable {
     let mut t = makoto_testkit::SampleTable::create(&dir.join(name))
         .await
         .unwrap();
