@@ -15,7 +15,7 @@ use std::collections::HashSet;
 
 use arrow::array::RecordBatch;
 use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::{CommitConflictError, CommitProperties, TransactionError};
+use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
@@ -118,7 +118,7 @@ where
         if keep.is_empty() {
             return None;
         }
-        let props = CommitProperties::default()
+        let props = super::system_commit()
             .with_application_transactions(keep.iter().map(|p| p.txn.clone()).collect())
             .with_metadata([(
                 "makoto.runs".to_owned(),

@@ -151,9 +151,29 @@ pub fn empty_windows() -> Result<arrow::array::RecordBatch, Error> {
     })
 }
 
-/// Whether `location` holds a Delta log.
+/// Whether `location` holds a Delta log: any file under `_delta_log/`.
 pub async fn has_delta_log(location: &Location, options: &StorageOptions) -> Result<bool, Error> {
     use futures::TryStreamExt;
+    if let Some(dir) = location.local_dir() {
+        // The object store's local listing reads and `stat`s a whole chunk of entries before
+        // it yields the first (three `stat`s each), so a system table's growing log made every
+        // run slower; this stops at the first file.
+        let log = dir.join("_delta_log");
+        return tokio::task::spawn_blocking(move || holds_a_file(&log))
+            .await
+            .map_err(|e| Error::Task {
+                reason: e.to_string(),
+            })?
+            .map_err(|e| {
+                Error::storage(
+                    format!("{location}/_delta_log"),
+                    object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    },
+                )
+            });
+    }
     let store = location.object_store(options)?;
     let prefix = object_store::path::Path::from("_delta_log");
     let mut listing = store.list(Some(&prefix));
@@ -162,6 +182,71 @@ pub async fn has_delta_log(location: &Location, options: &StorageOptions) -> Res
         Err(object_store::Error::NotFound { .. }) => Ok(false),
         Err(e) => Err(Error::storage(format!("{location}/_delta_log"), e)),
     }
+}
+
+/// The commit properties of every system-table write. delta-rs's expired-log cleanup is off:
+/// it runs after every commit and lists (and `stat`s) the table's whole log each time, so
+/// every run of a warehouse cost more than the one before. It runs at checkpoints instead
+/// ([`cleanup_at_checkpoint`]).
+pub(crate) fn system_commit() -> CommitProperties {
+    CommitProperties::default().with_cleanup_expired_logs(Some(false))
+}
+
+/// Delta's expired-log cleanup, when `table`'s version is one delta-rs wrote a checkpoint at
+/// (the version after which the table's `delta.checkpointInterval` commits are complete), as
+/// the Delta protocol describes it: at each checkpoint, log entries older than
+/// `delta.logRetentionDuration` (30 days unless set) are removed, and only entries that the
+/// checkpoint makes unnecessary. Best effort: a failure is logged and retried at the next
+/// checkpoint.
+async fn cleanup_at_checkpoint(table: &DeltaTable, location: &Location) {
+    use deltalake::table::config::TablePropertiesExt;
+    let Ok(snapshot) = table.snapshot() else {
+        return;
+    };
+    let config = snapshot.table_config();
+    let at_checkpoint = (snapshot.version() + 1).is_multiple_of(config.checkpoint_interval().get());
+    if !at_checkpoint || !config.enable_expired_log_cleanup() {
+        return;
+    }
+    if let Err(e) = deltalake::checkpoints::cleanup_metadata(table, None).await {
+        tracing::warn!(table = %location.as_uri(), error = %e, "expired log entries not cleaned up");
+    }
+}
+
+/// Whether `dir` or a directory under it holds a file (symbolic links followed, broken ones
+/// ignored, as the object store lists them). A missing `dir` holds none.
+fn holds_a_file(dir: &std::path::Path) -> std::io::Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut subdirs = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let kind = if kind.is_symlink() {
+            match std::fs::metadata(entry.path()) {
+                Ok(target) => target.file_type(),
+                Err(_) => continue,
+            }
+        } else {
+            kind
+        };
+        if kind.is_file() {
+            return Ok(true);
+        }
+        // Only real directories are descended into: a linked one could loop.
+        if kind.is_dir() && !entry.file_type()?.is_symlink() {
+            subdirs.push(entry.path());
+        }
+    }
+    for sub in subdirs {
+        if holds_a_file(&sub)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 pub fn verification_columns() -> Vec<ColumnDoc> {
@@ -476,6 +561,7 @@ impl AttestationStore {
         let written = table
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
+            .with_commit_properties(system_commit())
             .await
             .map_err(|e| Error::delta(self.runs.as_uri(), e))?;
         Self::compact(written, &self.runs).await;
@@ -499,6 +585,7 @@ impl AttestationStore {
         let written = table
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
+            .with_commit_properties(system_commit())
             .await
             .map_err(|e| Error::delta(self.verifications.as_uri(), e))?;
         Self::compact(written, &self.verifications).await;
@@ -541,6 +628,7 @@ impl AttestationStore {
     /// false, nothing is deleted from storage, every `txn` and earlier version stays readable).
     /// Best effort: a compaction that cannot claim the table or loses a race is skipped.
     async fn compact(table: DeltaTable, location: &Location) {
+        cleanup_at_checkpoint(&table, location).await;
         Self::compact_at(
             table,
             location,
@@ -599,6 +687,7 @@ impl AttestationStore {
             .optimize()
             .with_type(deltalake::operations::optimize::OptimizeType::Compact)
             .with_target_size(target)
+            .with_commit_properties(system_commit())
             .await
         {
             Ok((_, m)) => tracing::debug!(
@@ -629,7 +718,7 @@ impl AttestationStore {
         table: &DeltaTable,
         version: i64,
     ) -> Result<(), DeltaTableError> {
-        let props = CommitProperties::default()
+        let props = system_commit()
             .with_application_transaction(Transaction::new(COMPACTION_APP_ID, version));
         let operation = deltalake::protocol::DeltaOperation::Write {
             mode: SaveMode::Append,
@@ -999,6 +1088,63 @@ impl AttestationStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_local_log_is_found_as_the_object_store_lists_it() {
+        use futures::TryStreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        type Make<'a> = &'a dyn Fn(&std::path::Path);
+        let cases: [(&str, Make, bool); 6] = [
+            ("missing", &|_| {}, false),
+            ("empty", &|log| std::fs::create_dir_all(log).unwrap(), false),
+            (
+                "empty-subdir",
+                &|log| std::fs::create_dir_all(log.join("_commits")).unwrap(),
+                false,
+            ),
+            (
+                "file-in-subdir",
+                &|log| {
+                    std::fs::create_dir_all(log.join("_commits")).unwrap();
+                    std::fs::write(log.join("_commits/x.json"), "{}").unwrap();
+                },
+                true,
+            ),
+            (
+                "broken-link",
+                &|log| {
+                    std::fs::create_dir_all(log).unwrap();
+                    std::os::unix::fs::symlink(log.join("nowhere"), log.join("a.json")).unwrap();
+                },
+                false,
+            ),
+            (
+                "commit",
+                &|log| {
+                    std::fs::create_dir_all(log).unwrap();
+                    std::fs::write(log.join("00000000000000000000.json"), "{}").unwrap();
+                },
+                true,
+            ),
+        ];
+        for (name, make, expected) in cases {
+            let table = dir.path().join(name);
+            std::fs::create_dir_all(&table).unwrap();
+            make(&table.join("_delta_log"));
+            let location = Location::existing(table.to_str().unwrap()).unwrap();
+            let options = StorageOptions::default();
+            let listed = location
+                .object_store(&options)
+                .unwrap()
+                .list(Some(&object_store::path::Path::from("_delta_log")))
+                .try_next()
+                .await
+                .unwrap()
+                .is_some();
+            let found = has_delta_log(&location, &options).await.unwrap();
+            assert_eq!((found, listed), (expected, expected), "{name}");
+        }
+    }
 
     async fn table(location: &Location) -> DeltaTable {
         let mut t = location.delta_table(&StorageOptions::default()).unwrap();
@@ -1395,6 +1541,51 @@ mod tests {
             commits <= 24 + 2,
             "{commits} commits (24 appends, compactions)"
         );
+    }
+
+    /// With delta-rs's cleanup after every commit turned off, expired log entries still go
+    /// when a checkpoint is written (as the Delta protocol has it), and only the entries that
+    /// checkpoint replaces; every row stays.
+    #[tokio::test]
+    async fn expired_log_entries_still_go_at_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_file_rows(dir.path(), 0..1).await;
+        table(&store.files)
+            .await
+            .set_tbl_properties()
+            .with_properties(std::collections::HashMap::from([(
+                "delta.logRetentionDuration".to_owned(),
+                "interval 0 seconds".to_owned(),
+            )]))
+            .await
+            .unwrap();
+        let log = dir.path().join("system/makoto/files/_delta_log");
+        let commits = || -> Vec<u64> {
+            let mut v: Vec<u64> = std::fs::read_dir(&log)
+                .unwrap()
+                .filter_map(|e| crate::log::parse_commit_name(e.unwrap().file_name().to_str()?))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(commits(), [0, 1, 2], "create, append, properties");
+        for row in 1..25 {
+            append_file_rows(&store, row..row + 1).await;
+            let version = table(&store.files).await.version().unwrap() as u64;
+            let oldest = match version {
+                0..9 => 0,
+                9..19 => 9,
+                _ => 19,
+            };
+            assert_eq!(
+                commits(),
+                (oldest..=version).collect::<Vec<_>>(),
+                "at {version}"
+            );
+        }
+        let t = store.load_files().await.unwrap();
+        let rows = store.file_rows(&t, "file:///t", 0, 25).await.unwrap();
+        assert_eq!(rows, (0..25).map(file_row).collect::<Vec<_>>());
     }
 
     #[tokio::test]
