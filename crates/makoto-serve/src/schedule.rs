@@ -125,28 +125,32 @@ impl TableState {
     }
 }
 
-/// Takes up to `room` tables due at `now` from the front of `due` (earliest first), marks
-/// them running and returns each one's URI and attested version. Entries for tables no longer watched, running, or whose
-/// `next_check` has moved since the entry was made are dropped as they come up.
+/// Takes the tables due at `now` from the front of `due` (earliest first) while `admit` takes
+/// each one's URI, marks them running and returns each one's URI and attested version. The
+/// first table `admit` refuses stays at the front, so tables are started in the order they
+/// fell due. Entries for tables no longer watched, running, or whose `next_check` has moved
+/// since the entry was made are dropped as they come up.
 pub fn take_due(
     due: &mut std::collections::BTreeSet<(Instant, String)>,
     tables: &mut std::collections::BTreeMap<String, TableState>,
     now: Instant,
-    room: usize,
+    mut admit: impl FnMut(&str) -> bool,
 ) -> Vec<(String, Option<u64>)> {
     let mut taken = Vec::new();
-    while taken.len() < room {
-        let Some((when, uri)) = due.first().cloned() else {
-            break;
-        };
-        if when > now {
+    while let Some((when, uri)) = due.first() {
+        if *when > now {
             break;
         }
-        due.pop_first();
-        if let Some(t) = tables.get_mut(&uri)
-            && !t.running
-            && t.next_check == when
-        {
+        let current = tables
+            .get(uri)
+            .is_some_and(|t| !t.running && t.next_check == *when);
+        if current && !admit(uri) {
+            break;
+        }
+        let Some((_, uri)) = due.pop_first() else {
+            break;
+        };
+        if current && let Some(t) = tables.get_mut(&uri) {
             t.running = true;
             taken.push((uri, t.attested));
         }
@@ -154,24 +158,19 @@ pub fn take_due(
     taken
 }
 
-/// Gives back tables taken by [`take_due`] but not started: no longer running, and due again
-/// at their unchanged `next_check` (so they come up first).
-pub fn put_back(
-    due: &mut std::collections::BTreeSet<(Instant, String)>,
-    tables: &mut std::collections::BTreeMap<String, TableState>,
-    uris: Vec<String>,
-) {
-    for uri in uris {
-        if let Some(t) = tables.get_mut(&uri) {
-            t.running = false;
-            due.insert((t.next_check, uri));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An `admit` for [`take_due`] that takes the first `n` tables.
+    fn first(n: usize) -> impl FnMut(&str) -> bool {
+        let mut left = n;
+        move |_| {
+            let more = left > 0;
+            left = left.saturating_sub(1);
+            more
+        }
+    }
 
     fn timing() -> Timing {
         Timing {
@@ -240,43 +239,60 @@ mod tests {
             |v: Vec<(String, Option<u64>)>| v.into_iter().map(|(u, _)| u).collect::<Vec<_>>();
 
         assert_eq!(
-            uris(take_due(&mut due, &mut tables, at(100), 2)),
+            uris(take_due(&mut due, &mut tables, at(100), first(2))),
             ["c", "b"]
         );
         assert!(tables["c"].running && tables["b"].running && !tables["a"].running);
         // The rest of what is due; "c"'s stale entry at 20 ms and "gone" are dropped, "d"
         // is not due yet and stays.
-        assert_eq!(uris(take_due(&mut due, &mut tables, at(100), 10)), ["a"]);
+        assert_eq!(
+            uris(take_due(&mut due, &mut tables, at(100), first(10))),
+            ["a"]
+        );
         assert_eq!(
             due.iter().map(|(_, u)| u.as_str()).collect::<Vec<_>>(),
             ["d"]
         );
-        assert!(take_due(&mut due, &mut tables, at(100), 10).is_empty());
-        assert_eq!(uris(take_due(&mut due, &mut tables, at(500), 10)), ["d"]);
-        assert!(take_due(&mut due, &mut tables, at(900), 0).is_empty());
+        assert!(take_due(&mut due, &mut tables, at(100), first(10)).is_empty());
+        assert_eq!(
+            uris(take_due(&mut due, &mut tables, at(500), first(10))),
+            ["d"]
+        );
+        assert!(take_due(&mut due, &mut tables, at(900), first(0)).is_empty());
     }
 
     #[test]
-    fn tables_put_back_come_up_first_again() {
+    fn a_refused_table_stays_first_and_stops_the_take() {
         use std::collections::{BTreeMap, BTreeSet};
         let now = Instant::now();
         let at = |ms: u64| now + Duration::from_millis(ms);
         let mut tables = BTreeMap::new();
         let mut due = BTreeSet::new();
-        for (uri, when) in [("a", 10), ("b", 20), ("c", 30)] {
+        for (uri, when) in [("s3://a", 10), ("file:///b", 20), ("s3://c", 30)] {
             let mut t = TableState::new(uri.into(), None, at(when));
             t.next_check = at(when);
             tables.insert(uri.to_owned(), t);
             due.insert((at(when), uri.to_owned()));
         }
-        let taken = take_due(&mut due, &mut tables, at(100), 2);
-        assert_eq!(taken.len(), 2);
-        put_back(&mut due, &mut tables, vec!["b".into(), "gone".into()]);
-        assert!(tables["a"].running && !tables["b"].running);
-        let uris: Vec<String> = take_due(&mut due, &mut tables, at(100), 10)
-            .into_iter()
-            .map(|(u, _)| u)
-            .collect();
-        assert_eq!(uris, ["b", "c"]);
+        // Room for no remote table: nothing is taken, not even the local one behind it.
+        let local_only = |uri: &str| uri.starts_with("file:");
+        assert!(take_due(&mut due, &mut tables, at(100), local_only).is_empty());
+        assert_eq!(due.len(), 3);
+        assert!(tables.values().all(|t| !t.running));
+        // Room for one remote table: it and the local one are taken; the next remote stays.
+        let mut remote_room = 1;
+        let taken = take_due(&mut due, &mut tables, at(100), |uri: &str| {
+            local_only(uri) || {
+                let more = remote_room > 0;
+                remote_room -= usize::from(more);
+                more
+            }
+        });
+        let uris: Vec<&str> = taken.iter().map(|(u, _)| u.as_str()).collect();
+        assert_eq!(uris, ["s3://a", "file:///b"]);
+        assert_eq!(
+            due.iter().map(|(_, u)| u.as_str()).collect::<Vec<_>>(),
+            ["s3://c"]
+        );
     }
 }

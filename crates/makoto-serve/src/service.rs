@@ -311,34 +311,37 @@ impl Service {
         if room == 0 {
             return;
         }
-        let want = if self.probing {
-            room
-        } else {
-            room.max(PROBE_BATCH)
-        };
-        let taken = self.take_due(want);
+        // Due tables in order, until one finds no room: local ones (already opened) go to one
+        // batched look, up to PROBE_BATCH, unless one is in flight; the others take a job slot.
+        let mut batch_left = if self.probing { 0 } else { PROBE_BATCH };
+        let mut jobs_left = room;
+        let sources = &self.sources;
+        let taken = self.take_due(|uri| {
+            let local = sources
+                .get(uri)
+                .is_some_and(|s| s.local_log_dir().is_some());
+            let slot = if local && batch_left > 0 {
+                &mut batch_left
+            } else {
+                &mut jobs_left
+            };
+            let free = *slot > 0;
+            *slot = slot.saturating_sub(1);
+            free
+        });
         let mut probes = Vec::new();
-        let mut waiting = Vec::new();
         for (uri, attested) in taken {
             let source = self.source(&uri);
             let local = source
                 .as_ref()
-                .filter(|_| !self.probing)
+                .filter(|_| !self.probing && probes.len() < PROBE_BATCH)
                 .and_then(|s| Some((s.clone(), s.local_log_dir()?)));
             match local {
                 Some((source, dir)) => probes.push((uri, attested, source, dir)),
-                None if room > 0 => {
+                None => {
                     in_flight.spawn(self.job(uri, attested, source, None).look());
-                    room -= 1;
                 }
-                None => waiting.push(uri),
             }
-        }
-        if !waiting.is_empty()
-            && let Ok(mut tables) = self.shared.tables.lock()
-            && let Ok(mut due) = self.shared.due.lock()
-        {
-            crate::schedule::put_back(&mut due, &mut tables, waiting);
         }
         if !probes.is_empty() {
             self.probing = true;
@@ -346,8 +349,8 @@ impl Service {
         }
     }
 
-    /// Up to `want` due tables, marked running.
-    fn take_due(&self, want: usize) -> Vec<(String, Option<u64>)> {
+    /// The due tables `admit` takes, in order, marked running.
+    fn take_due(&self, admit: impl FnMut(&str) -> bool) -> Vec<(String, Option<u64>)> {
         let now = Instant::now();
         let Ok(mut tables) = self.shared.tables.lock() else {
             return Vec::new();
@@ -355,7 +358,7 @@ impl Service {
         let Ok(mut due) = self.shared.due.lock() else {
             return Vec::new();
         };
-        crate::schedule::take_due(&mut due, &mut tables, now, want)
+        crate::schedule::take_due(&mut due, &mut tables, now, admit)
     }
 
     /// The table opened (kept for the next look); `None` when it cannot be opened (its job
