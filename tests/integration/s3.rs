@@ -30,6 +30,19 @@ impl Garage {
         })
     }
 
+    /// Starts a server; without one, says the test `name` is skipped and returns `None`,
+    /// unless `MAKOTO_REQUIRE_S3=1` (CI), where it fails.
+    fn start_or_skip(dir: &Path, name: &str) -> Option<Garage> {
+        match Garage::start(dir) {
+            Ok(g) => Some(g),
+            Err(reason) if std::env::var("MAKOTO_REQUIRE_S3").as_deref() != Ok("1") => {
+                println!("SKIPPED s3::{name}: {reason}");
+                None
+            }
+            Err(reason) => panic!("MAKOTO_REQUIRE_S3=1 but no S3 server: {reason}"),
+        }
+    }
+
     fn var(&self, name: &str) -> String {
         self.env
             .iter()
@@ -107,13 +120,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_watches_a_table_on_s3_beside_a_local_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let garage = match Garage::start(&tmp.path().join("garage")) {
-        Ok(g) => g,
-        Err(reason) if std::env::var("MAKOTO_REQUIRE_S3").as_deref() != Ok("1") => {
-            println!("SKIPPED s3::serve_watches_a_table_on_s3_beside_a_local_one: {reason}");
-            return;
-        }
-        Err(reason) => panic!("MAKOTO_REQUIRE_S3=1 but no S3 server: {reason}"),
+    let Some(garage) = Garage::start_or_skip(
+        &tmp.path().join("garage"),
+        "serve_watches_a_table_on_s3_beside_a_local_one",
+    ) else {
+        return;
     };
     let bucket = garage.var("MAKOTO_S3_BUCKET");
     let remote = format!("s3://{bucket}/lake/sales");
@@ -131,18 +142,7 @@ async fn serve_watches_a_table_on_s3_beside_a_local_one() {
     let (key, _) = keyfiles(tmp.path());
 
     let served = crate::serve::Served::start_with_env(
-        &[
-            "--warehouse",
-            &warehouse,
-            "--key",
-            &key,
-            "--tables",
-            tables.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--poll-interval",
-            "100ms",
-        ],
+        &crate::serve::tables_file_args(&warehouse, &key, tables.to_str().unwrap(), "100ms"),
         &garage.client_env(),
     );
     use crate::serve::attested;
@@ -179,13 +179,9 @@ async fn serve_watches_a_table_on_s3_beside_a_local_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attest_and_verify_on_s3() {
     let tmp = tempfile::tempdir().unwrap();
-    let garage = match Garage::start(&tmp.path().join("garage")) {
-        Ok(g) => g,
-        Err(reason) if std::env::var("MAKOTO_REQUIRE_S3").as_deref() != Ok("1") => {
-            println!("SKIPPED s3::attest_and_verify_on_s3: {reason}");
-            return;
-        }
-        Err(reason) => panic!("MAKOTO_REQUIRE_S3=1 but no S3 server: {reason}"),
+    let Some(garage) = Garage::start_or_skip(&tmp.path().join("garage"), "attest_and_verify_on_s3")
+    else {
+        return;
     };
     let bucket = garage.var("MAKOTO_S3_BUCKET");
     let table = format!("s3://{bucket}/lake/sales");

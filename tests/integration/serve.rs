@@ -151,6 +151,27 @@ fn http_get(address: &str, path: &str) -> (u16, String) {
     (code, body.to_owned())
 }
 
+/// `serve` arguments for the tables in a tables file, on a free port, polling every `poll`.
+pub(crate) fn tables_file_args<'a>(
+    warehouse: &'a str,
+    key: &'a str,
+    tables: &'a str,
+    poll: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "--warehouse",
+        warehouse,
+        "--key",
+        key,
+        "--tables",
+        tables,
+        "--listen",
+        "127.0.0.1:0",
+        "--poll-interval",
+        poll,
+    ]
+}
+
 pub(crate) fn attested(tables: &[Value], uri: &str) -> Option<u64> {
     tables
         .iter()
@@ -203,18 +224,12 @@ async fn serve_attests_commits_as_they_land_and_reports_them() {
         table_uri(b.path()),
         table_uri(&tmp.path().join("broken")),
     );
-    let served = Served::start(&[
-        "--warehouse",
+    let served = Served::start(&tables_file_args(
         wh.to_str().unwrap(),
-        "--key",
         &key,
-        "--tables",
         tables.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--poll-interval",
         "100ms",
-    ]);
+    ));
 
     // The healthy table is attested; the broken one fails, is retried, and stops nothing.
     let t = served.wait_for("a attested, broken failing", |t| {
@@ -544,20 +559,9 @@ async fn tenants_ask_for_a_receipt_and_only_for_their_tables() {
     let wh = tmp.path().join("wh");
     // Idle tables are looked at only every 10 minutes here: a receipt in time comes from the
     // request itself marking the table due.
-    let served = Served::start(&[
-        "--warehouse",
-        wh.to_str().unwrap(),
-        "--key",
-        &key,
-        "--tables",
-        tables.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--poll-interval",
-        "10m",
-        "--tenants",
-        tenants.to_str().unwrap(),
-    ]);
+    let mut args = tables_file_args(wh.to_str().unwrap(), &key, tables.to_str().unwrap(), "10m");
+    args.extend(["--tenants", tenants.to_str().unwrap()]);
+    let served = Served::start(&args);
     served.wait_for("a attested at start", |t| attested(t, &ua) == Some(1));
     a.append(makoto_testkit::rows(50..60, "emea").unwrap())
         .await

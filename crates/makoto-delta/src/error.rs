@@ -270,4 +270,16 @@ impl Error {
             source: Box::new(source),
         }
     }
+
+    /// A local file read outside the object store (batched reads, `stat`s), reported as the
+    /// object store's local backend reports it.
+    pub(crate) fn local_io(location: impl Into<String>, source: std::io::Error) -> Self {
+        Error::storage(
+            location,
+            object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(source),
+            },
+        )
+    }
 }

@@ -366,15 +366,7 @@ impl SourceTable {
         version: u64,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
         let name = commit_file_name(version);
-        let io = |e: std::io::Error| {
-            Error::storage(
-                format!("{}/_delta_log/{name}", self.uri),
-                object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(e),
-                },
-            )
-        };
+        let io = |e| Error::local_io(format!("{}/_delta_log/{name}", self.uri), e);
         match std::fs::metadata(dir.join(&name)) {
             Ok(meta) if meta.is_file() => Ok(Some(meta.modified().map_err(io)?.into())),
             Ok(_) => Ok(None),
@@ -437,15 +429,7 @@ impl SourceTable {
         use std::io::Read;
         let name = commit_file_name(version);
         let location = || format!("{}/_delta_log/{name}", self.uri);
-        let io = |e: std::io::Error| {
-            Error::storage(
-                location(),
-                object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(e),
-                },
-            )
-        };
+        let io = |e| Error::local_io(location(), e);
         let file = match std::fs::File::open(dir.join(&name)) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -162,6 +162,26 @@ pub fn take_due(
 mod tests {
     use super::*;
 
+    /// Tables each due `ms` after `now`, and their queue.
+    fn due_at(
+        now: Instant,
+        due_in_ms: &[(&str, u64)],
+    ) -> (
+        std::collections::BTreeMap<String, TableState>,
+        std::collections::BTreeSet<(Instant, String)>,
+    ) {
+        let mut tables = std::collections::BTreeMap::new();
+        let mut due = std::collections::BTreeSet::new();
+        for &(uri, ms) in due_in_ms {
+            let when = now + Duration::from_millis(ms);
+            let mut t = TableState::new(uri.into(), None, when);
+            t.next_check = when;
+            tables.insert(uri.to_owned(), t);
+            due.insert((when, uri.to_owned()));
+        }
+        (tables, due)
+    }
+
     /// An `admit` for [`take_due`] that takes the first `n` tables.
     fn first(n: usize) -> impl FnMut(&str) -> bool {
         let mut left = n;
@@ -220,17 +240,9 @@ mod tests {
 
     #[test]
     fn due_tables_are_taken_earliest_first_and_stale_entries_dropped() {
-        use std::collections::{BTreeMap, BTreeSet};
         let now = Instant::now();
         let at = |ms: u64| now + Duration::from_millis(ms);
-        let mut tables = BTreeMap::new();
-        let mut due = BTreeSet::new();
-        for (uri, when) in [("a", 30), ("b", 10), ("c", 20), ("d", 500)] {
-            let mut t = TableState::new(uri.into(), None, at(when));
-            t.next_check = at(when);
-            tables.insert(uri.to_owned(), t);
-            due.insert((at(when), uri.to_owned()));
-        }
+        let (mut tables, mut due) = due_at(now, &[("a", 30), ("b", 10), ("c", 20), ("d", 500)]);
         // "c" was hurried: a new entry now, the old one is stale. "gone" is no longer watched.
         tables.get_mut("c").unwrap().next_check = at(0);
         due.insert((at(0), "c".into()));
@@ -263,17 +275,10 @@ mod tests {
 
     #[test]
     fn a_refused_table_stays_first_and_stops_the_take() {
-        use std::collections::{BTreeMap, BTreeSet};
         let now = Instant::now();
         let at = |ms: u64| now + Duration::from_millis(ms);
-        let mut tables = BTreeMap::new();
-        let mut due = BTreeSet::new();
-        for (uri, when) in [("s3://a", 10), ("file:///b", 20), ("s3://c", 30)] {
-            let mut t = TableState::new(uri.into(), None, at(when));
-            t.next_check = at(when);
-            tables.insert(uri.to_owned(), t);
-            due.insert((at(when), uri.to_owned()));
-        }
+        let (mut tables, mut due) =
+            due_at(now, &[("s3://a", 10), ("file:///b", 20), ("s3://c", 30)]);
         // Room for no remote table: nothing is taken, not even the local one behind it.
         let local_only = |uri: &str| uri.starts_with("file:");
         assert!(take_due(&mut due, &mut tables, at(100), local_only).is_empty());

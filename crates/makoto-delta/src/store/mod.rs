@@ -164,15 +164,7 @@ pub async fn has_delta_log(location: &Location, options: &StorageOptions) -> Res
             .map_err(|e| Error::Task {
                 reason: e.to_string(),
             })?
-            .map_err(|e| {
-                Error::storage(
-                    format!("{location}/_delta_log"),
-                    object_store::Error::Generic {
-                        store: "LocalFileSystem",
-                        source: Box::new(e),
-                    },
-                )
-            });
+            .map_err(|e| Error::local_io(format!("{location}/_delta_log"), e));
     }
     let store = location.object_store(options)?;
     let prefix = object_store::path::Path::from("_delta_log");
@@ -564,7 +556,7 @@ impl AttestationStore {
             .with_commit_properties(system_commit())
             .await
             .map_err(|e| Error::delta(self.runs.as_uri(), e))?;
-        Self::compact(written, &self.runs).await;
+        Self::after_commit(written, &self.runs).await;
         Ok(())
     }
 
@@ -588,7 +580,7 @@ impl AttestationStore {
             .with_commit_properties(system_commit())
             .await
             .map_err(|e| Error::delta(self.verifications.as_uri(), e))?;
-        Self::compact(written, &self.verifications).await;
+        Self::after_commit(written, &self.verifications).await;
         Ok(())
     }
 
@@ -623,12 +615,18 @@ impl AttestationStore {
         }
     }
 
+    /// What follows every system-table commit: the expired-log cleanup when the commit wrote
+    /// a checkpoint, then compaction when small files have piled up.
+    async fn after_commit(table: DeltaTable, location: &Location) {
+        cleanup_at_checkpoint(&table, location).await;
+        Self::compact(table, location).await;
+    }
+
     /// Rewrites the small files of a system table into larger ones once there are
     /// [`SYSTEM_COMPACT_AT`] of them (Delta OPTIMIZE: rows move between files, `dataChange`
     /// false, nothing is deleted from storage, every `txn` and earlier version stays readable).
     /// Best effort: a compaction that cannot claim the table or loses a race is skipped.
     async fn compact(table: DeltaTable, location: &Location) {
-        cleanup_at_checkpoint(&table, location).await;
         Self::compact_at(
             table,
             location,
@@ -1036,7 +1034,7 @@ impl AttestationStore {
             reply,
         };
         let snapshot = || async { self.load_latest(location).await.map_err(|e| e.to_string()) };
-        let after = |t: DeltaTable| Self::compact(t, location);
+        let after = |t: DeltaTable| Self::after_commit(t, location);
         queue
             .append(pending, rx, snapshot, after)
             .await
