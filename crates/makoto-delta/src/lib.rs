@@ -63,6 +63,7 @@ pub mod head;
 pub mod identity;
 pub mod keyfile;
 pub mod lineage;
+mod local_store;
 pub mod location;
 pub mod log;
 pub mod pages;

@@ -99,8 +99,18 @@ impl Location {
     }
 
     /// An unloaded delta-rs table handle for this location.
+    /// Local tables are read through [`LocalStore`](crate::local_store::LocalStore), whose
+    /// listings of a long `_delta_log/` cost what is after the offset, not the whole log.
     pub fn delta_table(&self, options: &StorageOptions) -> Result<DeltaTable, Error> {
         DeltaTableBuilder::from_url(self.url.clone())
+            .map(|b| {
+                if self.is_local() {
+                    let store = Arc::new(crate::local_store::LocalStore::new());
+                    b.with_storage_backend(store, self.url.clone())
+                } else {
+                    b
+                }
+            })
             .and_then(|b| b.with_storage_options(options.0.clone()).build())
             .map_err(|e| Error::delta(self.as_uri(), e))
     }
