@@ -389,9 +389,11 @@ impl AttestationStore {
 
     /// Opens the store, creating the system tables if they do not exist (attest, transform,
     /// recording Kafka windows).
+    /// The snapshots loaded here are kept, so the run that follows brings them forward rather
+    /// than loading them again.
     pub async fn create(warehouse: Location, options: StorageOptions) -> Result<Self, Error> {
         let store = Self::handle(warehouse, options)?;
-        store
+        let attestations = store
             .ensure_table(
                 &store.attestations,
                 ATTESTATION_COLUMNS,
@@ -399,10 +401,12 @@ impl AttestationStore {
                 "Makoto attestations: one signed in-toto statement per attested Delta commit.",
             )
             .await?;
-        store
+        *store.snapshots.attestations.lock().await = attestations;
+        let files = store
             .ensure_table(&store.files, FILE_COLUMNS, "files",
                 "Makoto per-file digests: every file added, removed or written as change data by an attested commit.")
             .await?;
+        *store.snapshots.files.lock().await = files;
         Ok(store)
     }
 
@@ -468,14 +472,13 @@ impl AttestationStore {
 
     /// The windows table, created on first use.
     pub async fn load_windows(&self) -> Result<DeltaTable, Error> {
-        self.ensure_table(
+        self.ensured(
             &self.windows,
             WINDOW_COLUMNS,
             "windows",
             "Makoto stream windows: one signed stream-window/v1 statement per closed window of appended records.",
         )
-        .await?;
-        self.load(&self.windows).await
+        .await
     }
 
     /// Appends window rows, recording `through` as the last sequence of `(table_uri, spec)`.
@@ -538,14 +541,14 @@ impl AttestationStore {
         if rows.is_empty() {
             return Ok(());
         }
-        self.ensure_table(
-            &self.runs,
-            RUN_COLUMNS,
-            "runs",
-            "makoto serve runs: one row per attest run that attested something or failed.",
-        )
-        .await?;
-        let table = self.load(&self.runs).await?;
+        let table = self
+            .ensured(
+                &self.runs,
+                RUN_COLUMNS,
+                "runs",
+                "makoto serve runs: one row per attest run that attested something or failed.",
+            )
+            .await?;
         let batch = to_batch(rows).map_err(|e| Error::StoreCorrupt {
             store: self.runs.as_uri(),
             reason: format!("cannot build rows: {e}"),
@@ -562,14 +565,14 @@ impl AttestationStore {
 
     /// Appends a verification record, creating the table on first use.
     pub async fn append_verification(&self, row: &VerificationRow) -> Result<(), Error> {
-        self.ensure_table(
-            &self.verifications,
-            VERIFICATION_COLUMNS,
-            "verifications",
-            "Makoto verification records: one row per makoto verify run.",
-        )
-        .await?;
-        let table = self.load(&self.verifications).await?;
+        let table = self
+            .ensured(
+                &self.verifications,
+                VERIFICATION_COLUMNS,
+                "verifications",
+                "Makoto verification records: one row per makoto verify run.",
+            )
+            .await?;
         let batch = to_batch(std::slice::from_ref(row)).map_err(|e| Error::StoreCorrupt {
             store: self.verifications.as_uri(),
             reason: format!("cannot build rows: {e}"),
@@ -584,13 +587,36 @@ impl AttestationStore {
         Ok(())
     }
 
+    /// The system table at `location` at its latest version, created first when missing.
+    async fn ensured(
+        &self,
+        location: &Location,
+        cols: &[columns::Col],
+        name: &str,
+        comment: &str,
+    ) -> Result<DeltaTable, Error> {
+        match self.ensure_table(location, cols, name, comment).await? {
+            Some(mut table) => {
+                table
+                    .update_incremental(None)
+                    .await
+                    .map_err(|e| Error::delta(location.as_uri(), e))?;
+                Ok(table)
+            }
+            None => self.load(location).await,
+        }
+    }
+
+    /// Loads the system table at `location`, adding columns it lacks, or creates it. Returns the
+    /// loaded table (possibly a version behind, when this run just set its checkpoint
+    /// interval); `None` when it was created.
     async fn ensure_table(
         &self,
         location: &Location,
         cols: &[columns::Col],
         name: &str,
         comment: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<DeltaTable>, Error> {
         if location.is_local()
             && let Ok(dir) = location.url().to_file_path()
         {
@@ -605,12 +631,13 @@ impl AttestationStore {
         match table.load().await {
             Ok(()) => {
                 let table = Self::migrate(table, location, cols).await?;
-                Self::set_checkpoint_interval(table, location).await;
-                Ok(())
+                Self::set_checkpoint_interval(table.clone(), location).await;
+                Ok(Some(table))
             }
-            Err(DeltaTableError::NotATable(_)) => {
-                self.create_table(location, cols, name, comment).await
-            }
+            Err(DeltaTableError::NotATable(_)) => self
+                .create_table(location, cols, name, comment)
+                .await
+                .map(|()| None),
             Err(e) => Err(Error::delta(location.as_uri(), e)),
         }
     }
