@@ -136,6 +136,9 @@ where
         match table
             .write(batches)
             .with_save_mode(SaveMode::Append)
+            .with_writer_properties(super::system_writer_properties(
+                deltalake::parquet::basic::Compression::SNAPPY,
+            ))
             .with_commit_properties(props)
             .await
         {

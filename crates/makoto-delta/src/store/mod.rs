@@ -10,6 +10,8 @@ use std::sync::Arc;
 use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
@@ -67,6 +69,13 @@ pub const SYSTEM_COMPACT_AT: usize = 32;
 
 /// Target size of a compacted system-table file (bytes).
 pub const SYSTEM_COMPACT_TARGET: u64 = 8 << 20;
+
+/// Largest Parquet row group (estimated encoded bytes) in the files system tables are written
+/// with, by appends and by compaction. A Parquet reader holds a whole row group of the columns
+/// it reads at once, and compaction reads files of up to [`SYSTEM_COMPACT_TARGET`]: with one
+/// row group per file, each compaction held more than the last, and the service's memory
+/// followed (docs/performance.md (i)).
+pub const SYSTEM_ROW_GROUP_BYTES: usize = 1 << 20;
 
 /// The Delta set-transaction id every compaction of a system table commits, so that two
 /// concurrent compactions conflict instead of both committing.
@@ -182,6 +191,15 @@ pub async fn has_delta_log(location: &Location, options: &StorageOptions) -> Res
 /// ([`cleanup_at_checkpoint`]).
 pub(crate) fn system_commit() -> CommitProperties {
     CommitProperties::default().with_cleanup_expired_logs(Some(false))
+}
+
+/// Writer properties of system-table files: `compression` (delta-rs's own choices: Snappy for
+/// appends, ZSTD level 4 for OPTIMIZE) and row groups of at most [`SYSTEM_ROW_GROUP_BYTES`].
+pub(crate) fn system_writer_properties(compression: Compression) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(compression)
+        .set_max_row_group_bytes(Some(SYSTEM_ROW_GROUP_BYTES))
+        .build()
 }
 
 /// Delta's expired-log cleanup, when `table`'s version is one delta-rs wrote a checkpoint at
@@ -556,6 +574,7 @@ impl AttestationStore {
         let written = table
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
+            .with_writer_properties(system_writer_properties(Compression::SNAPPY))
             .with_commit_properties(system_commit())
             .await
             .map_err(|e| Error::delta(self.runs.as_uri(), e))?;
@@ -580,6 +599,7 @@ impl AttestationStore {
         let written = table
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
+            .with_writer_properties(system_writer_properties(Compression::SNAPPY))
             .with_commit_properties(system_commit())
             .await
             .map_err(|e| Error::delta(self.verifications.as_uri(), e))?;
@@ -712,6 +732,9 @@ impl AttestationStore {
             .optimize()
             .with_type(deltalake::operations::optimize::OptimizeType::Compact)
             .with_target_size(target)
+            .with_writer_properties(system_writer_properties(
+                ZstdLevel::try_new(4).map_or(Compression::SNAPPY, Compression::ZSTD),
+            ))
             .with_commit_properties(system_commit())
             .await
         {
@@ -1643,6 +1666,52 @@ mod tests {
                 .unwrap(),
             Some(runs - 1)
         );
+    }
+
+    /// Compacted files are written in row groups of about [`SYSTEM_ROW_GROUP_BYTES`], so whoever
+    /// reads one back (the next compaction, a query) holds a row group at a time, not the file.
+    #[tokio::test]
+    async fn compacted_files_have_bounded_row_groups() {
+        use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_file_rows(dir.path(), 0..0).await;
+        let per_append = 15_000u64;
+        for a in 0..2 {
+            let t = store.load_files().await.unwrap();
+            let rows: Vec<FileRow> = (a * per_append..(a + 1) * per_append)
+                .map(file_row)
+                .collect();
+            store
+                .append_files(t, &rows, "file:///t", a, "run")
+                .await
+                .unwrap();
+        }
+        let location = store.files_location().clone();
+        let t = store.load_files().await.unwrap();
+        AttestationStore::compact_at(t, &location, 2, 1_000_000).await;
+        let t = store.load_files().await.unwrap();
+        let paths: Vec<String> = t
+            .snapshot()
+            .unwrap()
+            .log_data()
+            .iter()
+            .map(|f| f.path().to_string())
+            .collect();
+        assert_eq!(paths.len(), 1, "{paths:?}");
+        let file =
+            std::fs::File::open(dir.path().join("system/makoto/files").join(&paths[0])).unwrap();
+        let meta = SerializedFileReader::new(file).unwrap().metadata().clone();
+        let groups = meta.row_groups();
+        let rows: i64 = groups.iter().map(|g| g.num_rows()).sum();
+        assert_eq!(rows, 2 * per_append as i64);
+        assert!(groups.len() >= 2, "{} row group(s)", groups.len());
+        for g in groups {
+            let bytes = usize::try_from(g.compressed_size()).unwrap();
+            assert!(
+                bytes <= 2 * SYSTEM_ROW_GROUP_BYTES,
+                "a row group of {bytes} bytes"
+            );
+        }
     }
 
     /// Two runs that both see the same small files compact them once: the second one's
