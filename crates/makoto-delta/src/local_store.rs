@@ -51,10 +51,13 @@ impl LocalStore {
     }
 
     async fn listed_after(&self, prefix: Path, offset: Path) -> Result<Vec<ObjectMeta>> {
-        let dir = self.inner.path_to_filesystem(&prefix)?;
-        let read = {
-            let (prefix, offset) = (prefix.clone(), offset.clone());
-            blocking(move || read_after(&dir, &prefix, &offset)).await?
+        let read = match self.inner.path_to_filesystem(&prefix) {
+            Ok(dir) => {
+                let (prefix, offset) = (prefix.clone(), offset.clone());
+                blocking(move || read_after(&dir, &prefix, &offset)).await?
+            }
+            // A prefix that is not a valid file path (`name#123`) is LocalFileSystem's to list.
+            Err(_) => Listing::Unhandled,
         };
         let mut metas = match read {
             Listing::Read { files, subdirs } => {
@@ -379,6 +382,18 @@ mod tests {
             ours.iter()
                 .any(|m| m.location.as_ref().ends_with("_linked/g.json"))
         );
+    }
+
+    #[tokio::test]
+    async fn a_prefix_that_is_no_file_path_is_listed_by_the_local_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("t#1")).unwrap();
+        std::fs::write(dir.path().join("t#1/00000000000000000001.json"), b"{}").unwrap();
+        let base = Path::from_filesystem_path(dir.path()).unwrap();
+        let prefix = Path::parse(format!("{base}/t#1")).unwrap();
+        let (ours, theirs) = both(&prefix, &prefix.clone().join("0")).await;
+        assert_eq!(ours, theirs);
+        assert_eq!(ours.len(), 1);
     }
 
     #[rstest]
