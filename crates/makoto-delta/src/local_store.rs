@@ -34,11 +34,13 @@ pub(crate) struct LocalStore {
 }
 
 /// What one directory read found.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 enum Listing {
-    /// The files after the offset, and the subdirectories (listed by `LocalFileSystem`).
+    /// The files after the offset, the entries that could not be read, and the subdirectories
+    /// (listed by `LocalFileSystem`).
     Read {
         files: Vec<ObjectMeta>,
+        unreadable: Vec<std::io::Error>,
         subdirs: Vec<Path>,
     },
     /// A name this store does not turn into an object path itself: `LocalFileSystem` lists it.
@@ -50,7 +52,10 @@ impl LocalStore {
         Self::default()
     }
 
-    async fn listed_after(&self, prefix: Path, offset: Path) -> Result<Vec<ObjectMeta>> {
+    /// The entries after `offset`, in ascending order, then one error per entry that could not
+    /// be read (as `LocalFileSystem` yields an error item for such an entry and goes on). An
+    /// error for the whole listing is the outer one.
+    async fn listed_after(&self, prefix: Path, offset: Path) -> Result<Vec<Result<ObjectMeta>>> {
         let read = match self.inner.path_to_filesystem(&prefix) {
             Ok(dir) => {
                 let (prefix, offset) = (prefix.clone(), offset.clone());
@@ -59,28 +64,46 @@ impl LocalStore {
             // A prefix that is not a valid file path (`name#123`) is LocalFileSystem's to list.
             Err(_) => Listing::Unhandled,
         };
-        let mut metas = match read {
-            Listing::Read { files, subdirs } => {
-                let mut metas = files;
-                for sub in subdirs {
-                    let under: Vec<_> = self
-                        .inner
-                        .list_with_offset(Some(&sub), &offset)
-                        .try_collect()
-                        .await?;
-                    metas.extend(under);
+        let (mut metas, mut errors) = (Vec::new(), Vec::new());
+        let mut take = |items: Vec<Result<ObjectMeta>>| {
+            for item in items {
+                match item {
+                    Ok(meta) => metas.push(meta),
+                    Err(e) => errors.push(Err(e)),
                 }
-                metas
-            }
-            Listing::Unhandled => {
-                self.inner
-                    .list_with_offset(Some(&prefix), &offset)
-                    .try_collect()
-                    .await?
             }
         };
+        match read {
+            Listing::Read {
+                files,
+                unreadable,
+                subdirs,
+            } => {
+                take(files.into_iter().map(Ok).collect());
+                take(
+                    unreadable
+                        .into_iter()
+                        .map(|e| Err(generic(e.into())))
+                        .collect(),
+                );
+                for sub in subdirs {
+                    take(
+                        self.inner
+                            .list_with_offset(Some(&sub), &offset)
+                            .collect()
+                            .await,
+                    );
+                }
+            }
+            Listing::Unhandled => take(
+                self.inner
+                    .list_with_offset(Some(&prefix), &offset)
+                    .collect()
+                    .await,
+            ),
+        }
         metas.sort_by(|a, b| a.location.cmp(&b.location));
-        Ok(metas)
+        Ok(metas.into_iter().map(Ok).chain(errors).collect())
     }
 }
 
@@ -119,19 +142,21 @@ fn is_plain(name: &str) -> bool {
 
 /// The files of `dir` (object path `prefix`) whose paths sort after `offset`, and its
 /// subdirectories. Only those files are `stat`ed (and symbolic links, to see what they point
-/// at). A missing `dir`, or a file where `dir` should be, lists nothing.
+/// at). A missing `dir`, or a file where `dir` should be, lists nothing; an entry that cannot
+/// be read (a link looping onto itself, no permission) is reported and the rest still listed.
 fn read_after(dir: &std::path::Path, prefix: &Path, offset: &Path) -> std::io::Result<Listing> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
             return Ok(Listing::Read {
                 files: Vec::new(),
+                unreadable: Vec::new(),
                 subdirs: Vec::new(),
             });
         }
         Err(e) => return Err(e),
     };
-    let (mut files, mut subdirs) = (Vec::new(), Vec::new());
+    let (mut files, mut unreadable, mut subdirs) = (Vec::new(), Vec::new(), Vec::new());
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
@@ -139,7 +164,16 @@ fn read_after(dir: &std::path::Path, prefix: &Path, offset: &Path) -> std::io::R
             return Ok(Listing::Unhandled);
         };
         let location = prefix.clone().join(name);
-        let kind = entry.file_type()?;
+        let unreadable_entry = |e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("{}: {e}", entry.path().display()))
+        };
+        let kind = match entry.file_type() {
+            Ok(kind) => kind,
+            Err(e) => {
+                unreadable.push(unreadable_entry(e));
+                continue;
+            }
+        };
         if kind.is_dir() {
             subdirs.push(location);
             continue;
@@ -150,15 +184,25 @@ fn read_after(dir: &std::path::Path, prefix: &Path, offset: &Path) -> std::io::R
         let meta = match std::fs::metadata(entry.path()) {
             Ok(meta) => meta,
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
+            Err(e) => {
+                unreadable.push(unreadable_entry(e));
+                continue;
+            }
         };
         if meta.is_dir() {
             subdirs.push(location);
         } else if meta.is_file() && location > *offset {
-            files.push(object_meta(location, &meta)?);
+            match object_meta(location, &meta) {
+                Ok(meta) => files.push(meta),
+                Err(e) => unreadable.push(unreadable_entry(e)),
+            }
         }
     }
-    Ok(Listing::Read { files, subdirs })
+    Ok(Listing::Read {
+        files,
+        unreadable,
+        subdirs,
+    })
 }
 
 /// The listing entry `LocalFileSystem` makes for a file: its size, its modification time, and an
@@ -237,7 +281,7 @@ impl ObjectStore for LocalStore {
         };
         let (store, prefix, offset) = (self.clone(), prefix.clone(), offset.clone());
         stream::once(async move { store.listed_after(prefix, offset).await })
-            .map_ok(|metas| stream::iter(metas.into_iter().map(Ok)))
+            .map_ok(stream::iter)
             .try_flatten()
             .boxed()
     }
@@ -394,6 +438,33 @@ mod tests {
         let (ours, theirs) = both(&prefix, &prefix.clone().join("0")).await;
         assert_eq!(ours, theirs);
         assert_eq!(ours.len(), 1);
+    }
+
+    /// An entry that cannot be read (a link onto itself) is one error item after every entry
+    /// that could be read. (`LocalFileSystem` ends its listing at such an entry, so what it
+    /// lists before the error depends on the directory's order.)
+    #[tokio::test]
+    async fn an_unreadable_entry_is_an_error_item_after_the_rest() {
+        let (dir, prefix) = a_log(&[]);
+        let log = dir.path().join("t/_delta_log");
+        std::fs::write(log.join("00000000000000000013.json"), b"{}").unwrap();
+        let offset = prefix.clone().join("00000000000000000011.json");
+        let (readable, _) = both(&prefix, &offset).await;
+        let looped = log.join("00000000000000000012.json");
+        std::os::unix::fs::symlink(&looped, &looped).unwrap();
+        let mut ours: Vec<_> = LocalStore::new()
+            .list_with_offset(Some(&prefix), &offset)
+            .collect()
+            .await;
+        let last = ours.pop().unwrap();
+        let message = last.unwrap_err().to_string();
+        assert!(message.contains("00000000000000000012.json"), "{message}");
+        let ours: Vec<ObjectMeta> = ours.into_iter().map(Result::unwrap).collect();
+        assert_eq!(ours, readable);
+        assert!(
+            ours.iter()
+                .any(|m| m.location.as_ref().ends_with("13.json"))
+        );
     }
 
     #[rstest]
