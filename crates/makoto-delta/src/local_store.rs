@@ -8,9 +8,11 @@
 //! open cost time in proportion to the log's length, not to what changed.
 //!
 //! [`LocalStore`] answers the same listing by comparing entry names with the offset first and
-//! `stat`ing only the entries after it. It returns exactly what `LocalFileSystem` returns (same
-//! locations, sizes, modification times and e-tags; subdirectories, names it does not handle
-//! and listings without an offset are `LocalFileSystem`'s own), in ascending order.
+//! `stat`ing only the entries after it. It returns what `LocalFileSystem` returns (same
+//! locations, sizes, modification times and e-tags; subdirectories and names it does not
+//! handle are `LocalFileSystem`'s own), in ascending order, except that an entry it cannot read
+//! is an error item after all the others, where `LocalFileSystem` ends its listing. A listing
+//! without an offset is the listing from the prefix itself.
 
 use std::fmt;
 use std::io::ErrorKind;
@@ -142,12 +144,13 @@ fn is_plain(name: &str) -> bool {
 
 /// The files of `dir` (object path `prefix`) whose paths sort after `offset`, and its
 /// subdirectories. Only those files are `stat`ed (and symbolic links, to see what they point
-/// at). A missing `dir`, or a file where `dir` should be, lists nothing; an entry that cannot
-/// be read (a link looping onto itself, no permission) is reported and the rest still listed.
+/// at). A missing `dir` lists nothing (a file where it should be is an error); an entry that
+/// cannot be read (a link looping onto itself, no permission) is reported and the rest still
+/// listed.
 fn read_after(dir: &std::path::Path, prefix: &Path, offset: &Path) -> std::io::Result<Listing> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
             return Ok(Listing::Read {
                 files: Vec::new(),
                 unreadable: Vec::new(),
@@ -267,8 +270,13 @@ impl ObjectStore for LocalStore {
         self.inner.delete_stream(locations)
     }
 
+    /// Every entry under `prefix` sorts after `prefix` itself, so this is the listing from that
+    /// offset: one `stat` per file, where `LocalFileSystem` makes three.
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
+        match prefix.filter(|p| !p.as_ref().is_empty()) {
+            Some(p) => self.list_with_offset(Some(p), p),
+            None => self.inner.list(prefix),
+        }
     }
 
     fn list_with_offset(
@@ -358,6 +366,30 @@ mod tests {
         assert_eq!(ours, theirs);
         assert!(ours.iter().all(|m| m.location > offset));
         assert!(ours.windows(2).all(|w| w[0].location < w[1].location));
+    }
+
+    #[rstest]
+    #[case::a_log("t/_delta_log")]
+    #[case::a_table("t")]
+    #[case::missing("nothing")]
+    #[tokio::test]
+    async fn a_listing_without_an_offset_is_the_local_file_systems(#[case] rel: &str) {
+        let (dir, _) = a_log(&[]);
+        let base = Path::from_filesystem_path(dir.path()).unwrap();
+        let prefix = Path::parse(format!("{base}/{rel}")).unwrap();
+        let ours: Vec<_> = LocalStore::new()
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .unwrap();
+        let mut theirs: Vec<_> = LocalFileSystem::new()
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .unwrap();
+        theirs.sort_by(|a, b| a.location.cmp(&b.location));
+        assert_eq!(ours, theirs);
+        assert_eq!(ours.is_empty(), rel == "nothing");
     }
 
     #[tokio::test]
@@ -467,16 +499,30 @@ mod tests {
         );
     }
 
+    /// A missing directory lists nothing; a file where a directory should be is an error,
+    /// as with `LocalFileSystem`.
     #[rstest]
-    #[case::missing("nothing/_delta_log")]
-    #[case::a_file("file/_delta_log")]
+    #[case::missing("nothing/_delta_log", false)]
+    #[case::under_a_file("file/_delta_log", true)]
     #[tokio::test]
-    async fn no_directory_lists_nothing(#[case] rel: &str) {
+    async fn no_directory(#[case] rel: &str, #[case] fails: bool) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("file"), b"x").unwrap();
-        let prefix = Path::from_filesystem_path(dir.path()).unwrap().join(rel);
-        let (ours, theirs) = both(&prefix, &prefix.clone().join("0")).await;
-        assert_eq!((ours.len(), theirs.len()), (0, 0));
+        let base = Path::from_filesystem_path(dir.path()).unwrap();
+        let prefix = Path::parse(format!("{base}/{rel}")).unwrap();
+        let offset = prefix.clone().join("0");
+        let ours: Result<Vec<_>> = LocalStore::new()
+            .list_with_offset(Some(&prefix), &offset)
+            .try_collect()
+            .await;
+        let theirs: Result<Vec<_>> = LocalFileSystem::new()
+            .list_with_offset(Some(&prefix), &offset)
+            .try_collect()
+            .await;
+        assert_eq!((ours.is_err(), theirs.is_err()), (fails, fails));
+        if !fails {
+            assert_eq!((ours.unwrap().len(), theirs.unwrap().len()), (0, 0));
+        }
     }
 
     #[test]
