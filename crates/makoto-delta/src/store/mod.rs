@@ -62,6 +62,28 @@ pub fn window_columns() -> Vec<ColumnDoc> {
 /// 10 commits keeps that replay short (docs/performance.md).
 pub const SYSTEM_CHECKPOINT_INTERVAL: &str = "10";
 
+/// `delta.deletedFileRetentionDuration` of the system tables. Every compaction leaves a
+/// tombstone (`remove`) per file it merged, and checkpoints carry tombstones until they expire
+/// (a week by Delta's default); every run reads the newest checkpoint several times. Under
+/// `makoto serve` the system tables' checkpoints held 4,213 tombstones after 8 minutes
+/// (docs/performance.md (i)); an hour bounds them. It is also the shortest retention a
+/// VACUUM of a system table accepts (see docs/operations.md).
+pub const SYSTEM_DELETED_FILE_RETENTION: &str = "interval 1 hours";
+
+/// The table properties every system table is created with, and given once if it lacks them.
+fn system_properties() -> [(deltalake::TableProperty, &'static str); 2] {
+    [
+        (
+            deltalake::TableProperty::CheckpointInterval,
+            SYSTEM_CHECKPOINT_INTERVAL,
+        ),
+        (
+            deltalake::TableProperty::DeletedFileRetentionDuration,
+            SYSTEM_DELETED_FILE_RETENTION,
+        ),
+    ]
+}
+
 /// Files smaller than [`SYSTEM_COMPACT_TARGET`] a system table may hold before the writing run
 /// compacts them. A scheduled run adds one or two small files; without compaction every
 /// later open, checkpoint and scan grows with the number of runs.
@@ -651,7 +673,7 @@ impl AttestationStore {
         match table.load().await {
             Ok(()) => {
                 let table = Self::migrate(table, location, cols).await?;
-                Self::set_checkpoint_interval(table.clone(), location).await;
+                Self::set_system_properties(table.clone(), location).await;
                 Ok(Some(table))
             }
             Err(DeltaTableError::NotATable(_)) => self
@@ -826,23 +848,25 @@ impl AttestationStore {
         }
     }
 
-    /// Gives a system table created before [`SYSTEM_CHECKPOINT_INTERVAL`] existed its interval:
-    /// one metadata commit, once. Best effort: a run that loses that commit to another run, or
-    /// cannot write it, attests all the same.
-    async fn set_checkpoint_interval(table: DeltaTable, location: &Location) {
-        let key = deltalake::TableProperty::CheckpointInterval.as_ref();
-        let set = table
-            .snapshot()
-            .is_ok_and(|s| s.metadata().configuration().contains_key(key));
-        if set {
+    /// Gives a system table created before [`system_properties`] existed the ones it lacks:
+    /// one metadata commit, once. A property already set (by an operator) is left as it is.
+    /// Best effort: a run that loses that commit to another run, or cannot write it, attests
+    /// all the same.
+    async fn set_system_properties(table: DeltaTable, location: &Location) {
+        let Ok(snapshot) = table.snapshot() else {
+            return;
+        };
+        let configuration = snapshot.metadata().configuration();
+        let missing: std::collections::HashMap<String, String> = system_properties()
+            .into_iter()
+            .filter(|(key, _)| !configuration.contains_key(key.as_ref()))
+            .map(|(key, value)| (key.as_ref().to_owned(), value.to_owned()))
+            .collect();
+        if missing.is_empty() {
             return;
         }
-        let properties = std::collections::HashMap::from([(
-            key.to_owned(),
-            SYSTEM_CHECKPOINT_INTERVAL.to_owned(),
-        )]);
-        if let Err(e) = table.set_tbl_properties().with_properties(properties).await {
-            tracing::warn!(table = %location.as_uri(), error = %e, "could not set delta.checkpointInterval");
+        if let Err(e) = table.set_tbl_properties().with_properties(missing).await {
+            tracing::warn!(table = %location.as_uri(), error = %e, "could not set the system table properties");
         }
     }
 
@@ -864,9 +888,10 @@ impl AttestationStore {
             .with_table_name(name)
             .with_comment(comment)
             .with_configuration_property(deltalake::TableProperty::AppendOnly, Some("true"))
-            .with_configuration_property(
-                deltalake::TableProperty::CheckpointInterval,
-                Some(SYSTEM_CHECKPOINT_INTERVAL),
+            .with_configuration(
+                system_properties()
+                    .into_iter()
+                    .map(|(key, value)| (key.as_ref().to_owned(), Some(value.to_owned()))),
             )
             .with_save_mode(SaveMode::ErrorIfExists)
             .await;
@@ -1201,11 +1226,19 @@ mod tests {
     }
 
     fn interval(t: &DeltaTable) -> Option<String> {
+        property(t, "delta.checkpointInterval")
+    }
+
+    fn retention(t: &DeltaTable) -> Option<String> {
+        property(t, "delta.deletedFileRetentionDuration")
+    }
+
+    fn property(t: &DeltaTable, key: &str) -> Option<String> {
         t.snapshot()
             .unwrap()
             .metadata()
             .configuration()
-            .get("delta.checkpointInterval")
+            .get(key)
             .cloned()
     }
 
@@ -1235,16 +1268,76 @@ mod tests {
             interval(&attestations).as_deref(),
             Some(SYSTEM_CHECKPOINT_INTERVAL)
         );
+        assert_eq!(
+            retention(&attestations).as_deref(),
+            Some(SYSTEM_DELETED_FILE_RETENTION)
+        );
         assert_eq!(attestations.version(), Some(0), "created with it");
         let upgraded = table(&files).await;
         assert_eq!(
             interval(&upgraded).as_deref(),
             Some(SYSTEM_CHECKPOINT_INTERVAL)
         );
+        assert_eq!(
+            retention(&upgraded).as_deref(),
+            Some(SYSTEM_DELETED_FILE_RETENTION)
+        );
         assert_eq!(upgraded.version(), Some(1), "one metadata commit");
 
         AttestationStore::create(warehouse, options).await.unwrap();
         assert_eq!(table(&files).await.version(), Some(1), "and only once");
+    }
+
+    /// A table that has the interval but not the retention (made by the previous version) gets
+    /// the retention alone; a retention an operator set is kept.
+    #[tokio::test]
+    async fn a_missing_retention_is_added_and_an_operators_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
+        let options = StorageOptions::default();
+        let (files, attestations) = (
+            warehouse.join(FILES_PATH).unwrap(),
+            warehouse.join(ATTESTATIONS_PATH).unwrap(),
+        );
+        for (location, rel, cols, own) in [
+            (&files, FILES_PATH, FILE_COLUMNS, None),
+            (
+                &attestations,
+                ATTESTATIONS_PATH,
+                ATTESTATION_COLUMNS,
+                Some("interval 2 days"),
+            ),
+        ] {
+            std::fs::create_dir_all(dir.path().join(rel)).unwrap();
+            location
+                .delta_table(&options)
+                .unwrap()
+                .create()
+                .with_columns(delta_fields(cols))
+                .with_configuration_property(
+                    deltalake::TableProperty::CheckpointInterval,
+                    Some(SYSTEM_CHECKPOINT_INTERVAL),
+                )
+                .with_configuration_property(
+                    deltalake::TableProperty::DeletedFileRetentionDuration,
+                    own,
+                )
+                .await
+                .unwrap();
+        }
+        AttestationStore::create(warehouse, options).await.unwrap();
+        let files = table(&files).await;
+        assert_eq!(
+            retention(&files).as_deref(),
+            Some(SYSTEM_DELETED_FILE_RETENTION)
+        );
+        assert_eq!(
+            interval(&files).as_deref(),
+            Some(SYSTEM_CHECKPOINT_INTERVAL)
+        );
+        let attestations = table(&attestations).await;
+        assert_eq!(retention(&attestations).as_deref(), Some("interval 2 days"));
+        assert_eq!(attestations.version(), Some(0), "nothing to add");
     }
 
     fn attestation_row(version: u64) -> AttestationRow {
@@ -1301,9 +1394,10 @@ mod tests {
             .unwrap()
             .create()
             .with_columns(delta_fields(old_cols))
-            .with_configuration_property(
-                deltalake::TableProperty::CheckpointInterval,
-                Some(SYSTEM_CHECKPOINT_INTERVAL),
+            .with_configuration(
+                system_properties()
+                    .into_iter()
+                    .map(|(key, value)| (key.as_ref().to_owned(), Some(value.to_owned()))),
             )
             .await
             .unwrap();
