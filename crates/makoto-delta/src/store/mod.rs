@@ -67,7 +67,8 @@ pub const SYSTEM_CHECKPOINT_INTERVAL: &str = "10";
 /// (a week by Delta's default); every run reads the newest checkpoint several times. Under
 /// `makoto serve` the system tables' checkpoints held 4,213 tombstones after 8 minutes
 /// (docs/performance.md (i)); an hour bounds them. It is also the shortest retention a
-/// VACUUM of a system table accepts (see docs/operations.md).
+/// VACUUM that enforces the table's retention (delta-rs's default) accepts on a system table
+/// (docs/operations.md).
 pub const SYSTEM_DELETED_FILE_RETENTION: &str = "interval 1 hours";
 
 /// The table properties every system table is created with, and given once if it lacks them.
@@ -429,6 +430,7 @@ impl AttestationStore {
 
     /// Opens the store, creating the system tables if they do not exist (attest, transform,
     /// recording Kafka windows).
+    ///
     /// The snapshots loaded here are kept, so the run that follows brings them forward rather
     /// than loading them again.
     pub async fn create(warehouse: Location, options: StorageOptions) -> Result<Self, Error> {
@@ -650,8 +652,8 @@ impl AttestationStore {
     }
 
     /// Loads the system table at `location`, adding columns it lacks, or creates it. Returns the
-    /// loaded table (possibly a version behind, when this run just set its checkpoint
-    /// interval); `None` when it was created.
+    /// loaded table (possibly a version behind, when this run just gave it its
+    /// [`system_properties`]); `None` when it was created.
     async fn ensure_table(
         &self,
         location: &Location,
