@@ -337,18 +337,25 @@ mod tests {
         (dir, prefix)
     }
 
+    /// `store`'s listing of `prefix` from `offset`, in ascending order.
+    async fn listed(
+        store: &dyn ObjectStore,
+        prefix: &Path,
+        offset: &Path,
+    ) -> Result<Vec<ObjectMeta>> {
+        let mut metas: Vec<_> = store
+            .list_with_offset(Some(prefix), offset)
+            .try_collect()
+            .await?;
+        metas.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(metas)
+    }
+
     async fn both(prefix: &Path, offset: &Path) -> (Vec<ObjectMeta>, Vec<ObjectMeta>) {
-        let ours: Vec<_> = LocalStore::new()
-            .list_with_offset(Some(prefix), offset)
-            .try_collect()
+        let ours = listed(&LocalStore::new(), prefix, offset).await.unwrap();
+        let theirs = listed(&LocalFileSystem::new(), prefix, offset)
             .await
             .unwrap();
-        let mut theirs: Vec<_> = LocalFileSystem::new()
-            .list_with_offset(Some(prefix), offset)
-            .try_collect()
-            .await
-            .unwrap();
-        theirs.sort_by(|a, b| a.location.cmp(&b.location));
         (ours, theirs)
     }
 
@@ -511,14 +518,8 @@ mod tests {
         let base = Path::from_filesystem_path(dir.path()).unwrap();
         let prefix = Path::parse(format!("{base}/{rel}")).unwrap();
         let offset = prefix.clone().join("0");
-        let ours: Result<Vec<_>> = LocalStore::new()
-            .list_with_offset(Some(&prefix), &offset)
-            .try_collect()
-            .await;
-        let theirs: Result<Vec<_>> = LocalFileSystem::new()
-            .list_with_offset(Some(&prefix), &offset)
-            .try_collect()
-            .await;
+        let ours = listed(&LocalStore::new(), &prefix, &offset).await;
+        let theirs = listed(&LocalFileSystem::new(), &prefix, &offset).await;
         assert_eq!((ours.is_err(), theirs.is_err()), (fails, fails));
         if !fails {
             assert_eq!((ours.unwrap().len(), theirs.unwrap().len()), (0, 0));

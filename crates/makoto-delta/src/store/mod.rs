@@ -85,6 +85,13 @@ fn system_properties() -> [(deltalake::TableProperty, &'static str); 2] {
     ]
 }
 
+/// [`system_properties`] as a table configuration (`CreateBuilder::with_configuration`).
+fn system_configuration() -> impl Iterator<Item = (String, Option<String>)> {
+    system_properties()
+        .into_iter()
+        .map(|(key, value)| (key.as_ref().to_owned(), Some(value.to_owned())))
+}
+
 /// Files smaller than [`SYSTEM_COMPACT_TARGET`] a system table may hold before the writing run
 /// compacts them. A scheduled run adds one or two small files; without compaction every
 /// later open, checkpoint and scan grows with the number of runs.
@@ -890,11 +897,7 @@ impl AttestationStore {
             .with_table_name(name)
             .with_comment(comment)
             .with_configuration_property(deltalake::TableProperty::AppendOnly, Some("true"))
-            .with_configuration(
-                system_properties()
-                    .into_iter()
-                    .map(|(key, value)| (key.as_ref().to_owned(), Some(value.to_owned()))),
-            )
+            .with_configuration(system_configuration())
             .with_save_mode(SaveMode::ErrorIfExists)
             .await;
         match created {
@@ -1227,6 +1230,27 @@ mod tests {
         t
     }
 
+    /// A system table at `rel` as an earlier makoto made it: `cols` and `configuration` only.
+    async fn an_earlier_table(
+        dir: &std::path::Path,
+        rel: &str,
+        cols: &[columns::Col],
+        configuration: impl IntoIterator<Item = (String, Option<String>)>,
+    ) -> DeltaTable {
+        std::fs::create_dir_all(dir.join(rel)).unwrap();
+        let warehouse = Location::create(dir.to_str().unwrap()).unwrap();
+        warehouse
+            .join(rel)
+            .unwrap()
+            .delta_table(&StorageOptions::default())
+            .unwrap()
+            .create()
+            .with_columns(delta_fields(cols))
+            .with_configuration(configuration)
+            .await
+            .unwrap()
+    }
+
     fn interval(t: &DeltaTable) -> Option<String> {
         property(t, "delta.checkpointInterval")
     }
@@ -1251,15 +1275,8 @@ mod tests {
         let options = StorageOptions::default();
         // The files table as earlier versions created it: no checkpoint interval.
         let files = warehouse.join(FILES_PATH).unwrap();
-        std::fs::create_dir_all(dir.path().join(FILES_PATH)).unwrap();
-        files
-            .delta_table(&options)
-            .unwrap()
-            .create()
-            .with_columns(delta_fields(FILE_COLUMNS))
-            .with_configuration_property(deltalake::TableProperty::AppendOnly, Some("true"))
-            .await
-            .unwrap();
+        let append_only = ("delta.appendOnly".to_owned(), Some("true".to_owned()));
+        an_earlier_table(dir.path(), FILES_PATH, FILE_COLUMNS, [append_only]).await;
         assert_eq!(interval(&table(&files).await), None);
 
         let store = AttestationStore::create(warehouse.clone(), options.clone())
@@ -1301,32 +1318,22 @@ mod tests {
             warehouse.join(FILES_PATH).unwrap(),
             warehouse.join(ATTESTATIONS_PATH).unwrap(),
         );
-        for (location, rel, cols, own) in [
-            (&files, FILES_PATH, FILE_COLUMNS, None),
-            (
-                &attestations,
-                ATTESTATIONS_PATH,
-                ATTESTATION_COLUMNS,
-                Some("interval 2 days"),
-            ),
-        ] {
-            std::fs::create_dir_all(dir.path().join(rel)).unwrap();
-            location
-                .delta_table(&options)
-                .unwrap()
-                .create()
-                .with_columns(delta_fields(cols))
-                .with_configuration_property(
-                    deltalake::TableProperty::CheckpointInterval,
-                    Some(SYSTEM_CHECKPOINT_INTERVAL),
-                )
-                .with_configuration_property(
-                    deltalake::TableProperty::DeletedFileRetentionDuration,
-                    own,
-                )
-                .await
-                .unwrap();
-        }
+        let every_ten = (
+            "delta.checkpointInterval".to_owned(),
+            Some(SYSTEM_CHECKPOINT_INTERVAL.to_owned()),
+        );
+        let own = (
+            "delta.deletedFileRetentionDuration".to_owned(),
+            Some("interval 2 days".to_owned()),
+        );
+        an_earlier_table(dir.path(), FILES_PATH, FILE_COLUMNS, [every_ten.clone()]).await;
+        an_earlier_table(
+            dir.path(),
+            ATTESTATIONS_PATH,
+            ATTESTATION_COLUMNS,
+            [every_ten, own],
+        )
+        .await;
         AttestationStore::create(warehouse, options).await.unwrap();
         let files = table(&files).await;
         assert_eq!(
@@ -1390,19 +1397,13 @@ mod tests {
         let old_cols = &ATTESTATION_COLUMNS[..ATTESTATION_COLUMNS.len() - 2];
         assert_eq!(old_cols.last().map(|c| c.name), Some("data_availability"));
         let location = warehouse.join(ATTESTATIONS_PATH).unwrap();
-        std::fs::create_dir_all(dir.path().join(ATTESTATIONS_PATH)).unwrap();
-        let created = location
-            .delta_table(&options)
-            .unwrap()
-            .create()
-            .with_columns(delta_fields(old_cols))
-            .with_configuration(
-                system_properties()
-                    .into_iter()
-                    .map(|(key, value)| (key.as_ref().to_owned(), Some(value.to_owned()))),
-            )
-            .await
-            .unwrap();
+        let created = an_earlier_table(
+            dir.path(),
+            ATTESTATIONS_PATH,
+            old_cols,
+            system_configuration(),
+        )
+        .await;
         let full = to_batch(&[attestation_row(0)]).unwrap();
         let old_batch = full
             .project(&(0..old_cols.len()).collect::<Vec<_>>())
@@ -1466,14 +1467,7 @@ mod tests {
         let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
         let options = StorageOptions::default();
         let location = warehouse.join(ATTESTATIONS_PATH).unwrap();
-        std::fs::create_dir_all(dir.path().join(ATTESTATIONS_PATH)).unwrap();
-        location
-            .delta_table(&options)
-            .unwrap()
-            .create()
-            .with_columns(delta_fields(&ATTESTATION_COLUMNS[..3]))
-            .await
-            .unwrap();
+        an_earlier_table(dir.path(), ATTESTATIONS_PATH, &ATTESTATION_COLUMNS[..3], []).await;
         let err = AttestationStore::create(warehouse, options)
             .await
             .err()
