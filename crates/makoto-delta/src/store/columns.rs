@@ -457,6 +457,38 @@ pub(crate) fn from_batch<R: SystemRow>(batch: &RecordBatch, store: &str) -> Resu
         .collect()
 }
 
+/// Which rows of `batch` (holding the `table_uri` column, and `version` when `key` names
+/// versions) belong to `key`: the row filter of [`super::lookup`].
+pub(crate) fn key_mask(
+    batch: &RecordBatch,
+    key: &super::lookup::RowKey,
+) -> Result<BooleanArray, String> {
+    let column = |name: &'static str, kind: Kind| {
+        Column::resolve(
+            batch,
+            &Col {
+                name,
+                kind,
+                nullable: false,
+                doc: "",
+            },
+        )
+    };
+    let uri = column("table_uri", Kind::Str)?;
+    let version = match &key.versions {
+        Some(versions) => Some((column("version", Kind::Long)?, versions)),
+        None => None,
+    };
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            let in_range = version.as_ref().is_none_or(|(column, versions)| {
+                column.long(row).is_some_and(|v| versions.contains(&v))
+            });
+            Some(uri.str(row) == Some(key.table_uri.as_str()) && in_range)
+        })
+        .collect())
+}
+
 /// `<table_uri>@v<version>`, a window id or a path: whichever the row has, for errors.
 fn label(cols: &[Col], columns: &[Column<'_>], row: usize) -> String {
     let get = |name: &str| {

@@ -3,6 +3,7 @@
 
 mod columns;
 mod group;
+mod lookup;
 mod rows;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::Error;
 use crate::location::{Location, StorageOptions};
 use crate::pages::PageStore;
 use columns::{SystemRow, delta_fields, to_batch};
+use lookup::RowKey;
 use makoto_core::Sha256Digest;
 use rows::{ATTESTATION_COLUMNS, FILE_COLUMNS, RUN_COLUMNS, VERIFICATION_COLUMNS, WINDOW_COLUMNS};
 
@@ -999,8 +1001,32 @@ impl AttestationStore {
             return Ok(Vec::new());
         }
         let table = self.load(store).await?;
-        self.rows(&table, col("table_uri").eq(lit(table_uri)), store)
-            .await
+        let key = RowKey {
+            table_uri: table_uri.to_owned(),
+            versions: None,
+        };
+        self.keyed_rows(&table, &key, store).await
+    }
+
+    /// The rows of `table` (the system table at `store`) that match `key`, unordered: read
+    /// straight from its Parquet files when the table is plain ([`lookup`]), else through
+    /// DataFusion.
+    async fn keyed_rows<R: SystemRow>(
+        &self,
+        table: &DeltaTable,
+        key: &RowKey,
+        store: &Location,
+    ) -> Result<Vec<R>, Error> {
+        if let Some(rows) = lookup::rows::<R>(table, &store.as_uri(), key).await? {
+            return Ok(rows);
+        }
+        let mut filter = col("table_uri").eq(lit(key.table_uri.clone()));
+        if let Some(versions) = &key.versions {
+            filter = filter
+                .and(col("version").gt_eq(lit(*versions.start())))
+                .and(col("version").lt_eq(lit(*versions.end())));
+        }
+        self.rows(table, filter, store).await
     }
 
     async fn rows<R: SystemRow>(
@@ -1024,11 +1050,13 @@ impl AttestationStore {
         table_uri: &str,
         version: u64,
     ) -> Result<Option<AttestationRow>, Error> {
-        let filter = col("table_uri")
-            .eq(lit(table_uri))
-            .and(col("version").eq(lit(version as i64)));
+        let version = i64::try_from(version).unwrap_or(i64::MAX);
+        let key = RowKey {
+            table_uri: table_uri.to_owned(),
+            versions: Some(version..=version),
+        };
         let mut rows = self
-            .rows::<AttestationRow>(table, filter, &self.attestations)
+            .keyed_rows::<AttestationRow>(table, &key, &self.attestations)
             .await?;
         match rows.len() {
             0 => Ok(None),
@@ -1043,9 +1071,12 @@ impl AttestationStore {
     /// All attestation rows of `table_uri`, ordered by version.
     pub async fn attestation_rows(&self, table_uri: &str) -> Result<Vec<AttestationRow>, Error> {
         let table = self.load_attestations().await?;
-        let filter = col("table_uri").eq(lit(table_uri));
+        let key = RowKey {
+            table_uri: table_uri.to_owned(),
+            versions: None,
+        };
         let mut rows = self
-            .rows::<AttestationRow>(&table, filter, &self.attestations)
+            .keyed_rows::<AttestationRow>(&table, &key, &self.attestations)
             .await?;
         rows.sort_by_key(|r| r.version);
         Ok(rows)
@@ -1066,11 +1097,12 @@ impl AttestationStore {
         from: u64,
         to: u64,
     ) -> Result<Vec<FileRow>, Error> {
-        let filter = col("table_uri")
-            .eq(lit(table_uri))
-            .and(col("version").gt_eq(lit(from as i64)))
-            .and(col("version").lt_eq(lit(to as i64)));
-        let mut rows = self.rows::<FileRow>(table, filter, &self.files).await?;
+        let bound = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let key = RowKey {
+            table_uri: table_uri.to_owned(),
+            versions: Some(bound(from)..=bound(to)),
+        };
+        let mut rows = self.keyed_rows::<FileRow>(table, &key, &self.files).await?;
         rows.sort_by_key(|r| (r.version, r.ordinal));
         Ok(rows)
     }
@@ -1758,6 +1790,148 @@ mod tests {
         );
     }
 
+    /// Rows read straight from the Parquet files are the rows DataFusion reads, for every
+    /// key, over small and compacted files; rows of other tables and versions are left out.
+    #[tokio::test]
+    async fn rows_read_from_the_files_are_the_rows_datafusion_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
+        let store = AttestationStore::create(warehouse, StorageOptions::default())
+            .await
+            .unwrap();
+        let runs = SYSTEM_COMPACT_AT as u64 + 7;
+        for v in 0..runs {
+            for uri in ["file:///t", "file:///u"] {
+                let t = store.load_files().await.unwrap();
+                let row = FileRow {
+                    table_uri: uri.into(),
+                    ..file_row(v)
+                };
+                store.append_files(t, &[row], uri, v, "run").await.unwrap();
+            }
+        }
+        let t = store.load_files().await.unwrap();
+        let last = runs as i64 - 1;
+        let keys = [
+            ("file:///t", Some(0..=0)),
+            ("file:///u", Some(3..=9)),
+            ("file:///t", Some(last..=last + 5)),
+            ("file:///u", Some(last + 1..=last + 3)),
+            ("file:///t", None),
+            ("file:///v", None),
+        ];
+        for (uri, versions) in keys {
+            let expected: Vec<u64> = (0..runs)
+                .filter(|_| uri != "file:///v")
+                .filter(|v| versions.as_ref().is_none_or(|r| r.contains(&(*v as i64))))
+                .collect();
+            read_directly_as_queried(&store, &t, uri, versions, &expected).await;
+        }
+    }
+
+    /// Asserts that the file rows of `uri` at `versions` read straight from the files are
+    /// those DataFusion reads, and are the rows of the `expected` versions.
+    async fn read_directly_as_queried(
+        store: &AttestationStore,
+        t: &DeltaTable,
+        uri: &str,
+        versions: Option<std::ops::RangeInclusive<i64>>,
+        expected: &[u64],
+    ) {
+        let key = RowKey {
+            table_uri: uri.into(),
+            versions: versions.clone(),
+        };
+        let by_version = |rows: &mut Vec<FileRow>| rows.sort_by_key(|r| r.version);
+        let mut direct: Vec<FileRow> = lookup::rows(t, "files", &key)
+            .await
+            .unwrap()
+            .expect("a system table is plain");
+        let mut filter = col("table_uri").eq(lit(uri));
+        if let Some(v) = &versions {
+            filter = filter
+                .and(col("version").gt_eq(lit(*v.start())))
+                .and(col("version").lt_eq(lit(*v.end())));
+        }
+        let mut queried: Vec<FileRow> = store.rows(t, filter, &store.files).await.unwrap();
+        by_version(&mut direct);
+        by_version(&mut queried);
+        assert_eq!(direct, queried, "{uri} {versions:?}");
+        let got: Vec<u64> = direct.iter().map(|r| r.version).collect();
+        assert_eq!(got, expected, "{uri} {versions:?}");
+        assert!(direct.iter().all(|r| r.table_uri == uri));
+    }
+
+    /// A data file of a system table that is gone is a storage error naming it; one that is
+    /// not Parquet says the store is corrupt, naming it too.
+    #[tokio::test]
+    async fn an_unreadable_system_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_file_rows(dir.path(), 0..2).await;
+        let t = store.load_files().await.unwrap();
+        let files: Vec<String> = t
+            .snapshot()
+            .unwrap()
+            .log_data()
+            .iter()
+            .map(|f| f.path().to_string())
+            .collect();
+        let on_disk = |f: &str| dir.path().join("system/makoto/files").join(f);
+        let size = std::fs::metadata(on_disk(&files[0])).unwrap().len();
+        std::fs::write(on_disk(&files[0]), vec![7u8; size as usize]).unwrap();
+        std::fs::remove_file(on_disk(&files[1])).unwrap();
+        let err = store.file_rows(&t, "file:///t", 0, 1).await.unwrap_err();
+        let named = files.iter().any(|f| err.to_string().contains(f.as_str()));
+        assert!(named, "{err}");
+        match err {
+            Error::Storage { .. } | Error::StoreCorrupt { .. } => {}
+            other => panic!("{other}"),
+        }
+        // Each version's row is in its own file: one read fails on the garbled file, the
+        // other on the missing one.
+        let mut errors = Vec::new();
+        for version in 0..2 {
+            errors.push(
+                store
+                    .file_rows(&t, "file:///t", version, version)
+                    .await
+                    .unwrap_err(),
+            );
+        }
+        let garbled = errors
+            .iter()
+            .find(|e| matches!(e, Error::StoreCorrupt { .. }));
+        let missing = errors.iter().find(|e| matches!(e, Error::Storage { .. }));
+        assert!(garbled.is_some_and(|e| e.to_string().contains(files[0].as_str())));
+        assert!(missing.is_some_and(|e| e.to_string().contains(files[1].as_str())));
+    }
+
+    /// A table that is not plain Parquet under a reader-version-1 protocol (here: partitioned)
+    /// is left to DataFusion.
+    #[tokio::test]
+    async fn a_partitioned_table_is_not_read_directly() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::create(dir.path().to_str().unwrap()).unwrap();
+        let table = location
+            .delta_table(&StorageOptions::default())
+            .unwrap()
+            .create()
+            .with_columns(delta_fields(rows::FILE_COLUMNS))
+            .with_partition_columns(["table_uri"])
+            .await
+            .unwrap();
+        let key = RowKey {
+            table_uri: "file:///t".into(),
+            versions: None,
+        };
+        assert!(
+            lookup::rows::<FileRow>(&table, "files", &key)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
     /// Compacted files are written in row groups of about [`SYSTEM_ROW_GROUP_BYTES`], so whoever
     /// reads one back (the next compaction, a query) holds a row group at a time, not the file.
     #[tokio::test]
@@ -1801,6 +1975,17 @@ mod tests {
                 bytes <= 2 * SYSTEM_ROW_GROUP_BYTES,
                 "a row group of {bytes} bytes"
             );
+        }
+        // Rows are found in whichever row group holds them, and across two.
+        let last = 2 * per_append - 1;
+        for (from, to) in [
+            (0, 0),
+            (per_append - 2, per_append + 1),
+            (last - 3, last + 3),
+        ] {
+            let expected: Vec<u64> = (from..=to.min(last)).collect();
+            let versions = Some(from as i64..=to as i64);
+            read_directly_as_queried(&store, &t, "file:///t", versions, &expected).await;
         }
     }
 
