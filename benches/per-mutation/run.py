@@ -3,9 +3,13 @@ Python `deltalake`, and `makoto attest` run after every append into one warehous
 wall time of each attest run, then medians over windows of runs, so the trend over the life of a
 warehouse shows.
 
-    python benches/per-mutation/run.py MAKOTO_BINARY DIR RUNS [WINDOW]
+    python benches/per-mutation/run.py MAKOTO_BINARY[,MAKOTO_BINARY...] DIR RUNS [WINDOW]
 
-DIR gets the table, a key pair and the warehouse (all recreated). Needs `deltalake` and
+With several binaries (comma-separated) each gets its own table and warehouse under DIR, and
+their runs are interleaved (append and attest with the first, then with the second, ...), so a
+comparison is not skewed by the load of a shared machine changing between two series.
+
+DIR gets the tables, a key pair and the warehouses (all recreated). Needs `deltalake` and
 `pyarrow` in the Python that runs it.
 """
 
@@ -21,35 +25,45 @@ from deltalake import write_deltalake
 
 
 def main() -> None:
-    binary, root, runs = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    binaries, root, runs = sys.argv[1].split(","), Path(sys.argv[2]), int(sys.argv[3])
     window = int(sys.argv[4]) if len(sys.argv) > 4 else 20
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    table, warehouse = root / "t", root / "wh"
-    subprocess.run([binary, "keygen", str(root / "k")], check=True, capture_output=True)
-    times, appends = [], []
+    subprocess.run([binaries[0], "keygen", str(root / "k")], check=True, capture_output=True)
+    dirs = [root / (f"b{i}" if len(binaries) > 1 else "") for i in range(len(binaries))]
+    times = [[] for _ in binaries]
+    appends = [[] for _ in binaries]
     for i in range(runs):
-        batch = pa.table({"id": [i], "v": [f"row {i}"]})
-        s = time.perf_counter()
-        write_deltalake(str(table), batch, mode="append")
-        appends.append(time.perf_counter() - s)
-        s = time.perf_counter()
-        subprocess.run(
-            [binary, "attest", str(table), "--warehouse", str(warehouse), "--key",
-             str(root / "k.key"), "--json"],
-            check=True, capture_output=True,
-        )
-        times.append(time.perf_counter() - s)
+        for b, binary in enumerate(binaries):
+            table, warehouse = dirs[b] / "t", dirs[b] / "wh"
+            batch = pa.table({"id": [i], "v": [f"row {i}"]})
+            s = time.perf_counter()
+            write_deltalake(str(table), batch, mode="append")
+            appends[b].append(time.perf_counter() - s)
+            s = time.perf_counter()
+            subprocess.run(
+                [binary, "attest", str(table), "--warehouse", str(warehouse), "--key",
+                 str(root / "k.key"), "--json"],
+                check=True, capture_output=True,
+            )
+            times[b].append(time.perf_counter() - s)
     print(f"runs {runs}, window {window}: median attest ms (median append ms)")
+    print(" " * 20 + "".join(f"{Path(b).name:>24}" for b in binaries))
     for a in range(0, runs, window):
-        w, p = times[a:a + window], appends[a:a + window]
-        print(f"runs {a + 1:>6}-{a + len(w):<6} {statistics.median(w) * 1000:7.1f} ms"
-              f"  ({statistics.median(p) * 1000:5.1f} ms)")
-    files = {d: sum(1 for _ in (warehouse / "system/makoto" / d).rglob("*.parquet"))
-             for d in ("attestations", "files")}
-    logs = {d: sum(1 for _ in (warehouse / "system/makoto" / d / "_delta_log").glob("*"))
-            for d in ("attestations", "files")}
-    print(f"system tables: parquet files {files}, _delta_log entries {logs}")
+        cells = []
+        for b in range(len(binaries)):
+            w, p = times[b][a:a + window], appends[b][a:a + window]
+            cells.append(f"{statistics.median(w) * 1000:7.1f} ms ({statistics.median(p) * 1000:5.1f} ms)")
+        last = min(a + window, runs)
+        print(f"runs {a + 1:>6}-{last:<6}  " + "".join(f"{c:>24}" for c in cells))
+    for b, d in enumerate(dirs):
+        warehouse = d / "wh"
+        files = {t: sum(1 for _ in (warehouse / "system/makoto" / t).rglob("*.parquet"))
+                 for t in ("attestations", "files")}
+        logs = {t: sum(1 for _ in (warehouse / "system/makoto" / t / "_delta_log").glob("*"))
+                for t in ("attestations", "files")}
+        print(f"{Path(binaries[b]).name}: system tables: parquet files {files}, "
+              f"_delta_log entries {logs}")
 
 
 if __name__ == "__main__":
