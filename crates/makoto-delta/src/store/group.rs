@@ -31,6 +31,8 @@ pub(super) struct Pending {
     pub txn: Transaction,
     /// The `txn` version of `txn.app_id` the run read (`None`: none yet).
     pub expected: Option<i64>,
+    /// The snapshot the run read `expected` from.
+    pub read_at: DeltaTable,
     pub run_id: String,
     pub reply: tokio::sync::oneshot::Sender<Result<Committed, String>>,
 }
@@ -99,22 +101,38 @@ where
     L: Fn() -> LF,
     LF: std::future::Future<Output = Result<DeltaTable, String>>,
 {
-    for _ in 0..GROUP_ATTEMPTS {
-        let table = match snapshot().await {
-            Ok(t) => t,
-            Err(e) => {
-                answer_all(group, Err(e));
-                return None;
-            }
+    for attempt in 0..GROUP_ATTEMPTS {
+        // A lone member is first committed from the snapshot it read its `txn` from: Delta's
+        // conflict check covers whatever was committed since, and a conflict sends it round
+        // again from the newest snapshot. That saves loading the table once more per append.
+        let lone = match group.as_slice() {
+            [only] if attempt == 0 => Some(only.read_at.clone()),
+            _ => None,
         };
-        let (keep, refused) = match admit(&table, group).await {
-            Ok(split) => split,
-            Err((members, e)) => {
-                answer_all(members, Err(e));
-                return None;
-            }
+        let from_own_snapshot = lone.is_some();
+        let table = match lone {
+            Some(t) => t,
+            None => match snapshot().await {
+                Ok(t) => t,
+                Err(e) => {
+                    answer_all(group, Err(e));
+                    return None;
+                }
+            },
         };
-        answer_all(refused, Ok(AppendOutcome::Conflict));
+        let keep = if from_own_snapshot {
+            group
+        } else {
+            let (keep, refused) = match admit(&table, group).await {
+                Ok(split) => split,
+                Err((members, e)) => {
+                    answer_all(members, Err(e));
+                    return None;
+                }
+            };
+            answer_all(refused, Ok(AppendOutcome::Conflict));
+            keep
+        };
         if keep.is_empty() {
             return None;
         }
@@ -151,6 +169,12 @@ where
                 source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
             }) => {
                 // Another writer moved one of the ids after the snapshot: check again.
+                group = keep;
+            }
+            Err(DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(_),
+            }) if from_own_snapshot => {
+                // Say the metadata changed since the run read the table: again from the newest.
                 group = keep;
             }
             Err(e) => {

@@ -261,10 +261,9 @@ fn group_may_hold(
 ) -> bool {
     let statistics = |at: usize| group.columns().get(at).and_then(|c| c.statistics());
     let (uri_min, uri_max) = match statistics(uri_at) {
-        Some(Statistics::ByteArray(s)) => (
-            s.min_opt().map(|v| v.data()),
-            s.max_opt().map(|v| v.data()),
-        ),
+        Some(Statistics::ByteArray(s)) => {
+            (s.min_opt().map(|v| v.data()), s.max_opt().map(|v| v.data()))
+        }
         _ => (None, None),
     };
     let versions = match version_at.and_then(statistics) {

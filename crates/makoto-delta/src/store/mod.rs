@@ -1142,6 +1142,7 @@ impl AttestationStore {
             batch,
             txn,
             expected,
+            read_at: table,
             run_id: run_id.to_owned(),
             reply,
         };
@@ -1622,12 +1623,14 @@ mod tests {
             ("file:///t0", Some(0), 1),
         ];
         let (mut group, mut answers) = (Vec::new(), Vec::new());
+        let read_at = store.load_attestations().await.unwrap();
         for (uri, expected, version) in members {
             let (reply, rx) = tokio::sync::oneshot::channel();
             group.push(group::Pending {
                 batch: to_batch(&[row(uri, version)]).unwrap(),
                 txn: Transaction::new(attestations_app_id(uri), version as i64),
                 expected,
+                read_at: read_at.clone(),
                 run_id: "r".into(),
                 reply,
             });
@@ -1788,6 +1791,65 @@ mod tests {
                 .unwrap(),
             Some(runs - 1)
         );
+    }
+
+    /// A lone append is committed from the snapshot its run read: a commit of another table's
+    /// `txn` since then does not stop it, one of its own makes it a conflict (and nothing is
+    /// written twice).
+    #[tokio::test]
+    async fn a_lone_append_from_an_older_snapshot_conflicts_only_on_its_own_txn() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || async {
+            let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
+            AttestationStore::create(warehouse, StorageOptions::default())
+                .await
+                .unwrap()
+        };
+        let (ours, theirs) = (open().await, open().await);
+        async fn append(
+            store: &AttestationStore,
+            t: DeltaTable,
+            uri: &str,
+            v: u64,
+        ) -> AppendOutcome {
+            let row = AttestationRow {
+                table_uri: uri.to_owned(),
+                ..attestation_row(v)
+            };
+            store
+                .append_attestations(t, &[row], uri, v, "run")
+                .await
+                .unwrap()
+        }
+        let before = ours.load_attestations().await.unwrap();
+        let other = append(
+            &theirs,
+            theirs.load_attestations().await.unwrap(),
+            "file:///u",
+            0,
+        );
+        assert!(matches!(other.await, AppendOutcome::Committed { .. }));
+        let outcome = append(&ours, before, "file:///t", 0).await;
+        assert!(
+            matches!(outcome, AppendOutcome::Committed { .. }),
+            "{outcome:?}"
+        );
+
+        let before = ours.load_attestations().await.unwrap();
+        let same = append(
+            &theirs,
+            theirs.load_attestations().await.unwrap(),
+            "file:///t",
+            1,
+        );
+        assert!(matches!(same.await, AppendOutcome::Committed { .. }));
+        let outcome = append(&ours, before, "file:///t", 1).await;
+        assert_eq!(outcome, AppendOutcome::Conflict);
+        let versions: Vec<u64> = (ours.attestation_rows("file:///t").await.unwrap())
+            .iter()
+            .map(|r| r.version)
+            .collect();
+        assert_eq!(versions, [0, 1]);
     }
 
     /// Rows read straight from the Parquet files are the rows DataFusion reads, for every
