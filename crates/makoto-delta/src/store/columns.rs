@@ -457,6 +457,24 @@ pub(crate) fn from_batch<R: SystemRow>(batch: &RecordBatch, store: &str) -> Resu
         .collect()
 }
 
+/// Whether batches of `schema` are read by [`from_batch`] as they are: each declared column
+/// they hold is stored as a type of its kind (absent columns are read as null, or rejected
+/// when required).
+pub(crate) fn reads_as_is(schema: &Schema, cols: &[Col]) -> bool {
+    cols.iter().all(|c| match schema.field_with_name(c.name) {
+        Err(_) => true,
+        Ok(field) => matches!(
+            (c.kind, field.data_type()),
+            (
+                Kind::Str,
+                ArrowType::Utf8 | ArrowType::Utf8View | ArrowType::LargeUtf8
+            ) | (Kind::Long, ArrowType::Int64)
+                | (Kind::Bool, ArrowType::Boolean)
+                | (Kind::Ts, ArrowType::Timestamp(TimeUnit::Microsecond, _))
+        ),
+    })
+}
+
 /// Which rows of `batch` (holding the `table_uri` column, and `version` when `key` names
 /// versions) belong to `key`: the row filter of [`super::lookup`].
 pub(crate) fn key_mask(
@@ -646,6 +664,49 @@ mod tests {
             kind: ChangeKind::Cdc,
             count: None,
         }
+    }
+
+    /// Batches of the declared schema, or with columns missing, are read as they are; a column
+    /// stored as another type (timestamps in nanoseconds, a number as text) is not.
+    #[test]
+    fn only_declared_types_are_read_as_they_are() {
+        let declared = arrow_schema(TEST_COLUMNS);
+        assert!(reads_as_is(&declared, TEST_COLUMNS));
+        let with = |name: &str, data_type: ArrowType| {
+            let fields: Vec<Field> = declared
+                .fields()
+                .iter()
+                .map(|f| match f.name() == name {
+                    true => Field::new(name, data_type.clone(), f.is_nullable()),
+                    false => f.as_ref().clone(),
+                })
+                .collect();
+            Schema::new(fields)
+        };
+        let fewer = Schema::new(
+            declared
+                .fields()
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        assert!(reads_as_is(&fewer, TEST_COLUMNS));
+        assert!(reads_as_is(
+            &with("table_uri", ArrowType::Utf8View),
+            TEST_COLUMNS
+        ));
+        assert!(reads_as_is(
+            &with("seen", ArrowType::Timestamp(TimeUnit::Microsecond, None)),
+            TEST_COLUMNS
+        ));
+        let nanos = ArrowType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+        assert!(!reads_as_is(&with("seen", nanos), TEST_COLUMNS));
+        assert!(!reads_as_is(
+            &with("version", ArrowType::Utf8),
+            TEST_COLUMNS
+        ));
+        assert!(!reads_as_is(&with("flag", ArrowType::Int32), TEST_COLUMNS));
     }
 
     #[test]

@@ -1968,20 +1968,28 @@ mod tests {
         assert!(missing.is_some_and(|e| e.to_string().contains(files[1].as_str())));
     }
 
-    /// A table that is not plain Parquet under a reader-version-1 protocol (here: partitioned)
-    /// is left to DataFusion.
+    /// A table that is not plain Parquet under a reader-version-1 protocol (partitioned, or
+    /// with deletion vectors) is left to DataFusion.
+    #[rstest::rstest]
+    #[case::partitioned(&["table_uri"], None)]
+    #[case::deletion_vectors(&[], Some("delta.enableDeletionVectors"))]
     #[tokio::test]
-    async fn a_partitioned_table_is_not_read_directly() {
+    async fn a_table_that_is_not_plain_is_not_read_directly(
+        #[case] partitions: &[&str],
+        #[case] property: Option<&str>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let location = Location::create(dir.path().to_str().unwrap()).unwrap();
-        let table = location
+        let mut create = location
             .delta_table(&StorageOptions::default())
             .unwrap()
             .create()
             .with_columns(delta_fields(rows::FILE_COLUMNS))
-            .with_partition_columns(["table_uri"])
-            .await
-            .unwrap();
+            .with_partition_columns(partitions.iter().copied());
+        if let Some(p) = property {
+            create = create.with_configuration([(p, Some("true"))]);
+        }
+        let table = create.await.unwrap();
         let key = RowKey {
             table_uri: "file:///t".into(),
             versions: None,
