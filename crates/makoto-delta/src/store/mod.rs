@@ -1530,12 +1530,17 @@ mod tests {
         dir: &std::path::Path,
         versions: std::ops::Range<u64>,
     ) -> AttestationStore {
-        let warehouse = Location::create(dir.to_str().unwrap()).unwrap();
-        let store = AttestationStore::create(warehouse, StorageOptions::default())
-            .await
-            .unwrap();
+        let store = open_store(dir).await;
         append_file_rows(&store, versions).await;
         store
+    }
+
+    /// The store of a warehouse in `dir`, its system tables created when missing.
+    async fn open_store(dir: &std::path::Path) -> AttestationStore {
+        let warehouse = Location::create(dir.to_str().unwrap()).unwrap();
+        AttestationStore::create(warehouse, StorageOptions::default())
+            .await
+            .unwrap()
     }
 
     async fn append_file_rows(store: &AttestationStore, versions: std::ops::Range<u64>) {
@@ -1558,13 +1563,7 @@ mod tests {
     #[tokio::test]
     async fn a_kept_snapshot_sees_later_commits_of_other_writers() {
         let dir = tempfile::tempdir().unwrap();
-        let open = || async {
-            let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
-            AttestationStore::create(warehouse, StorageOptions::default())
-                .await
-                .unwrap()
-        };
-        let (ours, theirs) = (open().await, open().await);
+        let (ours, theirs) = (open_store(dir.path()).await, open_store(dir.path()).await);
         let app = attestations_app_id("file:///t");
         let stale = ours.load_attestations().await.unwrap();
         assert_eq!(
@@ -1599,10 +1598,7 @@ mod tests {
     #[tokio::test]
     async fn a_group_commit_admits_each_current_txn_once_in_one_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
-        let store = AttestationStore::create(warehouse, StorageOptions::default())
-            .await
-            .unwrap();
+        let store = open_store(dir.path()).await;
         let row = |uri: &str, version: u64| AttestationRow {
             table_uri: uri.to_owned(),
             ..attestation_row(version)
@@ -1676,10 +1672,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_appends_through_one_handle_each_land_once() {
         let dir = tempfile::tempdir().unwrap();
-        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
-        let store = AttestationStore::create(warehouse, StorageOptions::default())
-            .await
-            .unwrap();
+        let store = open_store(dir.path()).await;
         let before = store.load_attestations().await.unwrap().version().unwrap();
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..24 {
@@ -1764,10 +1757,7 @@ mod tests {
     #[tokio::test]
     async fn small_files_are_compacted_and_every_row_and_txn_survives() {
         let dir = tempfile::tempdir().unwrap();
-        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
-        let store = AttestationStore::create(warehouse, StorageOptions::default())
-            .await
-            .unwrap();
+        let store = open_store(dir.path()).await;
         let small = |t: &DeltaTable| t.snapshot().unwrap().log_data().num_files();
         let runs = SYSTEM_COMPACT_AT as u64 + 5;
         let mut most = 0;
@@ -1799,13 +1789,7 @@ mod tests {
     #[tokio::test]
     async fn a_lone_append_from_an_older_snapshot_conflicts_only_on_its_own_txn() {
         let dir = tempfile::tempdir().unwrap();
-        let open = || async {
-            let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
-            AttestationStore::create(warehouse, StorageOptions::default())
-                .await
-                .unwrap()
-        };
-        let (ours, theirs) = (open().await, open().await);
+        let (ours, theirs) = (open_store(dir.path()).await, open_store(dir.path()).await);
         async fn append(
             store: &AttestationStore,
             t: DeltaTable,
@@ -1857,10 +1841,7 @@ mod tests {
     #[tokio::test]
     async fn rows_read_from_the_files_are_the_rows_datafusion_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let warehouse = Location::create(dir.path().to_str().unwrap()).unwrap();
-        let store = AttestationStore::create(warehouse, StorageOptions::default())
-            .await
-            .unwrap();
+        let store = open_store(dir.path()).await;
         let runs = SYSTEM_COMPACT_AT as u64 + 7;
         for v in 0..runs {
             for uri in ["file:///t", "file:///u"] {
