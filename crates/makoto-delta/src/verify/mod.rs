@@ -295,6 +295,15 @@ pub struct Verifier<'a> {
 /// The delta-rs cross-check in flight; stopped when the verification ends without it.
 struct CrossCheck(tokio::task::JoinHandle<Result<readers::ReaderSees, String>>);
 
+impl CrossCheck {
+    /// Waits for it to end, whatever it found. A verification that fails while delta-rs is
+    /// opening the table waits for it: the runtime shutting down under it would make the
+    /// kernel's engine panic on its way out.
+    async fn settle(mut self) {
+        let _ = (&mut self.0).await;
+    }
+}
+
 impl Drop for CrossCheck {
     fn drop(&mut self) {
         self.0.abort();
@@ -367,11 +376,6 @@ impl<'a> Verifier<'a> {
     /// Runs the verification. An `Err` means it could not be done (exit code 2); findings,
     /// however serious, are in the report.
     pub async fn run(&self) -> Result<VerifyReport, Error> {
-        let clock = std::time::Instant::now();
-        let phase = |name: &str| {
-            let elapsed_ms = clock.elapsed().as_millis() as u64;
-            tracing::debug!(phase = name, elapsed_ms, "verify phase done");
-        };
         let uri = self.source.uri().to_owned();
         let log = self.source.list_log(0).await?;
         let latest = log
@@ -379,12 +383,36 @@ impl<'a> Verifier<'a> {
             .ok_or_else(|| Error::NotADeltaTable { table: uri.clone() })?;
         // delta-rs opens the table from the start, beside everything else, when the version
         // is known before the attestations are read.
-        let early_cross_check = match self.options.at {
+        let mut cross_check = match self.options.at {
             VersionSpec::Latest => Some(latest),
             VersionSpec::Version(v) if v <= latest => Some(v),
             _ => None,
         }
         .map(|t| (t, self.start_cross_check(&log, t)));
+        let outcome = self.phases(uri, log, latest, &mut cross_check).await;
+        if outcome.is_err()
+            && let Some((_, Some(in_flight))) = cross_check
+        {
+            in_flight.settle().await;
+        }
+        outcome
+    }
+
+    /// The phases of [`Self::run`]. `cross_check` is the delta-rs open in flight for the
+    /// version it names; one started here for another version is kept there too, so that
+    /// `run` can let it finish when a phase fails.
+    async fn phases(
+        &self,
+        uri: String,
+        log: crate::log::LogFiles,
+        latest: u64,
+        cross_check: &mut Option<(u64, Option<CrossCheck>)>,
+    ) -> Result<VerifyReport, Error> {
+        let clock = std::time::Instant::now();
+        let phase = |name: &str| {
+            let elapsed_ms = clock.elapsed().as_millis() as u64;
+            tracing::debug!(phase = name, elapsed_ms, "verify phase done");
+        };
         let mut findings: Vec<Finding> = log
             .errors()
             .iter()
@@ -396,10 +424,9 @@ impl<'a> Verifier<'a> {
         let changes = self.file_changes(&uri, &scope, &mut findings).await?;
         phase("file rows");
         let target = scope.target;
-        let cross_check = match early_cross_check {
-            Some((t, handle)) if t == target => handle,
-            _ => self.start_cross_check(&log, target),
-        };
+        if cross_check.as_ref().is_none_or(|(t, _)| *t != target) {
+            *cross_check = Some((target, self.start_cross_check(&log, target)));
+        }
         let mut walked = walk::walk(
             walk::WalkInput {
                 source: self.source,
@@ -449,8 +476,9 @@ impl<'a> Verifier<'a> {
             windows_timestamped = w.timestamped;
         }
         phase("deep+windows");
+        let in_flight = cross_check.take().and_then(|(_, c)| c);
         let cross_checked = self
-            .end_cross_check(cross_check, &walked, target, &mut findings)
+            .end_cross_check(in_flight, &walked, target, &mut findings)
             .await;
         phase("cross-check");
         let checked = Checked {
