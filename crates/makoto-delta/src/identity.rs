@@ -53,19 +53,22 @@ pub async fn resolve(
     source: SourceTable,
     store: &AttestationStore,
 ) -> Result<(SourceTable, Identity), Error> {
-    if !store.attestation_rows(source.uri()).await?.is_empty() {
+    if store.attestation_count(source.uri()).await? > 0 {
         return Ok((source, Identity::Own));
     }
     let Some(table_id) = table_id(&source).await? else {
         return Ok((source, Identity::Unattested { table_id: None }));
     };
     let mut uris: Vec<String> = store
-        .all_attestation_rows()
-        .await?
-        .into_iter()
-        .filter(|r| r.table_id == table_id)
-        .map(|r| r.table_uri)
-        .collect();
+        .all_attestation_rows_each(|rows| {
+            let mut uris: Vec<String> = (rows.into_iter())
+                .filter(|r| r.table_id == table_id)
+                .map(|r| r.table_uri)
+                .collect();
+            uris.dedup();
+            uris
+        })
+        .await?;
     uris.sort();
     uris.dedup();
     match uris.len() {

@@ -1017,7 +1017,19 @@ impl AttestationStore {
         key: &RowKey,
         store: &Location,
     ) -> Result<Vec<R>, Error> {
-        if let Some(rows) = lookup::rows::<R>(table, &store.as_uri(), key).await? {
+        self.keyed_rows_each(table, key, store, |rows| rows).await
+    }
+
+    /// [`Self::keyed_rows`], passed through `each` a data file (or a DataFusion batch) at a
+    /// time, so that only what `each` keeps of them is held together.
+    async fn keyed_rows_each<R: SystemRow, T>(
+        &self,
+        table: &DeltaTable,
+        key: &RowKey,
+        store: &Location,
+        mut each: impl FnMut(Vec<R>) -> Vec<T>,
+    ) -> Result<Vec<T>, Error> {
+        if let Some(rows) = lookup::rows::<R, T>(table, &store.as_uri(), key, &mut each).await? {
             return Ok(rows);
         }
         let mut filter = col("table_uri").eq(lit(key.table_uri.clone()));
@@ -1026,21 +1038,22 @@ impl AttestationStore {
                 .and(col("version").gt_eq(lit(*versions.start())))
                 .and(col("version").lt_eq(lit(*versions.end())));
         }
-        self.rows(table, filter, store).await
+        self.rows_each(table, filter, store, each).await
     }
 
-    async fn rows<R: SystemRow>(
+    async fn rows_each<R: SystemRow, T>(
         &self,
         table: &DeltaTable,
         filter: datafusion::prelude::Expr,
         store: &Location,
-    ) -> Result<Vec<R>, Error> {
+        mut each: impl FnMut(Vec<R>) -> Vec<T>,
+    ) -> Result<Vec<T>, Error> {
         let store = store.as_uri();
-        let mut rows = Vec::new();
+        let mut out = Vec::new();
         for b in self.query(table, filter).await? {
-            rows.extend(columns::from_batch::<R>(&b, &store)?);
+            out.extend(each(columns::from_batch::<R>(&b, &store)?));
         }
-        Ok(rows)
+        Ok(out)
     }
 
     /// The attestation row of `table_uri` at `version`, from an already loaded table.
@@ -1070,22 +1083,63 @@ impl AttestationStore {
 
     /// All attestation rows of `table_uri`, ordered by version.
     pub async fn attestation_rows(&self, table_uri: &str) -> Result<Vec<AttestationRow>, Error> {
+        let mut rows = self.attestation_rows_each(table_uri, |rows| rows).await?;
+        rows.sort_by_key(|r| r.version);
+        Ok(rows)
+    }
+
+    /// The attestation rows of `table_uri`, unordered, passed through `each` a data file at a
+    /// time: what `each` keeps is returned. A long history's rows (their envelopes are most
+    /// of their size) are then never all held at once.
+    pub async fn attestation_rows_each<T>(
+        &self,
+        table_uri: &str,
+        each: impl FnMut(Vec<AttestationRow>) -> Vec<T>,
+    ) -> Result<Vec<T>, Error> {
         let table = self.load_attestations().await?;
         let key = RowKey {
             table_uri: table_uri.to_owned(),
             versions: None,
         };
-        let mut rows = self
-            .keyed_rows::<AttestationRow>(&table, &key, &self.attestations)
+        self.keyed_rows_each(&table, &key, &self.attestations, each)
+            .await
+    }
+
+    /// How many attestation rows `table_uri` has, read from the key column alone when the
+    /// attestations table is plain ([`lookup`]).
+    pub async fn attestation_count(&self, table_uri: &str) -> Result<u64, Error> {
+        let table = self.load_attestations().await?;
+        let key = RowKey {
+            table_uri: table_uri.to_owned(),
+            versions: None,
+        };
+        let store = self.attestations.as_uri();
+        if let Some(n) = lookup::count::<AttestationRow>(&table, &store, &key).await? {
+            return Ok(n);
+        }
+        let rows = self
+            .rows_each(
+                &table,
+                col("table_uri").eq(lit(key.table_uri)),
+                &self.attestations,
+                |rows: Vec<AttestationRow>| vec![rows.len() as u64],
+            )
             .await?;
-        rows.sort_by_key(|r| r.version);
-        Ok(rows)
+        Ok(rows.iter().sum())
     }
 
     /// Every attestation row of every table.
     pub async fn all_attestation_rows(&self) -> Result<Vec<AttestationRow>, Error> {
+        self.all_attestation_rows_each(|rows| rows).await
+    }
+
+    /// Every attestation row of every table, passed through `each` a batch at a time.
+    pub async fn all_attestation_rows_each<T>(
+        &self,
+        each: impl FnMut(Vec<AttestationRow>) -> Vec<T>,
+    ) -> Result<Vec<T>, Error> {
         let table = self.load_attestations().await?;
-        self.rows::<AttestationRow>(&table, datafusion::prelude::lit(true), &self.attestations)
+        self.rows_each(&table, lit(true), &self.attestations, each)
             .await
     }
 
@@ -1659,6 +1713,8 @@ mod tests {
                 versions,
                 "{uri}"
             );
+            let count = store.attestation_count(uri).await.unwrap();
+            assert_eq!(count, versions.len() as u64, "{uri}");
             assert_eq!(
                 AttestationStore::txn_version(&t, &attestations_app_id(uri))
                     .await
@@ -1886,7 +1942,7 @@ mod tests {
             versions: versions.clone(),
         };
         let by_version = |rows: &mut Vec<FileRow>| rows.sort_by_key(|r| r.version);
-        let mut direct: Vec<FileRow> = lookup::rows(t, "files", &key)
+        let mut direct: Vec<FileRow> = lookup::rows(t, "files", &key, &mut |r| r)
             .await
             .unwrap()
             .expect("a system table is plain");
@@ -1896,12 +1952,17 @@ mod tests {
                 .and(col("version").gt_eq(lit(*v.start())))
                 .and(col("version").lt_eq(lit(*v.end())));
         }
-        let mut queried: Vec<FileRow> = store.rows(t, filter, &store.files).await.unwrap();
+        let mut queried: Vec<FileRow> = store
+            .rows_each(t, filter, &store.files, |r| r)
+            .await
+            .unwrap();
         by_version(&mut direct);
         by_version(&mut queried);
         assert_eq!(direct, queried, "{uri} {versions:?}");
         let got: Vec<u64> = direct.iter().map(|r| r.version).collect();
         assert_eq!(got, expected, "{uri} {versions:?}");
+        let counted = lookup::count::<FileRow>(t, "files", &key).await.unwrap();
+        assert_eq!(counted, Some(expected.len() as u64), "{uri} {versions:?}");
         assert!(direct.iter().all(|r| r.table_uri == uri));
     }
 
@@ -1976,11 +2037,15 @@ mod tests {
             versions: None,
         };
         assert!(
-            lookup::rows::<FileRow>(&table, "files", &key)
+            lookup::rows::<FileRow, FileRow>(&table, "files", &key, &mut |r| r)
                 .await
                 .unwrap()
                 .is_none()
         );
+        let counted = lookup::count::<FileRow>(&table, "files", &key)
+            .await
+            .unwrap();
+        assert_eq!(counted, None);
     }
 
     /// Compacted files are written in row groups of about [`SYSTEM_ROW_GROUP_BYTES`], so whoever
