@@ -2,6 +2,8 @@
 //! trusted keys, then the chain of versions.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use makoto_core::Sha256Digest;
@@ -18,9 +20,10 @@ use crate::store::AttestationRow;
 /// A row after its individual checks.
 #[derive(Debug, Clone)]
 pub(crate) struct CheckedRow {
+    /// The row as read, but for its envelope text (empty once checked).
     pub row: AttestationRow,
     pub row_ref: RowRef,
-    pub attested: Option<AttestedCommit>,
+    pub attested: Option<Arc<AttestedCommit>>,
     pub payload_digest: Option<Sha256Digest>,
     /// The signature verified under a trusted key valid at the signing time (or the row is
     /// unsigned and `--allow-unsigned` accepts it).
@@ -37,7 +40,7 @@ impl CheckedRow {
     /// The version this row attests: its statement's, else its column's.
     pub fn version(&self) -> u64 {
         self.attested
-            .as_ref()
+            .as_deref()
             .map_or(self.row.version, AttestedCommit::version)
     }
 }
@@ -118,7 +121,10 @@ pub(crate) fn check_row(
         timestamp: None,
         row,
     };
-    let env = match Envelope::from_json(checked.row.envelope.as_bytes()) {
+    // Read once, here: what later checks need of it is kept beside the row (payload digest,
+    // time-stamp token), and the text, most of a row's size, is dropped.
+    let text = std::mem::take(&mut checked.row.envelope);
+    let env = match Envelope::from_json(text.as_bytes()) {
         Ok(e) => e,
         Err(e) => {
             push(Finding::new(
@@ -297,14 +303,14 @@ pub(crate) fn check_row(
             ),
         ));
     }
-    checked.attested = Some(attested);
+    checked.attested = Some(Arc::new(attested));
     checked
 }
 
 /// Chooses one row per version `from..=to` and checks the links between them. `base` is the
 /// attestation digest at `from - 1` when verification starts after a recorded one.
 pub(crate) fn select_chain(
-    rows: Vec<CheckedRow>,
+    rows: impl IntoIterator<Item = CheckedRow>,
     from: u64,
     to: u64,
     base: Option<Sha256Digest>,
@@ -313,7 +319,13 @@ pub(crate) fn select_chain(
 ) -> BTreeMap<u64, CheckedRow> {
     let mut by_version: BTreeMap<u64, Vec<CheckedRow>> = BTreeMap::new();
     for r in rows {
-        by_version.entry(r.version()).or_default().push(r);
+        // Most versions have one row: a `Vec` grown by `push` would reserve four.
+        match by_version.entry(r.version()) {
+            Entry::Vacant(e) => {
+                e.insert(vec![r]);
+            }
+            Entry::Occupied(mut e) => e.get_mut().push(r),
+        }
     }
     let mut chain: BTreeMap<u64, CheckedRow> = BTreeMap::new();
     let mut expected_prev = base;
@@ -347,7 +359,7 @@ pub(crate) fn select_chain(
             continue;
         };
         let links = |c: &CheckedRow| match (
-            c.attested.as_ref().and_then(AttestedCommit::previous),
+            c.attested.as_deref().and_then(AttestedCommit::previous),
             expected_prev,
         ) {
             (Some((pv, pd)), Some(e)) => pv + 1 == v && pd == e,
@@ -355,7 +367,7 @@ pub(crate) fn select_chain(
                 v == 0
                     || (Some(v) == baseline
                         && c.attested
-                            .as_ref()
+                            .as_deref()
                             .and_then(AttestedCommit::baseline)
                             .is_some())
             }
@@ -414,7 +426,7 @@ pub(crate) fn select_chain(
         if chosen.attested.is_some() && link_known && !links(&chosen) {
             let points_to = chosen
                 .attested
-                .as_ref()
+                .as_deref()
                 .and_then(AttestedCommit::previous)
                 .map_or("nothing".to_owned(), |(pv, pd)| {
                     format!("version {pv} attestation {pd}")

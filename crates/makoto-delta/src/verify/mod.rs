@@ -22,6 +22,7 @@ mod walk;
 mod windows;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use makoto_core::Sha256Digest;
@@ -74,7 +75,7 @@ struct Scope {
     /// What RFC 3161 time-stamps showed for the target version.
     timestamps: timestamps::TimestampCoverage,
     /// Attestations whose signature verified (or unsigned ones accepted), by version.
-    trusted: BTreeMap<u64, AttestedCommit>,
+    trusted: BTreeMap<u64, Arc<AttestedCommit>>,
     target: u64,
     /// The earlier verification a `--since-last` run continues from.
     base: Option<verifications::Base>,
@@ -97,6 +98,9 @@ struct Checked {
     windows_timestamped: u64,
     cross_checked: bool,
 }
+
+/// Attestation rows read before they are checked together.
+const CHECKED_TOGETHER: usize = 1024;
 
 /// Whether a real reader opens the verified version beside makoto's own checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -504,13 +508,28 @@ impl<'a> Verifier<'a> {
         latest: u64,
         findings: &mut Vec<Finding>,
     ) -> Result<Scope, Error> {
-        let rows = self.store.attestation_rows(uri).await?;
-        let attestation_rows = rows.len() as u64;
         let allow_unsigned = self.options.unsigned == UnsignedRows::Warn;
-        let checked_all = chain::check_rows(rows, uri, self.trust, allow_unsigned);
+        // Checked as they are read, some thousand rows at a time (enough to share among the
+        // cores, as files of one row each come uncompacted): a checked row no longer holds its
+        // envelope text, which is most of a row.
+        let check = |rows| chain::check_rows(rows, uri, self.trust, allow_unsigned);
+        let mut pending = Vec::new();
+        let mut checked_all = self
+            .store
+            .attestation_rows_each(uri, |rows| {
+                pending.extend(rows);
+                match pending.len() >= CHECKED_TOGETHER {
+                    true => check(std::mem::take(&mut pending)),
+                    false => Vec::new(),
+                }
+            })
+            .await?;
+        checked_all.extend(check(pending));
+        checked_all.sort_by_key(|(c, _)| c.row.version);
+        let attestation_rows = checked_all.len() as u64;
         let trusted = trusted_attestations(&checked_all);
-        let rows: Vec<&crate::store::AttestationRow> =
-            checked_all.iter().map(|(c, _)| &c.row).collect();
+        let checked: Vec<&CheckedRow> = checked_all.iter().map(|(c, _)| c).collect();
+        let rows: Vec<&crate::store::AttestationRow> = checked.iter().map(|c| &c.row).collect();
         let target = self.resolve_version(latest, &trusted)?;
 
         // A copy is verified in full and not recorded: a record names the attested table, and
@@ -547,11 +566,12 @@ impl<'a> Verifier<'a> {
             findings.extend(attested_beyond_log(trusted.keys().copied(), latest));
         }
         if let Some(anchor) = &self.options.anchor {
-            check_anchor(anchor.value(), &rows, findings);
+            check_anchor(anchor.value(), &checked, findings);
         }
         if let Some(b) = &base {
-            b.check_still_attested(&rows, findings);
+            b.check_still_attested(&checked, findings);
         }
+        drop((rows, checked));
         // A chain that starts from a checkpoint (earlier commits cleaned up before the first
         // attestation): its first, trusted row says so.
         let baseline = if base.is_some() {
@@ -575,18 +595,17 @@ impl<'a> Verifier<'a> {
         }
         let timestamps = timestamps::check(&checked_all, self.trust, from, target, findings);
         timestamps::check_columns(&checked_all, from, target, findings);
-        let mut in_scope = Vec::new();
-        for (mut c, f) in checked_all {
-            if (from..=target).contains(&c.row.version) {
-                findings.extend(f);
-                // Checked, and the anchor and base checks are done: the envelope text is not
-                // read again, and it is most of a row's memory.
-                c.row.envelope = String::new();
-                in_scope.push(c);
+        let in_scope = |c: &CheckedRow| (from..=target).contains(&c.row.version);
+        for (c, f) in &mut checked_all {
+            if in_scope(c) {
+                findings.append(f);
             }
         }
         let chain = select_chain(
-            in_scope,
+            checked_all
+                .into_iter()
+                .map(|(c, _)| c)
+                .filter(|c| in_scope(c)),
             from,
             target,
             base.as_ref().map(|b| b.attestation_digest),
@@ -768,7 +787,7 @@ impl<'a> Verifier<'a> {
             }),
             coverage,
             state_digest: head
-                .and_then(|r| r.attested.as_ref())
+                .and_then(|r| r.attested.as_deref())
                 .map(|a| a.state_root().to_hex()),
             attestation_digest: head
                 .and_then(|r| r.payload_digest)
@@ -819,7 +838,7 @@ impl<'a> Verifier<'a> {
         log: &crate::log::LogFiles,
         target: u64,
         latest: u64,
-        trusted: &BTreeMap<u64, AttestedCommit>,
+        trusted: &BTreeMap<u64, Arc<AttestedCommit>>,
         referenced: &mut HashSet<String>,
     ) -> Result<HashMap<String, u64>, Error> {
         let mut removed_later: HashMap<String, u64> = HashMap::new();
@@ -849,7 +868,7 @@ impl<'a> Verifier<'a> {
     fn resolve_version(
         &self,
         latest: u64,
-        trusted: &BTreeMap<u64, AttestedCommit>,
+        trusted: &BTreeMap<u64, Arc<AttestedCommit>>,
     ) -> Result<u64, Error> {
         match self.options.at {
             VersionSpec::Latest => Ok(latest),
@@ -882,14 +901,16 @@ impl<'a> Verifier<'a> {
 
 /// The attestations whose signature verifies under a trusted key, by version (the first of
 /// several for one version; the chain reports forks).
-fn trusted_attestations(checked: &[(CheckedRow, Vec<Finding>)]) -> BTreeMap<u64, AttestedCommit> {
+fn trusted_attestations(
+    checked: &[(CheckedRow, Vec<Finding>)],
+) -> BTreeMap<u64, Arc<AttestedCommit>> {
     let mut out = BTreeMap::new();
     for (c, _) in checked {
         if c.trusted
             && let Some(a) = &c.attested
             && a.version() == c.row.version
         {
-            out.entry(a.version()).or_insert_with(|| a.clone());
+            out.entry(a.version()).or_insert_with(|| Arc::clone(a));
         }
     }
     out
@@ -898,22 +919,21 @@ fn trusted_attestations(checked: &[(CheckedRow, Vec<Finding>)]) -> BTreeMap<u64,
 /// The attestation a trusted head recorded must still be in the table.
 fn check_anchor(
     anchor: &makoto_core::head::HeadEntry,
-    rows: &[&crate::store::AttestationRow],
+    rows: &[&CheckedRow],
     findings: &mut Vec<Finding>,
 ) {
-    let at_version: Vec<&crate::store::AttestationRow> = rows
+    let at_version: Vec<&CheckedRow> = rows
         .iter()
         .copied()
-        .filter(|r| r.version == anchor.version)
+        .filter(|c| c.row.version == anchor.version)
         .collect();
-    let present = at_version.iter().any(|r| {
-        makoto_core::dsse::Envelope::from_json(r.envelope.as_bytes())
-            .is_ok_and(|e| Sha256Digest::of(e.payload()) == anchor.attestation_digest)
-    });
+    let present = at_version
+        .iter()
+        .any(|c| c.payload_digest == Some(anchor.attestation_digest));
     if present {
         return;
     }
-    let max = rows.iter().map(|r| r.version).max();
+    let max = rows.iter().map(|c| c.row.version).max();
     if at_version.is_empty() && max.is_none_or(|m| m < anchor.version) {
         findings.push(
             Finding::new(
@@ -940,7 +960,7 @@ fn check_anchor(
                     } else {
                         at_version
                             .iter()
-                            .map(|r| r.attestation_digest.to_hex())
+                            .map(|c| c.row.attestation_digest.to_hex())
                             .collect::<Vec<_>>()
                             .join(", ")
                     }

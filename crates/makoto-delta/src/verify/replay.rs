@@ -173,7 +173,7 @@ pub(crate) fn compare_commit(
     findings: &mut Vec<Finding>,
 ) -> bool {
     let path = format!("_delta_log/{}", commit_file_name(version));
-    let Some(attested) = chain.get(&version).and_then(|r| r.attested.as_ref()) else {
+    let Some(attested) = chain.get(&version).and_then(|r| r.attested.as_deref()) else {
         return false;
     };
     let digest = Sha256Digest::of(commit_bytes);
@@ -196,7 +196,7 @@ pub(crate) fn compare_commit(
     let attested_digest_of = |v: u64| {
         chain
             .get(&v)
-            .and_then(|r| r.attested.as_ref())
+            .and_then(|r| r.attested.as_deref())
             .map(|a| a.commit_file_digest())
     };
     if version > 0 && attested_digest_of(version - 1) == Some(digest) {

@@ -46,7 +46,7 @@ fn links<'a>(
     by_version
         .into_iter()
         .filter_map(|(v, c)| {
-            let a = c.attested.as_ref()?;
+            let a = c.attested.as_deref()?;
             Some((
                 ChainLink {
                     version: v,

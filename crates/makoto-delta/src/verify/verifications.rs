@@ -18,6 +18,7 @@ use makoto_core::statement::{Statement, Subject};
 use makoto_core::verify::{TrustedKeys, verify_statement};
 use serde_json::{Value, json};
 
+use super::chain::CheckedRow;
 use super::findings::{Finding, FindingKind};
 use super::{VerifyMode, VerifyReport};
 use crate::Error;
@@ -56,11 +57,9 @@ pub(crate) struct Base {
 
 impl Base {
     /// The attestation that was verified must still be there.
-    pub fn check_still_attested(&self, rows: &[&AttestationRow], findings: &mut Vec<Finding>) {
-        let present = rows.iter().any(|r| {
-            r.version == self.version
-                && Envelope::from_json(r.envelope.as_bytes())
-                    .is_ok_and(|e| Sha256Digest::of(e.payload()) == self.attestation_digest)
+    pub fn check_still_attested(&self, rows: &[&CheckedRow], findings: &mut Vec<Finding>) {
+        let present = rows.iter().any(|c| {
+            c.row.version == self.version && c.payload_digest == Some(self.attestation_digest)
         });
         if !present {
             findings.push(

@@ -6,6 +6,7 @@
 //! the attestations of its version.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::ChangeKind;
@@ -53,7 +54,7 @@ pub(crate) struct WalkInput<'a> {
     pub chain: &'a BTreeMap<u64, CheckedRow>,
     pub changes: &'a BTreeMap<u64, Vec<AttestedChange>>,
     /// Trusted attestations of every version, for checks by signed digest.
-    pub trusted: &'a BTreeMap<u64, AttestedCommit>,
+    pub trusted: &'a BTreeMap<u64, Arc<AttestedCommit>>,
     pub from: u64,
     pub target: u64,
     pub baseline: Option<&'a AttestedBaseline>,
@@ -187,7 +188,7 @@ pub(crate) async fn walk(
 
 impl Walk<'_> {
     fn attested(&self, v: u64) -> Option<&AttestedCommit> {
-        self.input.chain.get(&v).and_then(|r| r.attested.as_ref())
+        self.input.chain.get(&v).and_then(|r| r.attested.as_deref())
     }
 
     fn signed_view(&self, v: u64) -> Option<(ReaderViewDigest, u64)> {
@@ -419,7 +420,7 @@ impl Walk<'_> {
         let chain = self.input.chain;
         let unavailable = chain
             .get(&v)
-            .and_then(|r| r.attested.as_ref())
+            .and_then(|r| r.attested.as_deref())
             .map_or(&[][..], AttestedCommit::unavailable_files);
         self.replay.apply(
             &commit,
@@ -443,7 +444,7 @@ impl Walk<'_> {
 
     fn compare_with_attestation(&mut self, v: u64) {
         let chain = self.input.chain;
-        let Some(att) = chain.get(&v).and_then(|r| r.attested.as_ref()) else {
+        let Some(att) = chain.get(&v).and_then(|r| r.attested.as_deref()) else {
             return;
         };
         if !self.known {
