@@ -1151,14 +1151,27 @@ impl AttestationStore {
         from: u64,
         to: u64,
     ) -> Result<Vec<FileRow>, Error> {
+        let mut rows = (self.file_rows_each(table, table_uri, from, to, |rows| rows)).await?;
+        rows.sort_by_key(|r| (r.version, r.ordinal));
+        Ok(rows)
+    }
+
+    /// The file rows of `table_uri` for versions in `from..=to`, unordered, passed through
+    /// `each` a data file at a time: what `each` keeps is returned.
+    pub async fn file_rows_each<T>(
+        &self,
+        table: &DeltaTable,
+        table_uri: &str,
+        from: u64,
+        to: u64,
+        each: impl FnMut(Vec<FileRow>) -> Vec<T>,
+    ) -> Result<Vec<T>, Error> {
         let bound = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let key = RowKey {
             table_uri: table_uri.to_owned(),
             versions: Some(bound(from)..=bound(to)),
         };
-        let mut rows = self.keyed_rows::<FileRow>(table, &key, &self.files).await?;
-        rows.sort_by_key(|r| (r.version, r.ordinal));
-        Ok(rows)
+        self.keyed_rows_each(table, &key, &self.files, each).await
     }
 
     /// Appends `rows` with `txn`, provided `txn.app_id` still stands where `table` (the

@@ -39,7 +39,7 @@ pub use walk::ReaderViewCoverage;
 use crate::Error;
 use crate::location::StorageOptions;
 use crate::log::SourceTable;
-use crate::store::{AttestationStore, FileRow};
+use crate::store::AttestationStore;
 use chain::{CheckedRow, select_chain};
 use replay::{attested_changes, read_commit};
 
@@ -631,17 +631,21 @@ impl<'a> Verifier<'a> {
         uri: &str,
         scope: &Scope,
         findings: &mut Vec<Finding>,
-    ) -> Result<BTreeMap<u64, Vec<makoto_core::attested::AttestedChange>>, Error> {
+    ) -> Result<BTreeMap<u64, replay::Changes>, Error> {
         let files_table = self.store.load_files().await?;
-        let mut by_version: BTreeMap<u64, Vec<FileRow>> = BTreeMap::new();
-        for r in self
-            .store
-            .file_rows(&files_table, uri, scope.from, scope.target)
-            .await?
-        {
-            by_version.entry(r.version).or_default().push(r);
-        }
-        Ok(attested_changes(&scope.chain, &by_version, findings))
+        // Each row is turned into the change it records as it is read: a row's own columns
+        // (table, run, its partition values as text) are not kept for a whole table.
+        let mut by_version: BTreeMap<u64, replay::VersionRows> = BTreeMap::new();
+        let (from, to) = (scope.from, scope.target);
+        self.store
+            .file_rows_each(&files_table, uri, from, to, |rows| {
+                for r in rows {
+                    by_version.entry(r.version).or_default().push(&r);
+                }
+                Vec::<()>::new()
+            })
+            .await?;
+        Ok(attested_changes(&scope.chain, by_version, findings))
     }
 
     /// Phase 4 (deep mode, once the target was rebuilt): every live data file rehashed, and

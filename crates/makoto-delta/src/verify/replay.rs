@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use makoto_core::Sha256Digest;
-use makoto_core::attestation::{ChangeKind, changes_digest};
-use makoto_core::attested::AttestedChange;
+use makoto_core::attestation::{ChangeKind, FileChange, changes_digest};
+use makoto_core::attested::{AttestedChange, AttestedCommit};
 use makoto_core::delta::{Action, Commit, commit_file_name};
 use makoto_core::state::{DvEntry, FileEntry, StateTree, leaf_key};
 
@@ -27,20 +27,74 @@ pub(crate) struct Replay {
     pub commits_checked: u64,
 }
 
+/// The file rows of one version, each as the change it records, with its ordinal.
+#[derive(Debug, Default)]
+pub(crate) struct VersionRows {
+    changes: Vec<(u64, FileChange)>,
+    /// The row of lowest ordinal that records no change it can be read as.
+    unreadable: Option<(u64, Error)>,
+}
+
+impl VersionRows {
+    pub fn push(&mut self, row: &FileRow) {
+        match row.to_change() {
+            Ok(change) => self.changes.push((row.ordinal, change)),
+            Err(e) => {
+                if self
+                    .unreadable
+                    .as_ref()
+                    .is_none_or(|(at, _)| row.ordinal < *at)
+                {
+                    self.unreadable = Some((row.ordinal, e));
+                }
+            }
+        }
+    }
+
+    /// The changes in ordinal order (rows of one ordinal in the order read), or the error of
+    /// the first row that is not one.
+    fn into_changes(self) -> Result<Vec<FileChange>, Error> {
+        if let Some((_, e)) = self.unreadable {
+            return Err(e);
+        }
+        let mut changes = self.changes;
+        changes.sort_by_key(|(ordinal, _)| *ordinal);
+        Ok(changes.into_iter().map(|(_, c)| c).collect())
+    }
+}
+
+/// A version's attested file changes.
+#[derive(Debug)]
+pub(crate) enum Changes {
+    /// Listed in its signed statement (shared, not copied).
+    Signed(Arc<AttestedCommit>),
+    /// Read from its file rows, which reproduced the attested changes digest.
+    FromRows(Vec<AttestedChange>),
+}
+
+impl Changes {
+    pub fn as_slice(&self) -> &[AttestedChange] {
+        match self {
+            Changes::Signed(a) => a.changes().unwrap_or_default(),
+            Changes::FromRows(c) => c,
+        }
+    }
+}
+
 /// The attested changes of each version: from the statement when it lists them, else from the
 /// files table rows, which must reproduce the attested changes digest.
 pub(crate) fn attested_changes(
     chain: &BTreeMap<u64, CheckedRow>,
-    file_rows: &BTreeMap<u64, Vec<FileRow>>,
+    mut file_rows: BTreeMap<u64, VersionRows>,
     findings: &mut Vec<Finding>,
-) -> BTreeMap<u64, Vec<AttestedChange>> {
+) -> BTreeMap<u64, Changes> {
     let mut out = BTreeMap::new();
     for (v, row) in chain {
+        let rows = file_rows.remove(v).unwrap_or_default();
         let Some(attested) = &row.attested else {
             continue;
         };
-        let rows = file_rows.get(v).map(Vec::as_slice).unwrap_or_default();
-        let from_rows: Result<Vec<_>, Error> = rows.iter().map(FileRow::to_change).collect();
+        let from_rows = rows.into_changes();
         let rows_ok = match &from_rows {
             Ok(changes) => changes_digest(changes) == attested.changes_digest(),
             Err(_) => false,
@@ -48,9 +102,9 @@ pub(crate) fn attested_changes(
         if !rows_ok {
             let detail = match &from_rows {
                 Err(e) => e.to_string(),
-                Ok(_) => format!(
+                Ok(changes) => format!(
                     "{} rows whose changes digest is not the attested {}",
-                    rows.len(),
+                    changes.len(),
                     attested.changes_digest()
                 ),
             };
@@ -62,10 +116,11 @@ pub(crate) fn attested_changes(
                 .at(*v),
             );
         }
-        if let Some(c) = attested.changes() {
-            out.insert(*v, c.to_vec());
+        if attested.changes().is_some() {
+            out.insert(*v, Changes::Signed(Arc::clone(attested)));
         } else if rows_ok && let Ok(changes) = from_rows {
-            out.insert(*v, changes.iter().map(AttestedChange::from).collect());
+            let changes = changes.iter().map(AttestedChange::from).collect();
+            out.insert(*v, Changes::FromRows(changes));
         }
     }
     out
@@ -422,5 +477,60 @@ async fn read_local_ahead(
 impl Drop for CommitPrefetch {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ordinal: u64, partition_values: &str) -> FileRow {
+        let change = FileChange::new(
+            ChangeKind::Add,
+            format!("part-{ordinal}.parquet"),
+            Some(ordinal),
+            Some(Sha256Digest::of(&ordinal.to_be_bytes())),
+            true,
+            Default::default(),
+            None,
+            None,
+        );
+        let mut r = FileRow::from_change("file:///t", "id", 7, ordinal, 0, &change, "run");
+        r.partition_values = partition_values.to_owned();
+        r
+    }
+
+    /// Rows read in any order give the changes in ordinal order, as the sorted rows did.
+    #[test]
+    fn changes_come_in_ordinal_order() {
+        let mut rows = VersionRows::default();
+        for o in [2, 0, 3, 1] {
+            rows.push(&row(o, "{}"));
+        }
+        let paths: Vec<String> = (rows.into_changes().unwrap().iter())
+            .map(|c| c.path().to_owned())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "part-0.parquet",
+                "part-1.parquet",
+                "part-2.parquet",
+                "part-3.parquet"
+            ]
+        );
+    }
+
+    /// A version with an unreadable row is that row's error: the one of lowest ordinal, as
+    /// reading the sorted rows met it first.
+    #[test]
+    fn the_first_unreadable_row_is_the_error() {
+        let mut rows = VersionRows::default();
+        rows.push(&row(0, "{}"));
+        rows.push(&row(5, "not json 5"));
+        rows.push(&row(3, "not json 3"));
+        rows.push(&row(4, "{}"));
+        let err = rows.into_changes().unwrap_err().to_string();
+        assert!(err.contains("part-3.parquet"), "{err}");
     }
 }

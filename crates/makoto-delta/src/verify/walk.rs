@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::ChangeKind;
-use makoto_core::attested::{AttestedBaseline, AttestedChange, AttestedCommit};
+use makoto_core::attested::{AttestedBaseline, AttestedCommit};
 use makoto_core::delta::{Action, Commit, DeletionVector, commit_file_name};
 use makoto_core::reader_view::{ReaderView, ReaderViewDigest};
 use makoto_core::state::{DvEntry, FileEntry, StateTree, leaf_key};
@@ -52,7 +52,7 @@ pub(crate) struct WalkInput<'a> {
     pub source: &'a SourceTable,
     pub log: &'a LogFiles,
     pub chain: &'a BTreeMap<u64, CheckedRow>,
-    pub changes: &'a BTreeMap<u64, Vec<AttestedChange>>,
+    pub changes: &'a BTreeMap<u64, super::replay::Changes>,
     /// Trusted attestations of every version, for checks by signed digest.
     pub trusted: &'a BTreeMap<u64, Arc<AttestedCommit>>,
     pub from: u64,
@@ -424,7 +424,10 @@ impl Walk<'_> {
             .map_or(&[][..], AttestedCommit::unavailable_files);
         self.replay.apply(
             &commit,
-            self.input.changes.get(&v).map(Vec::as_slice),
+            self.input
+                .changes
+                .get(&v)
+                .map(super::replay::Changes::as_slice),
             unavailable,
         )?;
         if !self.replay.known {
@@ -769,7 +772,7 @@ impl Walk<'_> {
             if !self.input.chain.contains_key(&version) {
                 return None;
             }
-            let changes = self.input.changes.get(&version)?;
+            let changes = self.input.changes.get(&version)?.as_slice();
             let unavailable: Vec<String> = self
                 .attested(version)
                 .map(|a| a.unavailable_files().to_vec())
