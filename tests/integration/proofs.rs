@@ -227,6 +227,58 @@ async fn an_anchored_head_detects_truncation_and_rewrites() {
     );
 }
 
+/// `--since-last` continues from a recorded verification only while the attestation it
+/// verified is still in the table: its signed payload, not the row's `attestation_digest`
+/// column, which an edit of the envelope leaves as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_last_finds_the_verified_attestation_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("t");
+    let wh = tmp.path().join("wh");
+    let mut t = makoto_testkit::SampleTable::create(&table).await.unwrap();
+    for i in 0..3 {
+        t.append(makoto_testkit::rows(i * 10..i * 10 + 10, "emea").unwrap())
+            .await
+            .unwrap();
+    }
+    Run::new(&table, &wh).run().await.unwrap();
+    let verifier_key = key(7);
+    let both = TrustedKeys::new(vec![
+        key(1).public_key().clone(),
+        verifier_key.public_key().clone(),
+    ]);
+    let full = verify_with(
+        &table,
+        &wh,
+        &both,
+        VerifyOptions {
+            record: Some(RecordSigner::Signed(verifier_key as Arc<dyn Signer>)),
+            ..VerifyOptions::default()
+        },
+    )
+    .await;
+    assert!(full.verified && full.recorded, "{:?}", full.findings);
+    let since = VerifyOptions {
+        since_last: true,
+        ..VerifyOptions::default()
+    };
+    let untouched = verify_with(&table, &wh, &both, since.clone()).await;
+    assert!(untouched.verified && untouched.since == Some(3));
+
+    crate::verify::update_rows(&wh, "attestations", "version = 3", "envelope", "'{}'").await;
+    let r = verify_with(&table, &wh, &both, since).await;
+    assert!(!r.verified);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.kind == FindingKind::AttestationAltered
+                && f.version == Some(3)
+                && f.detail.contains("no longer in the attestation table")),
+        "{:?}",
+        r.findings
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn since_last_checks_only_new_versions_and_records_are_signed() {
     let tmp = tempfile::tempdir().unwrap();

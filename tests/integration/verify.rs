@@ -167,7 +167,13 @@ async fn system_table(wh: &Path, name: &str) -> DeltaTable {
         .unwrap()
 }
 
-async fn update_rows(wh: &Path, table: &str, predicate: &str, column: &str, value_sql: &str) {
+pub(crate) async fn update_rows(
+    wh: &Path,
+    table: &str,
+    predicate: &str,
+    column: &str,
+    value_sql: &str,
+) {
     let t = system_table(wh, table).await;
     let (_, metrics) = t
         .update()
