@@ -3,6 +3,7 @@
 
     python3 benches/serve/bench.py MAKOTO WORKDIR [--tables N] [--load-tables M]
         [--rate R] [--seconds S] [--idle-seconds I] [--concurrency C]
+        [--rss-every SECONDS] [--serve-arg=ARG ...]
 
 1. Writes N minimal Delta tables (one commit: protocol, metadata, one 64-byte data file) with
    plain file writes, starts `makoto serve --discover`, and times the initial attestation.
@@ -13,7 +14,10 @@
    /v1/tables every 50 ms and records when each version is first reported attested. Reports the
    attested commits/s while loaded and the p50/p99/max of commit-to-attested (an upper bound:
    the poll period is added).
-4. RSS of the service at each phase (/proc/PID/status VmRSS).
+4. RSS of the service at each phase (/proc/PID/status VmRSS), and every --rss-every seconds
+   during the load (a line `rss T_SECONDS MB` each).
+
+--serve-arg passes one more argument to `makoto serve` (repeat it for several).
 """
 
 from __future__ import annotations
@@ -118,6 +122,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--idle-seconds", type=float, default=30.0)
     p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--rss-every", type=float, default=0.0)
+    p.add_argument("--serve-arg", action="append", default=[])
     a = p.parse_args()
 
     subprocess.run(["rm", "-rf", a.work], check=True)
@@ -131,7 +137,7 @@ def main() -> None:
     serve = subprocess.Popen(
         [a.makoto, "serve", "--warehouse", os.path.join(a.work, "wh"),
          "--key", os.path.join(a.work, "k.key"), "--discover", lake,
-         "--listen", "127.0.0.1:0", "--concurrency", str(a.concurrency)],
+         "--listen", "127.0.0.1:0", "--concurrency", str(a.concurrency), *a.serve_arg],
         stderr=err,
     )
     address = None
@@ -182,9 +188,16 @@ def main() -> None:
                 break
             time.sleep(0.05)
 
+    def sample_rss() -> None:
+        t0 = time.time()
+        while not stop.wait(a.rss_every):
+            print(f"rss {time.time() - t0:.0f} {rss_mb(serve.pid):.0f}", flush=True)
+
     stop_time = [0.0]
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
+    if a.rss_every > 0:
+        threading.Thread(target=sample_rss, daemon=True).start()
     rng = random.Random(7)
     start = time.time()
     n = 0

@@ -281,6 +281,11 @@ async fn serve_attests_commits_as_they_land_and_reports_them() {
     assert_eq!(value("makoto_tables{state=\"watched\"} "), 2.0);
     assert!(value("makoto_attest_latency_seconds_count ") >= 2.0);
     assert!(value("makoto_bytes_hashed_total ") > 0.0);
+    // Freed memory is given back from the loop's first turn on (every 10 s by default).
+    let releases = value("makoto_memory_releases_total{released=\"some\"} ")
+        + value("makoto_memory_releases_total{released=\"nothing\"} ");
+    assert!(releases >= 1.0, "{metrics}");
+    assert!(value("process_resident_memory_bytes ") > 1e6, "{metrics}");
     let (code, _) = served.get("/nope");
     assert_eq!(code, 404);
 
@@ -502,6 +507,18 @@ fn serve_refuses_what_it_cannot_run() {
                 "0s",
             ],
             "more than zero",
+        ),
+        (
+            vec![
+                "serve",
+                "--warehouse",
+                w,
+                "--discover",
+                "x",
+                "--release-memory-interval",
+                "never",
+            ],
+            "expected a number",
         ),
         (
             vec![

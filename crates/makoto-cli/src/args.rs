@@ -690,6 +690,24 @@ pub struct ServeArgs {
     /// are refused.
     #[arg(long, value_name = "FILE")]
     pub tenants: Option<PathBuf>,
+    /// How often memory freed after the runs' transient peaks is given back to the system
+    /// (glibc's malloc_trim), or `off`. Without it the service stays resident at its highest
+    /// peak so far.
+    #[arg(long, value_name = "DURATION|off", default_value = "10s", value_parser = parse_every)]
+    pub release_memory_interval: Every,
+}
+
+/// A duration, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Every(pub Option<std::time::Duration>);
+
+fn parse_every(s: &str) -> Result<Every, String> {
+    match s {
+        "off" => Ok(Every(None)),
+        _ => parse_duration(s)
+            .map(|d| Every(Some(d)))
+            .map_err(|e| format!("{e}, or off")),
+    }
 }
 
 /// `serve --log-format`.

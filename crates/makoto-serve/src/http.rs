@@ -85,7 +85,9 @@ fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
         "/metrics" => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            shared.metrics.render(&shared.snapshot(), now),
+            shared
+                .metrics
+                .render(&shared.snapshot(), makoto_memory::resident_bytes(), now),
         ),
         "/healthz" => {
             let beat = shared.heartbeat.lock().ok().and_then(|h| *h);

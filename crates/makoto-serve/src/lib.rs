@@ -24,6 +24,7 @@
 //!     rescan: std::time::Duration::from_secs(60),
 //!     tsa: None,
 //!     identity: None,
+//!     release_memory: Some(std::time::Duration::from_secs(10)),
 //! };
 //! let shared = Arc::new(Shared::default());
 //! Service::open(config, shared).await?.run(std::future::pending()).await

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub bytes_hashed: AtomicU64,
     pub run_records_written: AtomicU64,
     pub run_records_dropped: AtomicU64,
+    /// Times freed memory was given back to the system, and times there was none to give.
+    pub memory_released: AtomicU64,
+    pub memory_not_released: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     latency: Mutex<Histogram>,
 }
@@ -58,8 +61,9 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text format (version 0.0.4) of the counters and of `tables`.
-    pub fn render(&self, tables: &[TableState], now: Instant) -> String {
+    /// The Prometheus text format (version 0.0.4) of the counters, of `tables`, and of the
+    /// process's resident size in bytes when known.
+    pub fn render(&self, tables: &[TableState], resident: Option<u64>, now: Instant) -> String {
         let mut out = String::new();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, String)]| {
@@ -129,6 +133,29 @@ impl Metrics {
             "Run records dropped because system.makoto.runs could not be written for too long.",
             &one(get(&self.run_records_dropped)),
         );
+        metric(
+            "makoto_memory_releases_total",
+            "counter",
+            "Asks to give freed allocator memory back to the system, by whether any was given.",
+            &[
+                (
+                    label("released", "some"),
+                    get(&self.memory_released).to_string(),
+                ),
+                (
+                    label("released", "nothing"),
+                    get(&self.memory_not_released).to_string(),
+                ),
+            ],
+        );
+        if let Some(bytes) = resident {
+            metric(
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                &one(bytes),
+            );
+        }
         if let Ok(h) = self.latency.lock() {
             let mut lines: Vec<(String, String)> = LATENCY_BUCKETS
                 .iter()
@@ -221,7 +248,8 @@ mod tests {
         let now = Instant::now();
         let mut t = TableState::new("file:///l/a\"b".into(), Some(4), now);
         t.failures = 2;
-        let text = m.render(&[t], now);
+        Metrics::add(&m.memory_released, 3);
+        let text = m.render(&[t], Some(123 << 20), now);
         for line in [
             "makoto_commits_attested_total 7",
             "makoto_attest_runs_total{result=\"ok\"} 2",
@@ -232,6 +260,9 @@ mod tests {
             "makoto_attest_latency_seconds_bucket{le=\"+Inf\"} 2",
             "makoto_attest_latency_seconds_count 2",
             "makoto_tables{state=\"failing\"} 1",
+            "makoto_memory_releases_total{released=\"some\"} 3",
+            "makoto_memory_releases_total{released=\"nothing\"} 0",
+            "process_resident_memory_bytes 128974848",
             "makoto_table_attested_version{table=\"file:///l/a\\\"b\"} 4",
             "makoto_table_failures{table=\"file:///l/a\\\"b\"} 2",
         ] {

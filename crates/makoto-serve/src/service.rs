@@ -41,6 +41,9 @@ pub struct ServeConfig {
     pub rescan: Duration,
     pub tsa: Option<TsaClient>,
     pub identity: Option<String>,
+    /// How often the memory the allocator kept after transient peaks is given back to the
+    /// system; `None`: never (RSS then stays near the highest peak so far).
+    pub release_memory: Option<Duration>,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -190,6 +193,9 @@ pub struct Service {
     /// Tables with a new commit found by a batched look, started as room frees up. They stay
     /// marked running meanwhile, so nothing else starts them.
     found: VecDeque<Found>,
+    next_release: Instant,
+    /// The memory release in flight on a blocking thread (at most one).
+    releasing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Service {
@@ -226,6 +232,8 @@ impl Service {
             hints: BTreeMap::new(),
             probing: false,
             found: VecDeque::new(),
+            next_release: Instant::now(),
+            releasing: None,
         })
     }
 
@@ -269,6 +277,7 @@ impl Service {
             if self.runs.is_due(Instant::now()) {
                 self.flush_runs().await;
             }
+            self.release_memory(Instant::now());
         }
         tracing::info!(in_flight = in_flight.len(), "shutting down");
         self.shared.stopping.store(true, Ordering::SeqCst);
@@ -280,6 +289,36 @@ impl Service {
         }
         self.flush_runs().await;
         Ok(())
+    }
+
+    /// Every `release_memory` interval, asks the allocator to give back what it keeps after
+    /// the transient peaks of the runs (Parquet pages, JSON decoders), on a blocking thread so
+    /// that the loop never waits for it. Without this, RSS follows the highest peak so far.
+    fn release_memory(&mut self, now: Instant) {
+        let Some(every) = self.config.release_memory else {
+            return;
+        };
+        let busy = self.releasing.as_ref().is_some_and(|h| !h.is_finished());
+        if now < self.next_release || busy {
+            return;
+        }
+        self.next_release = now + every;
+        let shared = self.shared.clone();
+        self.releasing = Some(tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let released = makoto_memory::release_freed();
+            let m = &shared.metrics;
+            let counter = match released {
+                makoto_memory::Released::Some => &m.memory_released,
+                _ => &m.memory_not_released,
+            };
+            Metrics::add(counter, 1);
+            tracing::debug!(
+                ?released,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "gave freed memory back"
+            );
+        }));
     }
 
     async fn flush_runs(&mut self) {

@@ -42,6 +42,7 @@ pub async fn run(ctx: &crate::context::Context, args: ServeArgs) -> anyhow::Resu
         rescan: args.rescan_interval,
         tsa,
         identity: args.identity,
+        release_memory: args.release_memory_interval.0,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
