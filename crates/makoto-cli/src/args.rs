@@ -440,7 +440,7 @@ pub struct AttestArgs {
     #[arg(long, value_name = "N")]
     pub to_version: Option<u64>,
     /// Commits attested per write to the system tables, at most.
-    #[arg(long, default_value_t = 500, value_name = "N")]
+    #[arg(long, default_value_t = makoto_delta::attest::DEFAULT_BATCH_COMMITS, value_name = "N")]
     pub batch_size: usize,
     /// Commit-file MiB per write to the system tables, at most (one commit at least): bounds
     /// the memory a run holds for tables with many files per commit.

@@ -51,7 +51,7 @@ pub async fn run(
             warehouse: warehouse.display().to_string(),
             key: Some(makoto_core::key_source::KeySource::File(key_path.clone())),
             to_version: None,
-            batch_size: 500,
+            batch_size: makoto_delta::attest::DEFAULT_BATCH_COMMITS,
             batch_bytes: makoto_delta::attest::DEFAULT_BATCH_BYTES,
             parallelism: None,
             quiet: args.json,

@@ -48,6 +48,10 @@ use crate::store::{
 };
 use context::TableContext;
 
+/// Default commits per batch (see [`AttestOptions::batch_size`]), chosen from measurements
+/// of the 10,001-commit benchmark (`docs/performance.md`, (b)).
+pub const DEFAULT_BATCH_COMMITS: usize = 1000;
+
 /// Default commit-file bytes per batch (see [`AttestOptions::batch_bytes`]).
 pub const DEFAULT_BATCH_BYTES: u64 = 4 << 20;
 
@@ -110,7 +114,7 @@ impl Default for AttestOptions {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         AttestOptions {
             to_version: None,
-            batch_size: 500,
+            batch_size: DEFAULT_BATCH_COMMITS,
             batch_bytes: DEFAULT_BATCH_BYTES,
             evict_above_files: 200_000,
             parallelism: (cores * 2).max(2),
