@@ -62,6 +62,22 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    run_in(Process::Shared, args, out)
+}
+
+/// Whether the command has the process to itself (the `makoto` binary) or runs inside a host
+/// (tests, the Python package): only in the first may it change process-wide settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Process {
+    Own,
+    Shared,
+}
+
+fn run_in<I, T>(process: Process, args: I, out: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
     let cli = match args::Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -75,6 +91,11 @@ where
         }
     };
     init_logging(&cli);
+    if process == Process::Own && matches!(cli.command, args::Command::Serve(_)) {
+        // Before the runtime's threads exist: a service's RSS follows its arenas' high-water
+        // marks (docs/performance.md (i)). The service logs the outcome when it starts.
+        makoto_memory::limit_arenas_to_cores();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -112,5 +133,10 @@ fn one_line(e: &anyhow::Error) -> String {
 
 /// Entry point of the `makoto` binary.
 pub fn main() -> ExitCode {
-    run_to(std::env::args_os(), &mut std::io::stdout().lock())
+    let code = run_in(
+        Process::Own,
+        std::env::args_os(),
+        &mut std::io::stdout().lock(),
+    );
+    ExitCode::from(code)
 }

@@ -7,6 +7,8 @@
 //! while what it holds stays small (measured in `docs/performance.md`, section (i)).
 //! [`release_freed`] asks glibc to return every whole free page of every arena
 //! (`malloc_trim(0)`); [`resident_bytes`] reads the resident set size to show the effect.
+//! [`limit_arenas_to_cores`] keeps glibc from opening more arenas than there are cores (its
+//! default is eight per core), each of which would keep its own high-water mark.
 //!
 //! ```
 //! let before = makoto_memory::resident_bytes();
@@ -50,6 +52,96 @@ pub fn release_freed() -> Released {
     Released::Unsupported
 }
 
+/// What limiting the allocator's arenas came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ArenaLimit {
+    /// New arenas stop at this many.
+    Set(usize),
+    /// The operator chose (`MALLOC_ARENA_MAX` or `glibc.malloc.arena_max` in
+    /// `GLIBC_TUNABLES`): glibc already applied their choice, which is kept.
+    FromEnvironment,
+    /// The allocator refused the value.
+    Refused,
+    /// The allocator has no arenas to limit (not glibc).
+    Unsupported,
+}
+
+impl std::fmt::Display for ArenaLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Set(n) => write!(f, "{n}"),
+            Self::FromEnvironment => f.write_str("set by the environment"),
+            Self::Refused => f.write_str("refused"),
+            Self::Unsupported => f.write_str("not glibc"),
+        }
+    }
+}
+
+/// Limits glibc's malloc to one arena per core the process may run on, unless the operator
+/// chose a limit in the environment. Threads beyond that share arenas: with no more cores,
+/// they could not all allocate at once anyway.
+///
+/// Call it first thing in a process that owns its allocator (a binary's `main`, not a library
+/// loaded into someone else's process), before threads start: glibc fixes the limit the first
+/// time a thread needs a new arena after eight exist, and arenas already made stay.
+/// Only the first call acts; later ones return its outcome, also kept for [`arena_limit`].
+pub fn limit_arenas_to_cores() -> ArenaLimit {
+    *ARENA_LIMIT.get_or_init(limit_arenas_unless_chosen)
+}
+
+/// What [`limit_arenas_to_cores`] came to, if the process called it.
+pub fn arena_limit() -> Option<ArenaLimit> {
+    ARENA_LIMIT.get().copied()
+}
+
+static ARENA_LIMIT: std::sync::OnceLock<ArenaLimit> = std::sync::OnceLock::new();
+
+fn limit_arenas_unless_chosen() -> ArenaLimit {
+    let tunables = std::env::var_os("GLIBC_TUNABLES");
+    let chosen = std::env::var_os("MALLOC_ARENA_MAX").is_some()
+        || tunables
+            .as_deref()
+            .and_then(std::ffi::OsStr::to_str)
+            .is_some_and(tunables_limit_arenas);
+    if chosen {
+        return ArenaLimit::FromEnvironment;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    limit_arenas(cores)
+}
+
+/// `GLIBC_TUNABLES` (`name=value:name=value`) sets `glibc.malloc.arena_max`.
+fn tunables_limit_arenas(tunables: &str) -> bool {
+    tunables.split(':').any(|t| {
+        t.split_once('=')
+            .is_some_and(|(name, _)| name.trim() == "glibc.malloc.arena_max")
+    })
+}
+
+/// Sets glibc's `M_ARENA_MAX`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_arenas(max: usize) -> ArenaLimit {
+    let Ok(value) = libc::c_int::try_from(max) else {
+        return ArenaLimit::Refused;
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `mallopt` takes two integers and sets a field of the allocator's parameters
+    // under its own lock; an out-of-range value is refused (return 0), not undefined.
+    let set = unsafe { libc::mallopt(libc::M_ARENA_MAX, value) };
+    if set == 1 {
+        ArenaLimit::Set(max)
+    } else {
+        ArenaLimit::Refused
+    }
+}
+
+/// No arenas to limit outside glibc.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_arenas(_max: usize) -> ArenaLimit {
+    ArenaLimit::Unsupported
+}
+
 /// The process's resident set size in bytes (`VmRSS` of `/proc/self/status`); `None` where
 /// the system does not say.
 pub fn resident_bytes() -> Option<u64> {
@@ -77,6 +169,17 @@ mod tests {
         assert_eq!(vm_rss("VmRSS:\tlots kB\n"), None);
     }
 
+    #[test]
+    fn tunables_that_limit_arenas() {
+        assert!(tunables_limit_arenas("glibc.malloc.arena_max=4"));
+        assert!(tunables_limit_arenas(
+            "glibc.malloc.trim_threshold=128:glibc.malloc.arena_max=1"
+        ));
+        assert!(!tunables_limit_arenas("glibc.malloc.arena_test=4"));
+        assert!(!tunables_limit_arenas("glibc.malloc.arena_max_x=4"));
+        assert!(!tunables_limit_arenas(""));
+    }
+
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn freed_memory_goes_back_to_the_system() {
@@ -94,5 +197,44 @@ mod tests {
             "resident {before} -> {after} bytes: less than 32 MiB given back"
         );
         drop(pin);
+    }
+
+    /// The number of arenas glibc has made (`<heap nr=` entries of `malloc_info`).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    fn arenas() -> usize {
+        let path = std::env::temp_dir().join(format!("makoto-arenas-{}.xml", std::process::id()));
+        let c_path = std::ffi::CString::new(path.to_string_lossy().as_bytes()).unwrap();
+        // SAFETY: a valid path and mode; the stream is closed before the file is read.
+        unsafe {
+            let f = libc::fopen(c_path.as_ptr(), c"w".as_ptr());
+            assert!(!f.is_null());
+            assert_eq!(libc::malloc_info(0, f), 0);
+            libc::fclose(f);
+        }
+        let xml = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        xml.matches("<heap nr=").count()
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn threads_share_the_limited_arenas() {
+        // A limit of one: no arena is made after this, whatever the other tests do meanwhile.
+        assert_eq!(limit_arenas(1), ArenaLimit::Set(1));
+        let before = arenas();
+        // Sixteen threads allocating while all alive: unlimited, glibc gives most their own.
+        let barrier = std::sync::Barrier::new(16);
+        std::thread::scope(|s| {
+            for i in 0..16u8 {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let block = vec![i; 4096];
+                    barrier.wait();
+                    drop(block);
+                });
+            }
+        });
+        assert_eq!(arenas(), before, "new arenas after the limit of one");
     }
 }

@@ -248,6 +248,8 @@ impl Service {
         tracing::info!(
             tables = self.shared.snapshot().len(),
             shard = %self.config.shard,
+            arenas = %makoto_memory::arena_limit()
+                .map_or_else(|| "the allocator's default".to_owned(), |l| l.to_string()),
             "serving"
         );
         let mut in_flight: JoinSet<Done> = JoinSet::new();
