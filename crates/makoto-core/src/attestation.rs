@@ -2,6 +2,7 @@
 //! envelope, the attestation digest and the chain.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
@@ -815,6 +816,26 @@ impl Attestation {
         })
     }
 
+    /// Serializes `statement` and gives it its level, leaving the signature for
+    /// [`Prepared::sign`]. The attestation digest covers the payload, not the signature, so a
+    /// chain of statements can be built on one thread while others sign them.
+    pub fn prepare(
+        statement: &Statement,
+        signer: Option<Arc<dyn Signer>>,
+        evidence: LevelEvidence,
+    ) -> Prepared {
+        let payload = statement.to_payload();
+        Prepared {
+            digest: Sha256Digest::of(&payload),
+            level: MakotoLevel::earned(LevelEvidence {
+                signed: signer.is_some(),
+                ..evidence
+            }),
+            payload,
+            signer,
+        }
+    }
+
     pub fn statement(&self) -> &Statement {
         &self.statement
     }
@@ -833,9 +854,80 @@ impl Attestation {
     }
 }
 
+/// A statement's payload with its digest and level, to be signed by the signer it names
+/// ([`Attestation::prepare`]).
+pub struct Prepared {
+    payload: Vec<u8>,
+    digest: Sha256Digest,
+    level: MakotoLevel,
+    signer: Option<Arc<dyn Signer>>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("digest", &self.digest)
+            .field("level", &self.level)
+            .field("keyid", &self.keyid())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// SHA-256 of the payload: the attestation digest the envelope will carry.
+    pub fn digest(&self) -> Sha256Digest {
+        self.digest
+    }
+    pub fn level(&self) -> MakotoLevel {
+        self.level
+    }
+    pub fn keyid(&self) -> Option<&KeyId> {
+        self.signer.as_deref().map(Signer::keyid)
+    }
+
+    /// The DSSE envelope of the payload: signed if a signer was given, else unsigned (L1).
+    pub fn sign(self) -> Result<Envelope, Error> {
+        match self.signer.as_deref() {
+            Some(s) => Envelope::sign(IN_TOTO_PAYLOAD_TYPE, self.payload, s),
+            None => Ok(Envelope::unsigned(IN_TOTO_PAYLOAD_TYPE, self.payload)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prepared_statement_signs_as_sealing_it_does() {
+        let statement = Statement::new(
+            vec![Subject::new(
+                "t@v1",
+                BTreeMap::from([("sha256".to_owned(), "ab".repeat(32))]),
+            )],
+            "https://example.com/p",
+            json!({"b": 1, "a": "x"}),
+        );
+        let key = Arc::new(crate::keys::SigningKeyPair::from_seed(&[7; 32]));
+        let sealed = Attestation::seal(statement.clone(), Some(key.as_ref())).unwrap();
+        let prepared =
+            Attestation::prepare(&statement, Some(key.clone()), LevelEvidence::default());
+        assert_eq!(prepared.digest(), sealed.digest());
+        assert_eq!(prepared.level(), sealed.level());
+        assert_eq!(prepared.keyid(), sealed.keyid());
+        assert_eq!(
+            prepared.sign().unwrap().to_json(),
+            sealed.envelope().to_json()
+        );
+
+        let unsigned = Attestation::prepare(&statement, None, LevelEvidence::default());
+        assert_eq!(
+            unsigned.level(),
+            MakotoLevel::earned(LevelEvidence::default())
+        );
+        assert!(unsigned.keyid().is_none());
+        assert!(!unsigned.sign().unwrap().is_signed());
+    }
 
     #[test]
     fn the_changes_digest_is_over_the_canonical_array() {

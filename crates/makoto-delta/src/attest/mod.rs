@@ -24,7 +24,8 @@ use chrono::Utc;
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::{
     Attestation, AttestorInfo, AvailabilityStatus, Baseline, CommitFacts, CrossTableTransform,
-    DataAvailability, LevelEvidence, MakotoLevel, PreviousAttestation, build_commit_statement,
+    DataAvailability, LevelEvidence, MakotoLevel, Prepared, PreviousAttestation,
+    build_commit_statement,
 };
 use makoto_core::attested::AttestedCommit;
 use makoto_core::delta::{Commit, DeletionVector, TimestampSource, commit_file_name};
@@ -150,14 +151,14 @@ pub struct AttestedVersion {
 
 impl AttestedVersion {
     /// What the run reports of `attestation`, made of the commit `facts` describe.
-    pub fn of_commit(facts: &CommitFacts, attestation: &Attestation) -> Self {
+    pub fn of_commit(facts: &CommitFacts, attestation_digest: Sha256Digest) -> Self {
         let counts = facts.counts();
         AttestedVersion {
             version: facts.version,
             operation: facts.operation.clone(),
             predicate_type: facts.predicate_type().to_owned(),
             state_digest: facts.state_root,
-            attestation_digest: attestation.digest(),
+            attestation_digest,
             files_added: counts.files_added,
             files_removed: counts.files_removed,
             unavailable_files: facts.availability.unavailable_files.clone(),
@@ -318,9 +319,96 @@ fn statement_live_unavailable(statement: &Statement) -> u64 {
 }
 
 struct BatchOutput {
+    /// One per commit, in order; each one's `envelope` is set from `signatures` once they
+    /// are all made ([`BatchOutput::seal`]).
     attestation_rows: Vec<AttestationRow>,
     file_rows: Vec<FileRow>,
     attested: Vec<AttestedVersion>,
+    signatures: Signatures,
+}
+
+impl BatchOutput {
+    /// Waits for every signature of the batch and puts each envelope in its row.
+    async fn seal(&mut self) -> Result<(), Error> {
+        let envelopes = std::mem::take(&mut self.signatures).finish().await?;
+        if envelopes.len() != self.attestation_rows.len() {
+            return Err(Error::Task {
+                reason: format!(
+                    "{} envelopes signed for {} attestation rows",
+                    envelopes.len(),
+                    self.attestation_rows.len()
+                ),
+            });
+        }
+        for (row, envelope) in self.attestation_rows.iter_mut().zip(envelopes) {
+            row.envelope = envelope;
+        }
+        Ok(())
+    }
+}
+
+/// Commits whose statements are built, signed on the blocking pool in groups of
+/// [`Signatures::GROUP`] while the next statements are built: a signature is a third of the
+/// CPU time of a small commit's attestation (docs/performance.md (b)), and nothing in the
+/// chain waits for it (the attestation digest covers the payload only).
+#[derive(Default)]
+struct Signatures {
+    waiting: Vec<(String, u64, Prepared)>,
+    signing: Vec<tokio::task::JoinHandle<Result<Vec<String>, Error>>>,
+}
+
+impl Signatures {
+    const GROUP: usize = 64;
+
+    fn push(&mut self, uri: &str, version: u64, prepared: Prepared) {
+        self.waiting.push((uri.to_owned(), version, prepared));
+        if self.waiting.len() >= Self::GROUP {
+            self.start();
+        }
+    }
+
+    fn start(&mut self) {
+        let group = std::mem::take(&mut self.waiting);
+        if group.is_empty() {
+            return;
+        }
+        self.signing.push(tokio::task::spawn_blocking(move || {
+            group
+                .into_iter()
+                .map(|(uri, version, prepared)| {
+                    prepared
+                        .sign()
+                        .map(|envelope| envelope.to_json())
+                        .map_err(|e| Error::core(format!("signing {uri} version {version}"), e))
+                })
+                .collect()
+        }));
+    }
+
+    /// Every envelope's JSON, in the order the commits were pushed.
+    async fn finish(mut self) -> Result<Vec<String>, Error> {
+        self.start();
+        let mut envelopes = Vec::new();
+        let mut first_error = None;
+        // Every group is awaited, also after an error, so that none is left signing.
+        for task in self.signing {
+            match task.await {
+                Ok(Ok(group)) => envelopes.extend(group),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(Error::Task {
+                        reason: format!("signing: {e}"),
+                    });
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(envelopes),
+        }
+    }
 }
 
 enum Progress {
@@ -946,6 +1034,7 @@ impl Attestor {
             attestation_rows: Vec::with_capacity(commits.len()),
             file_rows: Vec::new(),
             attested: Vec::with_capacity(commits.len()),
+            signatures: Signatures::default(),
         };
         let attested_at_us = Utc::now().timestamp_micros();
         for (commit, ctx) in commits.iter().zip(contexts) {
@@ -970,6 +1059,7 @@ impl Attestor {
             )
             .await?;
         }
+        out.seal().await?;
         if let Some(tsa) = &self.options.tsa {
             Self::timestamp_batch(tsa, &mut out).await?;
         }
@@ -1200,26 +1290,26 @@ impl Attestor {
         };
         let statement = build_commit_statement(&facts, &self.info)
             .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
-        let attestation =
-            Attestation::seal_with(statement, self.signer.as_deref(), self.evidence())
-                .map_err(|e| Error::core(format!("signing {uri} version {version}"), e))?;
+        let prepared = Attestation::prepare(&statement, self.signer.clone(), self.evidence());
+        drop(statement);
 
         out.file_rows
             .extend(FileRow::of_commit(&facts, &self.run_id));
         out.attestation_rows.push(AttestationRow::of_commit(
             &facts,
-            &attestation,
+            &prepared,
             attested_at_us,
             &self.run_id,
         ));
         out.attested
-            .push(AttestedVersion::of_commit(&facts, &attestation));
+            .push(AttestedVersion::of_commit(&facts, prepared.digest()));
         state.previous = Some(PreviousAttestation {
             version,
             state_root: facts.state_root,
-            digest: attestation.digest(),
-            level: attestation.level(),
+            digest: prepared.digest(),
+            level: prepared.level(),
         });
+        out.signatures.push(&uri, version, prepared);
         Ok(())
     }
 

@@ -3,8 +3,7 @@
 
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::{
-    Attestation, AvailabilityStatus, ChangeKind, CommitFacts, FileChange, MakotoLevel,
-    changes_digest,
+    AvailabilityStatus, ChangeKind, CommitFacts, FileChange, MakotoLevel, Prepared, changes_digest,
 };
 use makoto_core::canonical;
 use makoto_core::delta::{DeletionVector, TimestampSource};
@@ -164,10 +163,11 @@ system_row! {
 }
 
 impl AttestationRow {
-    /// The row recording `attestation`, made of the commit `facts` describe.
+    /// The row recording the attestation `prepared` will sign, made of the commit `facts`
+    /// describe. Its `envelope` is empty until the signature is made and it is set.
     pub fn of_commit(
         facts: &CommitFacts,
-        attestation: &Attestation,
+        prepared: &Prepared,
         attested_at_us: i64,
         run_id: &str,
     ) -> Self {
@@ -196,10 +196,10 @@ impl AttestationRow {
             live_files: facts.live_files,
             live_bytes: facts.live_bytes,
             previous_attestation_digest: facts.previous.as_ref().map(|p| p.digest),
-            attestation_digest: attestation.digest(),
-            keyid: attestation.keyid().cloned(),
-            level: attestation.level(),
-            envelope: attestation.envelope().to_json(),
+            attestation_digest: prepared.digest(),
+            keyid: prepared.keyid().cloned(),
+            level: prepared.level(),
+            envelope: String::new(),
             attested_at_us,
             attestor_version: crate::attest::attestor_version(),
             run_id: run_id.to_owned(),
