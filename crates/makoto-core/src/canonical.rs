@@ -80,7 +80,8 @@ pub fn write_value(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-fn write_string(s: &str, out: &mut Vec<u8>) {
+/// Writes `s` as a canonical JSON string literal into `out`.
+pub fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     // Runs of bytes that need no escape are copied at once. Every byte of a multi-byte UTF-8
     // sequence is >= 0x80, so only ASCII bytes are ever escaped.

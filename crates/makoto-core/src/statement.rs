@@ -87,9 +87,27 @@ impl Statement {
         })
     }
 
-    /// The payload bytes that get signed: the canonical JSON of the statement.
+    /// The payload bytes that get signed: the canonical JSON of the statement
+    /// (`canonical::to_vec(&self.to_json())`, written without copying the predicate: the
+    /// members of [`Statement::to_json`] in canonical order are `_type`, `predicate`,
+    /// `predicateType`, `subject`).
     pub fn to_payload(&self) -> Vec<u8> {
-        canonical::to_vec(&self.to_json())
+        let mut out = Vec::with_capacity(4096);
+        out.extend_from_slice(b"{\"_type\":");
+        canonical::write_string(STATEMENT_TYPE, &mut out);
+        out.extend_from_slice(b",\"predicate\":");
+        canonical::write_value(&self.predicate, &mut out);
+        out.extend_from_slice(b",\"predicateType\":");
+        canonical::write_string(&self.predicate_type, &mut out);
+        out.extend_from_slice(b",\"subject\":[");
+        for (i, s) in self.subject.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            canonical::write_value(&json!({"name": s.name, "digest": s.digest}), &mut out);
+        }
+        out.extend_from_slice(b"]}");
+        out
     }
 
     /// Parses a statement from payload bytes.
@@ -130,6 +148,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_payload_is_the_canonical_statement() {
+        let s = Statement::new(
+            vec![
+                Subject::new(
+                    "b\u{e9}\"\n@v1",
+                    BTreeMap::from([("sha256".into(), "cd".repeat(32)), ("a".into(), "x".into())]),
+                ),
+                Subject::new("a@v0", BTreeMap::new()),
+            ],
+            "https://makoto.dev/transform/v1\u{1F600}",
+            json!({"\u{e9}": [1.5, -2, null, true], "\u{1F600}": {}, "\u{FFFD}": "\u{0}"}),
+        );
+        assert_eq!(s.to_payload(), canonical::to_vec(&s.to_json()));
+    }
+
+    #[test]
     fn payload_round_trip_is_canonical() {
         let s = Statement::new(
             vec![Subject::new(
@@ -140,6 +174,7 @@ mod tests {
             json!({"z": 1, "a": {"y": [1, 2]}}),
         );
         let p = s.to_payload();
+        assert_eq!(p, canonical::to_vec(&s.to_json()));
         assert!(
             p.starts_with(b"{\"_type\":\"https://in-toto.io/Statement/v1\",\"predicate\":{\"a\"")
         );
