@@ -179,6 +179,9 @@ pub struct SourceTable {
     store: Arc<dyn ObjectStore>,
 }
 
+/// Commits of a local log read and parsed by one blocking task ([`SourceTable::read_commits`]).
+const LOCAL_READ_GROUP: usize = 64;
+
 fn commit_path(version: u64) -> Path {
     Path::from(format!("_delta_log/{}", commit_file_name(version)))
 }
@@ -416,6 +419,54 @@ impl SourceTable {
         Some(self.location.local_dir()?.join("_delta_log"))
     }
 
+    /// [`SourceTable::read_commits`] of a local log whose directory is `dir`: groups of up to
+    /// [`LOCAL_READ_GROUP`] commits, each read and parsed by one blocking task, up to
+    /// `concurrency` groups at once. Many small commits then cost a task per group rather than
+    /// one per commit, and are parsed on the blocking pool while the caller's thread waits.
+    async fn read_local_commits(
+        &self,
+        dir: std::path::PathBuf,
+        versions: Vec<u64>,
+        concurrency: usize,
+    ) -> Result<Vec<Commit>, Error> {
+        let groups: Vec<Vec<u64>> = versions
+            .chunks(LOCAL_READ_GROUP)
+            .map(<[u64]>::to_vec)
+            .collect();
+        let parsed: Vec<Vec<Commit>> = futures::stream::iter(groups)
+            .map(|group| {
+                let (source, dir) = (self.clone(), dir.clone());
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        group
+                            .into_iter()
+                            .map(|v| source.read_local_commit(&dir, v))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .await
+                    .map_err(|e| Error::Task {
+                        reason: format!("reading commits: {e}"),
+                    })?
+                }
+            })
+            .buffered(concurrency.max(1))
+            .try_collect()
+            .await?;
+        Ok(parsed.into_iter().flatten().collect())
+    }
+
+    /// Commit `version` of the local log `dir`, read and parsed on the calling thread.
+    fn read_local_commit(&self, dir: &std::path::Path, version: u64) -> Result<Commit, Error> {
+        let bytes = self
+            .read_local_commit_bytes(dir, version, u64::MAX)?
+            .unwrap_or_default();
+        self.parse_commit(version, &bytes)
+            .map_err(|source| Error::CorruptCommit {
+                table: self.uri.clone(),
+                source,
+            })
+    }
+
     /// [`SourceTable::read_commit_bytes`] on the calling thread, for a local table whose log is
     /// `dir` ([`SourceTable::local_log_dir`]): many small commits are read by one blocking task
     /// rather than one task each. `None` when the file holds more than `limit` bytes (it grew
@@ -476,6 +527,11 @@ impl SourceTable {
         versions: impl Iterator<Item = u64>,
         concurrency: usize,
     ) -> Result<Vec<Commit>, Error> {
+        if let Some(dir) = self.local_log_dir() {
+            return self
+                .read_local_commits(dir, versions.collect(), concurrency)
+                .await;
+        }
         futures::stream::iter(versions)
             .map(|v| async move {
                 let bytes = self.read_commit_bytes(v).await?;
