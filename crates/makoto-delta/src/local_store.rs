@@ -159,6 +159,7 @@ fn read_after(dir: &std::path::Path, prefix: &Path, offset: &Path) -> std::io::R
         }
         Err(e) => return Err(e),
     };
+    let offset_here = offset_in(prefix, offset);
     let (mut files, mut unreadable, mut subdirs) = (Vec::new(), Vec::new(), Vec::new());
     for entry in entries {
         let entry = entry?;
@@ -166,7 +167,10 @@ fn read_after(dir: &std::path::Path, prefix: &Path, offset: &Path) -> std::io::R
         let Some(name) = name.to_str().filter(|n| is_plain(n)) else {
             return Ok(Listing::Unhandled);
         };
-        let location = prefix.clone().join(name);
+        let after_offset = match offset_here {
+            Ok(rest) => name > rest,
+            Err(all) => all == std::cmp::Ordering::Greater,
+        };
         let unreadable_entry = |e: std::io::Error| {
             std::io::Error::new(e.kind(), format!("{}: {e}", entry.path().display()))
         };
@@ -178,12 +182,13 @@ fn read_after(dir: &std::path::Path, prefix: &Path, offset: &Path) -> std::io::R
             }
         };
         if kind.is_dir() {
-            subdirs.push(location);
+            subdirs.push(prefix.clone().join(name));
             continue;
         }
-        if !kind.is_symlink() && location <= *offset {
+        if !kind.is_symlink() && !after_offset {
             continue;
         }
+        let location = prefix.clone().join(name);
         let meta = match std::fs::metadata(entry.path()) {
             Ok(meta) => meta,
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
@@ -194,7 +199,7 @@ fn read_after(dir: &std::path::Path, prefix: &Path, offset: &Path) -> std::io::R
         };
         if meta.is_dir() {
             subdirs.push(location);
-        } else if meta.is_file() && location > *offset {
+        } else if meta.is_file() && after_offset {
             match object_meta(location, &meta) {
                 Ok(meta) => files.push(meta),
                 Err(e) => unreadable.push(unreadable_entry(e)),
@@ -206,6 +211,24 @@ fn read_after(dir: &std::path::Path, prefix: &Path, offset: &Path) -> std::io::R
         unreadable,
         subdirs,
     })
+}
+
+/// Where `offset` falls among the paths `prefix/NAME`, so that entries are compared by name
+/// without building their paths: `Ok(rest)` when `offset` is `prefix/rest` (then `prefix/NAME`
+/// is after it exactly when `NAME > rest`), else how every `prefix/NAME` compares with it (all
+/// the same: they share `prefix/`, which `offset` does not start with).
+fn offset_in<'a>(
+    prefix: &Path,
+    offset: &'a Path,
+) -> std::result::Result<&'a str, std::cmp::Ordering> {
+    let dir = match prefix.as_ref() {
+        "" => String::new(),
+        p => format!("{p}{}", object_store::path::DELIMITER),
+    };
+    offset
+        .as_ref()
+        .strip_prefix(dir.as_str())
+        .ok_or_else(|| dir.as_str().cmp(offset.as_ref()))
 }
 
 /// The listing entry `LocalFileSystem` makes for a file: its size, its modification time, and an
@@ -397,6 +420,39 @@ mod tests {
         theirs.sort_by(|a, b| a.location.cmp(&b.location));
         assert_eq!(ours, theirs);
         assert_eq!(ours.is_empty(), rel == "nothing");
+    }
+
+    #[rstest]
+    #[case::in_the_directory("t/_delta_log", "t/_delta_log/0007.json")]
+    #[case::the_directory_itself("t/_delta_log", "t/_delta_log")]
+    #[case::a_prefix_of_it("t/_delta_log", "t/_delta")]
+    #[case::before_it("t/_delta_log", "t/_a")]
+    #[case::after_it("t/_delta_log", "t/_z/0001.json")]
+    #[case::a_sibling_directory("t/_delta_log", "t/_delta_log2/0001.json")]
+    #[case::a_subdirectory("t/_delta_log", "t/_delta_log/_sidecars/0a.parquet")]
+    #[case::at_the_root("", "0007.json")]
+    fn names_compare_with_the_offset_as_their_paths_do(#[case] prefix: &str, #[case] offset: &str) {
+        let (prefix, offset) = (Path::from(prefix), Path::from(offset));
+        // Plain names only (`is_plain`): others are listed by `LocalFileSystem`.
+        let names = [
+            "0001.json",
+            "0007.json",
+            "0007.jsonx",
+            "0008.json",
+            "_",
+            "_sidecars",
+            "_sidecars0",
+            "a",
+            "z-1",
+        ];
+        for name in names {
+            let by_path = prefix.clone().join(name) > offset;
+            let by_name = match offset_in(&prefix, &offset) {
+                Ok(rest) => name > rest,
+                Err(all) => all == std::cmp::Ordering::Greater,
+            };
+            assert_eq!(by_name, by_path, "{prefix} / {name} against {offset}");
+        }
     }
 
     #[tokio::test]
