@@ -227,16 +227,23 @@ async fn an_anchored_head_detects_truncation_and_rewrites() {
     );
 }
 
-/// `--since-last` continues from a recorded verification only while the attestation it
-/// verified is still in the table: its signed payload, not the row's `attestation_digest`
-/// column, which an edit of the envelope leaves as it was.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn since_last_finds_the_verified_attestation_replaced() {
+/// A sample table of `appends` appends, attested by `key(1)`, and the keys a verifier trusts:
+/// the attestor's and its own (`key(7)`), which signs its records.
+struct SinceLast {
+    _tmp: tempfile::TempDir,
+    table: std::path::PathBuf,
+    wh: std::path::PathBuf,
+    t: makoto_testkit::SampleTable,
+    verifier_key: Arc<makoto_core::keys::SigningKeyPair>,
+    both: TrustedKeys,
+}
+
+async fn attested_for_since_last(appends: i64) -> SinceLast {
     let tmp = tempfile::tempdir().unwrap();
     let table = tmp.path().join("t");
     let wh = tmp.path().join("wh");
     let mut t = makoto_testkit::SampleTable::create(&table).await.unwrap();
-    for i in 0..3 {
+    for i in 0..appends {
         t.append(makoto_testkit::rows(i * 10..i * 10 + 10, "emea").unwrap())
             .await
             .unwrap();
@@ -247,6 +254,29 @@ async fn since_last_finds_the_verified_attestation_replaced() {
         key(1).public_key().clone(),
         verifier_key.public_key().clone(),
     ]);
+    SinceLast {
+        _tmp: tmp,
+        table,
+        wh,
+        t,
+        verifier_key,
+        both,
+    }
+}
+
+/// `--since-last` continues from a recorded verification only while the attestation it
+/// verified is still in the table: its signed payload, not the row's `attestation_digest`
+/// column, which an edit of the envelope leaves as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_last_finds_the_verified_attestation_replaced() {
+    let SinceLast {
+        _tmp,
+        table,
+        wh,
+        verifier_key,
+        both,
+        ..
+    } = attested_for_since_last(3).await;
     let full = verify_with(
         &table,
         &wh,
@@ -281,22 +311,14 @@ async fn since_last_finds_the_verified_attestation_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn since_last_checks_only_new_versions_and_records_are_signed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let table = tmp.path().join("t");
-    let wh = tmp.path().join("wh");
-    let mut t = makoto_testkit::SampleTable::create(&table).await.unwrap();
-    for i in 0..5 {
-        t.append(makoto_testkit::rows(i * 10..i * 10 + 10, "emea").unwrap())
-            .await
-            .unwrap();
-    }
-    Run::new(&table, &wh).run().await.unwrap();
-    // The verifier has its own key, trusted for records.
-    let verifier_key = key(7);
-    let both = TrustedKeys::new(vec![
-        key(1).public_key().clone(),
-        verifier_key.public_key().clone(),
-    ]);
+    let SinceLast {
+        _tmp,
+        table,
+        wh,
+        mut t,
+        verifier_key,
+        both,
+    } = attested_for_since_last(5).await;
     let signed = || {
         Some(RecordSigner::Signed(
             Arc::clone(&verifier_key) as Arc<dyn Signer>
