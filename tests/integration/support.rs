@@ -338,7 +338,13 @@ pub fn statement_of(row: &AttestationRow) -> Value {
         "payload digest of v{}",
         row.version
     );
-    serde_json::from_slice(&payload).unwrap()
+    let statement: Value = serde_json::from_slice(&payload).unwrap();
+    assert!(
+        makoto_core::canonical::to_vec(&statement) == payload,
+        "the payload of v{} is not the canonical JSON of its statement",
+        row.version
+    );
+    statement
 }
 
 /// Validates statements against the structured Makoto schemas (in-toto Statement v1 wrapper

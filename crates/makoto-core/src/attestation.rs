@@ -735,6 +735,45 @@ fn transform_predicate(
     })
 }
 
+/// The payload of [`build_commit_statement`]'s statement, the same bytes, written without
+/// building it: the typed predicate is serialized canonically
+/// ([`canonical::write_serialize`]) rather than through a `serde_json::Value`.
+pub fn build_commit_payload(
+    facts: &CommitFacts,
+    attestor: &AttestorInfo,
+) -> Result<Vec<u8>, Error> {
+    let delta = delta_block(facts, attestor)?;
+    let invalid = |e: serde_json::Error| Error::InvalidStatement {
+        reason: format!("{}: {e}", facts.subject_name()),
+    };
+    let subject = commit_subject(facts);
+    let identity = attestor.identity.as_deref();
+    let predicate = match (&facts.previous, &facts.transform) {
+        (None, None) => CommitPredicate::Origin(origin_predicate(facts, delta, identity)?),
+        _ => CommitPredicate::Transform(transform_predicate(facts, delta, identity)?),
+    };
+    crate::statement::payload_with(&[subject], facts.predicate_type(), |out| {
+        match &predicate {
+            CommitPredicate::Origin(p) => canonical::write_serialize(p, out),
+            CommitPredicate::Transform(p) => canonical::write_serialize(p, out),
+        }
+        .map_err(invalid)
+    })
+}
+
+/// The two predicates a commit's statement can carry.
+enum CommitPredicate<O, T> {
+    Origin(O),
+    Transform(T),
+}
+
+fn commit_subject(facts: &CommitFacts) -> Subject {
+    Subject::new(
+        facts.subject_name(),
+        BTreeMap::from([("sha256".to_owned(), facts.state_root.to_hex())]),
+    )
+}
+
 /// Builds the in-toto statement for one commit: `origin/v1` for the first attested version of
 /// a table, `transform/v1` (with the previous version as input) for every later one.
 pub fn build_commit_statement(
@@ -758,12 +797,8 @@ pub fn build_commit_statement(
         )?),
     }
     .map_err(invalid)?;
-    let subject = Subject::new(
-        facts.subject_name(),
-        BTreeMap::from([("sha256".to_owned(), facts.state_root.to_hex())]),
-    );
     Ok(Statement::new(
-        vec![subject],
+        vec![commit_subject(facts)],
         facts.predicate_type(),
         predicate,
     ))
@@ -824,7 +859,16 @@ impl Attestation {
         signer: Option<Arc<dyn Signer>>,
         evidence: LevelEvidence,
     ) -> Prepared {
-        let payload = statement.to_payload();
+        Self::prepare_payload(statement.to_payload(), signer, evidence)
+    }
+
+    /// [`Attestation::prepare`] of a statement already serialized canonically
+    /// ([`build_commit_payload`]).
+    pub fn prepare_payload(
+        payload: Vec<u8>,
+        signer: Option<Arc<dyn Signer>>,
+        evidence: LevelEvidence,
+    ) -> Prepared {
         Prepared {
             digest: Sha256Digest::of(&payload),
             level: MakotoLevel::earned(LevelEvidence {

@@ -58,14 +58,7 @@ pub fn write_value(value: &Value, out: &mut Vec<u8>) {
         }
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| {
-                // UTF-16 order is byte order for ASCII names (all of Makoto's own).
-                if a.0.is_ascii() && b.0.is_ascii() {
-                    a.0.cmp(b.0)
-                } else {
-                    a.0.encode_utf16().cmp(b.0.encode_utf16())
-                }
-            });
+            entries.sort_by(|a, b| utf16_order(a.0, b.0));
             out.push(b'{');
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
@@ -111,11 +104,653 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// Writes `value` canonically into `out`: the same bytes as
+/// `write_value(&serde_json::to_value(value)?, out)`, without building the `Value` (each
+/// object's members are buffered to be sorted; nothing else is copied).
+pub fn write_serialize<T: serde::Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
+    value.serialize(Canonical { out })
+}
+
+/// Member names in UTF-16 code-unit order, which is byte order for ASCII names (all of
+/// Makoto's own).
+fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        a.cmp(b)
+    } else {
+        a.encode_utf16().cmp(b.encode_utf16())
+    }
+}
+
+fn write_display(n: impl std::fmt::Display, out: &mut Vec<u8>) {
+    use std::io::Write;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{n}");
+}
+
+fn write_f64(f: f64, out: &mut Vec<u8>) {
+    // serde_json::to_value makes a non-finite float `null`.
+    if f.is_finite() {
+        let mut buf = ryu_js::Buffer::new();
+        out.extend_from_slice(buf.format(f).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn unsupported(what: &str) -> serde_json::Error {
+    <serde_json::Error as serde::ser::Error>::custom(format!("{what} has no canonical JSON form"))
+}
+
+struct Canonical<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+/// An array's elements, written as they come.
+struct Elements<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+    /// `Some(name)`: the array is the value of `{"name": [...]}` (a tuple variant).
+    variant: Option<&'static str>,
+}
+
+/// An object's members, sorted when it ends.
+struct Members<'a> {
+    out: &'a mut Vec<u8>,
+    members: Vec<(String, Vec<u8>)>,
+    key: Option<String>,
+    /// `Some(name)`: the object is the value of `{"name": {...}}` (a struct variant).
+    variant: Option<&'static str>,
+}
+
+impl<'a> Canonical<'a> {
+    fn open_variant(out: &mut Vec<u8>, variant: Option<&'static str>) {
+        if let Some(name) = variant {
+            out.push(b'{');
+            write_string(name, out);
+            out.push(b':');
+        }
+    }
+
+    fn elements(self, variant: Option<&'static str>) -> Elements<'a> {
+        Self::open_variant(self.out, variant);
+        self.out.push(b'[');
+        Elements {
+            out: self.out,
+            first: true,
+            variant,
+        }
+    }
+
+    fn members(self, variant: Option<&'static str>) -> Members<'a> {
+        Members {
+            out: self.out,
+            members: Vec::new(),
+            key: None,
+            variant,
+        }
+    }
+}
+
+impl Elements<'_> {
+    fn element<T: serde::Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), serde_json::Error> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        value.serialize(Canonical { out: self.out })
+    }
+
+    fn close(self) {
+        self.out.push(b']');
+        if self.variant.is_some() {
+            self.out.push(b'}');
+        }
+    }
+}
+
+impl Members<'_> {
+    fn member<T: serde::Serialize + ?Sized>(
+        &mut self,
+        key: String,
+        value: &T,
+    ) -> Result<(), serde_json::Error> {
+        let mut bytes = Vec::new();
+        value.serialize(Canonical { out: &mut bytes })?;
+        self.members.push((key, bytes));
+        Ok(())
+    }
+
+    fn close(mut self) {
+        // A key given twice keeps its last value, as in a `serde_json::Map`.
+        self.members.reverse();
+        self.members.sort_by(|a, b| utf16_order(&a.0, &b.0));
+        self.members.dedup_by(|later, earlier| later.0 == earlier.0);
+        Canonical::open_variant(self.out, self.variant);
+        self.out.push(b'{');
+        for (i, (key, value)) in self.members.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            write_string(key, self.out);
+            self.out.push(b':');
+            self.out.extend_from_slice(value);
+        }
+        self.out.push(b'}');
+        if self.variant.is_some() {
+            self.out.push(b'}');
+        }
+    }
+}
+
+impl<'a> serde::Serializer for Canonical<'a> {
+    type Ok = ();
+    type Error = serde_json::Error;
+    type SerializeSeq = Elements<'a>;
+    type SerializeTuple = Elements<'a>;
+    type SerializeTupleStruct = Elements<'a>;
+    type SerializeTupleVariant = Elements<'a>;
+    type SerializeMap = Members<'a>;
+    type SerializeStruct = Members<'a>;
+    type SerializeStructVariant = Members<'a>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), Self::Error> {
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
+        Ok(())
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), Self::Error> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), Self::Error> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), Self::Error> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), Self::Error> {
+        write_display(v, self.out);
+        Ok(())
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), Self::Error> {
+        match (i64::try_from(v), u64::try_from(v)) {
+            (Ok(i), _) => self.serialize_i64(i),
+            (_, Ok(u)) => self.serialize_u64(u),
+            _ => Err(unsupported("an integer beyond 64 bits")),
+        }
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), Self::Error> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), Self::Error> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), Self::Error> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), Self::Error> {
+        write_display(v, self.out);
+        Ok(())
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), Self::Error> {
+        match u64::try_from(v) {
+            Ok(u) => self.serialize_u64(u),
+            Err(_) => Err(unsupported("an integer beyond 64 bits")),
+        }
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), Self::Error> {
+        write_f64(v.into(), self.out);
+        Ok(())
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), Self::Error> {
+        write_f64(v, self.out);
+        Ok(())
+    }
+    fn serialize_char(self, v: char) -> Result<(), Self::Error> {
+        write_string(v.encode_utf8(&mut [0; 4]), self.out);
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), Self::Error> {
+        write_string(v, self.out);
+        Ok(())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), Self::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = self.serialize_seq(Some(v.len()))?;
+        for b in v {
+            seq.serialize_element(b)?;
+        }
+        seq.end()
+    }
+    fn serialize_none(self) -> Result<(), Self::Error> {
+        self.serialize_unit()
+    }
+    fn serialize_some<T: serde::Serialize + ?Sized>(self, value: &T) -> Result<(), Self::Error> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), Self::Error> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Self::Error> {
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), Self::Error> {
+        self.serialize_str(variant)
+    }
+    fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), Self::Error> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: serde::Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), Self::Error> {
+        Canonical::open_variant(self.out, Some(variant));
+        value.serialize(Canonical { out: self.out })?;
+        self.out.push(b'}');
+        Ok(())
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Elements<'a>, Self::Error> {
+        Ok(self.elements(None))
+    }
+    fn serialize_tuple(self, _len: usize) -> Result<Elements<'a>, Self::Error> {
+        Ok(self.elements(None))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Elements<'a>, Self::Error> {
+        Ok(self.elements(None))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Elements<'a>, Self::Error> {
+        Ok(self.elements(Some(variant)))
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<Members<'a>, Self::Error> {
+        Ok(self.members(None))
+    }
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Members<'a>, Self::Error> {
+        Ok(self.members(None))
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Members<'a>, Self::Error> {
+        Ok(self.members(Some(variant)))
+    }
+}
+
+impl serde::ser::SerializeSeq for Elements<'_> {
+    type Ok = ();
+    type Error = serde_json::Error;
+    fn serialize_element<T: serde::Serialize + ?Sized>(
+        &mut self,
+        v: &T,
+    ) -> Result<(), Self::Error> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        self.close();
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeTuple for Elements<'_> {
+    type Ok = ();
+    type Error = serde_json::Error;
+    fn serialize_element<T: serde::Serialize + ?Sized>(
+        &mut self,
+        v: &T,
+    ) -> Result<(), Self::Error> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        self.close();
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeTupleStruct for Elements<'_> {
+    type Ok = ();
+    type Error = serde_json::Error;
+    fn serialize_field<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        self.close();
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeTupleVariant for Elements<'_> {
+    type Ok = ();
+    type Error = serde_json::Error;
+    fn serialize_field<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        self.close();
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeMap for Members<'_> {
+    type Ok = ();
+    type Error = serde_json::Error;
+    fn serialize_key<T: serde::Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Self::Error> {
+        self.key = Some(key.serialize(MemberName)?);
+        Ok(())
+    }
+    fn serialize_value<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
+        let key = self
+            .key
+            .take()
+            .ok_or_else(|| unsupported("a map value without a key"))?;
+        self.member(key, v)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        self.close();
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeStruct for Members<'_> {
+    type Ok = ();
+    type Error = serde_json::Error;
+    fn serialize_field<T: serde::Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        v: &T,
+    ) -> Result<(), Self::Error> {
+        self.member(key.to_owned(), v)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        self.close();
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeStructVariant for Members<'_> {
+    type Ok = ();
+    type Error = serde_json::Error;
+    fn serialize_field<T: serde::Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        v: &T,
+    ) -> Result<(), Self::Error> {
+        self.member(key.to_owned(), v)
+    }
+    fn end(self) -> Result<(), Self::Error> {
+        self.close();
+        Ok(())
+    }
+}
+
+/// A map key as `serde_json::to_value` takes it: a string, or a number, character or bool
+/// written as a string.
+struct MemberName;
+
+impl serde::Serializer for MemberName {
+    type Ok = String;
+    type Error = serde_json::Error;
+    type SerializeSeq = serde::ser::Impossible<String, serde_json::Error>;
+    type SerializeTuple = serde::ser::Impossible<String, serde_json::Error>;
+    type SerializeTupleStruct = serde::ser::Impossible<String, serde_json::Error>;
+    type SerializeTupleVariant = serde::ser::Impossible<String, serde_json::Error>;
+    type SerializeMap = serde::ser::Impossible<String, serde_json::Error>;
+    type SerializeStruct = serde::ser::Impossible<String, serde_json::Error>;
+    type SerializeStructVariant = serde::ser::Impossible<String, serde_json::Error>;
+
+    fn serialize_bool(self, v: bool) -> Result<String, Self::Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_i8(self, v: i8) -> Result<String, Self::Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_i16(self, v: i16) -> Result<String, Self::Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_i32(self, v: i32) -> Result<String, Self::Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_i64(self, v: i64) -> Result<String, Self::Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_u8(self, v: u8) -> Result<String, Self::Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_u16(self, v: u16) -> Result<String, Self::Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_u32(self, v: u32) -> Result<String, Self::Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_u64(self, v: u64) -> Result<String, Self::Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_f32(self, _v: f32) -> Result<String, Self::Error> {
+        Err(unsupported("a float map key"))
+    }
+    fn serialize_f64(self, _v: f64) -> Result<String, Self::Error> {
+        Err(unsupported("a float map key"))
+    }
+    fn serialize_char(self, v: char) -> Result<String, Self::Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_str(self, v: &str) -> Result<String, Self::Error> {
+        Ok(v.to_owned())
+    }
+    fn serialize_bytes(self, _v: &[u8]) -> Result<String, Self::Error> {
+        Err(unsupported("a bytes map key"))
+    }
+    fn serialize_none(self) -> Result<String, Self::Error> {
+        Err(unsupported("a null map key"))
+    }
+    fn serialize_some<T: serde::Serialize + ?Sized>(self, v: &T) -> Result<String, Self::Error> {
+        v.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<String, Self::Error> {
+        Err(unsupported("a null map key"))
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<String, Self::Error> {
+        Err(unsupported("a null map key"))
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<String, Self::Error> {
+        Ok(variant.to_owned())
+    }
+    fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        v: &T,
+    ) -> Result<String, Self::Error> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: serde::Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _v: &T,
+    ) -> Result<String, Self::Error> {
+        Err(unsupported("a compound map key"))
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, Self::Error> {
+        Err(unsupported("a compound map key"))
+    }
+    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, Self::Error> {
+        Err(unsupported("a compound map key"))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleStruct, Self::Error> {
+        Err(unsupported("a compound map key"))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleVariant, Self::Error> {
+        Err(unsupported("a compound map key"))
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, Self::Error> {
+        Err(unsupported("a compound map key"))
+    }
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStruct, Self::Error> {
+        Err(unsupported("a compound map key"))
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStructVariant, Self::Error> {
+        Err(unsupported("a compound map key"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rstest::rstest;
     use serde_json::json;
+
+    #[derive(serde::Serialize)]
+    enum Shape {
+        Unit,
+        New(u8),
+        Pair(i32, String),
+        Named { z: Option<f64>, a: bool },
+    }
+
+    #[derive(serde::Serialize)]
+    struct Typed {
+        zeta: u64,
+        #[serde(rename = "\u{e9}t\u{e9}")]
+        summer: String,
+        alpha: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        skipped: Option<u8>,
+        shapes: Vec<Shape>,
+        by_number: BTreeMap<u32, f32>,
+        #[serde(flatten)]
+        extra: BTreeMap<String, Value>,
+        raw: Value,
+        bytes: serde_bytes_like::Bytes,
+        c: char,
+        unit: (),
+        big: i128,
+    }
+
+    mod serde_bytes_like {
+        pub struct Bytes(pub Vec<u8>);
+        impl serde::Serialize for Bytes {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
+    }
+
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn typed_values_write_as_their_json_values_do() {
+        let typed = Typed {
+            zeta: u64::MAX,
+            summer: "tab\t \u{1} \"q\" \\ \u{1F608}".into(),
+            alpha: Some(i64::MIN),
+            skipped: None,
+            shapes: vec![
+                Shape::Unit,
+                Shape::New(7),
+                Shape::Pair(-3, "x".into()),
+                Shape::Named {
+                    z: Some(f64::NAN),
+                    a: true,
+                },
+                Shape::Named {
+                    z: Some(1e21),
+                    a: false,
+                },
+                Shape::Named {
+                    z: Some(2.0),
+                    a: false,
+                },
+                Shape::Named { z: None, a: false },
+            ],
+            by_number: BTreeMap::from([(10, 0.1), (9, -0.0), (100, f32::INFINITY)]),
+            extra: BTreeMap::from([
+                (
+                    "zeta".to_owned(),
+                    json!("shadowed by the flattened key, last wins"),
+                ),
+                ("\u{FFFD}".to_owned(), json!({"b": [1.5, null], "a": {}})),
+                ("\u{1F600}".to_owned(), json!(9007199254740993u64)),
+            ]),
+            raw: json!({"operation": "WRITE", "n": -1, "f": 0.5, "nested": [{"y": 1, "x": 2}]}),
+            bytes: serde_bytes_like::Bytes(vec![0, 255]),
+            c: '\u{e9}',
+            unit: (),
+            big: -5,
+        };
+        let mut direct = Vec::new();
+        write_serialize(&typed, &mut direct).unwrap();
+        let via_value = to_vec(&serde_json::to_value(&typed).unwrap());
+        assert_eq!(
+            String::from_utf8_lossy(&direct),
+            String::from_utf8_lossy(&via_value)
+        );
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_refused_as_to_value_refuses_them() {
+        assert!(write_serialize(&(u128::from(u64::MAX) + 1), &mut Vec::new()).is_err());
+        assert!(serde_json::to_value(u128::from(u64::MAX) + 1).is_err());
+        assert!(write_serialize(&i128::MIN, &mut Vec::new()).is_err());
+    }
 
     fn canon(v: Value) -> String {
         String::from_utf8(to_vec(&v)).unwrap_or_default()

@@ -88,26 +88,17 @@ impl Statement {
     }
 
     /// The payload bytes that get signed: the canonical JSON of the statement
-    /// (`canonical::to_vec(&self.to_json())`, written without copying the predicate: the
-    /// members of [`Statement::to_json`] in canonical order are `_type`, `predicate`,
-    /// `predicateType`, `subject`).
+    /// (`canonical::to_vec(&self.to_json())`, written without copying the predicate).
     pub fn to_payload(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4096);
-        out.extend_from_slice(b"{\"_type\":");
-        canonical::write_string(STATEMENT_TYPE, &mut out);
-        out.extend_from_slice(b",\"predicate\":");
-        canonical::write_value(&self.predicate, &mut out);
-        out.extend_from_slice(b",\"predicateType\":");
-        canonical::write_string(&self.predicate_type, &mut out);
-        out.extend_from_slice(b",\"subject\":[");
-        for (i, s) in self.subject.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            canonical::write_value(&json!({"name": s.name, "digest": s.digest}), &mut out);
+        let written: Result<_, std::convert::Infallible> =
+            payload_with(&self.subject, &self.predicate_type, |out| {
+                canonical::write_value(&self.predicate, out);
+                Ok(())
+            });
+        match written {
+            Ok(payload) => payload,
+            Err(never) => match never {},
         }
-        out.extend_from_slice(b"]}");
-        out
     }
 
     /// Parses a statement from payload bytes.
@@ -141,6 +132,32 @@ impl Statement {
             predicate: raw.predicate,
         })
     }
+}
+
+/// The canonical payload of a statement of `subject` and `predicate_type` whose predicate
+/// `write_predicate` writes canonically: the members of [`Statement::to_json`] in canonical
+/// order are `_type`, `predicate`, `predicateType`, `subject`.
+pub fn payload_with<E>(
+    subject: &[Subject],
+    predicate_type: &str,
+    write_predicate: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(b"{\"_type\":");
+    canonical::write_string(STATEMENT_TYPE, &mut out);
+    out.extend_from_slice(b",\"predicate\":");
+    write_predicate(&mut out)?;
+    out.extend_from_slice(b",\"predicateType\":");
+    canonical::write_string(predicate_type, &mut out);
+    out.extend_from_slice(b",\"subject\":[");
+    for (i, s) in subject.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        canonical::write_value(&json!({"name": s.name, "digest": s.digest}), &mut out);
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use makoto_core::Sha256Digest;
 use makoto_core::attestation::{
     Attestation, AttestorInfo, AvailabilityStatus, Baseline, CommitFacts, CrossTableTransform,
     DataAvailability, LevelEvidence, MakotoLevel, Prepared, PreviousAttestation,
-    build_commit_statement,
+    build_commit_payload,
 };
 use makoto_core::attested::AttestedCommit;
 use makoto_core::delta::{Commit, DeletionVector, TimestampSource, commit_file_name};
@@ -1288,10 +1288,9 @@ impl Attestor {
             baseline: baseline.map(|b| b.info),
             reader_view,
         };
-        let statement = build_commit_statement(&facts, &self.info)
+        let payload = build_commit_payload(&facts, &self.info)
             .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
-        let prepared = Attestation::prepare(&statement, self.signer.clone(), self.evidence());
-        drop(statement);
+        let prepared = Attestation::prepare_payload(payload, self.signer.clone(), self.evidence());
 
         out.file_rows
             .extend(FileRow::of_commit(&facts, &self.run_id));
