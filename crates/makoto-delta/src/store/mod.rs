@@ -73,8 +73,17 @@ pub const SYSTEM_CHECKPOINT_INTERVAL: &str = "10";
 /// (docs/operations.md).
 pub const SYSTEM_DELETED_FILE_RETENTION: &str = "interval 1 hours";
 
+/// `delta.logRetentionDuration` of the system tables. Their log is listed whenever a snapshot
+/// of them is loaded or brought forward, and on a local file system a listing reads the whole
+/// directory. With Delta's default of 30 days the attestations table's `_delta_log/` held
+/// 20,111 entries after 90 minutes of `makoto serve`, and listing it took 39 % of the
+/// service's CPU (docs/performance.md (i)). makoto reads its system tables at their newest
+/// version only, and a run that read one longer ago than this commits from the newest
+/// snapshot instead (`group::commit_group`).
+pub const SYSTEM_LOG_RETENTION: &str = "interval 1 hours";
+
 /// The table properties every system table is created with, and given once if it lacks them.
-fn system_properties() -> [(deltalake::TableProperty, &'static str); 2] {
+fn system_properties() -> [(deltalake::TableProperty, &'static str); 3] {
     [
         (
             deltalake::TableProperty::CheckpointInterval,
@@ -83,6 +92,10 @@ fn system_properties() -> [(deltalake::TableProperty, &'static str); 2] {
         (
             deltalake::TableProperty::DeletedFileRetentionDuration,
             SYSTEM_DELETED_FILE_RETENTION,
+        ),
+        (
+            deltalake::TableProperty::LogRetentionDuration,
+            SYSTEM_LOG_RETENTION,
         ),
     ]
 }
@@ -1190,12 +1203,21 @@ impl AttestationStore {
             store: location.as_uri(),
             reason: format!("cannot build rows: {e}"),
         })?;
-        let expected = table
+        let expected = match table
             .snapshot()
             .map_err(|e| Error::delta(location.as_uri(), e))?
             .transaction_version(table.log_store().as_ref(), &txn.app_id)
             .await
-            .map_err(|e| Error::delta(location.as_uri(), e))?;
+        {
+            Ok(v) => v,
+            // The log the run read was cleaned up since, after a later checkpoint (a run
+            // longer than `delta.logRetentionDuration`): what the run saw cannot be checked
+            // against what is there now, so it starts again from the newest snapshot.
+            Err(DeltaTableError::KernelError(delta_kernel::Error::FileNotFound(_))) => {
+                return Ok(AppendOutcome::Conflict);
+            }
+            Err(e) => return Err(Error::delta(location.as_uri(), e)),
+        };
         let queues = &self.snapshots.queues;
         let queue = if location == &self.attestations {
             &queues.attestations
@@ -1359,6 +1381,10 @@ mod tests {
         property(t, "delta.deletedFileRetentionDuration")
     }
 
+    fn log_retention(t: &DeltaTable) -> Option<String> {
+        property(t, "delta.logRetentionDuration")
+    }
+
     fn property(t: &DeltaTable, key: &str) -> Option<String> {
         t.snapshot()
             .unwrap()
@@ -1391,6 +1417,10 @@ mod tests {
             retention(&attestations).as_deref(),
             Some(SYSTEM_DELETED_FILE_RETENTION)
         );
+        assert_eq!(
+            log_retention(&attestations).as_deref(),
+            Some(SYSTEM_LOG_RETENTION)
+        );
         assert_eq!(attestations.version(), Some(0), "created with it");
         let upgraded = table(&files).await;
         assert_eq!(
@@ -1401,14 +1431,18 @@ mod tests {
             retention(&upgraded).as_deref(),
             Some(SYSTEM_DELETED_FILE_RETENTION)
         );
+        assert_eq!(
+            log_retention(&upgraded).as_deref(),
+            Some(SYSTEM_LOG_RETENTION)
+        );
         assert_eq!(upgraded.version(), Some(1), "one metadata commit");
 
         AttestationStore::create(warehouse, options).await.unwrap();
         assert_eq!(table(&files).await.version(), Some(1), "and only once");
     }
 
-    /// A table that has the interval but not the retention (made by the previous version) gets
-    /// the retention alone; a retention an operator set is kept.
+    /// A table that has the interval but not the retentions (made by an earlier version) gets
+    /// the retentions alone; a retention an operator set is kept.
     #[tokio::test]
     async fn a_missing_retention_is_added_and_an_operators_is_kept() {
         let dir = tempfile::tempdir().unwrap();
@@ -1434,7 +1468,9 @@ mod tests {
             [every_ten, own],
         )
         .await;
-        AttestationStore::create(warehouse, options).await.unwrap();
+        AttestationStore::create(warehouse.clone(), options.clone())
+            .await
+            .unwrap();
         let files = table(&files).await;
         assert_eq!(
             retention(&files).as_deref(),
@@ -1444,9 +1480,27 @@ mod tests {
             interval(&files).as_deref(),
             Some(SYSTEM_CHECKPOINT_INTERVAL)
         );
+        assert_eq!(log_retention(&files).as_deref(), Some(SYSTEM_LOG_RETENTION));
         let attestations = table(&attestations).await;
         assert_eq!(retention(&attestations).as_deref(), Some("interval 2 days"));
-        assert_eq!(attestations.version(), Some(0), "nothing to add");
+        assert_eq!(
+            log_retention(&attestations).as_deref(),
+            Some(SYSTEM_LOG_RETENTION)
+        );
+        assert_eq!(
+            interval(&attestations).as_deref(),
+            Some(SYSTEM_CHECKPOINT_INTERVAL)
+        );
+        assert_eq!(
+            attestations.version(),
+            Some(1),
+            "only the missing one added"
+        );
+        AttestationStore::create(warehouse.clone(), options)
+            .await
+            .unwrap();
+        let files = warehouse.join(FILES_PATH).unwrap();
+        assert_eq!(table(&files).await.version(), Some(1), "and only once");
     }
 
     fn attestation_row(version: u64) -> AttestationRow {
@@ -1903,6 +1957,66 @@ mod tests {
             .map(|r| r.version)
             .collect();
         assert_eq!(versions, [0, 1]);
+    }
+
+    /// A run that read the attestations table before other writers moved it past a checkpoint
+    /// whose log cleanup removed the log the run read (a run longer than
+    /// `delta.logRetentionDuration`) is told to start again, and then lands once.
+    #[tokio::test]
+    async fn a_lone_append_from_a_snapshot_whose_later_log_is_gone_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ours, theirs) = (open_store(dir.path()).await, open_store(dir.path()).await);
+        table(&ours.attestations)
+            .await
+            .set_tbl_properties()
+            .with_properties(std::collections::HashMap::from([(
+                "delta.logRetentionDuration".to_owned(),
+                "interval 0 seconds".to_owned(),
+            )]))
+            .await
+            .unwrap();
+        let before = ours.load_attestations().await.unwrap();
+        let read_at = before.version().unwrap();
+        for v in 0..25 {
+            let row = AttestationRow {
+                table_uri: "file:///u".into(),
+                ..attestation_row(v)
+            };
+            let t = theirs.load_attestations().await.unwrap();
+            let outcome = theirs
+                .append_attestations(t, &[row], "file:///u", v, "run")
+                .await
+                .unwrap();
+            assert!(matches!(outcome, AppendOutcome::Committed { .. }));
+        }
+        let log = dir.path().join("system/makoto/attestations/_delta_log");
+        let gone = !log.join(format!("{:020}.json", read_at + 1)).exists();
+        assert!(gone, "the commit after the run's snapshot was cleaned up");
+
+        let row = AttestationRow {
+            table_uri: "file:///t".into(),
+            ..attestation_row(0)
+        };
+        let outcome = ours
+            .append_attestations(before, std::slice::from_ref(&row), "file:///t", 0, "run")
+            .await
+            .unwrap();
+        assert_eq!(outcome, AppendOutcome::Conflict);
+        let now = ours.load_attestations().await.unwrap();
+        let outcome = ours
+            .append_attestations(now, &[row], "file:///t", 0, "run")
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, AppendOutcome::Committed { .. }),
+            "{outcome:?}"
+        );
+        let t: Vec<u64> = (ours.attestation_rows("file:///t").await.unwrap())
+            .iter()
+            .map(|r| r.version)
+            .collect();
+        assert_eq!(t, [0]);
+        assert_eq!(ours.attestation_rows("file:///u").await.unwrap().len(), 25);
     }
 
     /// Rows read straight from the Parquet files are the rows DataFusion reads, for every
