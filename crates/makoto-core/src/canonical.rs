@@ -105,8 +105,9 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
 }
 
 /// Writes `value` canonically into `out`: the same bytes as
-/// `write_value(&serde_json::to_value(value)?, out)`, without building the `Value` (each
-/// object's members are buffered to be sorted; nothing else is copied).
+/// `write_value(&serde_json::to_value(value)?, out)`, without building the `Value`. Each object's members are written
+/// as they come; only an object whose members came out of key order (or with a key twice) is
+/// rewritten in order when it ends.
 pub fn write_serialize<T: serde::Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
@@ -156,13 +157,23 @@ struct Elements<'a> {
     variant: Option<&'static str>,
 }
 
-/// An object's members, sorted when it ends.
+/// An object's members, written straight into the output as they come; when it ends, they are
+/// put in order only if they came out of order (or a key came twice).
 struct Members<'a> {
     out: &'a mut Vec<u8>,
-    members: Vec<(String, Vec<u8>)>,
+    /// Where the first member starts (just after `{`).
+    body: usize,
+    spans: Vec<Span>,
     key: Option<String>,
     /// `Some(name)`: the object is the value of `{"name": {...}}` (a struct variant).
     variant: Option<&'static str>,
+}
+
+/// One written member, `"key":value`, at `start..end` of the output.
+struct Span {
+    key: std::borrow::Cow<'static, str>,
+    start: usize,
+    end: usize,
 }
 
 impl<'a> Canonical<'a> {
@@ -184,10 +195,13 @@ impl<'a> Canonical<'a> {
         }
     }
 
-    fn members(self, variant: Option<&'static str>) -> Members<'a> {
+    fn members(self, variant: Option<&'static str>, len: usize) -> Members<'a> {
+        Self::open_variant(self.out, variant);
+        self.out.push(b'{');
         Members {
+            body: self.out.len(),
             out: self.out,
-            members: Vec::new(),
+            spans: Vec::with_capacity(len),
             key: None,
             variant,
         }
@@ -217,33 +231,52 @@ impl Elements<'_> {
 impl Members<'_> {
     fn member<T: serde::Serialize + ?Sized>(
         &mut self,
-        key: String,
+        key: std::borrow::Cow<'static, str>,
         value: &T,
     ) -> Result<(), serde_json::Error> {
-        let mut bytes = Vec::new();
-        value.serialize(Canonical { out: &mut bytes })?;
-        self.members.push((key, bytes));
+        if !self.spans.is_empty() {
+            self.out.push(b',');
+        }
+        let start = self.out.len();
+        write_string(&key, self.out);
+        self.out.push(b':');
+        value.serialize(Canonical { out: self.out })?;
+        self.spans.push(Span {
+            key,
+            start,
+            end: self.out.len(),
+        });
         Ok(())
     }
 
     fn close(mut self) {
-        // A key given twice keeps its last value, as in a `serde_json::Map`.
-        self.members.reverse();
-        self.members.sort_by(|a, b| utf16_order(&a.0, &b.0));
-        self.members.dedup_by(|later, earlier| later.0 == earlier.0);
-        Canonical::open_variant(self.out, self.variant);
-        self.out.push(b'{');
-        for (i, (key, value)) in self.members.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
-            }
-            write_string(key, self.out);
-            self.out.push(b':');
-            self.out.extend_from_slice(value);
+        let in_order = self
+            .spans
+            .windows(2)
+            .all(|w| utf16_order(&w[0].key, &w[1].key).is_lt());
+        if !in_order {
+            self.reorder();
         }
         self.out.push(b'}');
         if self.variant.is_some() {
             self.out.push(b'}');
+        }
+    }
+
+    /// Rewrites the members in key order; a key given twice keeps its last value, as in a
+    /// `serde_json::Map`.
+    fn reorder(&mut self) {
+        let mut order: Vec<usize> = (0..self.spans.len()).collect();
+        order.sort_by(|&a, &b| utf16_order(&self.spans[a].key, &self.spans[b].key).then(b.cmp(&a)));
+        order.dedup_by(|later, earlier| self.spans[*later].key == self.spans[*earlier].key);
+        let written = self.out.split_off(self.body);
+        for (i, &m) in order.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            let span = &self.spans[m];
+            self.out
+                .extend_from_slice(&written[span.start - self.body..span.end - self.body]);
         }
     }
 }
@@ -389,24 +422,20 @@ impl<'a> serde::Serializer for Canonical<'a> {
     ) -> Result<Elements<'a>, Self::Error> {
         Ok(self.elements(Some(variant)))
     }
-    fn serialize_map(self, _len: Option<usize>) -> Result<Members<'a>, Self::Error> {
-        Ok(self.members(None))
+    fn serialize_map(self, len: Option<usize>) -> Result<Members<'a>, Self::Error> {
+        Ok(self.members(None, len.unwrap_or(0)))
     }
-    fn serialize_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> Result<Members<'a>, Self::Error> {
-        Ok(self.members(None))
+    fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Members<'a>, Self::Error> {
+        Ok(self.members(None, len))
     }
     fn serialize_struct_variant(
         self,
         _name: &'static str,
         _index: u32,
         variant: &'static str,
-        _len: usize,
+        len: usize,
     ) -> Result<Members<'a>, Self::Error> {
-        Ok(self.members(Some(variant)))
+        Ok(self.members(Some(variant), len))
     }
 }
 
@@ -476,7 +505,7 @@ impl serde::ser::SerializeMap for Members<'_> {
             .key
             .take()
             .ok_or_else(|| unsupported("a map value without a key"))?;
-        self.member(key, v)
+        self.member(key.into(), v)
     }
     fn end(self) -> Result<(), Self::Error> {
         self.close();
@@ -492,7 +521,7 @@ impl serde::ser::SerializeStruct for Members<'_> {
         key: &'static str,
         v: &T,
     ) -> Result<(), Self::Error> {
-        self.member(key.to_owned(), v)
+        self.member(key.into(), v)
     }
     fn end(self) -> Result<(), Self::Error> {
         self.close();
@@ -508,7 +537,7 @@ impl serde::ser::SerializeStructVariant for Members<'_> {
         key: &'static str,
         v: &T,
     ) -> Result<(), Self::Error> {
-        self.member(key.to_owned(), v)
+        self.member(key.into(), v)
     }
     fn end(self) -> Result<(), Self::Error> {
         self.close();
@@ -736,6 +765,32 @@ mod tests {
             unit: (),
             big: -5,
         };
+        let mut direct = Vec::new();
+        write_serialize(&typed, &mut direct).unwrap();
+        let via_value = to_vec(&serde_json::to_value(&typed).unwrap());
+        assert_eq!(
+            String::from_utf8_lossy(&direct),
+            String::from_utf8_lossy(&via_value)
+        );
+    }
+
+    /// Members that come in order but with a key twice (a field and a flattened entry of the
+    /// same name) still keep only the last value; in order without repeats, and out of order,
+    /// nested, give the bytes `write_value` gives.
+    #[rstest]
+    #[case::repeated_in_order(BTreeMap::from([("a".to_owned(), json!(2)), ("b".to_owned(), json!(3))]))]
+    #[case::in_order(BTreeMap::from([("b".to_owned(), json!({"d": 1, "c": [{"f": 0, "e": 1}]}))]))]
+    #[case::out_of_order(BTreeMap::from([("0".to_owned(), json!(null))]))]
+    fn members_in_order_are_left_and_repeated_keys_keep_the_last(
+        #[case] extra: BTreeMap<String, Value>,
+    ) {
+        #[derive(serde::Serialize)]
+        struct Flat {
+            a: u8,
+            #[serde(flatten)]
+            extra: BTreeMap<String, Value>,
+        }
+        let typed = Flat { a: 1, extra };
         let mut direct = Vec::new();
         write_serialize(&typed, &mut direct).unwrap();
         let via_value = to_vec(&serde_json::to_value(&typed).unwrap());
