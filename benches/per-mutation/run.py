@@ -3,11 +3,16 @@ Python `deltalake`, and `makoto attest` run after every append into one warehous
 wall time of each attest run, then medians over windows of runs, so the trend over the life of a
 warehouse shows.
 
-    python benches/per-mutation/run.py MAKOTO_BINARY[,MAKOTO_BINARY...] DIR RUNS [WINDOW]
+    python benches/per-mutation/run.py MAKOTO_BINARY[,MAKOTO_BINARY...] DIR RUNS [WINDOW [RETENTIONS]]
 
 With several binaries (comma-separated) each gets its own table and warehouse under DIR, and
 their runs are interleaved (append and attest with the first, then with the second, ...), so a
 comparison is not skewed by the load of a shared machine changing between two series.
+
+RETENTIONS (comma-separated, one per binary, `-` for makoto's own) sets the system tables'
+`delta.logRetentionDuration` after each series' first run, as an operator would: the same binary
+twice with two retentions shows what the retention does to the trend without waiting for it to
+pass at its real length (an hour).
 
 DIR gets the tables, a key pair and the warehouses (all recreated). Needs `deltalake` and
 `pyarrow` in the Python that runs it.
@@ -21,12 +26,13 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 
 
 def main() -> None:
     binaries, root, runs = sys.argv[1].split(","), Path(sys.argv[2]), int(sys.argv[3])
     window = int(sys.argv[4]) if len(sys.argv) > 4 else 20
+    retentions = sys.argv[5].split(",") if len(sys.argv) > 5 else ["-"] * len(binaries)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     subprocess.run([binaries[0], "keygen", str(root / "k")], check=True, capture_output=True)
@@ -47,8 +53,13 @@ def main() -> None:
                 check=True, capture_output=True,
             )
             times[b].append(time.perf_counter() - s)
+            if i == 0 and retentions[b] != "-":
+                for t in ("attestations", "files"):
+                    DeltaTable(str(warehouse / "system/makoto" / t)).alter.set_table_properties(
+                        {"delta.logRetentionDuration": retentions[b]})
     print(f"runs {runs}, window {window}: median attest ms (median append ms)")
-    print(" " * 20 + "".join(f"{Path(b).name:>24}" for b in binaries))
+    names = [Path(b).name + ("" if r == "-" else f" ({r})") for b, r in zip(binaries, retentions)]
+    print(" " * 20 + "".join(f"{n:>24}" for n in names))
     for a in range(0, runs, window):
         cells = []
         for b in range(len(binaries)):
@@ -62,7 +73,7 @@ def main() -> None:
                  for t in ("attestations", "files")}
         logs = {t: sum(1 for _ in (warehouse / "system/makoto" / t / "_delta_log").glob("*"))
                 for t in ("attestations", "files")}
-        print(f"{Path(binaries[b]).name}: system tables: parquet files {files}, "
+        print(f"{names[b]}: system tables: parquet files {files}, "
               f"_delta_log entries {logs}")
 
 

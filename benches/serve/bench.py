@@ -3,7 +3,7 @@
 
     python3 benches/serve/bench.py MAKOTO WORKDIR [--tables N] [--load-tables M]
         [--rate R] [--seconds S] [--idle-seconds I] [--concurrency C]
-        [--rss-every SECONDS] [--serve-arg=ARG ...]
+        [--rss-every SECONDS] [--system-retention INTERVAL] [--serve-arg=ARG ...]
 
 1. Writes N minimal Delta tables (one commit: protocol, metadata, one 64-byte data file) with
    plain file writes, starts `makoto serve --discover`, and times the initial attestation.
@@ -16,6 +16,11 @@
    the poll period is added).
 4. RSS of the service at each phase (/proc/PID/status VmRSS), and every --rss-every seconds
    during the load (a line `rss T_SECONDS MB` each).
+
+--system-retention sets `delta.logRetentionDuration` and `delta.deletedFileRetentionDuration`
+of every system table after the initial attestation, as an operator would (e.g. "interval 5
+minutes"), so the service's steady state shows sooner than after makoto's hour. It needs the
+`deltalake` package in the Python that runs this.
 
 --serve-arg passes one more argument to `makoto serve` (repeat it for several).
 """
@@ -112,6 +117,26 @@ def attested_versions(address: str) -> dict[str, int]:
     return out
 
 
+def set_system_retention(warehouse: str, interval: str) -> None:
+    from deltalake import DeltaTable
+
+    root = os.path.join(warehouse, "system", "makoto")
+    for name in sorted(os.listdir(root)):
+        if os.path.isdir(os.path.join(root, name, "_delta_log")):
+            for attempt in range(20):
+                try:
+                    DeltaTable(os.path.join(root, name)).alter.set_table_properties({
+                        "delta.logRetentionDuration": interval,
+                        "delta.deletedFileRetentionDuration": interval,
+                    })
+                    break
+                except Exception as e:  # a concurrent commit of the service: try again
+                    if attempt == 19:
+                        raise
+                    print(f"retention of {name}: {e}; again", flush=True)
+            print(f"system table {name}: retentions {interval}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("makoto")
@@ -123,6 +148,7 @@ def main() -> None:
     p.add_argument("--idle-seconds", type=float, default=30.0)
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--rss-every", type=float, default=0.0)
+    p.add_argument("--system-retention")
     p.add_argument("--serve-arg", action="append", default=[])
     a = p.parse_args()
 
@@ -159,6 +185,9 @@ def main() -> None:
     initial = time.time() - t0
     print(f"initial: {len(tables)} tables attested in {initial:.1f} s "
           f"({len(tables) / initial:.0f} tables/s); RSS {rss_mb(serve.pid):.0f} MB", flush=True)
+
+    if a.system_retention:
+        set_system_retention(os.path.join(a.work, "wh"), a.system_retention)
 
     # 2. Idle cost.
     c0, w0 = cpu_seconds(serve.pid), time.time()
