@@ -331,6 +331,52 @@ async fn maintain_compacts_and_checkpoints_without_changing_a_row() {
         "--no-record",
     ]);
     assert_eq!(out.code, Some(0), "{}", out.stdout);
+
+    // An operator's retention lands on the tables that exist, once.
+    let args = ["maintain", "--warehouse", w, "--retention", "10m", "--json"];
+    let out = makoto(&args);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let report: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(report["retention"], "interval 600 seconds", "{report}");
+    assert_eq!(
+        report["retentionSetOn"],
+        serde_json::json!(["attestations", "files"]),
+        "{report}"
+    );
+    let out = makoto(&args);
+    let report: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(report["retentionSetOn"], serde_json::json!([]), "{report}");
+    let newest_metadata = std::fs::read_dir(wh.join("system/makoto/files/_delta_log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            text.contains("\"metaData\"").then_some((p, text))
+        })
+        .max()
+        .unwrap()
+        .1;
+    for property in [
+        "delta.logRetentionDuration",
+        "delta.deletedFileRetentionDuration",
+    ] {
+        assert!(
+            newest_metadata.contains(&format!("\"{property}\":\"interval 600 seconds\"")),
+            "{newest_metadata}"
+        );
+    }
+    let out = makoto(&[
+        "verify",
+        t,
+        "--warehouse",
+        w,
+        "--trust",
+        &public,
+        "--no-record",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+
     // A warehouse that does not exist is an error, and is not created.
     let missing = tmp.path().join("nowhere");
     let args = ["maintain", "--warehouse", missing.to_str().unwrap()];

@@ -352,6 +352,7 @@ fn read_only_commands_do_not_create_a_warehouse() {
 #[rstest::rstest]
 #[case::record(&["prove", "TABLE", "--warehouse", "WH", "--record", "12"], &["--record", "VERSION:INDEX"])]
 #[case::windows(&["attest", "TABLE", "--warehouse", "WH", "--windows", "rows=3"], &["--windows", "records=N"])]
+#[case::retention(&["maintain", "--warehouse", "WH", "--retention", "30s"], &["--retention", "at least 1m"])]
 #[case::sql_table(&["sql", "--warehouse", "WH", "--table", "no-equals", "SELECT 1"], &["--table", "NAME=URI"])]
 #[case::transform_pinned(&["transform", "--sql", "SELECT * FROM s", "--input", "s=TABLE@v1", "--output", "WH/out", "--warehouse", "WH", "--key", "KEY"], &["s", "drop the @v suffix"])]
 fn malformed_typed_arguments_are_usage_errors(#[case] args: &[&str], #[case] needles: &[&str]) {

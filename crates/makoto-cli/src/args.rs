@@ -742,7 +742,16 @@ pub struct MaintainArgs {
     /// The warehouse whose system tables to compact and checkpoint.
     #[arg(long, env = "MAKOTO_WAREHOUSE")]
     pub warehouse: String,
+    /// Also set the system tables' log and tombstone retention (`delta.logRetentionDuration`,
+    /// `delta.deletedFileRetentionDuration`; default one hour), e.g. `10m`; at least `1m`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_retention)]
+    pub retention: Option<makoto_delta::store::SystemRetention>,
     /// Print a JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_retention(s: &str) -> Result<makoto_delta::store::SystemRetention, String> {
+    makoto_delta::store::SystemRetention::new(parse_duration(s)?)
+        .ok_or_else(|| format!("{s:?}: must be at least 1m"))
 }

@@ -75,10 +75,30 @@ async fn maintain(
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
     let store = ctx.existing_warehouse(&args.warehouse).await?;
+    let retention_set = match args.retention {
+        Some(r) => store.set_retention(r).await?,
+        None => Vec::new(),
+    };
     let tables = store.maintain().await?;
     if args.json {
-        writeln!(out, "{}", serde_json::json!({ "tables": tables }))?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({
+                "tables": tables,
+                "retention": args.retention.map(|r| r.interval()),
+                "retentionSetOn": retention_set,
+            })
+        )?;
     } else {
+        if let Some(r) = args.retention {
+            let set = if retention_set.is_empty() {
+                "already set on every system table".to_owned()
+            } else {
+                format!("set on {}", retention_set.join(", "))
+            };
+            writeln!(out, "retention {}: {set}", r.interval())?;
+        }
         for t in &tables {
             writeln!(
                 out,

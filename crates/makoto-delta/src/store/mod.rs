@@ -82,6 +82,26 @@ pub const SYSTEM_DELETED_FILE_RETENTION: &str = "interval 1 hours";
 /// snapshot instead (`group::commit_group`).
 pub const SYSTEM_LOG_RETENTION: &str = "interval 1 hours";
 
+/// A log and tombstone retention an operator gives the system tables (`makoto maintain
+/// --retention`): at least [`SystemRetention::MIN`], so that the seconds between a run's last
+/// load of a system table and its commit stay well inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SystemRetention(std::time::Duration);
+
+impl SystemRetention {
+    pub const MIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// `None` when `d` is shorter than [`SystemRetention::MIN`].
+    pub fn new(d: std::time::Duration) -> Option<Self> {
+        (d >= Self::MIN).then_some(Self(d))
+    }
+
+    /// The Delta table property value: `interval N seconds`.
+    pub fn interval(&self) -> String {
+        format!("interval {} seconds", self.0.as_secs())
+    }
+}
+
 /// The table properties every system table is created with, and given once if it lacks them.
 fn system_properties() -> [(deltalake::TableProperty, &'static str); 3] {
     [
@@ -404,13 +424,7 @@ impl AttestationStore {
     /// files; nothing is deleted from storage, and every earlier version stays readable.
     /// Tables that do not exist yet are skipped.
     pub async fn maintain(&self) -> Result<Vec<MaintainedTable>, Error> {
-        let tables = [
-            ("attestations", &self.attestations),
-            ("files", &self.files),
-            ("verifications", &self.verifications),
-            ("windows", &self.windows),
-            ("runs", &self.runs),
-        ];
+        let tables = self.system_tables();
         let count = |t: &DeltaTable| t.snapshot().map_or(0, |s| s.log_data().iter().count());
         let mut out = Vec::new();
         for (name, location) in tables {
@@ -432,6 +446,57 @@ impl AttestationStore {
             });
         }
         Ok(out)
+    }
+
+    /// Sets `delta.logRetentionDuration` and `delta.deletedFileRetentionDuration` of every
+    /// system table that exists to `retention`: one metadata commit for each table that had
+    /// other values, none for the rest. Returns the tables it changed. No rows are touched; the
+    /// shorter retention takes effect at the tables' next checkpoints.
+    pub async fn set_retention(
+        &self,
+        retention: SystemRetention,
+    ) -> Result<Vec<&'static str>, Error> {
+        let value = retention.interval();
+        let mut changed = Vec::new();
+        for (name, location) in self.system_tables() {
+            if !self.has_log(location).await? {
+                continue;
+            }
+            let table = self.load(location).await?;
+            let snapshot = table
+                .snapshot()
+                .map_err(|e| Error::delta(location.as_uri(), e))?;
+            let configuration = snapshot.metadata().configuration();
+            let wanted: std::collections::HashMap<String, String> = [
+                deltalake::TableProperty::LogRetentionDuration,
+                deltalake::TableProperty::DeletedFileRetentionDuration,
+            ]
+            .iter()
+            .filter(|key| configuration.get(key.as_ref()) != Some(&value))
+            .map(|key| (key.as_ref().to_owned(), value.clone()))
+            .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            table
+                .set_tbl_properties()
+                .with_properties(wanted)
+                .with_commit_properties(system_commit())
+                .await
+                .map_err(|e| Error::delta(location.as_uri(), e))?;
+            changed.push(name);
+        }
+        Ok(changed)
+    }
+
+    fn system_tables(&self) -> [(&'static str, &Location); 5] {
+        [
+            ("attestations", &self.attestations),
+            ("files", &self.files),
+            ("verifications", &self.verifications),
+            ("windows", &self.windows),
+            ("runs", &self.runs),
+        ]
     }
 
     /// Opens the store of a warehouse that must already hold attestations (every command that
@@ -1501,6 +1566,48 @@ mod tests {
             .unwrap();
         let files = warehouse.join(FILES_PATH).unwrap();
         assert_eq!(table(&files).await.version(), Some(1), "and only once");
+    }
+
+    /// An operator's retention reaches both properties of every system table that exists, in
+    /// one commit each, and setting it again commits nothing; rows stay.
+    #[tokio::test]
+    async fn a_set_retention_reaches_every_existing_system_table_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_file_rows(dir.path(), 0..3).await;
+        assert_eq!(
+            SystemRetention::new(std::time::Duration::from_secs(59)),
+            None
+        );
+        let ten = SystemRetention::new(std::time::Duration::from_secs(600)).unwrap();
+        assert_eq!(ten.interval(), "interval 600 seconds");
+        let versions = || async {
+            (
+                table(&store.attestations).await.version(),
+                table(&store.files).await.version(),
+            )
+        };
+        let before = versions().await;
+        assert_eq!(
+            store.set_retention(ten).await.unwrap(),
+            ["attestations", "files"]
+        );
+        for location in [&store.attestations, &store.files] {
+            let t = table(location).await;
+            assert_eq!(log_retention(&t).as_deref(), Some("interval 600 seconds"));
+            assert_eq!(retention(&t).as_deref(), Some("interval 600 seconds"));
+        }
+        let after = versions().await;
+        assert_eq!(after, (before.0.map(|v| v + 1), before.1.map(|v| v + 1)));
+        assert!(store.set_retention(ten).await.unwrap().is_empty());
+        assert_eq!(
+            versions().await,
+            after,
+            "nothing to change, nothing committed"
+        );
+        assert!(!dir.path().join("system/makoto/windows").exists());
+        let files = store.load_files().await.unwrap();
+        let rows = store.file_rows(&files, "file:///t", 0, 2).await.unwrap();
+        assert_eq!(rows.len(), 3);
     }
 
     fn attestation_row(version: u64) -> AttestationRow {
