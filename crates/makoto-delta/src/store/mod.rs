@@ -78,8 +78,8 @@ pub const SYSTEM_DELETED_FILE_RETENTION: &str = "interval 1 hours";
 /// directory. With Delta's default of 30 days the attestations table's `_delta_log/` held
 /// 20,111 entries after 90 minutes of `makoto serve`, and listing it took 39 % of the
 /// service's CPU (docs/performance.md (i)). makoto reads its system tables at their newest
-/// version only, and a run that read one longer ago than this commits from the newest
-/// snapshot instead (`group::commit_group`).
+/// version only; a run loads them again just before it commits, and one whose load is older
+/// than this by then is told to start again (a conflict, in `append`).
 pub const SYSTEM_LOG_RETENTION: &str = "interval 1 hours";
 
 /// A log and tombstone retention an operator gives the system tables (`makoto maintain
@@ -1275,8 +1275,8 @@ impl AttestationStore {
             .await
         {
             Ok(v) => v,
-            // The log the run read was cleaned up since, after a later checkpoint (a run
-            // longer than `delta.logRetentionDuration`): what the run saw cannot be checked
+            // The log the run read was cleaned up since, after a later checkpoint (its load
+            // is older than `delta.logRetentionDuration`): what the run saw cannot be checked
             // against what is there now, so it starts again from the newest snapshot.
             Err(DeltaTableError::KernelError(delta_kernel::Error::FileNotFound(_))) => {
                 return Ok(AppendOutcome::Conflict);
