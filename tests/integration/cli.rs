@@ -321,15 +321,18 @@ async fn maintain_compacts_and_checkpoints_without_changing_a_row() {
     before.sort();
     after.sort();
     assert_eq!(before, after);
-    let out = makoto(&[
-        "verify",
-        t,
-        "--warehouse",
-        w,
-        "--trust",
-        &public,
-        "--no-record",
-    ]);
+    let verify = || {
+        makoto(&[
+            "verify",
+            t,
+            "--warehouse",
+            w,
+            "--trust",
+            &public,
+            "--no-record",
+        ])
+    };
+    let out = verify();
     assert_eq!(out.code, Some(0), "{}", out.stdout);
 
     // An operator's retention lands on the tables that exist, once.
@@ -366,15 +369,7 @@ async fn maintain_compacts_and_checkpoints_without_changing_a_row() {
             "{newest_metadata}"
         );
     }
-    let out = makoto(&[
-        "verify",
-        t,
-        "--warehouse",
-        w,
-        "--trust",
-        &public,
-        "--no-record",
-    ]);
+    let out = verify();
     assert_eq!(out.code, Some(0), "{}", out.stdout);
 
     // A warehouse that does not exist is an error, and is not created.

@@ -765,9 +765,14 @@ mod tests {
             unit: (),
             big: -5,
         };
+        assert_written_as_via_value(&typed);
+    }
+
+    /// `write_serialize` gives the bytes of `write_value(to_value(..))`.
+    fn assert_written_as_via_value<T: serde::Serialize>(typed: &T) {
         let mut direct = Vec::new();
-        write_serialize(&typed, &mut direct).unwrap();
-        let via_value = to_vec(&serde_json::to_value(&typed).unwrap());
+        write_serialize(typed, &mut direct).unwrap();
+        let via_value = to_vec(&serde_json::to_value(typed).unwrap());
         assert_eq!(
             String::from_utf8_lossy(&direct),
             String::from_utf8_lossy(&via_value)
@@ -791,13 +796,7 @@ mod tests {
             extra: BTreeMap<String, Value>,
         }
         let typed = Flat { a: 1, extra };
-        let mut direct = Vec::new();
-        write_serialize(&typed, &mut direct).unwrap();
-        let via_value = to_vec(&serde_json::to_value(&typed).unwrap());
-        assert_eq!(
-            String::from_utf8_lossy(&direct),
-            String::from_utf8_lossy(&via_value)
-        );
+        assert_written_as_via_value(&typed);
     }
 
     #[test]

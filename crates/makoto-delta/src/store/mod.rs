@@ -1450,6 +1450,18 @@ mod tests {
         property(t, "delta.logRetentionDuration")
     }
 
+    /// `t` has every one of [`system_properties`], at makoto's values.
+    fn assert_system_properties(t: &DeltaTable) {
+        for (key, value) in system_properties() {
+            assert_eq!(
+                property(t, key.as_ref()).as_deref(),
+                Some(value),
+                "{}",
+                key.as_ref()
+            );
+        }
+    }
+
     fn property(t: &DeltaTable, key: &str) -> Option<String> {
         t.snapshot()
             .unwrap()
@@ -1474,32 +1486,10 @@ mod tests {
             .await
             .unwrap();
         let attestations = table(&store.attestations).await;
-        assert_eq!(
-            interval(&attestations).as_deref(),
-            Some(SYSTEM_CHECKPOINT_INTERVAL)
-        );
-        assert_eq!(
-            retention(&attestations).as_deref(),
-            Some(SYSTEM_DELETED_FILE_RETENTION)
-        );
-        assert_eq!(
-            log_retention(&attestations).as_deref(),
-            Some(SYSTEM_LOG_RETENTION)
-        );
+        assert_system_properties(&attestations);
         assert_eq!(attestations.version(), Some(0), "created with it");
         let upgraded = table(&files).await;
-        assert_eq!(
-            interval(&upgraded).as_deref(),
-            Some(SYSTEM_CHECKPOINT_INTERVAL)
-        );
-        assert_eq!(
-            retention(&upgraded).as_deref(),
-            Some(SYSTEM_DELETED_FILE_RETENTION)
-        );
-        assert_eq!(
-            log_retention(&upgraded).as_deref(),
-            Some(SYSTEM_LOG_RETENTION)
-        );
+        assert_system_properties(&upgraded);
         assert_eq!(upgraded.version(), Some(1), "one metadata commit");
 
         AttestationStore::create(warehouse, options).await.unwrap();
@@ -1537,15 +1527,7 @@ mod tests {
             .await
             .unwrap();
         let files = table(&files).await;
-        assert_eq!(
-            retention(&files).as_deref(),
-            Some(SYSTEM_DELETED_FILE_RETENTION)
-        );
-        assert_eq!(
-            interval(&files).as_deref(),
-            Some(SYSTEM_CHECKPOINT_INTERVAL)
-        );
-        assert_eq!(log_retention(&files).as_deref(), Some(SYSTEM_LOG_RETENTION));
+        assert_system_properties(&files);
         let attestations = table(&attestations).await;
         assert_eq!(retention(&attestations).as_deref(), Some("interval 2 days"));
         assert_eq!(
@@ -1939,14 +1921,10 @@ mod tests {
         );
     }
 
-    /// With delta-rs's cleanup after every commit turned off, expired log entries still go
-    /// when a checkpoint is written (as the Delta protocol has it), and only the entries that
-    /// checkpoint replaces; every row stays.
-    #[tokio::test]
-    async fn expired_log_entries_still_go_at_checkpoints() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store_with_file_rows(dir.path(), 0..1).await;
-        table(&store.files)
+    /// Sets the table's `delta.logRetentionDuration` to zero: its next checkpoint cleans up
+    /// every log entry before it.
+    async fn keep_no_log(location: &Location) {
+        table(location)
             .await
             .set_tbl_properties()
             .with_properties(std::collections::HashMap::from([(
@@ -1955,6 +1933,16 @@ mod tests {
             )]))
             .await
             .unwrap();
+    }
+
+    /// With delta-rs's cleanup after every commit turned off, expired log entries still go
+    /// when a checkpoint is written (as the Delta protocol has it), and only the entries that
+    /// checkpoint replaces; every row stays.
+    #[tokio::test]
+    async fn expired_log_entries_still_go_at_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_file_rows(dir.path(), 0..1).await;
+        keep_no_log(&store.files).await;
         let log = dir.path().join("system/makoto/files/_delta_log");
         let commits = || -> Vec<u64> {
             let mut v: Vec<u64> = std::fs::read_dir(&log)
@@ -2067,21 +2055,13 @@ mod tests {
     }
 
     /// A run that read the attestations table before other writers moved it past a checkpoint
-    /// whose log cleanup removed the log the run read (a run longer than
+    /// whose log cleanup removed the log the run read (its load older than
     /// `delta.logRetentionDuration`) is told to start again, and then lands once.
     #[tokio::test]
     async fn a_lone_append_from_a_snapshot_whose_later_log_is_gone_lands() {
         let dir = tempfile::tempdir().unwrap();
         let (ours, theirs) = (open_store(dir.path()).await, open_store(dir.path()).await);
-        table(&ours.attestations)
-            .await
-            .set_tbl_properties()
-            .with_properties(std::collections::HashMap::from([(
-                "delta.logRetentionDuration".to_owned(),
-                "interval 0 seconds".to_owned(),
-            )]))
-            .await
-            .unwrap();
+        keep_no_log(&ours.attestations).await;
         let before = ours.load_attestations().await.unwrap();
         let read_at = before.version().unwrap();
         for v in 0..25 {
