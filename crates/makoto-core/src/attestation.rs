@@ -735,9 +735,9 @@ fn transform_predicate(
     })
 }
 
-/// The payload of [`build_commit_statement`]'s statement, the same bytes, written without
-/// building it: the typed predicate is serialized canonically
-/// ([`canonical::write_serialize`]) rather than through a `serde_json::Value`.
+/// The canonical payload of the statement for one commit ([`build_commit_statement`]), written
+/// straight from the typed predicate ([`canonical::write_serialize`]), without a
+/// `serde_json::Value` in between.
 pub fn build_commit_payload(
     facts: &CommitFacts,
     attestor: &AttestorInfo,
@@ -775,33 +775,13 @@ fn commit_subject(facts: &CommitFacts) -> Subject {
 }
 
 /// Builds the in-toto statement for one commit: `origin/v1` for the first attested version of
-/// a table, `transform/v1` (with the previous version as input) for every later one.
+/// a table, `transform/v1` (with the previous version as input) for every later one. It is
+/// read back from [`build_commit_payload`], so the two never differ.
 pub fn build_commit_statement(
     facts: &CommitFacts,
     attestor: &AttestorInfo,
 ) -> Result<Statement, Error> {
-    let delta = delta_block(facts, attestor)?;
-    let invalid = |e: serde_json::Error| Error::InvalidStatement {
-        reason: format!("{}: {e}", facts.subject_name()),
-    };
-    let predicate = match (&facts.previous, &facts.transform) {
-        (None, None) => serde_json::to_value(origin_predicate(
-            facts,
-            delta,
-            attestor.identity.as_deref(),
-        )?),
-        _ => serde_json::to_value(transform_predicate(
-            facts,
-            delta,
-            attestor.identity.as_deref(),
-        )?),
-    }
-    .map_err(invalid)?;
-    Ok(Statement::new(
-        vec![commit_subject(facts)],
-        facts.predicate_type(),
-        predicate,
-    ))
+    Statement::from_payload(&build_commit_payload(facts, attestor)?)
 }
 
 /// A statement sealed in a DSSE envelope: signed (L2) or not (L1).

@@ -439,59 +439,29 @@ impl<'a> serde::Serializer for Canonical<'a> {
     }
 }
 
-impl serde::ser::SerializeSeq for Elements<'_> {
-    type Ok = ();
-    type Error = serde_json::Error;
-    fn serialize_element<T: serde::Serialize + ?Sized>(
-        &mut self,
-        v: &T,
-    ) -> Result<(), Self::Error> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Self::Error> {
-        self.close();
-        Ok(())
-    }
+/// serde asks for each sequence-like trait separately; all of them are [`Elements`].
+macro_rules! elements {
+    ($($trait:ident::$method:ident),*) => {$(
+        impl serde::ser::$trait for Elements<'_> {
+            type Ok = ();
+            type Error = serde_json::Error;
+            fn $method<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
+                self.element(v)
+            }
+            fn end(self) -> Result<(), Self::Error> {
+                self.close();
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl serde::ser::SerializeTuple for Elements<'_> {
-    type Ok = ();
-    type Error = serde_json::Error;
-    fn serialize_element<T: serde::Serialize + ?Sized>(
-        &mut self,
-        v: &T,
-    ) -> Result<(), Self::Error> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Self::Error> {
-        self.close();
-        Ok(())
-    }
-}
-
-impl serde::ser::SerializeTupleStruct for Elements<'_> {
-    type Ok = ();
-    type Error = serde_json::Error;
-    fn serialize_field<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Self::Error> {
-        self.close();
-        Ok(())
-    }
-}
-
-impl serde::ser::SerializeTupleVariant for Elements<'_> {
-    type Ok = ();
-    type Error = serde_json::Error;
-    fn serialize_field<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
-        self.element(v)
-    }
-    fn end(self) -> Result<(), Self::Error> {
-        self.close();
-        Ok(())
-    }
-}
+elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl serde::ser::SerializeMap for Members<'_> {
     type Ok = ();
@@ -513,37 +483,28 @@ impl serde::ser::SerializeMap for Members<'_> {
     }
 }
 
-impl serde::ser::SerializeStruct for Members<'_> {
-    type Ok = ();
-    type Error = serde_json::Error;
-    fn serialize_field<T: serde::Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), Self::Error> {
-        self.member(key.into(), v)
-    }
-    fn end(self) -> Result<(), Self::Error> {
-        self.close();
-        Ok(())
-    }
+/// A struct and a struct variant are both [`Members`] with static names.
+macro_rules! struct_members {
+    ($($trait:ident),*) => {$(
+        impl serde::ser::$trait for Members<'_> {
+            type Ok = ();
+            type Error = serde_json::Error;
+            fn serialize_field<T: serde::Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                v: &T,
+            ) -> Result<(), Self::Error> {
+                self.member(key.into(), v)
+            }
+            fn end(self) -> Result<(), Self::Error> {
+                self.close();
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl serde::ser::SerializeStructVariant for Members<'_> {
-    type Ok = ();
-    type Error = serde_json::Error;
-    fn serialize_field<T: serde::Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), Self::Error> {
-        self.member(key.into(), v)
-    }
-    fn end(self) -> Result<(), Self::Error> {
-        self.close();
-        Ok(())
-    }
-}
+struct_members!(SerializeStruct, SerializeStructVariant);
 
 /// A map key as `serde_json::to_value` takes it: a string, or a number, character or bool
 /// written as a string.
