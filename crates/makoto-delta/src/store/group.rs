@@ -6,8 +6,9 @@
 //! append waiting, loads the newest snapshot, answers [`AppendOutcome::Conflict`] to each
 //! append whose application id has moved since its run read it (or that repeats an id
 //! already in the group), and commits the rest at once. Delta's conflict check covers commits
-//! made after that snapshot (a concurrent transaction on one of the ids fails the whole
-//! commit; the leader then checks again and retries without the loser). So each run gets the
+//! made after that snapshot: a concurrent transaction on one of the ids, or any other commit
+//! conflict (say an operator's metadata change), fails the whole commit, and the leader loads
+//! the newest snapshot, checks again and retries without the losers. So each run gets the
 //! same answer it would have had committing alone; while one commit is written the next group
 //! gathers, and a service with many runs in flight makes a few commits instead of one per run.
 
@@ -15,7 +16,7 @@ use std::collections::HashSet;
 
 use arrow::array::RecordBatch;
 use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+use deltalake::kernel::transaction::TransactionError;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
@@ -166,15 +167,10 @@ where
                 return Some(t);
             }
             Err(DeltaTableError::Transaction {
-                source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
-            }) => {
-                // Another writer moved one of the ids after the snapshot: check again.
-                group = keep;
-            }
-            Err(DeltaTableError::Transaction {
                 source: TransactionError::CommitConflict(_),
-            }) if from_own_snapshot => {
-                // Say the metadata changed since the run read the table: again from the newest.
+            }) => {
+                // Another writer moved one of the ids, or changed the metadata (an operator's
+                // `maintain --retention`), after the snapshot: admit again from the newest.
                 group = keep;
             }
             Err(e) => {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
@@ -47,6 +47,11 @@ pub const WINDOWS_PATH: &str = "system/makoto/windows";
 pub const RUNS_TABLE: &str = "system.makoto.runs";
 /// Path of the runs table under the warehouse.
 pub const RUNS_PATH: &str = "system/makoto/runs";
+
+/// How often a blind append (run and verification records) is written again after losing its
+/// commit to a conflicting one.
+const BLIND_APPEND_ATTEMPTS: u32 = 4;
+
 /// Prefix of the windows' leaf-hash lists (content-addressed by Merkle root).
 pub const WINDOW_LEAVES_PATH: &str = "system/makoto/window-leaves";
 
@@ -682,15 +687,7 @@ impl AttestationStore {
             store: self.runs.as_uri(),
             reason: format!("cannot build rows: {e}"),
         })?;
-        let written = table
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Append)
-            .with_writer_properties(system_writer_properties(Compression::SNAPPY))
-            .with_commit_properties(system_commit())
-            .await
-            .map_err(|e| Error::delta(self.runs.as_uri(), e))?;
-        Self::after_commit(written, &self.runs).await;
-        Ok(())
+        self.append_blind(&self.runs, table, batch).await
     }
 
     /// Appends a verification record, creating the table on first use.
@@ -707,15 +704,7 @@ impl AttestationStore {
             store: self.verifications.as_uri(),
             reason: format!("cannot build rows: {e}"),
         })?;
-        let written = table
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Append)
-            .with_writer_properties(system_writer_properties(Compression::SNAPPY))
-            .with_commit_properties(system_commit())
-            .await
-            .map_err(|e| Error::delta(self.verifications.as_uri(), e))?;
-        Self::after_commit(written, &self.verifications).await;
-        Ok(())
+        self.append_blind(&self.verifications, table, batch).await
     }
 
     /// The system table at `location` at its latest version, created first when missing.
@@ -770,6 +759,40 @@ impl AttestationStore {
                 .await
                 .map(|()| None),
             Err(e) => Err(Error::delta(location.as_uri(), e)),
+        }
+    }
+
+    /// Appends `batch` to a system table whose rows carry no `txn` (run records, verification
+    /// records), from `table`. A commit conflict (an operator's metadata change landing after
+    /// the load) means nothing of the attempt landed: the newest snapshot is loaded and the
+    /// rows written again, up to [`BLIND_APPEND_ATTEMPTS`] times.
+    async fn append_blind(
+        &self,
+        location: &Location,
+        mut table: DeltaTable,
+        batch: arrow::array::RecordBatch,
+    ) -> Result<(), Error> {
+        let mut attempt = 1;
+        loop {
+            let written = table
+                .write(vec![batch.clone()])
+                .with_save_mode(SaveMode::Append)
+                .with_writer_properties(system_writer_properties(Compression::SNAPPY))
+                .with_commit_properties(system_commit())
+                .await;
+            match written {
+                Ok(written) => {
+                    Self::after_commit(written, location).await;
+                    return Ok(());
+                }
+                Err(DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(_),
+                }) if attempt < BLIND_APPEND_ATTEMPTS => {
+                    attempt += 1;
+                    table = self.load(location).await?;
+                }
+                Err(e) => return Err(Error::delta(location.as_uri(), e)),
+            }
         }
     }
 
@@ -1878,6 +1901,111 @@ mod tests {
                 versions.last().copied()
             );
         }
+    }
+
+    /// A metadata change committed between the leader's snapshot and its commit (an operator's
+    /// `maintain --retention` while a service runs) fails the group's first commit; the group
+    /// is admitted again from the newest snapshot and lands once, keeping the change.
+    #[tokio::test]
+    async fn a_group_that_meets_a_concurrent_metadata_change_lands_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path()).await;
+        let read_at = store.load_attestations().await.unwrap();
+        let before = read_at.version().unwrap();
+        let (mut group, mut answers) = (Vec::new(), Vec::new());
+        for uri in ["file:///t0", "file:///t1"] {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            group.push(group::Pending {
+                batch: to_batch(&[AttestationRow {
+                    table_uri: uri.to_owned(),
+                    ..attestation_row(0)
+                }])
+                .unwrap(),
+                txn: Transaction::new(attestations_app_id(uri), 0),
+                expected: None,
+                read_at: read_at.clone(),
+                run_id: "r".into(),
+                reply,
+            });
+            answers.push(rx);
+        }
+        let loads = std::sync::atomic::AtomicU32::new(0);
+        let retention = SystemRetention::new(std::time::Duration::from_secs(600)).unwrap();
+        let snapshot = || async {
+            let t = store.load_attestations().await.map_err(|e| e.to_string())?;
+            if loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                let changed = store.set_retention(retention).await.unwrap();
+                assert!(changed.contains(&"attestations"), "{changed:?}");
+            }
+            Ok(t)
+        };
+        let committed = group::commit_group(group, &snapshot).await.unwrap();
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let landed = before + 2;
+        assert_eq!(
+            committed.version(),
+            Some(landed),
+            "after the metadata change"
+        );
+        for rx in answers {
+            assert_eq!(
+                rx.await.unwrap().unwrap(),
+                AppendOutcome::Committed {
+                    table_version: landed
+                }
+            );
+        }
+        for uri in ["file:///t0", "file:///t1"] {
+            assert_eq!(store.attestation_count(uri).await.unwrap(), 1, "{uri}");
+        }
+        let t = store.load_attestations().await.unwrap();
+        let configuration = t.snapshot().unwrap().metadata().configuration().clone();
+        assert_eq!(
+            configuration.get("delta.logRetentionDuration"),
+            Some(&retention.interval())
+        );
+    }
+
+    /// A run record written from a snapshot taken before a metadata change (an operator's
+    /// `maintain --retention` between the load and the commit) lands once, after the change.
+    #[tokio::test]
+    async fn a_blind_append_from_before_a_metadata_change_lands_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path()).await;
+        let row = RunRow {
+            table_uri: "file:///t".into(),
+            service: "host:1".into(),
+            run_id: Some("r".into()),
+            outcome: "attested".into(),
+            started_at_us: 1,
+            finished_at_us: 2,
+            previously_attested: None,
+            attested_version: Some(0),
+            latest_version: Some(0),
+            commits_attested: 1,
+            lag_ms: Some(1),
+            files_hashed: 1,
+            bytes_hashed: 1,
+            error_kind: None,
+            error: None,
+            failures: 0,
+        };
+        store.append_runs(std::slice::from_ref(&row)).await.unwrap();
+        let stale = store.load(&store.runs).await.unwrap();
+        let retention = SystemRetention::new(std::time::Duration::from_secs(600)).unwrap();
+        let changed = store.set_retention(retention).await.unwrap();
+        assert!(changed.contains(&"runs"), "{changed:?}");
+        let batch = to_batch(std::slice::from_ref(&row)).unwrap();
+        store
+            .append_blind(&store.runs, stale.clone(), batch)
+            .await
+            .unwrap();
+        let now = store.load(&store.runs).await.unwrap();
+        assert_eq!(now.version(), Some(stale.version().unwrap() + 2));
+        assert_eq!(
+            store.run_rows("file:///t").await.unwrap(),
+            [row.clone(), row]
+        );
     }
 
     /// Appends of many concurrent runs through one handle all land, each once.
