@@ -542,6 +542,7 @@ pub fn apply_actions(
     files: &mut StateTree<ReaderFile>,
     actions: &[Action],
 ) -> Result<(), Error> {
+    let mut files = files.batch();
     for a in actions {
         if let Action::Remove(r) = a {
             let dv = r.deletion_vector().map(DeletionVector::unique_id);

@@ -108,6 +108,7 @@ pub fn apply_commit(
             }),
         }
     };
+    let mut tree = tree.batch();
     let mut live_unavailable = live_unavailable;
     let mut removed: HashMap<String, FileEntry> = HashMap::new();
     let mut removed_by_key: HashMap<Sha256Digest, FileEntry> = HashMap::new();

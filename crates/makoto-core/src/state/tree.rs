@@ -202,11 +202,15 @@ impl<L: Leaf> StateTree<L> {
 
     /// Adds a live file, replacing one with the same key; returns the replaced entry.
     pub fn insert(&mut self, entry: L) -> Result<Option<L>, Error> {
+        self.insert_hashing(entry, Hashing::Now)
+    }
+
+    fn insert_hashing(&mut self, entry: L, hashing: Hashing) -> Result<Option<L>, Error> {
         let size = entry.size();
         let key = entry.key();
         let hash = Sha256Digest::of_parts(&[&[LEAF_PREFIX], &entry.value_bytes()]);
         let leaf = Box::new(LeafNode { key, hash, entry });
-        let replaced = insert_at(&mut self.root, 0, leaf)?;
+        let replaced = insert_at(&mut self.root, 0, leaf, hashing)?;
         self.files += 1;
         self.bytes += size;
         if let Some(old) = &replaced {
@@ -218,12 +222,24 @@ impl<L: Leaf> StateTree<L> {
 
     /// Removes the live file with this key; returns it, or `None` if it was not live.
     pub fn remove(&mut self, key: &Sha256Digest) -> Result<Option<L>, Error> {
-        let removed = remove_at(&mut self.root, 0, key)?;
+        self.remove_hashing(key, Hashing::Now)
+    }
+
+    fn remove_hashing(&mut self, key: &Sha256Digest, hashing: Hashing) -> Result<Option<L>, Error> {
+        let removed = remove_at(&mut self.root, 0, key, hashing)?;
         if let Some(old) = &removed {
             self.files = self.files.saturating_sub(1);
             self.bytes = self.bytes.saturating_sub(old.size());
         }
         Ok(removed)
+    }
+
+    /// Changes whose branch hashes are computed once, when the batch is dropped, rather than
+    /// along the path of each insert and remove: the files of one commit share the upper
+    /// branches of their paths, so each branch a commit touches is hashed once. The tree
+    /// cannot be read until the batch ends.
+    pub fn batch(&mut self) -> Batch<'_, L> {
+        Batch { tree: self }
     }
 
     /// Every live file of the loaded part of the tree, in key order.
@@ -330,10 +346,77 @@ impl StateTree<FileEntry> {
     }
 }
 
+/// When the branches on a changed path get their hashes.
+#[derive(Clone, Copy)]
+enum Hashing {
+    /// Along the path, as each change is made.
+    Now,
+    /// Marked [`STALE`]; [`settle`] computes them when the [`Batch`] ends.
+    Deferred,
+}
+
+/// The hash of a branch whose subtree changed in a [`Batch`]. No branch hashes to it (it is the
+/// empty subtree's digest, and a branch is never empty).
+const STALE: Sha256Digest = Sha256Digest::ZERO;
+
+/// Changes to a [`StateTree`] whose branch hashes wait for the end of the batch
+/// ([`StateTree::batch`]).
+pub struct Batch<'a, L: Leaf> {
+    tree: &'a mut StateTree<L>,
+}
+
+impl<L: Leaf> std::fmt::Debug for Batch<'_, L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("files", &self.tree.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: Leaf> Batch<'_, L> {
+    /// [`StateTree::insert`], with the hashes of the branches above deferred.
+    pub fn insert(&mut self, entry: L) -> Result<Option<L>, Error> {
+        self.tree.insert_hashing(entry, Hashing::Deferred)
+    }
+
+    /// [`StateTree::remove`], with the hashes of the branches above deferred.
+    pub fn remove(&mut self, key: &Sha256Digest) -> Result<Option<L>, Error> {
+        self.tree.remove_hashing(key, Hashing::Deferred)
+    }
+}
+
+impl<L: Leaf> Drop for Batch<'_, L> {
+    fn drop(&mut self) {
+        settle(&mut self.tree.root);
+    }
+}
+
+/// Computes the hash of every [`STALE`] branch, children first. A branch that is not stale has
+/// no stale branch below it: a change marks every branch on its path.
+fn settle<L>(node: &mut Node<L>) {
+    if let Node::Branch(b) = node
+        && b.hash == STALE
+    {
+        settle(&mut b.left);
+        settle(&mut b.right);
+        b.hash = node_hash(&b.left.hash(), &b.right.hash());
+    }
+}
+
+impl<L> BranchNode<L> {
+    fn rehash(&mut self, hashing: Hashing) {
+        self.hash = match hashing {
+            Hashing::Now => node_hash(&self.left.hash(), &self.right.hash()),
+            Hashing::Deferred => STALE,
+        };
+    }
+}
+
 fn insert_at<L>(
     node: &mut Node<L>,
     depth: usize,
     leaf: Box<LeafNode<L>>,
+    hashing: Hashing,
 ) -> Result<Option<L>, Error> {
     match node {
         Node::Empty => {
@@ -354,11 +437,11 @@ fn insert_at<L>(
         }
         Node::Branch(b) => {
             let r = if leaf.key.bit(depth) {
-                insert_at(&mut b.right, depth + 1, leaf)?
+                insert_at(&mut b.right, depth + 1, leaf, hashing)?
             } else {
-                insert_at(&mut b.left, depth + 1, leaf)?
+                insert_at(&mut b.left, depth + 1, leaf, hashing)?
             };
-            b.hash = node_hash(&b.left.hash(), &b.right.hash());
+            b.rehash(hashing);
             Ok(r)
         }
     }
@@ -379,7 +462,12 @@ fn split<L>(a: Box<LeafNode<L>>, b: Box<LeafNode<L>>, depth: usize) -> Result<No
     })
 }
 
-fn remove_at<L>(node: &mut Node<L>, depth: usize, key: &Sha256Digest) -> Result<Option<L>, Error> {
+fn remove_at<L>(
+    node: &mut Node<L>,
+    depth: usize,
+    key: &Sha256Digest,
+    hashing: Hashing,
+) -> Result<Option<L>, Error> {
     match node {
         Node::Empty => Ok(None),
         Node::Stub(h) => Err(Error::StatePageNotLoaded { page: *h }),
@@ -394,9 +482,9 @@ fn remove_at<L>(node: &mut Node<L>, depth: usize, key: &Sha256Digest) -> Result<
         }
         Node::Branch(b) => {
             let removed = if key.bit(depth) {
-                remove_at(&mut b.right, depth + 1, key)?
+                remove_at(&mut b.right, depth + 1, key, hashing)?
             } else {
-                remove_at(&mut b.left, depth + 1, key)?
+                remove_at(&mut b.left, depth + 1, key, hashing)?
             };
             if removed.is_none() {
                 return Ok(None);
@@ -413,7 +501,7 @@ fn remove_at<L>(node: &mut Node<L>, depth: usize, key: &Sha256Digest) -> Result<
                     (l, r) => Node::branch(l, r),
                 };
             } else {
-                b.hash = node_hash(&b.left.hash(), &b.right.hash());
+                b.rehash(hashing);
             }
             Ok(removed)
         }
@@ -455,6 +543,68 @@ mod tests {
             Sha256Digest::of(format!("content {i}").as_bytes()),
             None,
         )
+    }
+
+    /// Batches of inserts, replacements and removes (some of keys not live, some emptying
+    /// branches so they collapse) leave the roots, pages and proofs of the same changes made
+    /// one at a time, and of the definition.
+    #[test]
+    fn a_batch_ends_with_the_tree_of_the_same_changes_made_one_by_one() {
+        let (mut batched, mut eager) = (StateTree::new(), StateTree::new());
+        let mut live = std::collections::BTreeMap::new();
+        for round in 0..6usize {
+            let adds: Vec<FileEntry> = (round * 150..round * 150 + 400)
+                .map(|i| {
+                    FileEntry::new(
+                        format!("part-{i:05}.parquet"),
+                        1 + (round as u64),
+                        Sha256Digest::of(&i.to_le_bytes()),
+                        None,
+                    )
+                })
+                .collect();
+            let removes: Vec<Sha256Digest> = (0..round * 150 + 400)
+                .filter(|i| (i * 7 + round) % 5 == 0)
+                .map(|i| entry(i).key())
+                .collect();
+            {
+                let mut b = batched.batch();
+                for k in &removes {
+                    b.remove(k).unwrap();
+                }
+                for e in &adds {
+                    b.insert(e.clone()).unwrap();
+                }
+            }
+            for k in &removes {
+                eager.remove(k).unwrap();
+                live.remove(k);
+            }
+            for e in &adds {
+                eager.insert(e.clone()).unwrap();
+                live.insert(e.key(), e.clone());
+            }
+            let expected: Vec<FileEntry> = live.values().cloned().collect();
+            assert_eq!(batched.root(), eager.root(), "round {round}");
+            assert_eq!(batched.root(), root_of(&expected), "round {round}");
+            assert_eq!(
+                (batched.files(), batched.bytes()),
+                (eager.files(), eager.bytes())
+            );
+            assert_eq!(batched.unpersisted_pages(), eager.unpersisted_pages());
+            let some = expected[round * 31 % expected.len()].key();
+            let proof = batched.prove(&some).unwrap().unwrap();
+            assert!(verify_membership(&proof, &batched.root()).is_ok());
+        }
+        // Removing every file collapses the tree to empty.
+        {
+            let mut b = batched.batch();
+            for k in live.keys() {
+                b.remove(k).unwrap();
+            }
+        }
+        assert_eq!(batched.root(), Sha256Digest::ZERO);
+        assert_eq!(batched.files(), 0);
     }
 
     #[test]
