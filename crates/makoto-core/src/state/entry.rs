@@ -118,9 +118,39 @@ impl FileEntry {
         })
     }
 
-    /// The canonical leaf value bytes.
+    /// The canonical leaf value bytes: the canonical JSON of [`FileEntry::to_json`], written
+    /// directly (members in key order) since every live file of every commit needs it.
     pub fn value_bytes(&self) -> Vec<u8> {
-        canonical::to_vec(&self.to_json())
+        fn u64_member(out: &mut Vec<u8>, name: &[u8], n: u64) {
+            out.extend_from_slice(name);
+            out.extend_from_slice(n.to_string().as_bytes());
+        }
+        fn digest_member(out: &mut Vec<u8>, name: &[u8], d: Option<Sha256Digest>) {
+            out.extend_from_slice(name);
+            match d {
+                Some(d) => canonical::write_string(&d.to_hex(), out),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        let mut out = Vec::with_capacity(self.path.len() + 200);
+        out.extend_from_slice(b"{\"deletionVector\":");
+        match &self.dv {
+            None => out.extend_from_slice(b"null"),
+            Some(d) => {
+                u64_member(&mut out, b"{\"cardinality\":", d.cardinality);
+                digest_member(&mut out, b",\"sha256\":", d.file_sha256);
+                u64_member(&mut out, b",\"sizeInBytes\":", d.size_in_bytes);
+                out.extend_from_slice(b",\"uniqueId\":");
+                canonical::write_string(&d.unique_id, &mut out);
+                out.push(b'}');
+            }
+        }
+        out.extend_from_slice(b",\"path\":");
+        canonical::write_string(&self.path, &mut out);
+        digest_member(&mut out, b",\"sha256\":", self.sha256);
+        u64_member(&mut out, b",\"size\":", self.size);
+        out.push(b'}');
+        out
     }
 
     /// `SHA-256(0x00 ‖ value_bytes)`.
@@ -191,6 +221,38 @@ impl super::Leaf for FileEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes written directly are the canonical JSON of the entry's JSON value, for
+    /// entries with and without a digest and a deletion vector, and paths that need escapes.
+    #[test]
+    fn value_bytes_are_the_canonical_json_of_to_json() {
+        let dv =
+            |sha: Option<Sha256Digest>| Some(DvEntry::new("u\"x\u{1}é".into(), 36, u64::MAX, sha));
+        let entries = [
+            FileEntry::new("a=1/part-0.parquet".into(), 0, Sha256Digest::of(b"x"), None),
+            FileEntry::new(
+                "p\\q/\u{7f}\u{2028}😀.parquet".into(),
+                42,
+                Sha256Digest::of(b"y"),
+                dv(None),
+            ),
+            FileEntry::new(
+                "b".into(),
+                u64::MAX,
+                Sha256Digest::of(b"z"),
+                dv(Some(Sha256Digest::of(b"d"))),
+            ),
+            FileEntry::unavailable("gone.parquet".into(), 7, None),
+            FileEntry::unavailable("gone\n.parquet".into(), 7, dv(None)),
+        ];
+        for e in entries {
+            assert_eq!(
+                String::from_utf8(e.value_bytes()).unwrap(),
+                canonical::to_string(&e.to_json()),
+                "{e:?}"
+            );
+        }
+    }
 
     #[test]
     fn leaf_hash_is_prefix_zero_over_canonical_json() {
