@@ -389,6 +389,23 @@ impl std::fmt::Debug for Snapshots {
     }
 }
 
+/// A DataFusion session for the system tables, without DataFusion's session-long caches. A
+/// store handle lives as long as `makoto serve`, and those caches (Parquet footers up to
+/// 50 MiB, file statistics up to 20 MiB, listings up to 1 MiB by default) fill slowly with the
+/// footers of files that compaction soon replaces: memory that grows for hours, for lookups
+/// that mostly do not go through DataFusion ([`lookup`]).
+fn query_session() -> Result<SessionContext, datafusion::error::DataFusionError> {
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_metadata_cache_limit(0)
+        .with_file_statistics_cache_limit(0)
+        .with_object_list_cache_limit(0)
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(
+        datafusion::prelude::SessionConfig::new(),
+        runtime,
+    ))
+}
+
 /// The DataFusion session shared by a store handle and its clones.
 #[derive(Clone, Default)]
 struct QuerySession(Arc<std::sync::OnceLock<SessionContext>>);
@@ -1078,7 +1095,13 @@ impl AttestationStore {
             table: name.clone(),
             source: Box::new(source),
         };
-        let ctx = self.session.0.get_or_init(SessionContext::new);
+        let ctx = match self.session.0.get() {
+            Some(ctx) => ctx,
+            None => {
+                let ctx = query_session().map_err(query_err)?;
+                self.session.0.get_or_init(|| ctx)
+            }
+        };
         table
             .update_datafusion_session(&ctx.state())
             .map_err(|e| Error::delta(name.clone(), e))?;
@@ -2006,6 +2029,32 @@ mod tests {
             store.run_rows("file:///t").await.unwrap(),
             [row.clone(), row]
         );
+    }
+
+    /// The session a store handle keeps for its lifetime (a service's) caches no Parquet
+    /// footers, file statistics or listings from query to query.
+    #[tokio::test]
+    async fn system_table_queries_leave_nothing_in_datafusion_caches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path()).await;
+        for v in 0..3 {
+            let t = store.load_attestations().await.unwrap();
+            let out = store
+                .append_attestations(t, &[attestation_row(v)], "file:///t", v, "r")
+                .await
+                .unwrap();
+            assert!(matches!(out, AppendOutcome::Committed { .. }), "{out:?}");
+        }
+        let t = store.load_attestations().await.unwrap();
+        let batches = store
+            .query(&t, col("table_uri").eq(lit("file:///t")))
+            .await
+            .unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+        let caches = &store.session.0.get().unwrap().runtime_env().cache_manager;
+        assert_eq!(caches.get_file_metadata_cache().len(), 0);
+        assert!(caches.get_file_statistic_cache().is_none());
+        assert!(caches.get_list_files_cache().is_none());
     }
 
     /// Appends of many concurrent runs through one handle all land, each once.
