@@ -122,16 +122,17 @@ async fn python_deltalake_reads_and_securesystemslib_verifies() {
 #[case("dv-with-columnmapping")]
 #[case("type-widening")]
 #[case("compacted-log-files-table")]
+#[case("wide-commits")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_reimplementation_of_the_digest_spec_agrees(#[case] name: &str) {
     let py = std::env::var_os("MAKOTO_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| "python3".into());
     let tmp = tempfile::tempdir().unwrap();
-    let table = if name == "sample" {
-        repo_root().join("data/sample/sales")
-    } else {
-        corpus_table(name, tmp.path())
+    let table = match name {
+        "sample" => repo_root().join("data/sample/sales"),
+        "wide-commits" => wide_commits_table(tmp.path()),
+        _ => corpus_table(name, tmp.path()),
     };
     let wh = tmp.path().join("wh");
     Run::new(&table, &wh).run().await.unwrap();
@@ -216,6 +217,55 @@ async fn python_reimplementation_of_the_digest_spec_agrees(#[case] name: &str) {
             );
         }
     }
+}
+
+/// A table whose commits each carry hundreds of file actions (the attestor applies the state
+/// tree and the reader view of such a commit on two threads): 300 adds, then 200 removes and
+/// 300 adds (100 of them paths removed in the same commit, with new bytes), then 250 removes.
+fn wide_commits_table(dir: &std::path::Path) -> PathBuf {
+    let table = dir.join("wide-commits");
+    std::fs::create_dir_all(table.join("_delta_log")).unwrap();
+    let add = |i: usize, generation: usize| {
+        let path = format!("part-{i:04}.parquet");
+        let bytes = format!("file {i} generation {generation}");
+        std::fs::write(table.join(&path), &bytes).unwrap();
+        serde_json::json!({"add": {
+            "path": path, "partitionValues": {}, "size": bytes.len(),
+            "modificationTime": 1_700_000_000_000u64, "dataChange": true,
+            "stats": format!("{{\"numRecords\":{}}}", i + 1),
+        }})
+    };
+    let remove = |i: usize| {
+        serde_json::json!({"remove": {
+            "path": format!("part-{i:04}.parquet"), "deletionTimestamp": 1_700_000_000_001u64,
+            "dataChange": true,
+        }})
+    };
+    let schema =
+        r#"{"type":"struct","fields":[{"name":"id","type":"long","nullable":true,"metadata":{}}]}"#;
+    let mut v0 = vec![
+        serde_json::json!({"commitInfo": {"timestamp": 1_700_000_000_000u64, "operation": "WRITE"}}),
+        serde_json::json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}),
+        serde_json::json!({"metaData": {
+            "id": "00000000-0000-4000-8000-000000000001", "format": {"provider": "parquet", "options": {}},
+            "schemaString": schema, "partitionColumns": [], "configuration": {},
+            "createdTime": 1_700_000_000_000u64,
+        }}),
+    ];
+    v0.extend((0..300).map(|i| add(i, 0)));
+    let mut v1: Vec<Value> = (0..200).map(remove).collect();
+    v1.extend((100..200).map(|i| add(i, 1)));
+    v1.extend((300..500).map(|i| add(i, 1)));
+    let v2: Vec<Value> = (200..450).map(remove).collect();
+    for (version, actions) in [v0, v1, v2].into_iter().enumerate() {
+        let lines: Vec<String> = actions.iter().map(Value::to_string).collect();
+        std::fs::write(
+            table.join(format!("_delta_log/{version:020}.json")),
+            lines.join("\n") + "\n",
+        )
+        .unwrap();
+    }
+    table
 }
 
 /// Canonical JSON numbers: the Rust canonicalizer and the Python reimplementation agree on the
