@@ -277,42 +277,6 @@ struct ChainTip {
     statement: Option<Statement>,
 }
 
-/// File actions from which a commit's state tree and reader view are applied on two threads:
-/// below it a thread costs more than it saves.
-const PARALLEL_APPLY_ACTIONS: usize = 256;
-
-/// Applies `commit` to the run's state tree and to its reader view, which share nothing, side
-/// by side for a large commit. Either answer is reported by the caller, the state's first.
-fn apply_trees(
-    state: &mut RunState,
-    commit: &Commit,
-    digest: &dyn Fn(&str) -> Option<Digest>,
-) -> (
-    Result<makoto_core::state::AppliedCommit, makoto_core::Error>,
-    Result<(), makoto_core::Error>,
-) {
-    let RunState {
-        tree,
-        facts,
-        reader,
-        live_unavailable,
-        ..
-    } = state;
-    let actions = commit.actions();
-    if actions.len() < PARALLEL_APPLY_ACTIONS {
-        let applied = apply_commit(tree, *live_unavailable, commit, digest);
-        return (applied, apply_actions(facts, reader, actions));
-    }
-    std::thread::scope(|s| {
-        let view = s.spawn(|| apply_actions(facts, reader, actions));
-        let applied = apply_commit(tree, *live_unavailable, commit, digest);
-        match view.join() {
-            Ok(view) => (applied, view),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
-}
-
 struct RunState {
     ctx: Option<TableContext>,
     tree: StateTree,
@@ -1243,13 +1207,7 @@ impl Attestor {
                 .contains(path)
                 .then_some(Digest::Unavailable),
         };
-        let reader_keys = touched_keys(commit.actions());
-        self.store
-            .pages()
-            .load_paths(&mut state.reader, &reader_keys)
-            .await?;
-        let (applied, reader_applied) = apply_trees(state, commit, &digest);
-        let applied = match applied {
+        let applied = match apply_commit(&mut state.tree, state.live_unavailable, commit, &digest) {
             Ok(a) => a,
             Err(makoto_core::Error::FileSizeMismatch {
                 path,
@@ -1270,7 +1228,13 @@ impl Attestor {
         state.live_unavailable = applied.live_unavailable;
         let (changes, unavailable_files) = (applied.changes, applied.unavailable_files);
 
-        reader_applied.map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
+        let reader_keys = touched_keys(commit.actions());
+        self.store
+            .pages()
+            .load_paths(&mut state.reader, &reader_keys)
+            .await?;
+        apply_actions(&mut state.facts, &mut state.reader, commit.actions())
+            .map_err(|e| Error::core(format!("{uri} version {version}"), e))?;
         let reader_view = ReaderViewDigest {
             files_root: state.reader.root(),
             files: state.reader.files(),
