@@ -161,3 +161,60 @@ async fn killed_process_recovers(#[case] phase: &str) {
     );
     check_recovery(&table, &wh, phase_named(phase)).await;
 }
+
+/// Records the batches that reached each phase, and stops the batch from version 4 when its
+/// write reaches `stop`.
+struct Recorder {
+    stop: Phase,
+    reached: std::sync::Mutex<Vec<(Phase, u64)>>,
+}
+
+impl Observer for Recorder {
+    fn on_event(&self, event: &Event<'_>) -> ControlFlow<()> {
+        let Event::Reached { phase, from, .. } = event else {
+            return ControlFlow::Continue(());
+        };
+        self.reached.lock().unwrap().push((*phase, *from));
+        if *phase == self.stop && *from == 4 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+/// A batch's write runs beside the next batch's hashing and signing; when it stops, the run
+/// ends without signing (or writing) anything of the next batch.
+#[rstest]
+#[case::after_pages(Phase::PagesWritten)]
+#[case::after_file_rows(Phase::FilesCommitted)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_write_ends_the_run_before_the_next_batch_is_signed(#[case] stop: Phase) {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("sales");
+    copy_dir(&repo_root().join("data/sample/sales"), &table);
+    let wh = tmp.path().join("wh");
+    let recorder = Arc::new(Recorder {
+        stop,
+        reached: std::sync::Mutex::new(Vec::new()),
+    });
+    let err = Run::new(&table, &wh)
+        .batch_size(4)
+        .observer(Arc::clone(&recorder) as Arc<dyn Observer>)
+        .run()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("interrupted"), "{err}");
+    let reached = recorder.reached.lock().unwrap().clone();
+    assert!(
+        reached.iter().all(|(_, from)| *from < 8),
+        "nothing of the batch from version 8: {reached:?}"
+    );
+    let signed_before_stop = reached
+        .iter()
+        .take_while(|(p, from)| !(*p == stop && *from == 4))
+        .filter(|(p, _)| *p == Phase::Signed)
+        .count();
+    assert_eq!(signed_before_stop, 2, "{reached:?}");
+    check_recovery(&table, &wh, stop).await;
+}

@@ -91,6 +91,11 @@ where
         }
     };
     init_logging(&cli);
+    if process == Process::Own {
+        // Before the runtime's threads exist: a run's batches use several threads at once,
+        // whose arenas otherwise keep their high-water marks (docs/performance.md (b), (f)).
+        makoto_memory::fix_trim_threshold();
+    }
     if process == Process::Own && matches!(cli.command, args::Command::Serve(_)) {
         // Before the runtime's threads exist: a service's RSS follows its arenas' high-water
         // marks (docs/performance.md (i)). The service logs the outcome when it starts.

@@ -42,6 +42,27 @@ pub struct HashRequest {
 
 pub use makoto_core::state::Hashed;
 
+/// Results of [`FileHasher::hash_in_order`], in the order of the requests. Dropping it stops
+/// the hashing.
+#[derive(Debug)]
+pub struct HashFeed {
+    rx: tokio::sync::mpsc::UnboundedReceiver<(String, Result<Hashed, HashFailure>)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HashFeed {
+    /// The next request's path and result; `None` once every request has one.
+    pub async fn next(&mut self) -> Option<(String, Result<Hashed, HashFailure>)> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for HashFeed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Why a file could not be hashed.
 #[derive(Debug)]
 pub enum HashFailure {
@@ -109,6 +130,46 @@ impl FileHasher {
             .await
     }
 
+    /// Hashes every request, `parallelism` at a time, on a task of its own, and hands out the
+    /// results in the order of `requests` as they come: the caller can use the first files'
+    /// digests while later files are still being read.
+    pub fn hash_in_order(self, requests: Vec<HashRequest>, progress: Progress) -> HashFeed {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut results = self.ordered(requests, progress);
+            while let Some(result) = results.next().await {
+                if tx.send(result).is_err() {
+                    return;
+                }
+            }
+        });
+        HashFeed { rx, task }
+    }
+
+    fn ordered(
+        &self,
+        requests: Vec<HashRequest>,
+        progress: Progress,
+    ) -> futures::stream::BoxStream<'_, (String, Result<Hashed, HashFailure>)> {
+        match &self.local {
+            Some(local) => futures::stream::iter(group(requests))
+                .map(move |g| self.hash_local_group(local, g, Arc::clone(&progress)))
+                .buffered(self.parallelism)
+                .flat_map(futures::stream::iter)
+                .boxed(),
+            None => futures::stream::iter(requests)
+                .map(move |r| {
+                    let progress = Arc::clone(&progress);
+                    async move {
+                        let result = self.hash_one(&r, progress).await;
+                        (r.path, result)
+                    }
+                })
+                .buffered(self.parallelism)
+                .boxed(),
+        }
+    }
+
     /// Local files in groups, `parallelism` groups at a time.
     async fn hash_local(
         &self,
@@ -116,35 +177,42 @@ impl FileHasher {
         requests: Vec<HashRequest>,
         progress: Progress,
     ) -> HashMap<String, Result<Hashed, HashFailure>> {
-        let groups = group(requests);
-        futures::stream::iter(groups)
-            .map(|g| {
-                let (progress, local) = (Arc::clone(&progress), Arc::clone(local));
-                let paths: Vec<Result<object_store::path::Path, HashFailure>> =
-                    g.iter().map(|r| self.object_path(r)).collect();
-                let chunk_size = self.chunk_size;
-                async move {
-                    let names: Vec<String> = g.into_iter().map(|r| r.path).collect();
-                    let hashed = tokio::task::spawn_blocking(move || {
-                        paths
-                            .into_iter()
-                            .map(|p| hash_local_file(&local, p?, chunk_size, &progress))
-                            .collect::<Vec<_>>()
-                    })
-                    .await;
-                    match hashed {
-                        Ok(results) => names.into_iter().zip(results).collect::<Vec<_>>(),
-                        Err(e) => names
-                            .into_iter()
-                            .map(|n| (n, Err(HashFailure::Task(e.to_string()))))
-                            .collect(),
-                    }
-                }
-            })
+        futures::stream::iter(group(requests))
+            .map(|g| self.hash_local_group(local, g, Arc::clone(&progress)))
             .buffer_unordered(self.parallelism)
             .flat_map(futures::stream::iter)
             .collect()
             .await
+    }
+
+    /// One group of local files, hashed on one blocking thread.
+    fn hash_local_group(
+        &self,
+        local: &Arc<LocalFileSystem>,
+        group: Vec<HashRequest>,
+        progress: Progress,
+    ) -> impl Future<Output = Vec<(String, Result<Hashed, HashFailure>)>> + use<> {
+        let local = Arc::clone(local);
+        let paths: Vec<Result<object_store::path::Path, HashFailure>> =
+            group.iter().map(|r| self.object_path(r)).collect();
+        let chunk_size = self.chunk_size;
+        async move {
+            let names: Vec<String> = group.into_iter().map(|r| r.path).collect();
+            let hashed = tokio::task::spawn_blocking(move || {
+                paths
+                    .into_iter()
+                    .map(|p| hash_local_file(&local, p?, chunk_size, &progress))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            match hashed {
+                Ok(results) => names.into_iter().zip(results).collect(),
+                Err(e) => names
+                    .into_iter()
+                    .map(|n| (n, Err(HashFailure::Task(e.to_string()))))
+                    .collect(),
+            }
+        }
     }
 
     /// The object path of a request: relative to the table root.
@@ -395,5 +463,49 @@ mod tests {
         rt.shutdown_background();
         let results = results.expect("hashing a FIFO must not block");
         assert!(matches!(results["pipe.parquet"], Err(HashFailure::Io(_))));
+    }
+
+    /// Results come out in the order of the requests, local and remote, however the groups
+    /// finish, with the digests `hash_all` gives.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_order_hashing_keeps_the_request_order() {
+        let dir = tempfile::tempdir().unwrap();
+        // 300 files, several groups of 64 in flight at once: the first group's files are
+        // large, so later groups finish first.
+        let names: Vec<String> = (0..300).map(|i| format!("p{i:03}.parquet")).collect();
+        for (i, n) in names.iter().enumerate() {
+            let len = if i < 64 {
+                256 << 10
+            } else {
+                10 + (i * 7919) % 5000
+            };
+            std::fs::write(dir.path().join(n), vec![i as u8; len]).unwrap();
+        }
+        let mut requests: Vec<HashRequest> = names.iter().map(|n| req(n, 1)).collect();
+        requests.insert(150, req("gone.parquet", 1));
+        let root = url::Url::from_directory_path(dir.path()).unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        for hasher in [
+            FileHasher::new(Arc::clone(&store), 3).with_table_root(root),
+            FileHasher::new(Arc::clone(&store), 3),
+        ] {
+            let all = hasher
+                .clone()
+                .hash_all(requests.clone(), Arc::new(|_| {}))
+                .await;
+            let mut feed = hasher.hash_in_order(requests.clone(), Arc::new(|_| {}));
+            let mut order = Vec::new();
+            while let Some((path, result)) = feed.next().await {
+                match (&result, &all[&path]) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b, "{path}"),
+                    (Err(HashFailure::Missing), Err(HashFailure::Missing)) => {}
+                    (a, b) => panic!("{path}: {a:?} against {b:?}"),
+                }
+                order.push(path);
+            }
+            let expected: Vec<String> = requests.iter().map(|r| r.path.clone()).collect();
+            assert_eq!(order, expected);
+        }
     }
 }

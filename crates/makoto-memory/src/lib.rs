@@ -8,7 +8,9 @@
 //! [`release_freed`] asks glibc to return every whole free page of every arena
 //! (`malloc_trim(0)`); [`resident_bytes`] reads the resident set size to show the effect.
 //! [`limit_arenas_to_cores`] keeps glibc from opening more arenas than there are cores (its
-//! default is eight per core), each of which would keep its own high-water mark.
+//! default is eight per core), each of which would keep its own high-water mark;
+//! [`fix_trim_threshold`] keeps glibc from raising its thresholds, so that large freed blocks
+//! leave the process.
 //!
 //! ```
 //! let before = makoto_memory::resident_bytes();
@@ -103,7 +105,7 @@ fn limit_arenas_unless_chosen() -> ArenaLimit {
         || tunables
             .as_deref()
             .and_then(std::ffi::OsStr::to_str)
-            .is_some_and(tunables_limit_arenas);
+            .is_some_and(|t| tunables_set(t, "glibc.malloc.arena_max"));
     if chosen {
         return ArenaLimit::FromEnvironment;
     }
@@ -111,11 +113,11 @@ fn limit_arenas_unless_chosen() -> ArenaLimit {
     limit_arenas(cores)
 }
 
-/// `GLIBC_TUNABLES` (`name=value:name=value`) sets `glibc.malloc.arena_max`.
-fn tunables_limit_arenas(tunables: &str) -> bool {
+/// `GLIBC_TUNABLES` (`name=value:name=value`) sets the tunable `wanted`.
+fn tunables_set(tunables: &str, wanted: &str) -> bool {
     tunables.split(':').any(|t| {
         t.split_once('=')
-            .is_some_and(|(name, _)| name.trim() == "glibc.malloc.arena_max")
+            .is_some_and(|(name, _)| name.trim() == wanted)
     })
 }
 
@@ -140,6 +142,100 @@ fn limit_arenas(max: usize) -> ArenaLimit {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_arenas(_max: usize) -> ArenaLimit {
     ArenaLimit::Unsupported
+}
+
+/// What fixing the allocator's trim threshold came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrimThreshold {
+    /// Free memory above this many bytes at the top of a heap goes back to the system, and
+    /// blocks of this size or more are mapped on their own.
+    Set(usize),
+    /// The operator chose (`MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_THRESHOLD_`, or their
+    /// `GLIBC_TUNABLES` names): kept.
+    FromEnvironment,
+    /// The allocator refused the value.
+    Refused,
+    /// Not glibc.
+    Unsupported,
+}
+
+/// The trim threshold [`fix_trim_threshold`] sets: glibc's initial default.
+pub const TRIM_THRESHOLD: usize = 128 * 1024;
+
+/// Keeps glibc's trim threshold at [`TRIM_THRESHOLD`] instead of letting it grow, unless the
+/// operator chose one in the environment.
+///
+/// By default glibc raises its mmap threshold (up to 32 MiB) each time a mapped block is
+/// freed, and its trim threshold to twice that, so that later large blocks come from the
+/// arenas and stay resident once freed. With several threads allocating at once (a run that
+/// commits one batch while it hashes and signs the next), each arena then keeps its own
+/// high-water mark: measured in `docs/performance.md` (b) and (f), a third more resident
+/// memory than the heap holds. Setting the threshold turns that growth off.
+///
+/// Call it first thing in a process that owns its allocator (a binary's `main`, not a library
+/// loaded into someone else's process). Only the first call acts; later ones return its
+/// outcome, also kept for [`trim_threshold`].
+pub fn fix_trim_threshold() -> TrimThreshold {
+    *TRIM.get_or_init(fix_trim_unless_chosen)
+}
+
+/// What [`fix_trim_threshold`] came to, if the process called it.
+pub fn trim_threshold() -> Option<TrimThreshold> {
+    TRIM.get().copied()
+}
+
+static TRIM: std::sync::OnceLock<TrimThreshold> = std::sync::OnceLock::new();
+
+impl std::fmt::Display for TrimThreshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Set(n) => write!(f, "{n} bytes"),
+            Self::FromEnvironment => f.write_str("set by the environment"),
+            Self::Refused => f.write_str("refused"),
+            Self::Unsupported => f.write_str("not glibc"),
+        }
+    }
+}
+
+fn fix_trim_unless_chosen() -> TrimThreshold {
+    let tunables = std::env::var_os("GLIBC_TUNABLES");
+    let chosen = ["MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+        || tunables
+            .as_deref()
+            .and_then(std::ffi::OsStr::to_str)
+            .is_some_and(|t| {
+                tunables_set(t, "glibc.malloc.trim_threshold")
+                    || tunables_set(t, "glibc.malloc.mmap_threshold")
+            });
+    if chosen {
+        return TrimThreshold::FromEnvironment;
+    }
+    set_trim_threshold(TRIM_THRESHOLD)
+}
+
+/// Sets glibc's `M_TRIM_THRESHOLD` (which also stops its dynamic mmap threshold).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_trim_threshold(bytes: usize) -> TrimThreshold {
+    let Ok(value) = libc::c_int::try_from(bytes) else {
+        return TrimThreshold::Refused;
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: as for `M_ARENA_MAX` above: two integers, set under the allocator's own lock.
+    let set = unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, value) };
+    if set == 1 {
+        TrimThreshold::Set(bytes)
+    } else {
+        TrimThreshold::Refused
+    }
+}
+
+/// No trim threshold outside glibc.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_trim_threshold(_bytes: usize) -> TrimThreshold {
+    TrimThreshold::Unsupported
 }
 
 /// The process's resident set size in bytes (`VmRSS` of `/proc/self/status`); `None` where
@@ -171,13 +267,14 @@ mod tests {
 
     #[test]
     fn tunables_that_limit_arenas() {
-        assert!(tunables_limit_arenas("glibc.malloc.arena_max=4"));
-        assert!(tunables_limit_arenas(
+        let arenas = |t: &str| tunables_set(t, "glibc.malloc.arena_max");
+        assert!(arenas("glibc.malloc.arena_max=4"));
+        assert!(arenas(
             "glibc.malloc.trim_threshold=128:glibc.malloc.arena_max=1"
         ));
-        assert!(!tunables_limit_arenas("glibc.malloc.arena_test=4"));
-        assert!(!tunables_limit_arenas("glibc.malloc.arena_max_x=4"));
-        assert!(!tunables_limit_arenas(""));
+        assert!(!arenas("glibc.malloc.arena_test=4"));
+        assert!(!arenas("glibc.malloc.arena_max_x=4"));
+        assert!(!arenas(""));
     }
 
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

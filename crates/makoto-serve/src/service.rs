@@ -250,6 +250,8 @@ impl Service {
             shard = %self.config.shard,
             arenas = %makoto_memory::arena_limit()
                 .map_or_else(|| "the allocator's default".to_owned(), |l| l.to_string()),
+            trim_threshold = %makoto_memory::trim_threshold()
+                .map_or_else(|| "the allocator's default".to_owned(), |t| t.to_string()),
             "serving"
         );
         let mut in_flight: JoinSet<Done> = JoinSet::new();

@@ -7,16 +7,17 @@
 //! commit, builds and signs one statement per commit, and then writes, in this order: the new
 //! state-tree pages, the file rows (one commit to `system.makoto.files` with its own `txn`),
 //! and the attestation rows (one commit to `system.makoto.attestations` whose `txn` records the
-//! batch's last version). A run that dies anywhere leaves no attestation row for an
+//! batch's last version). A batch's writes run beside the next batch's reading, hashing and
+//! signing ([`write`]); they still happen in batch order. A run that dies anywhere leaves no attestation row for an
 //! unfinished batch; the next run redoes the batch, reusing file rows already written only if
 //! they agree with what it recomputes. Two runs at once conflict on the `txn`; the loser
 //! starts over from what the winner wrote.
 
 mod context;
 mod observer;
+mod write;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,14 +45,13 @@ use crate::baseline::CheckpointState;
 use crate::hashing::{FileHasher, HashFailure, HashRequest, Hashed};
 use crate::location::StorageOptions;
 use crate::log::{LogListing, SourceTable};
-use crate::store::{
-    AppendOutcome, AttestationRow, AttestationStore, FileRow, attestations_app_id, files_app_id,
-};
+use crate::store::{AttestationRow, AttestationStore, FileRow, attestations_app_id};
 use context::TableContext;
+use write::{BatchWrite, Writing, Written};
 
 /// Default commits per batch (see [`AttestOptions::batch_size`]), chosen from measurements
 /// of the 10,001-commit benchmark (`docs/performance.md`, (b)).
-pub const DEFAULT_BATCH_COMMITS: usize = 1000;
+pub const DEFAULT_BATCH_COMMITS: usize = 2000;
 
 /// Default commit-file bytes per batch (see [`AttestOptions::batch_bytes`]).
 pub const DEFAULT_BATCH_BYTES: u64 = 4 << 20;
@@ -309,6 +309,15 @@ struct Hashes<'a> {
     later: &'a mut LaterRemoves,
 }
 
+/// What a batch planned to hash: the version that first uses each file, and which files are
+/// change data.
+struct HashPlan {
+    first_use: HashMap<String, u64>,
+    cdc_paths: HashSet<String>,
+    /// The batch's first version.
+    from: u64,
+}
+
 /// First removal of each path (data or DV file) in the commits after a batch, read once per
 /// batch and only when some file turns out to be missing.
 type LaterRemoves = Option<HashMap<String, u64>>;
@@ -318,6 +327,7 @@ fn statement_live_unavailable(statement: &Statement) -> u64 {
     AttestedCommit::from_statement(statement).map_or(0, |a| a.live_unavailable())
 }
 
+#[derive(Default)]
 struct BatchOutput {
     /// One per commit, in order; each one's `envelope` is set from `signatures` once they
     /// are all made ([`BatchOutput::seal`]).
@@ -502,15 +512,7 @@ impl Attestor {
     }
 
     fn emit(&self, event: Event<'_>) -> Result<(), Error> {
-        match self.observer.on_event(&event) {
-            ControlFlow::Continue(()) => Ok(()),
-            ControlFlow::Break(()) => Err(Error::Interrupted {
-                phase: match event {
-                    Event::Reached { phase, .. } => phase.as_str().to_owned(),
-                    other => format!("{other:?}"),
-                },
-            }),
-        }
+        write::emit(self.observer.as_ref(), event)
     }
 
     /// Attests every unattested version up to the latest (or `to_version`).
@@ -760,7 +762,30 @@ impl Attestor {
             state.reader = reader;
         }
         state.baseline = baseline;
-        let mut from = start;
+        if let Progress::Restart = self.batches(&mut state, &listing, start, target).await? {
+            totals.absorb(&mut state);
+            return Ok((Progress::Restart, summary));
+        }
+        totals.absorb(&mut state);
+        totals.fill(&mut summary);
+        summary.table_id = state.ctx.map(|c| c.table_id).or(summary.table_id);
+        if let Some(row) = state.committed {
+            summary.tip = Some(ChainHint(row));
+        }
+        Ok((Progress::Done, summary))
+    }
+
+    /// Attests versions `from..=target` batch by batch, each batch's write beside the next
+    /// batch (`write`).
+    async fn batches(
+        &self,
+        state: &mut RunState,
+        listing: &LogListing,
+        from: u64,
+        target: u64,
+    ) -> Result<Progress, Error> {
+        let mut from = from;
+        let mut writing: Option<Writing> = None;
         while from <= target {
             let to = batch_end(
                 from,
@@ -770,26 +795,50 @@ impl Attestor {
                 |v| listing.get(v).map_or(0, |m| m.size),
             );
             let attested_before = state.previous.as_ref().map(|p| p.version);
-            let output = self.attest_batch(&mut state, &listing, from, to).await?;
-            match self
-                .persist_batch(&mut state, output, attested_before, from, to)
-                .await?
-            {
-                Progress::Done => {}
-                Progress::Restart => {
-                    totals.absorb(&mut state);
-                    return Ok((Progress::Restart, summary));
+            let (output, written) = {
+                let batch = self.attest_batch(state, listing, from, to);
+                match writing.take() {
+                    None => (batch.await, None),
+                    Some(mut w) => {
+                        tokio::pin!(batch);
+                        tokio::select! {
+                            output = &mut batch => (output, Some(w.finish().await)),
+                            // A failed write stops the batch beside it at once.
+                            done = w.wait() => match done {
+                                Ok(Written::Committed { .. }) => (batch.await, Some(done)),
+                                _ => (Ok(BatchOutput::default()), Some(done)),
+                            },
+                        }
+                    }
                 }
+            };
+            if let Some(done) = written
+                && let Progress::Restart = Self::record(state, done?)
+            {
+                return Ok(Progress::Restart);
+            }
+            let output = output?;
+            self.emit(Event::Reached {
+                phase: Phase::Signed,
+                from,
+                through: to,
+            })?;
+            writing = Some(
+                self.start_write(state, output, attested_before, from, to)
+                    .await?,
+            );
+            if state.tree.files() > self.options.evict_above_files {
+                state.tree.evict_persisted();
+                state.reader.evict_persisted();
             }
             from = to + 1;
         }
-        totals.absorb(&mut state);
-        totals.fill(&mut summary);
-        summary.table_id = state.ctx.map(|c| c.table_id).or(summary.table_id);
-        if let Some(row) = state.committed {
-            summary.tip = Some(ChainHint(row));
+        if let Some(w) = writing.take()
+            && let Progress::Restart = Self::record(state, w.finish().await?)
+        {
+            return Ok(Progress::Restart);
         }
-        Ok((Progress::Done, summary))
+        Ok(Progress::Done)
     }
 
     /// The checkpoint to start the chain from when commits before `first` are gone: the
@@ -926,6 +975,8 @@ impl Attestor {
         let mut requested: HashSet<String> = HashSet::new();
         let mut first_use: HashMap<String, u64> = HashMap::new();
         let mut cdc_paths: HashSet<String> = HashSet::new();
+        // How many requests the batch has made once each commit is planned.
+        let mut planned_through: Vec<usize> = Vec::with_capacity(commits.len());
         for real in &commits {
             let commit = match &state.baseline {
                 Some(b) if b.state.version == real.version() => &b.state.commit,
@@ -975,6 +1026,7 @@ impl Attestor {
                 want(cdc.path().as_str(), Some(cdc.size()))?;
                 cdc_paths.insert(cdc.path().as_str().to_owned());
             }
+            planned_through.push(requests.len());
         }
 
         let total_bytes: u64 = requests.iter().filter_map(|r| r.expected_size).sum();
@@ -992,43 +1044,15 @@ impl Attestor {
                 let _ = observer.on_event(&Event::Hashed { bytes: n });
             })
         };
-        let results = hasher.hash_all(requests, progress).await;
-        let mut hashes: HashMap<String, Hashed> = HashMap::with_capacity(results.len());
+        let mut feed = hasher.hash_in_order(requests, progress);
+        let mut hashes: HashMap<String, Hashed> = HashMap::with_capacity(requested.len());
         let mut unavailable: HashSet<String> = HashSet::new();
         let mut later: LaterRemoves = None;
-        for (path, r) in results {
-            match r {
-                Ok(h) => {
-                    hashes.insert(path, h);
-                }
-                // Change-data files are never live: VACUUM deletes them after the retention
-                // period without any commit removing them.
-                Err(HashFailure::Missing)
-                    if cdc_paths.contains(&path)
-                        || self
-                            .removed_after(
-                                &commits,
-                                listing,
-                                &path,
-                                first_use.get(&path).copied().unwrap_or(from),
-                                &mut later,
-                            )
-                            .await
-                            .is_some() =>
-                {
-                    tracing::warn!(file = %path, "data file was vacuumed before it was attested; recording it as unavailable");
-                    unavailable.insert(path);
-                }
-                Err(failure) => {
-                    let version = first_use.get(&path).copied().unwrap_or(from);
-                    return Err(self
-                        .hash_error(&commits, listing, path, version, failure)
-                        .await);
-                }
-            }
-        }
-        state.files_hashed += hashes.len() as u64;
-        state.bytes_hashed += hashed_bytes.load(Ordering::Relaxed);
+        let plan = HashPlan {
+            first_use,
+            cdc_paths,
+            from,
+        };
 
         let mut out = BatchOutput {
             attestation_rows: Vec::with_capacity(commits.len()),
@@ -1037,7 +1061,25 @@ impl Attestor {
             signatures: Signatures::default(),
         };
         let attested_at_us = Utc::now().timestamp_micros();
-        for (commit, ctx) in commits.iter().zip(contexts) {
+        let mut received = 0;
+        for ((commit, ctx), planned) in commits.iter().zip(contexts).zip(planned_through) {
+            let mut hashes = Hashes {
+                hashed: &mut hashes,
+                unavailable: &mut unavailable,
+                batch: &commits,
+                later: &mut later,
+            };
+            // The files this commit needs were requested with it or before it.
+            while received < planned {
+                let Some((path, result)) = feed.next().await else {
+                    return Err(Error::Task {
+                        reason: format!("hashing the files of {uri} ended early"),
+                    });
+                };
+                received += 1;
+                self.take_hashed(&mut hashes, &plan, listing, path, result)
+                    .await?;
+            }
             let baseline = match &state.baseline {
                 Some(b) if b.state.version == commit.version() => state.baseline.take(),
                 _ => None,
@@ -1048,26 +1090,18 @@ impl Attestor {
                 baseline,
                 &ctx,
                 listing,
-                &mut Hashes {
-                    hashed: &mut hashes,
-                    unavailable: &mut unavailable,
-                    batch: &commits,
-                    later: &mut later,
-                },
+                &mut hashes,
                 attested_at_us,
                 &mut out,
             )
             .await?;
         }
+        state.files_hashed += hashes.len() as u64;
+        state.bytes_hashed += hashed_bytes.load(Ordering::Relaxed);
         out.seal().await?;
         if let Some(tsa) = &self.options.tsa {
             Self::timestamp_batch(tsa, &mut out).await?;
         }
-        self.emit(Event::Reached {
-            phase: Phase::Signed,
-            from,
-            through: to,
-        })?;
         Ok(out)
     }
 
@@ -1091,6 +1125,42 @@ impl Attestor {
         for row in &mut out.attestation_rows {
             row.timestamp_gen_time_us = Some(gen_time_us);
             row.timestamp_version = Some(carrier);
+        }
+        Ok(())
+    }
+
+    /// Takes one file's hashing result: its digest, or the fact that its bytes are gone (a
+    /// vacuumed file), or the error that stops the run.
+    async fn take_hashed(
+        &self,
+        hashes: &mut Hashes<'_>,
+        plan: &HashPlan,
+        listing: &LogListing,
+        path: String,
+        result: Result<Hashed, HashFailure>,
+    ) -> Result<(), Error> {
+        let first_use = plan.first_use.get(&path).copied().unwrap_or(plan.from);
+        match result {
+            Ok(h) => {
+                hashes.hashed.insert(path, h);
+            }
+            // Change-data files are never live: VACUUM deletes them after the retention
+            // period without any commit removing them.
+            Err(HashFailure::Missing)
+                if plan.cdc_paths.contains(&path)
+                    || self
+                        .removed_after(hashes.batch, listing, &path, first_use, hashes.later)
+                        .await
+                        .is_some() =>
+            {
+                tracing::warn!(file = %path, "data file was vacuumed before it was attested; recording it as unavailable");
+                hashes.unavailable.insert(path);
+            }
+            Err(failure) => {
+                return Err(self
+                    .hash_error(hashes.batch, listing, path, first_use, failure)
+                    .await);
+            }
         }
         Ok(())
     }
@@ -1362,16 +1432,18 @@ impl Attestor {
         }
     }
 
-    async fn persist_batch(
+    /// Stores the pages a signed batch added to both trees (content-addressed: harmless if
+    /// never referenced), then starts committing its rows (`write::BatchWrite`). Pages are
+    /// written here rather than beside the next batch: they are most of a batch's memory,
+    /// and cheap to write.
+    async fn start_write(
         &self,
         state: &mut RunState,
         output: BatchOutput,
         attested_before: Option<u64>,
         from: u64,
         to: u64,
-    ) -> Result<Progress, Error> {
-        let uri = self.source.uri().to_owned();
-
+    ) -> Result<Writing, Error> {
         let pages = state.tree.unpersisted_pages();
         let ids: Vec<Sha256Digest> = pages.iter().map(|(id, _)| *id).collect();
         self.store.pages().put_all(pages).await?;
@@ -1380,97 +1452,34 @@ impl Attestor {
         let ids: Vec<Sha256Digest> = pages.iter().map(|(id, _)| *id).collect();
         self.store.pages().put_all(pages).await?;
         state.reader.mark_persisted(ids);
-        if state.tree.files() > self.options.evict_above_files {
-            state.tree.evict_persisted();
-            state.reader.evict_persisted();
-        }
         self.store.pages().put_facts(&state.facts).await?;
         self.emit(Event::Reached {
             phase: Phase::PagesWritten,
             from,
             through: to,
         })?;
-
-        // File rows: skip versions an interrupted or concurrent run already wrote, after
-        // checking that they agree with what this run computed.
-        let files_table = self.store.load_files().await?;
-        let files_done = AttestationStore::txn_version(&files_table, &files_app_id(&uri)).await?;
-        let written_through = files_done.filter(|v| *v >= from);
-        if let Some(done) = written_through {
-            let existing = self
-                .store
-                .file_rows(&files_table, &uri, from, done.min(to))
-                .await?;
-            let mut ours: Vec<_> = output
-                .file_rows
-                .iter()
-                .filter(|r| r.version <= done)
-                .map(FileRow::identity)
-                .collect();
-            let mut theirs: Vec<_> = existing.iter().map(FileRow::identity).collect();
-            ours.sort();
-            theirs.sort();
-            if ours != theirs {
-                let first = ours
-                    .iter()
-                    .zip(theirs.iter())
-                    .find(|(a, b)| a != b)
-                    .map(|(a, _)| format!("version {} file {}", a.0, a.2))
-                    .unwrap_or_else(|| {
-                        format!("{} rows recomputed, {} stored", ours.len(), theirs.len())
-                    });
-                return Err(Error::StoreCorrupt {
-                    store: self.store.files_location().as_uri(),
-                    reason: format!(
-                        "file rows of {uri} written by an earlier interrupted run disagree with the table now ({first}); the data changed after it was first hashed — run `makoto verify`"
-                    ),
-                });
-            }
-        }
-        if written_through.is_none_or(|d| d < to) {
-            let new_rows: Vec<FileRow> = output
-                .file_rows
-                .iter()
-                .filter(|r| written_through.is_none_or(|d| r.version > d))
-                .cloned()
-                .collect();
-            match self
-                .store
-                .append_files(files_table, &new_rows, &uri, to, &self.run_id)
-                .await?
-            {
-                AppendOutcome::Committed { .. } => {}
-                AppendOutcome::Conflict => return Ok(Progress::Restart),
-            }
-        }
-        self.emit(Event::Reached {
-            phase: Phase::FilesCommitted,
+        Ok(Writing::start(BatchWrite {
+            store: self.store.clone(),
+            observer: Arc::clone(&self.observer),
+            uri: self.source.uri().to_owned(),
+            run_id: self.run_id.clone(),
+            output,
+            attested_before,
             from,
-            through: to,
-        })?;
+            to,
+        }))
+    }
 
-        let att_table = self.store.load_attestations().await?;
-        let att_done =
-            AttestationStore::txn_version(&att_table, &attestations_app_id(&uri)).await?;
-        if att_done != attested_before {
-            return Ok(Progress::Restart);
+    /// Records what a batch's write committed.
+    fn record(state: &mut RunState, written: Written) -> Progress {
+        match written {
+            Written::Committed { row, attested } => {
+                state.committed = row.map(|r| *r);
+                state.attested.extend(attested);
+                Progress::Done
+            }
+            Written::Conflict => Progress::Restart,
         }
-        match self
-            .store
-            .append_attestations(att_table, &output.attestation_rows, &uri, to, &self.run_id)
-            .await?
-        {
-            AppendOutcome::Committed { .. } => {}
-            AppendOutcome::Conflict => return Ok(Progress::Restart),
-        }
-        state.committed = output.attestation_rows.into_iter().last();
-        state.attested.extend(output.attested);
-        self.emit(Event::Reached {
-            phase: Phase::AttestationsCommitted,
-            from,
-            through: to,
-        })?;
-        Ok(Progress::Done)
     }
 }
 

@@ -1,7 +1,10 @@
 use std::ops::ControlFlow;
 
-/// Points of a run where everything before is durable and nothing after has started. An
-/// observer may stop the run at any of them (used for cancellation and crash tests).
+/// Points of a run where everything before is durable and nothing after it has been
+/// written. An observer may stop the run at any of them (used for cancellation and crash
+/// tests). A batch reaches [`Phase::Signed`] only once the previous batch's write has
+/// ended; its other phases are reached by its write, which runs while the next batch is
+/// read, hashed and signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Files of the batch hashed, statements signed; nothing written.
