@@ -151,9 +151,11 @@ impl Replay {
         let v = commit.version();
         let core = |e| Error::core(format!("replay of version {v}"), e);
         let mut removed: HashMap<String, FileEntry> = HashMap::new();
+        // Branches are hashed once, when the commit's changes are all made.
+        let mut tree = self.tree.batch();
         for r in commit.removes() {
             let key = leaf_key(r.path().as_str(), dv_id(r.deletion_vector()).as_deref());
-            if let Some(old) = self.tree.remove(&key).map_err(core)? {
+            if let Some(old) = tree.remove(&key).map_err(core)? {
                 self.added_at.remove(&key);
                 removed.insert(r.path().as_str().to_owned(), old);
             }
@@ -194,7 +196,7 @@ impl Replay {
                 None => FileEntry::unavailable(path.to_owned(), a.size(), dv_entry),
             };
             let key = entry.key();
-            self.tree.insert(entry).map_err(core)?;
+            tree.insert(entry).map_err(core)?;
             self.added_at
                 .insert(key, (v, dv.and_then(|d| d.file()).map(str::to_owned)));
         }

@@ -766,6 +766,8 @@ impl Walk<'_> {
             })
             .collect();
         let mut tree = StateTree::new();
+        // Branches are hashed once, at the end.
+        let mut batch = tree.batch();
         let mut added: HashMap<Sha256Digest, (u64, Option<String>)> = HashMap::new();
         let start = self.input.from;
         for version in start..=v {
@@ -779,7 +781,7 @@ impl Walk<'_> {
                 .unwrap_or_default();
             for c in changes.iter().filter(|c| c.kind == ChangeKind::Remove) {
                 let key = leaf_key(&c.path, c.dv_unique_id.as_deref());
-                tree.remove(&key).ok()?;
+                batch.remove(&key).ok()?;
                 added.remove(&key);
             }
             for c in changes.iter().filter(|c| c.kind == ChangeKind::Add) {
@@ -798,10 +800,11 @@ impl Walk<'_> {
                     None => return None,
                 };
                 let key = entry.key();
-                tree.insert(entry).ok()?;
+                batch.insert(entry).ok()?;
                 added.insert(key, (version, dv_files.get(&key).cloned()));
             }
         }
+        drop(batch);
         Some((tree, added))
     }
 
