@@ -100,13 +100,7 @@ pub fn arena_limit() -> Option<ArenaLimit> {
 static ARENA_LIMIT: std::sync::OnceLock<ArenaLimit> = std::sync::OnceLock::new();
 
 fn limit_arenas_unless_chosen() -> ArenaLimit {
-    let tunables = std::env::var_os("GLIBC_TUNABLES");
-    let chosen = std::env::var_os("MALLOC_ARENA_MAX").is_some()
-        || tunables
-            .as_deref()
-            .and_then(std::ffi::OsStr::to_str)
-            .is_some_and(|t| tunables_set(t, "glibc.malloc.arena_max"));
-    if chosen {
+    if chosen_in_environment(&["MALLOC_ARENA_MAX"], &["glibc.malloc.arena_max"]) {
         return ArenaLimit::FromEnvironment;
     }
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
@@ -122,26 +116,53 @@ fn tunables_set(tunables: &str, wanted: &str) -> bool {
 }
 
 /// Sets glibc's `M_ARENA_MAX`.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_arenas(max: usize) -> ArenaLimit {
-    let Ok(value) = libc::c_int::try_from(max) else {
-        return ArenaLimit::Refused;
+    match mallopt(Param::ArenaMax, max) {
+        Some(true) => ArenaLimit::Set(max),
+        Some(false) => ArenaLimit::Refused,
+        None => ArenaLimit::Unsupported,
+    }
+}
+
+/// A glibc malloc parameter this crate sets.
+#[derive(Debug, Clone, Copy)]
+enum Param {
+    ArenaMax,
+    TrimThreshold,
+}
+
+/// Sets a malloc parameter: `Some(true)` when glibc took it, `Some(false)` when it refused,
+/// `None` outside glibc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn mallopt(param: Param, value: usize) -> Option<bool> {
+    let param = match param {
+        Param::ArenaMax => libc::M_ARENA_MAX,
+        Param::TrimThreshold => libc::M_TRIM_THRESHOLD,
+    };
+    let Ok(value) = libc::c_int::try_from(value) else {
+        return Some(false);
     };
     #[allow(unsafe_code)]
     // SAFETY: `mallopt` takes two integers and sets a field of the allocator's parameters
     // under its own lock; an out-of-range value is refused (return 0), not undefined.
-    let set = unsafe { libc::mallopt(libc::M_ARENA_MAX, value) };
-    if set == 1 {
-        ArenaLimit::Set(max)
-    } else {
-        ArenaLimit::Refused
-    }
+    let set = unsafe { libc::mallopt(param, value) };
+    Some(set == 1)
 }
 
-/// No arenas to limit outside glibc.
+/// No malloc parameters outside glibc.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_arenas(_max: usize) -> ArenaLimit {
-    ArenaLimit::Unsupported
+fn mallopt(_param: Param, _value: usize) -> Option<bool> {
+    None
+}
+
+/// The operator set one of `variables`, or one of `tunables` in `GLIBC_TUNABLES`.
+fn chosen_in_environment(variables: &[&str], tunables: &[&str]) -> bool {
+    let set = std::env::var_os("GLIBC_TUNABLES");
+    variables.iter().any(|v| std::env::var_os(v).is_some())
+        || set
+            .as_deref()
+            .and_then(std::ffi::OsStr::to_str)
+            .is_some_and(|t| tunables.iter().any(|name| tunables_set(t, name)))
 }
 
 /// What fixing the allocator's trim threshold came to.
@@ -199,43 +220,22 @@ impl std::fmt::Display for TrimThreshold {
 }
 
 fn fix_trim_unless_chosen() -> TrimThreshold {
-    let tunables = std::env::var_os("GLIBC_TUNABLES");
-    let chosen = ["MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some())
-        || tunables
-            .as_deref()
-            .and_then(std::ffi::OsStr::to_str)
-            .is_some_and(|t| {
-                tunables_set(t, "glibc.malloc.trim_threshold")
-                    || tunables_set(t, "glibc.malloc.mmap_threshold")
-            });
-    if chosen {
+    if chosen_in_environment(
+        &["MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"],
+        &["glibc.malloc.trim_threshold", "glibc.malloc.mmap_threshold"],
+    ) {
         return TrimThreshold::FromEnvironment;
     }
     set_trim_threshold(TRIM_THRESHOLD)
 }
 
 /// Sets glibc's `M_TRIM_THRESHOLD` (which also stops its dynamic mmap threshold).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn set_trim_threshold(bytes: usize) -> TrimThreshold {
-    let Ok(value) = libc::c_int::try_from(bytes) else {
-        return TrimThreshold::Refused;
-    };
-    #[allow(unsafe_code)]
-    // SAFETY: as for `M_ARENA_MAX` above: two integers, set under the allocator's own lock.
-    let set = unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, value) };
-    if set == 1 {
-        TrimThreshold::Set(bytes)
-    } else {
-        TrimThreshold::Refused
+    match mallopt(Param::TrimThreshold, bytes) {
+        Some(true) => TrimThreshold::Set(bytes),
+        Some(false) => TrimThreshold::Refused,
+        None => TrimThreshold::Unsupported,
     }
-}
-
-/// No trim threshold outside glibc.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn set_trim_threshold(_bytes: usize) -> TrimThreshold {
-    TrimThreshold::Unsupported
 }
 
 /// The process's resident set size in bytes (`VmRSS` of `/proc/self/status`); `None` where
