@@ -7,9 +7,9 @@
 //! commit, builds and signs one statement per commit, and then writes, in this order: the new
 //! state-tree pages, the file rows (one commit to `system.makoto.files` with its own `txn`),
 //! and the attestation rows (one commit to `system.makoto.attestations` whose `txn` records the
-//! batch's last version). A batch's writes run beside the next batch's reading, hashing and
-//! signing ([`write`]); they still happen in batch order. A run that dies anywhere leaves no attestation row for an
-//! unfinished batch; the next run redoes the batch, reusing file rows already written only if
+//! batch's last version). A batch's two commits run beside the next batch's reading, hashing
+//! and signing ([`write`]); writes still happen in batch order. A run that dies anywhere
+//! leaves no attestation row for an unfinished batch; the next run redoes the batch, reusing file rows already written only if
 //! they agree with what it recomputes. Two runs at once conflict on the `txn`; the loser
 //! starts over from what the winner wrote.
 
@@ -327,7 +327,6 @@ fn statement_live_unavailable(statement: &Statement) -> u64 {
     AttestedCommit::from_statement(statement).map_or(0, |a| a.live_unavailable())
 }
 
-#[derive(Default)]
 struct BatchOutput {
     /// One per commit, in order; each one's `envelope` is set from `signatures` once they
     /// are all made ([`BatchOutput::seal`]).
@@ -512,7 +511,7 @@ impl Attestor {
     }
 
     fn emit(&self, event: Event<'_>) -> Result<(), Error> {
-        write::emit(self.observer.as_ref(), event)
+        observer::emit(self.observer.as_ref(), event)
     }
 
     /// Attests every unattested version up to the latest (or `to_version`).
@@ -806,7 +805,8 @@ impl Attestor {
                             // A failed write stops the batch beside it at once.
                             done = w.wait() => match done {
                                 Ok(Written::Committed { .. }) => (batch.await, Some(done)),
-                                _ => (Ok(BatchOutput::default()), Some(done)),
+                                Ok(Written::Conflict) => return Ok(Progress::Restart),
+                                Err(e) => return Err(e),
                             },
                         }
                     }

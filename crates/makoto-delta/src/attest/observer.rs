@@ -1,10 +1,12 @@
 use std::ops::ControlFlow;
 
+use crate::Error;
+
 /// Points of a run where everything before is durable and nothing after it has been
 /// written. An observer may stop the run at any of them (used for cancellation and crash
-/// tests). A batch reaches [`Phase::Signed`] only once the previous batch's write has
-/// ended; its other phases are reached by its write, which runs while the next batch is
-/// read, hashed and signed.
+/// tests). A batch reaches [`Phase::Signed`] only once the previous batch's commits have
+/// ended, and [`Phase::PagesWritten`] on the run's own task; its two commit phases are
+/// reached on the task that commits them, while the next batch is read, hashed and signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Files of the batch hashed, statements signed; nothing written.
@@ -66,3 +68,16 @@ pub trait Observer: Send + Sync {
 pub struct NoObserver;
 
 impl Observer for NoObserver {}
+
+/// Tells `observer` about `event`; an observer that stops the run makes this an error.
+pub(super) fn emit(observer: &dyn Observer, event: Event<'_>) -> Result<(), Error> {
+    match observer.on_event(&event) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(Error::Interrupted {
+            phase: match event {
+                Event::Reached { phase, .. } => phase.as_str().to_owned(),
+                other => format!("{other:?}"),
+            },
+        }),
+    }
+}

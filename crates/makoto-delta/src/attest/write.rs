@@ -9,6 +9,7 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use super::observer::emit;
 use super::{AttestedVersion, BatchOutput, Event, Observer, Phase};
 use crate::Error;
 use crate::store::{
@@ -64,19 +65,6 @@ impl Writing {
 impl Drop for Writing {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Tells `observer` about `event`; an observer that stops the run makes this an error.
-pub(super) fn emit(observer: &dyn Observer, event: Event<'_>) -> Result<(), Error> {
-    match observer.on_event(&event) {
-        ControlFlow::Continue(()) => Ok(()),
-        ControlFlow::Break(()) => Err(Error::Interrupted {
-            phase: match event {
-                Event::Reached { phase, .. } => phase.as_str().to_owned(),
-                other => format!("{other:?}"),
-            },
-        }),
     }
 }
 
