@@ -29,6 +29,13 @@ pub(crate) struct ReaderSees {
 }
 
 /// Opens the table with delta-rs at `version`. Runs on its own task beside the walk.
+///
+/// The live files are streamed out of a lazy snapshot's log replay: the eager snapshot a
+/// `DeltaTable` loads keeps every replayed batch (one per commit file) for the whole check,
+/// about 120 MB on a log of ten thousand commits. The lazy replay parses only `numRecords` of
+/// statistics that exist only as `stats_parsed` in a checkpoint, so when a file's statistics
+/// come back as no more than that, the version is opened again the eager way, which parses
+/// them all, and that view is the one compared.
 pub(crate) async fn open(
     url: url::Url,
     options: HashMap<String, String>,
@@ -43,71 +50,119 @@ pub(crate) async fn open(
         .with_storage_options(options)
         .build()
         .map_err(|e| e.to_string())?;
-    let store = super::reader_engine::CrossCheckLogStore::new(table.log_store(), cache);
-    let mut table = deltalake::DeltaTable::new(Arc::new(store));
-    table
-        .load_version(version)
+    let store: deltalake::logstore::LogStoreRef = Arc::new(
+        super::reader_engine::CrossCheckLogStore::new(table.log_store(), cache),
+    );
+    let snapshot = deltalake::kernel::Snapshot::try_new(store.as_ref(), Some(version))
         .await
         .map_err(|e| e.to_string())?;
-    let snapshot = table.snapshot().map_err(|e| e.to_string())?;
-    let action = |name: &str, v: Value| {
-        Action::from_json(&json!({ name: v })).map_err(|e| format!("{name}: {e}"))
+    let mut sees = ReaderSees {
+        protocol: protocol_json_of(snapshot.protocol())?,
+        metadata: metadata_json_of(snapshot.metadata())?,
+        files: BTreeMap::new(),
     };
-    let protocol = match action(
-        "protocol",
-        serde_json::to_value(snapshot.protocol()).map_err(|e| e.to_string())?,
-    )? {
-        Action::Protocol(p) => protocol_json(&p),
-        _ => Value::Null,
-    };
-    let metadata = match action(
-        "metaData",
-        serde_json::to_value(snapshot.metadata()).map_err(|e| e.to_string())?,
-    )? {
-        Action::Metadata(m) => metadata_json(&m),
-        _ => Value::Null,
-    };
-    let views: Vec<_> = table
-        .get_active_add_actions_by_partitions(&[])
-        .try_collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut files = BTreeMap::new();
-    for f in views {
-        // Named as makoto names files: an absolute path under the root by its relative path.
-        let path = f.path().into_owned();
-        let path = match crate::location::is_absolute(&path) {
-            true => crate::location::under_root(&root, &path).unwrap_or(path),
-            false => path,
-        };
-        let mut add = json!({
-            "path": utf8_percent_encode(&path, LOG_PATH).to_string(),
-            "size": f.size(),
-            "partitionValues": f.partition_values_map().into_iter().collect::<BTreeMap<_, _>>(),
-            "modificationTime": f.modification_time(),
-            "dataChange": true,
-        });
-        if let Some(m) = add.as_object_mut() {
-            if let Some(dv) = f.deletion_vector_descriptor() {
-                m.insert(
-                    "deletionVector".into(),
-                    serde_json::to_value(dv).map_err(|e| e.to_string())?,
-                );
-            }
-            if let Some(stats) = f.stats() {
-                m.insert("stats".into(), Value::String(stats));
-            }
+    let mut views = snapshot.file_views(store.as_ref(), None);
+    let mut stats = StatsRead::Whole;
+    while let Some(f) = views.try_next().await.map_err(|e| e.to_string())? {
+        if stats_read(f.stats().as_deref()) == StatsRead::RecordCountOnly {
+            stats = StatsRead::RecordCountOnly;
+            break;
         }
-        if let Action::Add(a) = action("add", add)? {
-            let r = ReaderFile::from_add(&a);
-            files.insert(r.key(), r);
+        insert_file(&root, &f, &mut sees.files)?;
+    }
+    drop(views);
+    if stats == StatsRead::RecordCountOnly {
+        sees.files.clear();
+        let mut table = deltalake::DeltaTable::new(store);
+        table
+            .load_version(version)
+            .await
+            .map_err(|e| e.to_string())?;
+        let views: Vec<_> = table
+            .get_active_add_actions_by_partitions(&[])
+            .try_collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        for f in views {
+            insert_file(&root, &f, &mut sees.files)?;
         }
     }
-    Ok(ReaderSees {
-        protocol,
-        metadata,
-        files,
+    Ok(sees)
+}
+
+/// What a file view's statistics hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatsRead {
+    /// Raw JSON statistics, whatever they hold.
+    Whole,
+    /// None, or nothing but `numRecords`: all the lazy replay parses out of `stats_parsed`.
+    RecordCountOnly,
+}
+
+fn stats_read(stats: Option<&str>) -> StatsRead {
+    let keys =
+        stats.and_then(|s| serde_json::from_str::<HashMap<String, serde::de::IgnoredAny>>(s).ok());
+    match keys {
+        Some(k) if k.keys().any(|k| k != "numRecords") => StatsRead::Whole,
+        _ => StatsRead::RecordCountOnly,
+    }
+}
+
+fn parse_action(name: &str, v: Value) -> Result<Action, String> {
+    Action::from_json(&json!({ name: v })).map_err(|e| format!("{name}: {e}"))
+}
+
+fn protocol_json_of(p: &impl serde::Serialize) -> Result<Value, String> {
+    let v = serde_json::to_value(p).map_err(|e| e.to_string())?;
+    Ok(match parse_action("protocol", v)? {
+        Action::Protocol(p) => protocol_json(&p),
+        _ => Value::Null,
     })
+}
+
+fn metadata_json_of(m: &impl serde::Serialize) -> Result<Value, String> {
+    let v = serde_json::to_value(m).map_err(|e| e.to_string())?;
+    Ok(match parse_action("metaData", v)? {
+        Action::Metadata(m) => metadata_json(&m),
+        _ => Value::Null,
+    })
+}
+
+/// Adds what delta-rs sees of one live file, named as makoto names files: an absolute path
+/// under the root by its relative path.
+fn insert_file(
+    root: &url::Url,
+    f: &deltalake::kernel::LogicalFileView,
+    files: &mut BTreeMap<Sha256Digest, ReaderFile>,
+) -> Result<(), String> {
+    let path = f.path().into_owned();
+    let path = match crate::location::is_absolute(&path) {
+        true => crate::location::under_root(root, &path).unwrap_or(path),
+        false => path,
+    };
+    let mut add = json!({
+        "path": utf8_percent_encode(&path, LOG_PATH).to_string(),
+        "size": f.size(),
+        "partitionValues": f.partition_values_map().into_iter().collect::<BTreeMap<_, _>>(),
+        "modificationTime": f.modification_time(),
+        "dataChange": true,
+    });
+    if let Some(m) = add.as_object_mut() {
+        if let Some(dv) = f.deletion_vector_descriptor() {
+            m.insert(
+                "deletionVector".into(),
+                serde_json::to_value(dv).map_err(|e| e.to_string())?,
+            );
+        }
+        if let Some(stats) = f.stats() {
+            m.insert("stats".into(), Value::String(stats));
+        }
+    }
+    if let Action::Add(a) = parse_action("add", add)? {
+        let r = ReaderFile::from_add(&a);
+        files.insert(r.key(), r);
+    }
+    Ok(())
 }
 
 /// How the cross-check ended.
@@ -262,6 +317,23 @@ mod tests {
             protocol: Value::Null,
             metadata: Value::Null,
             files: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn only_statistics_beyond_the_record_count_are_read_whole() {
+        for (stats, read) in [
+            (None, StatsRead::RecordCountOnly),
+            (Some(r#"{"numRecords":3}"#), StatsRead::RecordCountOnly),
+            (Some("{}"), StatsRead::RecordCountOnly),
+            (Some("not json"), StatsRead::RecordCountOnly),
+            (
+                Some(r#"{"numRecords":3,"minValues":{"a":1}}"#),
+                StatsRead::Whole,
+            ),
+            (Some(r#"{"nullCount":{"a":0}}"#), StatsRead::Whole),
+        ] {
+            assert_eq!(stats_read(stats), read, "{stats:?}");
         }
     }
 
