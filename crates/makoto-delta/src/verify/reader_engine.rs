@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use delta_kernel::arrow::json::ReaderBuilder;
@@ -20,9 +21,9 @@ use delta_kernel::engine::arrow_utils::{
 use delta_kernel::engine_data::FilteredEngineData;
 use delta_kernel::schema::SchemaRef;
 use delta_kernel::{
-    DeltaResult, DeltaResultIterator, Engine, EngineData, EvaluationHandler,
-    FileDataReadResultIterator, FileMeta, FileSize, JsonHandler, ParquetHandler, PredicateRef,
-    StorageHandler,
+    CancellationTokenRef, DeltaResult, DeltaResultIterator, DeltaResultIteratorStatic, Engine,
+    EngineData, EvaluationHandler, FileDataReadResultIterator, FileMeta, FileSize, JsonHandler,
+    ParquetFooter, ParquetHandler, PredicateRef, StorageHandler,
 };
 use deltalake::logstore::{CommitOrBytes, LogStore, LogStoreConfig, LogStoreRef};
 use object_store::ObjectStore;
@@ -39,6 +40,7 @@ const BATCH_ROWS: usize = 1000;
 pub(crate) struct CrossCheckLogStore {
     inner: LogStoreRef,
     engine: Arc<dyn Engine>,
+    parquet_read: Arc<AtomicBool>,
 }
 
 impl CrossCheckLogStore {
@@ -50,13 +52,27 @@ impl CrossCheckLogStore {
             inner: default.json_handler(),
             cache,
         });
+        let parquet_read = Arc::new(AtomicBool::new(false));
+        let parquet = Arc::new(SeenParquet {
+            inner: default.parquet_handler(),
+            read: parquet_read.clone(),
+        });
         CrossCheckLogStore {
             inner,
             engine: Arc::new(CachedEngine {
                 inner: default,
                 json,
+                parquet,
             }),
+            parquet_read,
         }
+    }
+
+    /// Whether delta-rs has read a Parquet file (a checkpoint or a sidecar) through this
+    /// store: the only files where a live file's statistics can be `stats_parsed` alone.
+    /// Set before the rows of the file it read are handed out.
+    pub fn has_read_parquet(&self) -> bool {
+        self.parquet_read.load(Ordering::Acquire)
     }
 }
 
@@ -153,6 +169,7 @@ impl LogStore for CrossCheckLogStore {
 struct CachedEngine {
     inner: Arc<dyn Engine>,
     json: Arc<CachedJson>,
+    parquet: Arc<SeenParquet>,
 }
 
 impl Engine for CachedEngine {
@@ -169,7 +186,71 @@ impl Engine for CachedEngine {
     }
 
     fn parquet_handler(&self) -> Arc<dyn ParquetHandler> {
-        self.inner.parquet_handler()
+        self.parquet.clone()
+    }
+}
+
+/// delta-rs's Parquet handler, noting that it was asked to read.
+struct SeenParquet {
+    inner: Arc<dyn ParquetHandler>,
+    read: Arc<AtomicBool>,
+}
+
+impl SeenParquet {
+    fn seen(&self) {
+        self.read.store(true, Ordering::Release);
+    }
+}
+
+impl ParquetHandler for SeenParquet {
+    fn read_parquet_files(
+        &self,
+        files: &[FileMeta],
+        physical_schema: SchemaRef,
+        predicate: Option<PredicateRef>,
+    ) -> DeltaResult<FileDataReadResultIterator> {
+        self.seen();
+        self.inner
+            .read_parquet_files(files, physical_schema, predicate)
+    }
+
+    fn read_parquet_files_with_cancellation(
+        &self,
+        files: &[FileMeta],
+        physical_schema: SchemaRef,
+        predicate: Option<PredicateRef>,
+        cancellation_token: Option<CancellationTokenRef>,
+    ) -> DeltaResult<FileDataReadResultIterator> {
+        self.seen();
+        self.inner.read_parquet_files_with_cancellation(
+            files,
+            physical_schema,
+            predicate,
+            cancellation_token,
+        )
+    }
+
+    fn write_parquet_file(
+        &self,
+        location: Url,
+        data: DeltaResultIteratorStatic<Box<dyn EngineData>>,
+    ) -> DeltaResult<()> {
+        self.inner.write_parquet_file(location, data)
+    }
+
+    fn read_parquet_footer(&self, file: &FileMeta) -> DeltaResult<ParquetFooter> {
+        self.seen();
+        self.inner.read_parquet_footer(file)
+    }
+
+    fn read_parquet_footer_with_cancellation(
+        &self,
+        file: &FileMeta,
+        cancellation_token: Option<CancellationTokenRef>,
+    ) -> DeltaResult<ParquetFooter> {
+        self.seen();
+        self.inner
+            .read_parquet_footer_with_cancellation(file, cancellation_token)
     }
 }
 

@@ -32,10 +32,11 @@ pub(crate) struct ReaderSees {
 ///
 /// The live files are streamed out of a lazy snapshot's log replay: the eager snapshot a
 /// `DeltaTable` loads keeps every replayed batch (one per commit file) for the whole check,
-/// about 120 MB on a log of ten thousand commits. The lazy replay parses only `numRecords` of
-/// statistics that exist only as `stats_parsed` in a checkpoint, so when a file's statistics
-/// come back as no more than that, the version is opened again the eager way, which parses
-/// them all, and that view is the one compared.
+/// about 120 MB on a log of ten thousand commits. The lazy replay parses only `numRecords` out
+/// of statistics that a checkpoint holds as `stats_parsed` alone, where the eager one parses
+/// them all. So when delta-rs has read a Parquet file and a file's statistics come back as no
+/// more than a record count, the version is opened again the eager way, and that view is the
+/// one compared.
 pub(crate) async fn open(
     url: url::Url,
     options: HashMap<String, String>,
@@ -50,9 +51,10 @@ pub(crate) async fn open(
         .with_storage_options(options)
         .build()
         .map_err(|e| e.to_string())?;
-    let store: deltalake::logstore::LogStoreRef = Arc::new(
-        super::reader_engine::CrossCheckLogStore::new(table.log_store(), cache),
-    );
+    let store = Arc::new(super::reader_engine::CrossCheckLogStore::new(
+        table.log_store(),
+        cache,
+    ));
     let snapshot = deltalake::kernel::Snapshot::try_new(store.as_ref(), Some(version))
         .await
         .map_err(|e| e.to_string())?;
@@ -64,7 +66,9 @@ pub(crate) async fn open(
     let mut views = snapshot.file_views(store.as_ref(), None);
     let mut stats = StatsRead::Whole;
     while let Some(f) = views.try_next().await.map_err(|e| e.to_string())? {
-        if stats_read(f.stats().as_deref()) == StatsRead::RecordCountOnly {
+        if stats_read(f.stats().as_deref()) == StatsRead::RecordCountOnly
+            && store.has_read_parquet()
+        {
             stats = StatsRead::RecordCountOnly;
             break;
         }
