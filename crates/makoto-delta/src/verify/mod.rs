@@ -715,6 +715,22 @@ impl<'a> Verifier<'a> {
                 "the log holds a commit file too large to read safely; not opened".to_owned(),
             ),
         };
+        let end = match (end, walked.view.as_ref()) {
+            (readers::CrossCheckEnd::Opened(Ok(sees)), Some(view))
+                if readers::digests_differ(&sees, view) =>
+            {
+                readers::CrossCheckEnd::Opened(
+                    readers::open(
+                        self.source.location().url().clone(),
+                        self.options.storage.0.clone(),
+                        target,
+                        readers::Detail::Whole,
+                    )
+                    .await,
+                )
+            }
+            (end, _) => end,
+        };
         let (finding, cross_checked) =
             readers::judge(end, walked.view.as_ref(), walked.target_covered, target);
         findings.extend(finding);
@@ -830,6 +846,7 @@ impl<'a> Verifier<'a> {
                 self.source.location().url().clone(),
                 self.options.storage.0.clone(),
                 target,
+                readers::Detail::Digests,
             )))
         })
     }

@@ -25,7 +25,77 @@ const LOG_PATH: &AsciiSet = &CONTROLS.add(b'%');
 pub(crate) struct ReaderSees {
     pub protocol: Value,
     pub metadata: Value,
-    pub files: BTreeMap<Sha256Digest, ReaderFile>,
+    pub files: SeenFiles,
+}
+
+/// How much of each live file delta-rs saw is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Detail {
+    /// Its key and the digest of its reader-view entry: 64 bytes a file, enough to tell
+    /// whether delta-rs sees the attested files.
+    Digests,
+    /// The whole entry, to say how the files differ.
+    Whole,
+}
+
+/// The live files delta-rs sees.
+#[derive(Debug)]
+pub(crate) enum SeenFiles {
+    /// Each file's key and the SHA-256 of its canonical reader-view entry, in key order.
+    Digests(Vec<(Sha256Digest, Sha256Digest)>),
+    Whole(BTreeMap<Sha256Digest, ReaderFile>),
+}
+
+impl SeenFiles {
+    fn new(detail: Detail) -> Self {
+        match detail {
+            Detail::Digests => SeenFiles::Digests(Vec::new()),
+            Detail::Whole => SeenFiles::Whole(BTreeMap::new()),
+        }
+    }
+
+    fn insert(&mut self, file: ReaderFile) {
+        match self {
+            SeenFiles::Digests(v) => {
+                v.push((file.key(), Sha256Digest::of(file.canonical_bytes())));
+            }
+            SeenFiles::Whole(m) => {
+                m.insert(file.key(), file);
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let SeenFiles::Digests(v) = self {
+            v.sort_unstable();
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            SeenFiles::Digests(v) => v.clear(),
+            SeenFiles::Whole(m) => m.clear(),
+        }
+    }
+}
+
+/// Whether only the digests of what delta-rs sees were kept and they are not the attested
+/// files' (then the version is opened again with [`Detail::Whole`] to say how they differ).
+pub(crate) fn digests_differ(sees: &ReaderSees, view: &ReaderView) -> bool {
+    match &sees.files {
+        SeenFiles::Digests(seen) => !same_digests(seen, view),
+        SeenFiles::Whole(_) => false,
+    }
+}
+
+/// `seen` (sorted by key) holds exactly the attested entries, byte for byte.
+fn same_digests(seen: &[(Sha256Digest, Sha256Digest)], view: &ReaderView) -> bool {
+    let attested = view.files.loaded_entries();
+    seen.len() == attested.len()
+        && seen
+            .iter()
+            .zip(attested)
+            .all(|((k, d), a)| *k == a.key() && *d == Sha256Digest::of(a.canonical_bytes()))
 }
 
 /// Opens the table with delta-rs at `version`. Runs on its own task beside the walk.
@@ -41,6 +111,7 @@ pub(crate) async fn open(
     url: url::Url,
     options: HashMap<String, String>,
     version: u64,
+    detail: Detail,
 ) -> Result<ReaderSees, String> {
     let root = url.clone();
     let cache = log_read_cache(&url, &options)?;
@@ -61,7 +132,7 @@ pub(crate) async fn open(
     let mut sees = ReaderSees {
         protocol: protocol_json_of(snapshot.protocol())?,
         metadata: metadata_json_of(snapshot.metadata())?,
-        files: BTreeMap::new(),
+        files: SeenFiles::new(detail),
     };
     let mut views = snapshot.file_views(store.as_ref(), None);
     let mut stats = StatsRead::Whole;
@@ -91,6 +162,7 @@ pub(crate) async fn open(
             insert_file(&root, &f, &mut sees.files)?;
         }
     }
+    sees.files.finish();
     Ok(sees)
 }
 
@@ -137,7 +209,7 @@ fn metadata_json_of(m: &impl serde::Serialize) -> Result<Value, String> {
 fn insert_file(
     root: &url::Url,
     f: &deltalake::kernel::LogicalFileView,
-    files: &mut BTreeMap<Sha256Digest, ReaderFile>,
+    files: &mut SeenFiles,
 ) -> Result<(), String> {
     let path = f.path().into_owned();
     let path = match crate::location::is_absolute(&path) {
@@ -163,8 +235,7 @@ fn insert_file(
         }
     }
     if let Action::Add(a) = parse_action("add", add)? {
-        let r = ReaderFile::from_add(&a);
-        files.insert(r.key(), r);
+        files.insert(ReaderFile::from_add(&a));
     }
     Ok(())
 }
@@ -267,13 +338,32 @@ pub(crate) fn differences(sees: &ReaderSees, view: &ReaderView) -> Vec<String> {
             out.push(format!("metaData.{k} differs"));
         }
     }
+    match &sees.files {
+        SeenFiles::Digests(seen) => {
+            if !same_digests(seen, view) {
+                out.push("the live files differ".to_owned());
+            }
+        }
+        SeenFiles::Whole(files) => file_differences(files, view, &mut out),
+    }
+    out
+}
+
+fn file_differences(
+    files: &BTreeMap<Sha256Digest, ReaderFile>,
+    view: &ReaderView,
+    out: &mut Vec<String>,
+) {
+    let same = |a: &Value, b: &Value| {
+        makoto_core::canonical::to_vec(a) == makoto_core::canonical::to_vec(b)
+    };
     let attested: BTreeMap<Sha256Digest, &ReaderFile> = view
         .files
         .loaded_entries()
         .into_iter()
         .map(|f| (f.key(), f))
         .collect();
-    for (k, f) in &sees.files {
+    for (k, f) in files {
         let Some(a) = attested.get(k) else {
             out.push(format!(
                 "{} is live for delta-rs but not attested",
@@ -302,14 +392,13 @@ pub(crate) fn differences(sees: &ReaderSees, view: &ReaderView) -> Vec<String> {
         }
     }
     for (k, a) in &attested {
-        if !sees.files.contains_key(k) {
+        if !files.contains_key(k) {
             out.push(format!(
                 "attested live file {} is not live for delta-rs",
                 a.path()
             ));
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -320,7 +409,7 @@ mod tests {
         ReaderSees {
             protocol: Value::Null,
             metadata: Value::Null,
-            files: BTreeMap::new(),
+            files: SeenFiles::Whole(BTreeMap::new()),
         }
     }
 
