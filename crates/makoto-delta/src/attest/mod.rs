@@ -9,8 +9,8 @@
 //! and the attestation rows (one commit to `system.makoto.attestations` whose `txn` records the
 //! batch's last version). A batch's two commits run beside the next batch's reading, hashing
 //! and signing ([`write`]); writes still happen in batch order. A run that dies anywhere
-//! leaves no attestation row for an unfinished batch; the next run redoes the batch, reusing file rows already written only if
-//! they agree with what it recomputes. Two runs at once conflict on the `txn`; the loser
+//! leaves no attestation row for an unfinished batch; the next run redoes the batch, reusing
+//! file rows already written only if they agree with what it recomputes. Two runs at once conflict on the `txn`; the loser
 //! starts over from what the winner wrote.
 
 mod context;

@@ -137,13 +137,15 @@ pub(crate) async fn open(
     let mut views = snapshot.file_views(store.as_ref(), None);
     let mut stats = StatsRead::Whole;
     while let Some(f) = views.try_next().await.map_err(|e| e.to_string())? {
-        if stats_read(f.stats().as_deref()) == StatsRead::RecordCountOnly
-            && store.has_read_parquet()
+        let file_stats = f.stats();
+        // The flag first: statistics are parsed only once a checkpoint could have held them.
+        if store.has_read_parquet()
+            && stats_read(file_stats.as_deref()) == StatsRead::RecordCountOnly
         {
             stats = StatsRead::RecordCountOnly;
             break;
         }
-        insert_file(&root, &f, &mut sees.files)?;
+        insert_file(&root, &f, file_stats, &mut sees.files)?;
     }
     drop(views);
     if stats == StatsRead::RecordCountOnly {
@@ -159,7 +161,7 @@ pub(crate) async fn open(
             .await
             .map_err(|e| e.to_string())?;
         for f in views {
-            insert_file(&root, &f, &mut sees.files)?;
+            insert_file(&root, &f, f.stats(), &mut sees.files)?;
         }
     }
     sees.files.finish();
@@ -204,11 +206,15 @@ fn metadata_json_of(m: &impl serde::Serialize) -> Result<Value, String> {
     })
 }
 
-/// Adds what delta-rs sees of one live file, named as makoto names files: an absolute path
-/// under the root by its relative path.
+/// Adds what delta-rs sees of one live file (`stats`: its [`LogicalFileView::stats`], read once
+/// by the caller), named as makoto names files: an absolute path under the root by its
+/// relative path.
+///
+/// [`LogicalFileView::stats`]: deltalake::kernel::LogicalFileView::stats
 fn insert_file(
     root: &url::Url,
     f: &deltalake::kernel::LogicalFileView,
+    stats: Option<String>,
     files: &mut SeenFiles,
 ) -> Result<(), String> {
     let path = f.path().into_owned();
@@ -230,7 +236,7 @@ fn insert_file(
                 serde_json::to_value(dv).map_err(|e| e.to_string())?,
             );
         }
-        if let Some(stats) = f.stats() {
+        if let Some(stats) = stats {
             m.insert("stats".into(), Value::String(stats));
         }
     }
