@@ -170,17 +170,7 @@ async fn evicting_the_state_between_batches_gives_the_same_statements() {
         .run()
         .await
         .unwrap();
-    let pages = std::fs::read_dir(evicted.join("system/makoto/state"))
-        .unwrap()
-        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
-        .filter(|f| {
-            f.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|e| e == "page")
-        })
-        .count();
+    let pages = page_files(&evicted).len();
     assert!(pages > 200, "{pages} pages");
     let (a, b) = (
         attestation_rows(&whole, &table).await,

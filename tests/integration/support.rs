@@ -745,3 +745,18 @@ pub fn stop_server(script: &str, dir: &Path) {
         .arg(dir)
         .status();
 }
+
+/// Page files under the warehouse (`system/makoto/state/<aa>/<id>.page`), by page id.
+pub fn page_files(wh: &Path) -> Vec<(String, PathBuf)> {
+    let mut pages: Vec<(String, PathBuf)> = std::fs::read_dir(wh.join("system/makoto/state"))
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .filter(|d| d.is_dir() && d.file_name().unwrap().len() == 2)
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
+        .map(|f| f.unwrap().path())
+        .filter(|f| f.extension().is_some_and(|e| e == "page"))
+        .map(|f| (f.file_stem().unwrap().to_str().unwrap().to_owned(), f))
+        .collect();
+    pages.sort();
+    pages
+}

@@ -1209,3 +1209,109 @@ async fn p256_signed_rows_tampered_are_found() {
         assert!(kinds.iter().any(|k| k == expected), "{name}: {kinds:?}");
     }
 }
+
+/// The walk drops both of its trees from memory where the warehouse stores their pages and
+/// loads them again when a commit or a check touches them: the verdicts, findings and counts
+/// are those of a walk that keeps them whole, tampered or not. A page gone from the warehouse
+/// makes it walk again with whole trees rather than fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evicting_the_walks_trees_changes_no_verdict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("t");
+    // About 4,400 live files at the end: both trees span hundreds of pages.
+    makoto_testkit::synthetic::many_files_table(&table, 12, 400, 8).unwrap();
+    let wh = tmp.path().join("wh");
+    // One batch per version: the pages of every version are stored.
+    Run::new(&table, &wh).evicting(500).run().await.unwrap();
+    let eager = makoto_delta::Eviction::Above {
+        files: 0,
+        changed: 1,
+    };
+    let with = |eviction, mode| VerifyOptions {
+        eviction,
+        mode,
+        ..VerifyOptions::default()
+    };
+    let compare = |whole: &VerifyReport, evicted: &VerifyReport, what: &str| {
+        assert_eq!(kinds(whole), kinds(evicted), "{what}: {}", summary(evicted));
+        assert_eq!(whole.verified, evicted.verified, "{what}");
+        assert_eq!(whole.files_hashed, evicted.files_hashed, "{what}");
+        assert_eq!(whole.commits_checked, evicted.commits_checked, "{what}");
+        assert_eq!(whole.state_digest, evicted.state_digest, "{what}");
+        assert_eq!(
+            whole.coverage.reader_view, evicted.coverage.reader_view,
+            "{what}"
+        );
+        assert_eq!(whole.state_pages_loaded, 0, "{what}");
+    };
+    for mode in [VerifyMode::Deep, VerifyMode::LogOnly] {
+        let whole = verify_with(
+            &table,
+            &wh,
+            &trust(1),
+            with(makoto_delta::Eviction::Never, mode),
+        )
+        .await;
+        let evicted = verify_with(&table, &wh, &trust(1), with(eager, mode)).await;
+        assert!(whole.verified, "{mode:?}: {}", summary(&whole));
+        compare(&whole, &evicted, &format!("{mode:?}"));
+        assert!(
+            evicted.state_pages_loaded > 100,
+            "{mode:?}: {} pages loaded again",
+            evicted.state_pages_loaded
+        );
+    }
+
+    // A data file live at the end, changed: found by both (deep mode hashes every live file,
+    // evicted or not).
+    let path = add_paths(&table, 12).pop().unwrap();
+    let original = std::fs::read(table.join(&path)).unwrap();
+    flip_byte(&table.join(&path), 3);
+    let whole = verify_with(
+        &table,
+        &wh,
+        &trust(1),
+        with(makoto_delta::Eviction::Never, VerifyMode::Deep),
+    )
+    .await;
+    let evicted = verify_with(&table, &wh, &trust(1), with(eager, VerifyMode::Deep)).await;
+    assert!(
+        evicted
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::DataFileChanged
+                && f.path.as_deref() == Some(path.as_str())),
+        "{}",
+        summary(&evicted)
+    );
+    compare(&whole, &evicted, "a data file changed");
+    std::fs::write(table.join(&path), original).unwrap();
+
+    // Only the root pages of each version's trees left: the first eviction's subtrees cannot
+    // be loaded again, so the walk starts over with whole trees.
+    let rows = attestation_rows(&wh, &table).await;
+    let roots: std::collections::HashSet<String> = rows
+        .iter()
+        .flat_map(|r| {
+            let view = statement_of(r)["predicate"]["delta"]["readerView"]["files"]["root"]
+                .as_str()
+                .map(str::to_owned);
+            [Some(r.state_digest.to_hex()), view]
+        })
+        .flatten()
+        .collect();
+    let pages = page_files(&wh);
+    assert!(pages.len() > 200, "{} pages", pages.len());
+    for (id, file) in &pages {
+        if !roots.contains(id) {
+            std::fs::remove_file(file).unwrap();
+        }
+    }
+    let evicted = verify_with(&table, &wh, &trust(1), with(eager, VerifyMode::LogOnly)).await;
+    assert!(evicted.verified, "{}", summary(&evicted));
+    assert!(evicted.findings.is_empty(), "{}", summary(&evicted));
+    assert_eq!(
+        evicted.state_pages_loaded, 0,
+        "the second walk kept its trees whole"
+    );
+}

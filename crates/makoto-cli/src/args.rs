@@ -510,6 +510,11 @@ pub struct VerifyArgs {
     /// no checkpoint, opening costs what any reader pays.
     #[arg(long, value_enum, default_value_t = ReaderCheckArg::DeltaRs)]
     pub reader_check: ReaderCheckArg,
+    /// Once the replayed state or reader view holds more than FILES live files, drop its
+    /// pages from memory where the warehouse stores them and read them back when needed:
+    /// less memory on tables of hundreds of thousands of files, several times the time.
+    #[arg(long, value_name = "FILES")]
+    pub evict_above: Option<u64>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -250,6 +250,18 @@ fn explain_missing(removed_at: Option<u64>) -> String {
 }
 
 impl Error {
+    /// A state page that is not stored, or whose bytes are not the page its id names.
+    pub fn is_unusable_page(&self) -> bool {
+        matches!(
+            self,
+            Error::StatePageMissing { .. }
+                | Error::Core {
+                    source: makoto_core::Error::InvalidStatePage { .. },
+                    ..
+                }
+        )
+    }
+
     pub fn core(context: impl Into<String>, source: makoto_core::Error) -> Self {
         Error::Core {
             context: context.into(),

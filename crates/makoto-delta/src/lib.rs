@@ -85,6 +85,6 @@ pub use location::{Location, StorageOptions};
 pub use log::SourceTable;
 pub use store::{AttestationRow, AttestationStore, FileRow, WindowRow};
 pub use verify::{
-    Coverage, Finding, FindingKind, Outcome, ReaderCheck, ReaderViewCoverage, Severity, Verifier,
-    VerifyMode, VerifyOptions, VerifyReport, VersionSpec,
+    Coverage, Eviction, Finding, FindingKind, Outcome, ReaderCheck, ReaderViewCoverage, Severity,
+    Verifier, VerifyMode, VerifyOptions, VerifyReport, VersionSpec,
 };

@@ -52,6 +52,16 @@ impl PageStore {
         }
     }
 
+    /// Whether the page `id` is stored (a `HEAD`, not a read).
+    pub async fn contains(&self, id: &Sha256Digest) -> Result<bool, Error> {
+        let path = self.path(id);
+        match self.store.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::storage(format!("{}/{path}", self.display), e)),
+        }
+    }
+
     fn facts_path(&self, digests: &FactsDigests) -> Path {
         Path::from(format!(
             "{}/facts/{}.json",
@@ -139,21 +149,42 @@ impl PageStore {
             if wanted.is_empty() {
                 return Ok(loaded);
             }
-            let fetched: Vec<(PageRequest, bytes::Bytes)> =
-                futures::stream::iter(wanted.into_values())
-                    .map(|req| async move {
-                        let bytes = self.get(&req.page()).await?;
-                        Ok::<_, Error>((req, bytes))
-                    })
-                    .buffer_unordered(CONCURRENCY)
-                    .try_collect()
-                    .await?;
-            for (req, bytes) in fetched {
-                tree.attach_page(&req, &bytes)
-                    .map_err(|e| Error::core(format!("{} page {}", self.display, req.page()), e))?;
-                loaded += 1;
-            }
+            loaded += self.attach(tree, wanted.into_values().collect()).await?;
         }
+    }
+
+    /// Loads every page `tree` lacks, so that all of it is in memory, a level at a time.
+    pub async fn load_all<L: Leaf>(&self, tree: &mut StateTree<L>) -> Result<usize, Error> {
+        let mut loaded = 0;
+        loop {
+            let wanted = tree.missing_pages();
+            if wanted.is_empty() {
+                return Ok(loaded);
+            }
+            loaded += self.attach(tree, wanted).await?;
+        }
+    }
+
+    /// Fetches the pages `wanted` concurrently and attaches them to `tree`.
+    async fn attach<L: Leaf>(
+        &self,
+        tree: &mut StateTree<L>,
+        wanted: Vec<PageRequest>,
+    ) -> Result<usize, Error> {
+        let fetched: Vec<(PageRequest, bytes::Bytes)> = futures::stream::iter(wanted)
+            .map(|req| async move {
+                let bytes = self.get(&req.page()).await?;
+                Ok::<_, Error>((req, bytes))
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let n = fetched.len();
+        for (req, bytes) in fetched {
+            tree.attach_page(&req, &bytes)
+                .map_err(|e| Error::core(format!("{} page {}", self.display, req.page()), e))?;
+        }
+        Ok(n)
     }
 }
 

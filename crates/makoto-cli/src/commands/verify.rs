@@ -197,6 +197,9 @@ pub async fn run(
     if let Some(p) = args.parallelism {
         options.parallelism = p.max(1);
     }
+    if let Some(files) = args.evict_above {
+        options.eviction = makoto_delta::Eviction::above(files);
+    }
     if let Some(anchor) = &args.anchor {
         let bytes = std::fs::read(anchor)
             .with_context(|| format!("anchor {}: cannot read", anchor.display()))?;

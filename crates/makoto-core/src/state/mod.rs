@@ -20,7 +20,7 @@ pub use apply::{AppliedCommit, Digest, Hashed, apply_commit, needed_digests};
 pub use entry::{DvEntry, FileEntry, leaf_key};
 pub use page::{PAGE_STRIDE, PageRequest};
 pub use proof::{MembershipProof, verify_membership};
-pub use tree::{Batch, StateTree, root_of};
+pub use tree::{Batch, StateTree, root_of, root_of_leaves};
 
 /// Name of the state-tree construction, recorded in every statement.
 pub const STATE_ALGORITHM: &str = "makoto-delta-state-smt/1";

@@ -140,6 +140,31 @@ impl<L: Leaf> StateTree<L> {
         }
     }
 
+    /// Every page that must be loaded before the whole tree is in memory (the pages these
+    /// load can hold stubs of their own: ask again once they are attached).
+    pub fn missing_pages(&self) -> Vec<PageRequest> {
+        fn walk<L>(node: &Node<L>, depth: usize, path: &mut [u8; 32], out: &mut Vec<PageRequest>) {
+            match node {
+                Node::Empty | Node::Leaf(_) => {}
+                Node::Stub(h) => {
+                    out.push(PageRequest::new(*h, depth, Sha256Digest::from_bytes(*path)))
+                }
+                // A branch splits on bit `depth`: there is none past the key's last bit.
+                Node::Branch(_) if depth >= 256 => {}
+                Node::Branch(b) => {
+                    let (byte, bit) = (depth / 8, 0x80u8 >> (depth % 8));
+                    walk(&b.left, depth + 1, path, out);
+                    path[byte] |= bit;
+                    walk(&b.right, depth + 1, path, out);
+                    path[byte] &= !bit;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, 0, &mut [0u8; 32], &mut out);
+        out
+    }
+
     /// Replaces the stub named by `request` with the page `bytes` fetched for it. The page must
     /// hash to the requested id.
     pub fn attach_page(&mut self, request: &PageRequest, bytes: &[u8]) -> Result<(), Error> {
@@ -515,10 +540,19 @@ pub fn root_of<L: Leaf>(entries: &[L]) -> Sha256Digest {
         entries.iter().map(|e| (e.key(), e.leaf_hash())).collect();
     leaves.sort_by_key(|l| l.0);
     leaves.dedup_by(|a, b| a.0 == b.0);
+    root_of_leaves(&leaves)
+}
+
+/// The root of a set given as `(key, leaf hash)` pairs sorted by key: what [`root_of`]
+/// computes once it has hashed the leaves, for a caller that kept only their hashes. A set
+/// holds each key once; of pairs with the same key, the first counts.
+pub fn root_of_leaves(leaves: &[(Sha256Digest, Sha256Digest)]) -> Sha256Digest {
     fn rec(leaves: &[(Sha256Digest, Sha256Digest)], depth: usize) -> Sha256Digest {
         match leaves {
             [] => Sha256Digest::ZERO,
             [(_, h)] => *h,
+            // Sorted: the first and last keys are equal only when every key is.
+            [(first, h), .., (last, _)] if first == last => *h,
             _ => {
                 let split = leaves.partition_point(|(k, _)| !k.bit(depth));
                 node_hash(
@@ -528,7 +562,7 @@ pub fn root_of<L: Leaf>(entries: &[L]) -> Sha256Digest {
             }
         }
     }
-    rec(&leaves, 0)
+    rec(leaves, 0)
 }
 
 #[cfg(test)]
@@ -661,6 +695,23 @@ mod tests {
         }
         assert_eq!(t.root(), Sha256Digest::ZERO);
         assert_eq!(t.files(), 0);
+    }
+
+    #[test]
+    fn a_root_from_leaf_hashes_is_the_tree_root_and_a_repeated_key_counts_once() {
+        let t = StateTree::from_entries((0..500).map(entry)).unwrap();
+        let mut leaves: Vec<_> = (0..500)
+            .map(|i| (entry(i).key(), entry(i).leaf_hash()))
+            .collect();
+        leaves.sort_unstable();
+        assert_eq!(root_of_leaves(&leaves), t.root());
+        let twice = leaves[3];
+        leaves.insert(3, twice);
+        assert_eq!(root_of_leaves(&leaves), t.root());
+        assert_eq!(root_of_leaves(&[twice, twice]), twice.1);
+        assert_eq!(root_of_leaves(&[]), Sha256Digest::ZERO);
+        leaves.remove(9);
+        assert_ne!(root_of_leaves(&leaves), t.root());
     }
 
     #[test]

@@ -34,7 +34,7 @@ use serde::Serialize;
 
 pub use findings::{Finding, FindingKind, RowRef, Severity};
 pub use verifications::{RecordSigner, host_name};
-pub use walk::ReaderViewCoverage;
+pub use walk::{Eviction, ReaderViewCoverage};
 
 use crate::Error;
 use crate::location::StorageOptions;
@@ -131,6 +131,9 @@ pub struct VerifyOptions {
     /// Record the outcome in `system.makoto.verifications` (`None`: do not).
     pub record: Option<verifications::RecordSigner>,
     pub reader_check: ReaderCheck,
+    /// When the walk drops parts of its trees from memory, to load them again from the
+    /// warehouse's stored pages.
+    pub eviction: Eviction,
 }
 
 impl Default for VerifyOptions {
@@ -145,6 +148,7 @@ impl Default for VerifyOptions {
             since_last: false,
             record: None,
             reader_check: ReaderCheck::default(),
+            eviction: Eviction::Never,
         }
     }
 }
@@ -254,6 +258,10 @@ pub struct VerifyReport {
     pub windows_timestamped: u64,
     pub files_hashed: u64,
     pub bytes_hashed: u64,
+    /// Pages of the state tree and reader view loaded from the warehouse: those a
+    /// `--since-last` run resumes from, and those the walk dropped from memory and read again
+    /// ([`Eviction`]). Each is checked against its hash, so they are never evidence.
+    pub state_pages_loaded: u64,
     /// What was covered, in detail.
     pub coverage: Coverage,
     /// The Makoto level the verified version's attestation earned here: L2 when a trusted key
@@ -431,25 +439,38 @@ impl<'a> Verifier<'a> {
         if cross_check.as_ref().is_none_or(|(t, _)| *t != target) {
             *cross_check = Some((target, self.start_cross_check(&log, target)));
         }
-        let mut walked = walk::walk(
-            walk::WalkInput {
-                source: self.source,
-                log: &log,
-                chain: &scope.chain,
-                changes: &changes,
-                trusted: &scope.trusted,
-                from: scope.from,
-                target,
-                baseline: scope.baseline.as_ref(),
-                resumed: scope
-                    .base
-                    .as_ref()
-                    .map(|b| StateTree::resume(b.state_digest, b.live_files, b.live_bytes)),
-                pages: self.store.pages(),
-            },
-            &mut findings,
-        )
-        .await?;
+        let input = |eviction| walk::WalkInput {
+            source: self.source,
+            log: &log,
+            chain: &scope.chain,
+            changes: &changes,
+            trusted: &scope.trusted,
+            from: scope.from,
+            target,
+            baseline: scope.baseline.as_ref(),
+            resumed: scope
+                .base
+                .as_ref()
+                .map(|b| StateTree::resume(b.state_digest, b.live_files, b.live_bytes)),
+            pages: self.store.pages(),
+            eviction,
+        };
+        let before = findings.len();
+        let eviction = self.options.eviction;
+        let mut walked = match self
+            .walk(input(eviction), scope.base.is_some(), &mut findings)
+            .await
+        {
+            // An evicted page the warehouse does not give back as stored: walk again keeping
+            // the trees whole (the warehouse's pages are a cache here, never evidence).
+            Err(e) if eviction != Eviction::Never && e.is_unusable_page() => {
+                tracing::warn!(table = %uri, error = %e, "a state page the walk dropped cannot be loaded again; walking again with whole trees");
+                findings.truncate(before);
+                self.walk(input(Eviction::Never), scope.base.is_some(), &mut findings)
+                    .await?
+            }
+            walked => walked?,
+        };
         phase("walk");
 
         if target == latest {
@@ -482,8 +503,8 @@ impl<'a> Verifier<'a> {
         phase("deep+windows");
         let in_flight = cross_check.take().and_then(|(_, c)| c);
         let cross_checked = self
-            .end_cross_check(in_flight, &walked, target, &mut findings)
-            .await;
+            .end_cross_check(in_flight, &mut walked, target, &mut findings)
+            .await?;
         phase("cross-check");
         let checked = Checked {
             latest,
@@ -648,6 +669,28 @@ impl<'a> Verifier<'a> {
         Ok(attested_changes(&scope.chain, by_version, findings))
     }
 
+    /// Phase 3: the walk, and in deep mode the live files of the target loaded whole again
+    /// (those added since the base of a `--since-last` run) for phase 4 to hash.
+    async fn walk(
+        &self,
+        input: walk::WalkInput<'_>,
+        since_base: bool,
+        findings: &mut Vec<Finding>,
+    ) -> Result<walk::WalkOutput, Error> {
+        let mut walked = walk::walk(input, findings).await?;
+        if self.options.mode == VerifyMode::Deep && walked.target_covered {
+            let (pages, tree) = (self.store.pages(), &mut walked.replay.tree);
+            let loaded = if since_base {
+                let keys: Vec<Sha256Digest> = walked.replay.added_at.keys().copied().collect();
+                pages.load_paths(tree, &keys).await?
+            } else {
+                pages.load_all(tree).await?
+            };
+            walked.pages_loaded += loaded as u64;
+        }
+        Ok(walked)
+    }
+
     /// Phase 4 (deep mode, once the target was rebuilt): every live data file rehashed, and
     /// files in the table directory that no version references. Returns files and bytes
     /// hashed.
@@ -699,10 +742,10 @@ impl<'a> Verifier<'a> {
     async fn end_cross_check(
         &self,
         cross_check: Option<CrossCheck>,
-        walked: &walk::WalkOutput,
+        walked: &mut walk::WalkOutput,
         target: u64,
         findings: &mut Vec<Finding>,
-    ) -> bool {
+    ) -> Result<bool, Error> {
         let end = match cross_check {
             Some(mut handle) => match (&mut handle.0).await {
                 Ok(opened) => readers::CrossCheckEnd::Opened(opened),
@@ -731,10 +774,15 @@ impl<'a> Verifier<'a> {
             }
             (end, _) => end,
         };
+        if let (readers::CrossCheckEnd::Opened(Ok(sees)), Some(view)) = (&end, &mut walked.view)
+            && readers::compares_entries(sees)
+        {
+            walked.pages_loaded += self.store.pages().load_all(&mut view.files).await? as u64;
+        }
         let (finding, cross_checked) =
             readers::judge(end, walked.view.as_ref(), walked.target_covered, target);
         findings.extend(finding);
-        cross_checked
+        Ok(cross_checked)
     }
 
     /// Last phase: the outcome from the findings and the coverage, the verified state kept for
@@ -798,6 +846,7 @@ impl<'a> Verifier<'a> {
             windows_timestamped,
             files_hashed,
             bytes_hashed,
+            state_pages_loaded: walked.pages_loaded,
             level: (outcome != Outcome::Failed).then(|| {
                 MakotoLevel::earned(LevelEvidence {
                     signed: head.is_some_and(|r| r.trusted && r.row.keyid.is_some()),

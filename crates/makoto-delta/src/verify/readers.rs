@@ -12,6 +12,7 @@ use makoto_core::delta::Action;
 use makoto_core::reader_view::{
     ReaderFile, ReaderView, loosely_equal, metadata_json, protocol_json,
 };
+use makoto_core::state::{Leaf, root_of_leaves};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::{Value, json};
 
@@ -31,8 +32,8 @@ pub(crate) struct ReaderSees {
 /// How much of each live file delta-rs saw is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Detail {
-    /// Its key and the digest of its reader-view entry: 64 bytes a file, enough to tell
-    /// whether delta-rs sees the attested files.
+    /// Its key and its leaf hash in the reader view's tree: 64 bytes a file, enough to tell
+    /// whether delta-rs sees the attested files (the root of those pairs is the view's root).
     Digests,
     /// The whole entry, to say how the files differ.
     Whole,
@@ -41,7 +42,7 @@ pub(crate) enum Detail {
 /// The live files delta-rs sees.
 #[derive(Debug)]
 pub(crate) enum SeenFiles {
-    /// Each file's key and the SHA-256 of its canonical reader-view entry, in key order.
+    /// Each file's key and leaf hash (`SHA-256(0x00 ‖ canonical entry)`), in key order.
     Digests(Vec<(Sha256Digest, Sha256Digest)>),
     Whole(BTreeMap<Sha256Digest, ReaderFile>),
 }
@@ -57,7 +58,7 @@ impl SeenFiles {
     fn insert(&mut self, file: ReaderFile) {
         match self {
             SeenFiles::Digests(v) => {
-                v.push((file.key(), Sha256Digest::of(file.canonical_bytes())));
+                v.push((file.key(), file.leaf_hash()));
             }
             SeenFiles::Whole(m) => {
                 m.insert(file.key(), file);
@@ -88,14 +89,19 @@ pub(crate) fn digests_differ(sees: &ReaderSees, view: &ReaderView) -> bool {
     }
 }
 
-/// `seen` (sorted by key) holds exactly the attested entries, byte for byte.
+/// Whether judging `sees` reads the attested view's entries one by one (the whole view must
+/// then be in memory): only when delta-rs's whole entries were kept.
+pub(crate) fn compares_entries(sees: &ReaderSees) -> bool {
+    matches!(sees.files, SeenFiles::Whole(_))
+}
+
+/// `seen` (sorted by key) holds exactly the attested entries, byte for byte: as many files,
+/// none twice, and the same root over their leaf hashes as the view's tree, so no entry of
+/// the view has to be in memory.
 fn same_digests(seen: &[(Sha256Digest, Sha256Digest)], view: &ReaderView) -> bool {
-    let attested = view.files.loaded_entries();
-    seen.len() == attested.len()
-        && seen
-            .iter()
-            .zip(attested)
-            .all(|((k, d), a)| *k == a.key() && *d == Sha256Digest::of(a.canonical_bytes()))
+    u64::try_from(seen.len()).is_ok_and(|n| n == view.files.files())
+        && seen.windows(2).all(|w| w[0].0 != w[1].0)
+        && root_of_leaves(seen) == view.files.root()
 }
 
 /// Opens the table with delta-rs at `version`. Runs on its own task beside the walk.

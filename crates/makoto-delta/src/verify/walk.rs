@@ -33,6 +33,56 @@ const CHECKPOINT_BYTES_PER_FILE: u64 = 16 << 10;
 const CHECKPOINT_BYTES_FIXED: u64 = 64 << 20;
 const MAX_UNATTESTED_CHECKPOINT: u64 = 1 << 30;
 
+/// When the walk drops parts of its two trees (the replayed state and the reader view) from
+/// memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// Never (the default): both trees stay whole, and memory follows the table's live
+    /// files.
+    Never,
+    /// Once a tree holds more than `files` live files, at least `changed` files were added or
+    /// removed in it since it was last evicted (or a check loaded it whole), and the
+    /// warehouse stores its pages at the version walked (attest stores them at the end of
+    /// each of its batches): its subtrees are dropped, leaving their hashes. They are loaded
+    /// again from the warehouse, each checked against its hash, when a commit touches them
+    /// or a check needs the whole tree. Each eviction encodes the pages changed since the
+    /// last one, to learn their ids.
+    Above { files: u64, changed: u64 },
+}
+
+impl Eviction {
+    /// Above `files` live files, after 8,192 changed: each eviction encodes the changed pages
+    /// once, so evicting after every few changes would cost more than it saves.
+    pub fn above(files: u64) -> Self {
+        Eviction::Above {
+            files,
+            changed: 8_192,
+        }
+    }
+}
+
+/// How much of one tree is in memory.
+#[derive(Debug, Default, Clone, Copy)]
+struct Paging {
+    /// Files added or removed since the tree was last evicted.
+    changed: u64,
+    /// Some subtrees are stubs, to be loaded before they are read.
+    partial: bool,
+    /// It was loaded whole for a check since it was last evicted.
+    reloaded: bool,
+}
+
+impl Paging {
+    fn due(&self, files: u64, eviction: Eviction) -> bool {
+        match eviction {
+            Eviction::Never => false,
+            Eviction::Above { files: n, changed } => {
+                files > n && (self.changed >= changed || self.reloaded)
+            }
+        }
+    }
+}
+
 /// How the reader view of the verified version was established.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -60,8 +110,9 @@ pub(crate) struct WalkInput<'a> {
     pub baseline: Option<&'a AttestedBaseline>,
     /// The state a `--since-last` run resumes from (the reader view is then checked by digest).
     pub resumed: Option<StateTree>,
-    /// Where the pages of a resumed state are.
+    /// Where the pages of a resumed state are, and those the attestations stored.
     pub pages: &'a crate::pages::PageStore,
+    pub eviction: Eviction,
 }
 
 /// What the walk established.
@@ -76,6 +127,9 @@ pub(crate) struct WalkOutput {
     pub checksums_checked: u64,
     pub compactions_checked: u64,
     pub commits_expired: u64,
+    /// Pages of the two trees loaded again from the warehouse after they were evicted (or
+    /// to resume a `--since-last` state).
+    pub pages_loaded: u64,
 }
 
 /// The walk's own state.
@@ -95,13 +149,34 @@ struct Walk<'a> {
     out_counts: (u64, u64, u64),
     referenced: HashSet<String>,
     commits_expired: u64,
-    since_last: bool,
     last_step: Option<u64>,
     /// The commit of the current version is the attested one.
     commit_matched: bool,
     /// Checking artifacts of versions before the walk: never restart from them.
     no_seed: bool,
     prefetch: CommitPrefetch,
+    state_paging: Paging,
+    view_paging: Paging,
+    pages_loaded: u64,
+}
+
+/// Evicts `tree` if the warehouse holds the page of its root, and with it (attest stores a
+/// batch's pages before its rows) every page below. Returns whether it did.
+async fn evict_if_stored<L: makoto_core::state::Leaf>(
+    pages: &crate::pages::PageStore,
+    tree: &mut StateTree<L>,
+) -> Result<bool, Error> {
+    if !pages.contains(&tree.root()).await? {
+        return Ok(false);
+    }
+    let ids: Vec<Sha256Digest> = tree
+        .unpersisted_pages()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    tree.mark_persisted(ids);
+    tree.evict_persisted();
+    Ok(true)
 }
 
 fn range_detail(a: u64, b: u64) -> String {
@@ -130,7 +205,12 @@ pub(crate) async fn walk(
     let prefetch = CommitPrefetch::start(input.source, ahead);
     let mut w = Walk {
         prefetch,
-        since_last,
+        state_paging: Paging {
+            partial: since_last,
+            ..Paging::default()
+        },
+        view_paging: Paging::default(),
+        pages_loaded: 0,
         last_step: None,
         commit_matched: false,
         no_seed: false,
@@ -183,6 +263,7 @@ pub(crate) async fn walk(
         checksums_checked: w.out_counts.1,
         compactions_checked: w.out_counts.2,
         commits_expired: w.commits_expired,
+        pages_loaded: w.pages_loaded,
     })
 }
 
@@ -331,15 +412,59 @@ impl Walk<'_> {
         } else {
             self.lose();
         }
-        if self.input.log.checkpoints().contains_key(&v) {
+        let log = self.input.log;
+        let compaction_next = log.compactions().keys().any(|(x, _)| *x == v + 1);
+        if log.checkpoints().contains_key(&v) || log.checksums().contains_key(&v) || compaction_next
+        {
+            self.whole_view().await?;
+        }
+        if log.checkpoints().contains_key(&v) {
             self.checkpoints(v).await;
         }
-        if let Some(name) = self.input.log.checksums().get(&v).cloned() {
+        if let Some(name) = log.checksums().get(&v).cloned() {
             self.checksum(v, &name).await?;
         }
         self.compactions(v).await;
         self.compare_with_attestation(v);
         self.keep_snapshot(v);
+        self.evict().await
+    }
+
+    /// Loads the evicted parts of the reader view: checkpoints, checksum files and kept
+    /// snapshots compare every file.
+    async fn whole_view(&mut self) -> Result<(), Error> {
+        if let Some(view) = &mut self.view
+            && self.view_paging.partial
+        {
+            self.pages_loaded += self.input.pages.load_all(&mut view.files).await? as u64;
+            self.view_paging.partial = false;
+            self.view_paging.reloaded = true;
+        }
+        Ok(())
+    }
+
+    /// Drops the subtrees of each tree that is due ([`Paging::due`]) and whose pages the
+    /// warehouse holds at this version.
+    async fn evict(&mut self) -> Result<(), Error> {
+        let (eviction, pages) = (self.input.eviction, self.input.pages);
+        if self.known
+            && self.state_paging.due(self.replay.tree.files(), eviction)
+            && evict_if_stored(pages, &mut self.replay.tree).await?
+        {
+            self.state_paging = Paging {
+                partial: true,
+                ..Paging::default()
+            };
+        }
+        if let Some(view) = &mut self.view
+            && self.view_paging.due(view.files.files(), eviction)
+            && evict_if_stored(pages, &mut view.files).await?
+        {
+            self.view_paging = Paging {
+                partial: true,
+                ..Paging::default()
+            };
+        }
         Ok(())
     }
 
@@ -410,12 +535,10 @@ impl Walk<'_> {
         if !self.known {
             return Ok(());
         }
-        if self.since_last {
-            let keys = makoto_core::reader_view::touched_keys(commit.actions());
-            self.input
-                .pages
-                .load_paths(&mut self.replay.tree, &keys)
-                .await?;
+        let keys = makoto_core::reader_view::touched_keys(commit.actions());
+        if self.state_paging.partial {
+            let pages = self.input.pages;
+            self.pages_loaded += pages.load_paths(&mut self.replay.tree, &keys).await? as u64;
         }
         let chain = self.input.chain;
         let unavailable = chain
@@ -434,9 +557,16 @@ impl Walk<'_> {
             self.lose();
             return Ok(());
         }
+        let changed = keys.len() as u64;
+        self.state_paging.changed += changed;
         if let Some(view) = &mut self.view {
+            if self.view_paging.partial {
+                let pages = self.input.pages;
+                self.pages_loaded += pages.load_paths(&mut view.files, &keys).await? as u64;
+            }
             view.apply(&commit)
                 .map_err(|e| Error::core(format!("reader view of version {v}"), e))?;
+            self.view_paging.changed += changed;
         }
         if !matches {
             // The commit is not the attested one: what follows is not bound.
@@ -733,6 +863,8 @@ impl Walk<'_> {
         self.replay.added_at = added_at;
         self.known = true;
         self.view = Some(view);
+        self.state_paging = Paging::default();
+        self.view_paging = Paging::default();
         self.view_bound = signed || baseline_bytes_ok;
         if !self.view_bound {
             self.findings.push(
