@@ -695,9 +695,10 @@ pub struct ServeArgs {
     /// are refused.
     #[arg(long, value_name = "FILE")]
     pub tenants: Option<PathBuf>,
-    /// How often memory freed after the runs' transient peaks is given back to the system
-    /// (glibc's malloc_trim), or `off`. Without it the service stays resident at its highest
-    /// peak so far.
+    /// How often memory glibc's malloc kept after the runs' transient peaks is given back to
+    /// the system (malloc_trim), or `off`. The `makoto` binary allocates through jemalloc,
+    /// which gives freed pages back itself: this trims what C code allocated, and the
+    /// Python package's in-process command.
     #[arg(long, value_name = "DURATION|off", default_value = "10s", value_parser = parse_every)]
     pub release_memory_interval: Every,
 }
