@@ -32,6 +32,16 @@ impl PageStore {
         }
     }
 
+    /// Where `path` (under the warehouse) is, for messages: `display` already ends in the
+    /// prefix that `path` starts with.
+    fn location(&self, path: &Path) -> String {
+        let path = path.as_ref();
+        let under = path
+            .strip_prefix(self.prefix.as_str())
+            .map_or(path, |rest| rest.trim_start_matches('/'));
+        format!("{}/{under}", self.display)
+    }
+
     fn path(&self, id: &Sha256Digest) -> Path {
         let hex = id.to_hex();
         Path::from(format!("{}/{}/{}.page", self.prefix, &hex[..2], hex))
@@ -43,12 +53,12 @@ impl PageStore {
             Ok(r) => r
                 .bytes()
                 .await
-                .map_err(|e| Error::storage(format!("{}/{path}", self.display), e)),
+                .map_err(|e| Error::storage(self.location(&path), e)),
             Err(object_store::Error::NotFound { .. }) => Err(Error::StatePageMissing {
                 store: self.display.clone(),
                 page: *id,
             }),
-            Err(e) => Err(Error::storage(format!("{}/{path}", self.display), e)),
+            Err(e) => Err(Error::storage(self.location(&path), e)),
         }
     }
 
@@ -58,7 +68,7 @@ impl PageStore {
         match self.store.head(&path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(Error::storage(format!("{}/{path}", self.display), e)),
+            Err(e) => Err(Error::storage(self.location(&path), e)),
         }
     }
 
@@ -85,7 +95,7 @@ impl PageStore {
             .await
         {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-            Err(e) => Err(Error::storage(format!("{}/{path}", self.display), e)),
+            Err(e) => Err(Error::storage(self.location(&path), e)),
         }
     }
 
@@ -96,9 +106,9 @@ impl PageStore {
             Ok(r) => r
                 .bytes()
                 .await
-                .map_err(|e| Error::storage(format!("{}/{path}", self.display), e))?,
+                .map_err(|e| Error::storage(self.location(&path), e))?,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(Error::storage(format!("{}/{path}", self.display), e)),
+            Err(e) => return Err(Error::storage(self.location(&path), e)),
         };
         let facts = serde_json::from_slice(&bytes)
             .ok()
@@ -122,7 +132,7 @@ impl PageStore {
                     .await
                 {
                     Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-                    Err(e) => Err(Error::storage(format!("{}/{path}", self.display), e)),
+                    Err(e) => Err(Error::storage(self.location(&path), e)),
                 }
             })
             .buffer_unordered(CONCURRENCY)
@@ -197,4 +207,24 @@ pub fn facts_name(d: &FactsDigests) -> Sha256Digest {
         "domainMetadata": d.domain_metadata.to_hex(),
         "setTransactions": d.set_transactions.to_hex(),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_a_page_by_its_place_in_the_warehouse() {
+        let pages = PageStore::new(
+            Arc::new(object_store::memory::InMemory::new()),
+            "system/makoto/state",
+            "file:///wh/system/makoto/state".to_owned(),
+        );
+        let id = Sha256Digest::of(b"page");
+        let hex = id.to_hex();
+        assert_eq!(
+            pages.location(&pages.path(&id)),
+            format!("file:///wh/system/makoto/state/{}/{hex}.page", &hex[..2])
+        );
+    }
 }
