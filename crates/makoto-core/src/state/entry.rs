@@ -49,7 +49,9 @@ pub struct FileEntry {
     /// `None`: the bytes were already gone (vacuumed) when the version that added the file
     /// was first attested, so only the log's facts about it are attested.
     sha256: Option<Sha256Digest>,
-    dv: Option<DvEntry>,
+    /// Boxed: few files have one, and every leaf of a tree of a million files pays for the
+    /// field's size.
+    dv: Option<Box<DvEntry>>,
 }
 
 /// The leaf key of `(path, dvUniqueId)`.
@@ -67,7 +69,7 @@ impl FileEntry {
             path,
             size,
             sha256: Some(sha256),
-            dv,
+            dv: dv.map(Box::new),
         }
     }
 
@@ -78,7 +80,7 @@ impl FileEntry {
             path,
             size,
             sha256: None,
-            dv,
+            dv: dv.map(Box::new),
         }
     }
     /// Decoded path relative to the table root (or absolute URI).
@@ -96,7 +98,7 @@ impl FileEntry {
         self.sha256.is_some()
     }
     pub fn dv(&self) -> Option<&DvEntry> {
-        self.dv.as_ref()
+        self.dv.as_deref()
     }
 
     pub fn key(&self) -> Sha256Digest {
@@ -191,7 +193,7 @@ impl FileEntry {
                 Some(Value::String(s)) => Some(s.parse()?),
                 _ => return Err(bad("missing sha256")),
             },
-            dv,
+            dv: dv.map(Box::new),
         };
         if entry.value_bytes() != bytes {
             return Err(bad("not in canonical form"));

@@ -293,7 +293,7 @@ fn decode_node<L: Leaf>(
             let h = r.take(32)?;
             let mut b = [0u8; 32];
             b.copy_from_slice(h);
-            Ok(Node::Stub(Sha256Digest::from_bytes(b)))
+            Ok(Node::Stub(Box::new(Sha256Digest::from_bytes(b))))
         }
         TAG_BRANCH if (!boundary || format.inline) && depth < 255 => {
             path[depth] = false;

@@ -11,8 +11,9 @@ pub(super) enum Node<L> {
     Empty,
     Leaf(Box<LeafNode<L>>),
     Branch(Box<BranchNode<L>>),
-    /// A subtree not loaded from storage; its page id is its hash.
-    Stub(Sha256Digest),
+    /// A subtree not loaded from storage; its page id is its hash. Boxed so that a node is
+    /// two words: every branch holds two, and a whole tree has about two branches a leaf.
+    Stub(Box<Sha256Digest>),
 }
 
 pub(super) struct LeafNode<L> {
@@ -33,7 +34,7 @@ impl<L> Node<L> {
             Node::Empty => Sha256Digest::ZERO,
             Node::Leaf(l) => l.hash,
             Node::Branch(b) => b.hash,
-            Node::Stub(h) => *h,
+            Node::Stub(h) => **h,
         }
     }
 
@@ -90,7 +91,7 @@ impl<L: Leaf> StateTree<L> {
             Node::Empty
         } else {
             persisted.insert(root);
-            Node::Stub(root)
+            Node::Stub(Box::new(root))
         };
         StateTree {
             root: node,
@@ -131,7 +132,7 @@ impl<L: Leaf> StateTree<L> {
         loop {
             match node {
                 Node::Empty | Node::Leaf(_) => return None,
-                Node::Stub(h) => return Some(PageRequest::new(*h, depth, *key)),
+                Node::Stub(h) => return Some(PageRequest::new(**h, depth, *key)),
                 Node::Branch(b) => {
                     node = if key.bit(depth) { &b.right } else { &b.left };
                     depth += 1;
@@ -146,9 +147,11 @@ impl<L: Leaf> StateTree<L> {
         fn walk<L>(node: &Node<L>, depth: usize, path: &mut [u8; 32], out: &mut Vec<PageRequest>) {
             match node {
                 Node::Empty | Node::Leaf(_) => {}
-                Node::Stub(h) => {
-                    out.push(PageRequest::new(*h, depth, Sha256Digest::from_bytes(*path)))
-                }
+                Node::Stub(h) => out.push(PageRequest::new(
+                    **h,
+                    depth,
+                    Sha256Digest::from_bytes(*path),
+                )),
                 // A branch splits on bit `depth`: there is none past the key's last bit.
                 Node::Branch(_) if depth >= 256 => {}
                 Node::Branch(b) => {
@@ -193,8 +196,8 @@ impl<L: Leaf> StateTree<L> {
             depth += 1;
         }
         match slot {
-            Node::Stub(h) if *h == request.page() => {
-                self.persisted.insert(*h);
+            Node::Stub(h) if **h == request.page() => {
+                self.persisted.insert(**h);
                 *slot = node;
                 Ok(())
             }
@@ -216,7 +219,7 @@ impl<L: Leaf> StateTree<L> {
             match node {
                 Node::Empty => return Ok(None),
                 Node::Leaf(l) => return Ok((l.key == *key).then_some(&l.entry)),
-                Node::Stub(h) => return Err(Error::StatePageNotLoaded { page: *h }),
+                Node::Stub(h) => return Err(Error::StatePageNotLoaded { page: **h }),
                 Node::Branch(b) => {
                     node = if key.bit(depth) { &b.right } else { &b.left };
                     depth += 1;
@@ -319,7 +322,7 @@ impl<L: Leaf> StateTree<L> {
             let Node::Branch(b) = node else { return 0 };
             if depth.is_multiple_of(PAGE_STRIDE) && persisted.contains(&b.hash) {
                 if depth > 0 {
-                    *node = Node::Stub(b.hash);
+                    *node = Node::Stub(Box::new(b.hash));
                     return 1;
                 }
                 kept.insert(b.hash);
@@ -350,7 +353,7 @@ impl StateTree<FileEntry> {
         loop {
             match node {
                 Node::Empty => return Ok(None),
-                Node::Stub(h) => return Err(Error::StatePageNotLoaded { page: *h }),
+                Node::Stub(h) => return Err(Error::StatePageNotLoaded { page: **h }),
                 Node::Leaf(l) => {
                     return Ok(
                         (l.key == *key).then(|| MembershipProof::new(l.entry.clone(), siblings))
@@ -448,7 +451,7 @@ fn insert_at<L>(
             *node = Node::Leaf(leaf);
             Ok(None)
         }
-        Node::Stub(h) => Err(Error::StatePageNotLoaded { page: *h }),
+        Node::Stub(h) => Err(Error::StatePageNotLoaded { page: **h }),
         Node::Leaf(existing) if existing.key == leaf.key => {
             let old = std::mem::replace(existing, leaf);
             Ok(Some(old.entry))
@@ -495,7 +498,7 @@ fn remove_at<L>(
 ) -> Result<Option<L>, Error> {
     match node {
         Node::Empty => Ok(None),
-        Node::Stub(h) => Err(Error::StatePageNotLoaded { page: *h }),
+        Node::Stub(h) => Err(Error::StatePageNotLoaded { page: **h }),
         Node::Leaf(l) => {
             if l.key != *key {
                 return Ok(None);
@@ -577,6 +580,19 @@ mod tests {
             Sha256Digest::of(format!("content {i}").as_bytes()),
             None,
         )
+    }
+
+    /// A whole tree holds about two branches per leaf, so the node layout is most of its
+    /// memory: a node is two words, a branch its hash and two nodes, a leaf under 150 bytes.
+    #[test]
+    fn nodes_stay_small() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<Node<FileEntry>>(), 2 * size_of::<usize>());
+        assert_eq!(
+            size_of::<BranchNode<FileEntry>>(),
+            32 + 4 * size_of::<usize>()
+        );
+        assert!(size_of::<LeafNode<FileEntry>>() <= 144);
     }
 
     /// Batches of inserts, replacements and removes (some of keys not live, some emptying

@@ -133,16 +133,14 @@ impl BatchWrite {
         if written_through.is_some_and(|d| d >= to) {
             return Ok(ControlFlow::Continue(()));
         }
-        let new_rows: Vec<FileRow> = self
-            .output
-            .file_rows
-            .iter()
-            .filter(|r| written_through.is_none_or(|d| r.version > d))
-            .cloned()
-            .collect();
+        // The rows are in version order (one commit's after another's), so the versions not
+        // yet written are a tail of them: borrowed, not copied.
+        let rows = &self.output.file_rows;
+        let new_rows =
+            &rows[written_through.map_or(0, |d| rows.partition_point(|r| r.version <= d))..];
         match self
             .store
-            .append_files(files_table, &new_rows, uri, to, &self.run_id)
+            .append_files(files_table, new_rows, uri, to, &self.run_id)
             .await?
         {
             AppendOutcome::Committed { .. } => Ok(ControlFlow::Continue(())),
