@@ -102,7 +102,8 @@ pub struct FileChange {
     data_change: bool,
     partition_values: BTreeMap<String, Option<String>>,
     num_records: Option<u64>,
-    deletion_vector: Option<(DeletionVector, Option<Sha256Digest>)>,
+    /// Boxed: few changes carry one, and a verifier holds every change of a table's history.
+    deletion_vector: Option<Box<(DeletionVector, Option<Sha256Digest>)>>,
 }
 
 impl FileChange {
@@ -125,7 +126,7 @@ impl FileChange {
             data_change,
             partition_values,
             num_records,
-            deletion_vector,
+            deletion_vector: deletion_vector.map(Box::new),
         }
     }
     pub fn kind(&self) -> ChangeKind {
@@ -151,7 +152,7 @@ impl FileChange {
     }
     /// The deletion vector and the SHA-256 of its file (`None` for inline vectors).
     pub fn deletion_vector(&self) -> Option<&(DeletionVector, Option<Sha256Digest>)> {
-        self.deletion_vector.as_ref()
+        self.deletion_vector.as_deref()
     }
 
     /// The change as the statement lists it (`delta.changes.entries[]`).
@@ -164,7 +165,7 @@ impl FileChange {
             data_change: self.data_change,
             partition_values: self.partition_values.clone(),
             num_records: self.num_records,
-            deletion_vector: self.deletion_vector.as_ref().map(|(dv, sha)| DvEntry {
+            deletion_vector: self.deletion_vector.as_deref().map(|(dv, sha)| DvEntry {
                 storage_type: dv.storage().code().to_owned(),
                 path_or_inline_dv: dv.path_or_inline().to_owned(),
                 offset: dv.offset(),
@@ -921,6 +922,13 @@ impl Prepared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A verifier holds every change of the history it walks: a deletion vector, which few
+    /// changes have, must not widen them all.
+    #[test]
+    fn a_change_stays_small() {
+        assert!(std::mem::size_of::<FileChange>() <= 136);
+    }
 
     #[test]
     fn a_prepared_statement_signs_as_sealing_it_does() {

@@ -18,6 +18,7 @@
 
 mod artifacts;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
@@ -35,10 +36,10 @@ pub const READER_VIEW_ALGORITHM: &str = "makoto-delta-reader-view/1";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReaderFile {
     key: Sha256Digest,
-    path: String,
     size: u64,
     /// The canonical JSON of the normalized object: the leaf value. Kept as bytes, not as a
-    /// parsed value, since a tree may hold a whole table of these.
+    /// parsed value, since a tree may hold a whole table of these; the path, needed only for
+    /// messages, is read back from them.
     canonical: Box<[u8]>,
 }
 
@@ -79,14 +80,20 @@ impl ReaderFile {
         let dv = add.deletion_vector().map(DeletionVector::unique_id);
         ReaderFile {
             key: leaf_key(add.path().as_str(), dv.as_deref()),
-            path: add.path().as_str().to_owned(),
             size: add.size(),
             canonical: canonical::to_vec(&value).into_boxed_slice(),
         }
     }
 
-    pub fn path(&self) -> &str {
-        &self.path
+    /// The decoded path (borrowed from the leaf bytes unless it has escapes).
+    pub fn path(&self) -> Cow<'_, str> {
+        #[derive(serde::Deserialize)]
+        struct Path<'a> {
+            #[serde(borrow)]
+            path: Cow<'a, str>,
+        }
+        // The bytes were written or checked with a string path when this file was built.
+        serde_json::from_slice::<Path<'_>>(&self.canonical).map_or(Cow::Borrowed(""), |p| p.path)
     }
     pub fn size(&self) -> u64 {
         self.size
@@ -121,8 +128,8 @@ impl Leaf for ReaderFile {
     fn size(&self) -> u64 {
         self.size
     }
-    fn path(&self) -> &str {
-        &self.path
+    fn path(&self) -> Cow<'_, str> {
+        ReaderFile::path(self)
     }
     fn value_bytes(&self) -> Vec<u8> {
         self.canonical.to_vec()
@@ -152,7 +159,6 @@ impl Leaf for ReaderFile {
         }
         Ok(ReaderFile {
             key,
-            path,
             size,
             canonical: bytes.into(),
         })
@@ -706,6 +712,33 @@ mod tests {
         );
         assert_eq!(ReaderFile::from_value_bytes(&bytes).unwrap(), f);
         assert_eq!(f.key(), leaf_key("a=1/p.parquet", None));
+    }
+
+    /// The path is read back from the leaf bytes: decoded, escapes and all.
+    #[test]
+    fn path_is_read_from_the_leaf_bytes() {
+        let c = commit(&[
+            r#"{"add":{"path":"d%3D%22x%5C%22/caf%C3%A9.parquet","size":1,"partitionValues":{},"modificationTime":5,"dataChange":true}}"#,
+            r#"{"add":{"path":"plain.parquet","size":1,"partitionValues":{},"modificationTime":5,"dataChange":true}}"#,
+        ]);
+        let paths: Vec<(String, bool)> = c
+            .actions()
+            .iter()
+            .map(|a| {
+                let Action::Add(add) = a else { unreachable!() };
+                let f = ReaderFile::from_add(add);
+                let back = ReaderFile::from_value_bytes(&f.value_bytes()).unwrap();
+                assert_eq!(back.path(), f.path());
+                (f.path().into_owned(), matches!(f.path(), Cow::Borrowed(_)))
+            })
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("d=\"x\\\"/café.parquet".to_owned(), false),
+                ("plain.parquet".to_owned(), true)
+            ]
+        );
     }
 
     #[test]

@@ -209,8 +209,8 @@ impl super::Leaf for FileEntry {
     fn size(&self) -> u64 {
         self.size
     }
-    fn path(&self) -> &str {
-        &self.path
+    fn path(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(&self.path)
     }
     fn value_bytes(&self) -> Vec<u8> {
         FileEntry::value_bytes(self)

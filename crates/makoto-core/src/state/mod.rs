@@ -38,7 +38,7 @@ pub trait Leaf: Clone + PartialEq + std::fmt::Debug + Sized {
     /// Bytes of the file (summed into the tree's byte total).
     fn size(&self) -> u64;
     /// Decoded path, for messages.
-    fn path(&self) -> &str;
+    fn path(&self) -> std::borrow::Cow<'_, str>;
     /// The canonical JSON the leaf hash covers.
     fn value_bytes(&self) -> Vec<u8>;
     /// Parses [`Leaf::value_bytes`], refusing anything not in canonical form.
