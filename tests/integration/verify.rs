@@ -1315,3 +1315,39 @@ async fn evicting_the_walks_trees_changes_no_verdict() {
         "the second walk kept its trees whole"
     );
 }
+
+/// A deep check rehashes the live files a chunk at a time (8,192): every file past the first
+/// chunk is still hashed, and every one changed is still reported.
+#[tokio::test]
+async fn a_deep_check_covers_every_live_file_past_one_chunk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = tmp.path().join("t");
+    makoto_testkit::synthetic::many_files_table(&table, 1, 8_300, 4).unwrap();
+    let wh = tmp.path().join("wh");
+    Run::new(&table, &wh).run().await.unwrap();
+    let deep = VerifyOptions {
+        mode: VerifyMode::Deep,
+        ..VerifyOptions::default()
+    };
+    let clean = verify_with(&table, &wh, &trust(1), deep.clone()).await;
+    assert!(clean.verified, "{}", summary(&clean));
+    assert_eq!(clean.files_hashed, 8_300);
+
+    let paths = add_paths(&table, 1);
+    assert_eq!(paths.len(), 8_300);
+    for p in &paths {
+        flip_byte(&table.join(p), 1);
+    }
+    let changed = verify_with(&table, &wh, &trust(1), deep).await;
+    assert!(!changed.verified);
+    let mut reported: Vec<&str> = changed
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::DataFileChanged)
+        .filter_map(|f| f.path.as_deref())
+        .collect();
+    reported.sort_unstable();
+    let mut expected: Vec<&str> = paths.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(reported, expected);
+}

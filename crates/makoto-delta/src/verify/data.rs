@@ -10,56 +10,81 @@ use makoto_core::state::FileEntry;
 
 use super::findings::{Finding, FindingKind};
 use crate::Error;
-use crate::hashing::{FileHasher, HashFailure, HashRequest};
+use crate::hashing::{FileHasher, HashFailure, HashRequest, Hashed};
 use crate::log::SourceTable;
 
 /// A live file to check: its attested entry, the version that added it, its DV file.
-#[derive(Debug, Clone)]
-pub(crate) struct LiveFile {
-    pub entry: FileEntry,
+/// Borrowed from the walk's tree, so a deep check holds no copy of the live set.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LiveFile<'a> {
+    pub entry: &'a FileEntry,
     pub added_at: u64,
-    pub dv_file: Option<String>,
+    pub dv_file: Option<&'a str>,
 }
 
+/// Live files rehashed at a time: what a deep check holds of hashes and requests, whatever
+/// the number of live files.
+const HASH_CHUNK: usize = 8_192;
+
 /// Rehashes the live files (and their deletion-vector files) and compares them with the
-/// attested digests. `removed_later` maps a path to the version after the verified one that
-/// removed it, which explains a missing file.
+/// attested digests, [`HASH_CHUNK`] files at a time. `removed_later` maps a path to the
+/// version after the verified one that removed it, which explains a missing file. Returns
+/// the files and bytes hashed.
 pub(crate) async fn check_live_files(
     source: &SourceTable,
-    entries: &[LiveFile],
+    entries: &[LiveFile<'_>],
     removed_later: &HashMap<String, u64>,
     parallelism: usize,
     findings: &mut Vec<Finding>,
 ) -> (u64, u64) {
+    let hasher = FileHasher::new(Arc::clone(source.store()), parallelism)
+        .with_table_root(source.location().url().clone());
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for chunk in entries.chunks(HASH_CHUNK) {
+        let results = hasher.hash_all(requests(chunk), Arc::new(|_| {})).await;
+        for h in results.values().flatten() {
+            files += 1;
+            bytes += h.size;
+        }
+        compare(chunk, &results, removed_later, findings);
+    }
+    (files, bytes)
+}
+
+/// One request per distinct file of `chunk`: its data file when it was hashed when attested,
+/// its DV file.
+fn requests(chunk: &[LiveFile<'_>]) -> Vec<HashRequest> {
     let mut requests = Vec::new();
     let mut seen = HashSet::new();
-    for f in entries {
-        let e = &f.entry;
-        if e.is_available() && seen.insert(e.path().to_owned()) {
+    for f in chunk {
+        let e = f.entry;
+        if e.is_available() && seen.insert(e.path()) {
             requests.push(HashRequest {
                 path: e.path().to_owned(),
                 expected_size: Some(e.size()),
             });
         }
-        if let Some(dv_file) = f.dv_file.clone()
-            && seen.insert(dv_file.clone())
+        if let Some(dv_file) = f.dv_file
+            && seen.insert(dv_file)
         {
             requests.push(HashRequest {
-                path: dv_file,
+                path: dv_file.to_owned(),
                 expected_size: None,
             });
         }
     }
-    let hasher = FileHasher::new(Arc::clone(source.store()), parallelism)
-        .with_table_root(source.location().url().clone());
-    let results = hasher.hash_all(requests, Arc::new(|_| {})).await;
-    let (mut files, mut bytes) = (0u64, 0u64);
-    for h in results.values().flatten() {
-        files += 1;
-        bytes += h.size;
-    }
-    for f in entries {
-        let (e, added_at) = (&f.entry, &f.added_at);
+    requests
+}
+
+/// Compares one chunk's files with what rehashing them found.
+fn compare(
+    chunk: &[LiveFile<'_>],
+    results: &HashMap<String, Result<Hashed, HashFailure>>,
+    removed_later: &HashMap<String, u64>,
+    findings: &mut Vec<Finding>,
+) {
+    for f in chunk {
+        let (e, added_at) = (f.entry, &f.added_at);
         let path = e.path();
         let Some(attested) = e.sha256() else {
             findings.push(
@@ -109,7 +134,7 @@ pub(crate) async fn check_live_files(
             ),
             None => {}
         }
-        let (Some(dv), Some(dv_file)) = (e.dv(), f.dv_file.clone()) else {
+        let (Some(dv), Some(dv_file)) = (e.dv(), f.dv_file) else {
             continue;
         };
         if dv.file_sha256().is_none() {
@@ -123,7 +148,7 @@ pub(crate) async fn check_live_files(
             );
             continue;
         }
-        match (results.get(&dv_file), dv.file_sha256()) {
+        match (results.get(dv_file), dv.file_sha256()) {
             (Some(Ok(h)), Some(attested)) if h.sha256 == attested => {}
             (Some(Ok(h)), attested) => findings.push(
                 Finding::new(
@@ -149,7 +174,6 @@ pub(crate) async fn check_live_files(
             (None, _) => {}
         }
     }
-    (files, bytes)
 }
 
 /// Files under the table root that no commit references and that appeared after `cutoff`.

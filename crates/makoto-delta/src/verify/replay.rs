@@ -204,15 +204,18 @@ impl Replay {
         Ok(unknown)
     }
 
-    /// The loaded live files with where they came from.
-    pub fn live_files(&self) -> Vec<super::data::LiveFile> {
+    /// The loaded live files with where they came from, borrowed.
+    pub fn live_files(&self) -> Vec<super::data::LiveFile<'_>> {
         self.tree
             .loaded_entries()
             .into_iter()
-            .map(|e| {
-                let (added_at, dv_file) = self.added_at.get(&e.key()).cloned().unwrap_or((0, None));
+            .map(|entry| {
+                let (added_at, dv_file) = self
+                    .added_at
+                    .get(&entry.key())
+                    .map_or((0, None), |(v, dv)| (*v, dv.as_deref()));
                 super::data::LiveFile {
-                    entry: e.clone(),
+                    entry,
                     added_at,
                     dv_file,
                 }
