@@ -454,6 +454,7 @@ impl<'a> Verifier<'a> {
                 .map(|b| StateTree::resume(b.state_digest, b.live_files, b.live_bytes)),
             pages: self.store.pages(),
             eviction,
+            mode: self.options.mode,
         };
         let before = findings.len();
         let eviction = self.options.eviction;

@@ -11,6 +11,7 @@ use makoto_core::attested::{AttestedChange, AttestedCommit};
 use makoto_core::delta::{Action, Commit, commit_file_name};
 use makoto_core::state::{DvEntry, FileEntry, StateTree, leaf_key};
 
+use super::VerifyMode;
 use super::chain::CheckedRow;
 use super::findings::{Finding, FindingKind};
 use crate::Error;
@@ -22,8 +23,10 @@ pub(crate) struct Replay {
     /// False once some live file's digest could not be determined (the state digest of later
     /// versions is then not recomputed).
     pub known: bool,
-    /// The version each live file was added at, and its deletion-vector file.
+    /// The version each live file was added at, and its deletion-vector file: what a deep
+    /// check reports and rehashes. Empty in log-only mode, which needs neither.
     pub added_at: HashMap<Sha256Digest, (u64, Option<String>)>,
+    mode: VerifyMode,
     pub commits_checked: u64,
 }
 
@@ -131,11 +134,12 @@ fn dv_id(dv: Option<&makoto_core::delta::DeletionVector>) -> Option<String> {
 }
 
 impl Replay {
-    pub fn new(tree: StateTree) -> Self {
+    pub fn new(tree: StateTree, mode: VerifyMode) -> Self {
         Replay {
             tree,
             known: true,
             added_at: HashMap::new(),
+            mode,
             commits_checked: 0,
         }
     }
@@ -197,8 +201,10 @@ impl Replay {
             };
             let key = entry.key();
             tree.insert(entry).map_err(core)?;
-            self.added_at
-                .insert(key, (v, dv.and_then(|d| d.file()).map(str::to_owned)));
+            if self.mode == VerifyMode::Deep {
+                self.added_at
+                    .insert(key, (v, dv.and_then(|d| d.file()).map(str::to_owned)));
+            }
         }
         self.commits_checked += 1;
         Ok(unknown)

@@ -15,6 +15,7 @@ use makoto_core::delta::{Action, Commit, DeletionVector, commit_file_name};
 use makoto_core::reader_view::{ReaderView, ReaderViewDigest};
 use makoto_core::state::{DvEntry, FileEntry, StateTree, leaf_key};
 
+use super::VerifyMode;
 use super::chain::CheckedRow;
 use super::findings::{Finding, FindingKind};
 use super::replay::{CommitPrefetch, Replay, compare_commit, read_commit};
@@ -113,6 +114,9 @@ pub(crate) struct WalkInput<'a> {
     /// Where the pages of a resumed state are, and those the attestations stored.
     pub pages: &'a crate::pages::PageStore,
     pub eviction: Eviction,
+    /// Deep mode also keeps what its data check needs: every path the log references, and
+    /// the version that added each live file.
+    pub mode: VerifyMode,
 }
 
 /// What the walk established.
@@ -215,7 +219,7 @@ pub(crate) async fn walk(
         commit_matched: false,
         no_seed: false,
         findings,
-        replay: Replay::new(tree),
+        replay: Replay::new(tree, input.mode),
         known: fresh || since_last,
         view: fresh.then(ReaderView::default),
         view_bound: fresh,
@@ -515,7 +519,9 @@ impl Walk<'_> {
             self.lose();
             return Ok(());
         };
-        note_references(&commit, &mut self.referenced);
+        if self.input.mode == VerifyMode::Deep {
+            note_references(&commit, &mut self.referenced);
+        }
         if let (Some(m), Some(att)) = (commit.metadata(), self.attested(v))
             && m.id() != att.table_id()
         {
