@@ -27,33 +27,53 @@ pub(crate) struct LiveFile<'a> {
 const HASH_CHUNK: usize = 8_192;
 
 /// Rehashes the live files (and their deletion-vector files) and compares them with the
-/// attested digests, [`HASH_CHUNK`] files at a time. `removed_later` maps a path to the
-/// version after the verified one that removed it, which explains a missing file. Returns
-/// the files and bytes hashed.
+/// attested digests, about [`HASH_CHUNK`] files at a time, each file once: the files are taken
+/// in path order and a chunk never splits one path, and a DV file (often shared by many data
+/// files) keeps its result for the chunks after it. `removed_later` maps a path to the version
+/// after the verified one that removed it, which explains a missing file. Returns the files
+/// and bytes hashed.
 pub(crate) async fn check_live_files(
     source: &SourceTable,
-    entries: &[LiveFile<'_>],
+    mut entries: Vec<LiveFile<'_>>,
     removed_later: &HashMap<String, u64>,
     parallelism: usize,
     findings: &mut Vec<Finding>,
 ) -> (u64, u64) {
     let hasher = FileHasher::new(Arc::clone(source.store()), parallelism)
         .with_table_root(source.location().url().clone());
+    entries.sort_unstable_by(|a, b| a.entry.path().cmp(b.entry.path()));
     let (mut files, mut bytes) = (0u64, 0u64);
-    for chunk in entries.chunks(HASH_CHUNK) {
-        let results = hasher.hash_all(requests(chunk), Arc::new(|_| {})).await;
+    let mut dv_results: Results = HashMap::new();
+    let mut rest = &entries[..];
+    while !rest.is_empty() {
+        let mut end = rest.len().min(HASH_CHUNK);
+        while end < rest.len() && rest[end].entry.path() == rest[end - 1].entry.path() {
+            end += 1;
+        }
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        let mut results = hasher
+            .hash_all(requests(chunk, &dv_results), Arc::new(|_| {}))
+            .await;
         for h in results.values().flatten() {
             files += 1;
             bytes += h.size;
         }
-        compare(chunk, &results, removed_later, findings);
+        for dv_file in chunk.iter().filter_map(|f| f.dv_file) {
+            if let Some(r) = results.remove(dv_file) {
+                dv_results.insert(dv_file.to_owned(), r);
+            }
+        }
+        compare(chunk, &results, &dv_results, removed_later, findings);
     }
     (files, bytes)
 }
 
+type Results = HashMap<String, Result<Hashed, HashFailure>>;
+
 /// One request per distinct file of `chunk`: its data file when it was hashed when attested,
-/// its DV file.
-fn requests(chunk: &[LiveFile<'_>]) -> Vec<HashRequest> {
+/// its DV file unless an earlier chunk hashed it.
+fn requests(chunk: &[LiveFile<'_>], dv_done: &Results) -> Vec<HashRequest> {
     let mut requests = Vec::new();
     let mut seen = HashSet::new();
     for f in chunk {
@@ -65,6 +85,7 @@ fn requests(chunk: &[LiveFile<'_>]) -> Vec<HashRequest> {
             });
         }
         if let Some(dv_file) = f.dv_file
+            && !dv_done.contains_key(dv_file)
             && seen.insert(dv_file)
         {
             requests.push(HashRequest {
@@ -76,13 +97,16 @@ fn requests(chunk: &[LiveFile<'_>]) -> Vec<HashRequest> {
     requests
 }
 
-/// Compares one chunk's files with what rehashing them found.
+/// Compares one chunk's files with what rehashing them found (`results`, and `dv_results`
+/// for the DV files of this chunk and those before).
 fn compare(
     chunk: &[LiveFile<'_>],
-    results: &HashMap<String, Result<Hashed, HashFailure>>,
+    results: &Results,
+    dv_results: &Results,
     removed_later: &HashMap<String, u64>,
     findings: &mut Vec<Finding>,
 ) {
+    let result = |path: &str| results.get(path).or_else(|| dv_results.get(path));
     for f in chunk {
         let (e, added_at) = (f.entry, &f.added_at);
         let path = e.path();
@@ -97,7 +121,7 @@ fn compare(
             );
             continue;
         };
-        match results.get(path) {
+        match result(path) {
             Some(Ok(h)) if h.sha256 == attested && h.size == e.size() => {}
             Some(Ok(h)) => findings.push(
                 Finding::new(
@@ -148,7 +172,7 @@ fn compare(
             );
             continue;
         }
-        match (results.get(dv_file), dv.file_sha256()) {
+        match (result(dv_file), dv.file_sha256()) {
             (Some(Ok(h)), Some(attested)) if h.sha256 == attested => {}
             (Some(Ok(h)), attested) => findings.push(
                 Finding::new(

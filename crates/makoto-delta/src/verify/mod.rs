@@ -722,7 +722,7 @@ impl<'a> Verifier<'a> {
         }
         let hashed = data::check_live_files(
             self.source,
-            &live,
+            live,
             &removed_later,
             self.options.parallelism,
             findings,
