@@ -17,7 +17,6 @@ use std::collections::HashSet;
 use arrow::array::RecordBatch;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::TransactionError;
-use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use super::AppendOutcome;
@@ -138,28 +137,28 @@ where
             return None;
         }
         let props = super::system_commit()
-            .with_application_transactions(keep.iter().map(|p| p.txn.clone()).collect())
-            .with_metadata([(
-                "makoto.runs".to_owned(),
-                serde_json::json!(
-                    keep.iter()
-                        .map(|p| serde_json::json!({
-                            "run": p.run_id,
-                            "appId": p.txn.app_id,
-                            "through": p.txn.version,
-                        }))
-                        .collect::<Vec<_>>()
-                ),
-            )]);
+            .with_application_transactions(keep.iter().map(|p| p.txn.clone()).collect());
+        let metadata = vec![(
+            "makoto.runs".to_owned(),
+            serde_json::json!(
+                keep.iter()
+                    .map(|p| serde_json::json!({
+                        "run": p.run_id,
+                        "appId": p.txn.app_id,
+                        "through": p.txn.version,
+                    }))
+                    .collect::<Vec<_>>()
+            ),
+        )];
         let batches: Vec<RecordBatch> = keep.iter().map(|p| p.batch.clone()).collect();
-        match table
-            .write(batches)
-            .with_save_mode(SaveMode::Append)
-            .with_writer_properties(super::system_writer_properties(
-                deltalake::parquet::basic::Compression::SNAPPY,
-            ))
-            .with_commit_properties(props)
-            .await
+        match super::append_batches(
+            &table,
+            &batches,
+            deltalake::parquet::basic::Compression::SNAPPY,
+            props,
+            metadata,
+        )
+        .await
         {
             Ok(t) => {
                 let table_version = t.version().unwrap_or(0);
