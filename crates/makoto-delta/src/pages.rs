@@ -118,7 +118,17 @@ impl PageStore {
 
     /// Writes pages that are not stored yet. Pages are immutable; an existing one is kept.
     pub async fn put_all(&self, pages: Vec<(Sha256Digest, Vec<u8>)>) -> Result<usize, Error> {
-        let n = pages.len();
+        Ok(self.put_each(pages).await?.len())
+    }
+
+    /// Stores the pages `pages` yields, taking the next only when one of the
+    /// [`CONCURRENCY`] puts in flight is done (a lazy iterator, such as
+    /// [`StateTree::unstored_pages`](makoto_core::state::StateTree::unstored_pages), then holds
+    /// no more than those pages' bytes at once). Returns the ids stored.
+    pub async fn put_each(
+        &self,
+        pages: impl IntoIterator<Item = (Sha256Digest, Vec<u8>)>,
+    ) -> Result<Vec<Sha256Digest>, Error> {
         futures::stream::iter(pages)
             .map(|(id, bytes)| async move {
                 let path = self.path(&id);
@@ -131,14 +141,13 @@ impl PageStore {
                     .put_opts(&path, PutPayload::from(bytes), opts)
                     .await
                 {
-                    Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+                    Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(id),
                     Err(e) => Err(Error::storage(self.location(&path), e)),
                 }
             })
             .buffer_unordered(CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(n)
+            .try_collect::<Vec<Sha256Digest>>()
+            .await
     }
 
     /// Loads every page needed to look up, insert or remove `keys`, level by level, fetching

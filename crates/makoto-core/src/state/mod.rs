@@ -18,7 +18,7 @@ mod tree;
 
 pub use apply::{AppliedCommit, Digest, Hashed, apply_commit, needed_digests};
 pub use entry::{DvEntry, FileEntry, leaf_key};
-pub use page::{PAGE_STRIDE, PageRequest};
+pub use page::{PAGE_STRIDE, PageRequest, UnstoredPages};
 pub use proof::{MembershipProof, verify_membership};
 pub use tree::{Batch, StateTree, root_of, root_of_leaves};
 

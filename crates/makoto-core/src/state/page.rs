@@ -94,26 +94,58 @@ pub(super) const LAYOUT_V1: Layout = Layout {
     inline_bytes: 0,
 };
 
-pub(super) fn collect<L: Leaf>(
-    node: &Node<L>,
-    depth: usize,
-    persisted: &HashSet<Sha256Digest>,
+/// The pages below `node` that `persisted` does not hold, encoded one at a time as they are
+/// taken (pre-order: a page before the pages it references), so that storing a batch's pages
+/// holds a few of them at once rather than all.
+pub struct UnstoredPages<'a, L> {
+    stack: Vec<(&'a Node<L>, usize)>,
+    persisted: &'a HashSet<Sha256Digest>,
     layout: Layout,
-    out: &mut Vec<(Sha256Digest, Vec<u8>)>,
-) {
-    if matches!(node, Node::Stub(_) | Node::Empty) || persisted.contains(&node.hash()) {
-        return;
+}
+
+impl<'a, L: Leaf> UnstoredPages<'a, L> {
+    pub(super) fn new(
+        node: &'a Node<L>,
+        depth: usize,
+        persisted: &'a HashSet<Sha256Digest>,
+        layout: Layout,
+    ) -> Self {
+        UnstoredPages {
+            stack: vec![(node, depth)],
+            persisted,
+            layout,
+        }
     }
-    let mut bytes = Vec::with_capacity(512);
-    bytes.extend_from_slice(layout.magic);
-    bytes.extend_from_slice(&(depth as u16).to_be_bytes());
-    let mut children: Vec<(&Node<L>, usize)> = Vec::new();
-    encode(node, depth, depth, layout, &mut bytes, &mut children);
-    // Most pages are a few hundred bytes; a batch may hold tens of thousands of them.
-    bytes.shrink_to_fit();
-    out.push((node.hash(), bytes));
-    for (child, child_depth) in children {
-        collect(child, child_depth, persisted, layout, out);
+}
+
+impl<L> std::fmt::Debug for UnstoredPages<'_, L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnstoredPages")
+            .field("pending", &self.stack.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: Leaf> Iterator for UnstoredPages<'_, L> {
+    type Item = (Sha256Digest, Vec<u8>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while let Some((node, depth)) = self.stack.pop() {
+            if matches!(node, Node::Stub(_) | Node::Empty) || self.persisted.contains(&node.hash())
+            {
+                continue;
+            }
+            let mut bytes = Vec::with_capacity(512);
+            bytes.extend_from_slice(self.layout.magic);
+            bytes.extend_from_slice(&(depth as u16).to_be_bytes());
+            let mut children: Vec<(&Node<L>, usize)> = Vec::new();
+            encode(node, depth, depth, self.layout, &mut bytes, &mut children);
+            // Most pages are a few hundred bytes; a batch may hold tens of thousands of them.
+            bytes.shrink_to_fit();
+            self.stack.extend(children.into_iter().rev());
+            return Some((node.hash(), bytes));
+        }
+        None
     }
 }
 

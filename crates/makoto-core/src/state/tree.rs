@@ -290,17 +290,19 @@ impl<L: Leaf> StateTree<L> {
     /// Pages of the current tree that storage does not have yet, as `(page id, bytes)`.
     /// Unchanged subtrees are skipped without being visited.
     pub fn unpersisted_pages(&self) -> Vec<(Sha256Digest, Vec<u8>)> {
-        let mut out = Vec::new();
-        page::collect::<L>(&self.root, 0, &self.persisted, page::LAYOUT, &mut out);
-        out
+        self.unstored_pages().collect()
+    }
+
+    /// The same pages as [`StateTree::unpersisted_pages`], in the same order, encoded as they
+    /// are taken.
+    pub fn unstored_pages(&self) -> page::UnstoredPages<'_, L> {
+        page::UnstoredPages::new(&self.root, 0, &self.persisted, page::LAYOUT)
     }
 
     /// The pages as versions before inlining wrote them.
     #[cfg(test)]
     fn unpersisted_pages_v1(&self) -> Vec<(Sha256Digest, Vec<u8>)> {
-        let mut out = Vec::new();
-        page::collect::<L>(&self.root, 0, &self.persisted, page::LAYOUT_V1, &mut out);
-        out
+        page::UnstoredPages::new(&self.root, 0, &self.persisted, page::LAYOUT_V1).collect()
     }
 
     /// Records that these pages are now in storage.

@@ -1444,13 +1444,17 @@ impl Attestor {
         from: u64,
         to: u64,
     ) -> Result<Writing, Error> {
-        let pages = state.tree.unpersisted_pages();
-        let ids: Vec<Sha256Digest> = pages.iter().map(|(id, _)| *id).collect();
-        self.store.pages().put_all(pages).await?;
+        let ids = self
+            .store
+            .pages()
+            .put_each(state.tree.unstored_pages())
+            .await?;
         state.tree.mark_persisted(ids);
-        let pages = state.reader.unpersisted_pages();
-        let ids: Vec<Sha256Digest> = pages.iter().map(|(id, _)| *id).collect();
-        self.store.pages().put_all(pages).await?;
+        let ids = self
+            .store
+            .pages()
+            .put_each(state.reader.unstored_pages())
+            .await?;
         state.reader.mark_persisted(ids);
         self.store.pages().put_facts(&state.facts).await?;
         self.emit(Event::Reached {

@@ -170,9 +170,7 @@ pub(crate) async fn persist_state(
     if root == Sha256Digest::ZERO || store.pages().get(&root).await.is_ok() {
         return Ok(());
     }
-    let pages = tree.unpersisted_pages();
-    let ids: Vec<Sha256Digest> = pages.iter().map(|(id, _)| *id).collect();
-    store.pages().put_all(pages).await?;
+    let ids = store.pages().put_each(tree.unstored_pages()).await?;
     tree.mark_persisted(ids);
     Ok(())
 }
