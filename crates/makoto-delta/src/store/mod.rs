@@ -264,11 +264,13 @@ pub(crate) fn system_commit() -> CommitProperties {
 }
 
 /// Writer properties of system-table files: `compression` (delta-rs's own choices: Snappy for
-/// appends, ZSTD level 4 for OPTIMIZE) and row groups of at most [`SYSTEM_ROW_GROUP_BYTES`].
+/// appends, ZSTD level 4 for OPTIMIZE), row groups of at most [`SYSTEM_ROW_GROUP_BYTES`], and
+/// no dictionary encoding.
 pub(crate) fn system_writer_properties(compression: Compression) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(compression)
         .set_max_row_group_bytes(Some(SYSTEM_ROW_GROUP_BYTES))
+        .set_dictionary_enabled(false)
         .build()
 }
 
