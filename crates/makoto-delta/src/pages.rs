@@ -116,12 +116,8 @@ impl PageStore {
         Ok(facts.filter(|f| f.digests() == *digests))
     }
 
-    /// Writes pages that are not stored yet. Pages are immutable; an existing one is kept.
-    pub async fn put_all(&self, pages: Vec<(Sha256Digest, Vec<u8>)>) -> Result<usize, Error> {
-        Ok(self.put_each(pages).await?.len())
-    }
-
-    /// Stores the pages `pages` yields, taking the next only when one of the
+    /// Stores the pages `pages` yields (pages are immutable: one already stored is kept),
+    /// taking the next only when one of the
     /// [`CONCURRENCY`] puts in flight is done (a lazy iterator, such as
     /// [`StateTree::unstored_pages`](makoto_core::state::StateTree::unstored_pages), then holds
     /// no more than those pages' bytes at once). Returns the ids stored.

@@ -735,7 +735,7 @@ impl AttestationStore {
         leaves: &[Sha256Digest],
     ) -> Result<(), Error> {
         let bytes: Vec<u8> = leaves.iter().flat_map(|l| *l.as_bytes()).collect();
-        self.leaves.put_all(vec![(root, bytes)]).await.map(|_| ())
+        self.leaves.put_each([(root, bytes)]).await.map(|_| ())
     }
 
     /// The leaf hashes stored for `root`, checked against it; `None` when absent or not

@@ -173,11 +173,7 @@ async fn evict_if_stored<L: makoto_core::state::Leaf>(
     if !pages.contains(&tree.root()).await? {
         return Ok(false);
     }
-    let ids: Vec<Sha256Digest> = tree
-        .unpersisted_pages()
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    let ids: Vec<Sha256Digest> = tree.unstored_pages().map(|(id, _)| id).collect();
     tree.mark_persisted(ids);
     tree.evict_persisted();
     Ok(true)
