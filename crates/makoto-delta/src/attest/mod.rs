@@ -566,8 +566,10 @@ impl Attestor {
             });
         }
         let table = self.store.load_attestations().await?;
-        let Some(version) =
-            AttestationStore::txn_version(&table, &attestations_app_id(uri)).await?
+        let Some(version) = self
+            .store
+            .read_txn(&table, &attestations_app_id(uri))
+            .await?
         else {
             return Ok(ChainTip {
                 row: None,

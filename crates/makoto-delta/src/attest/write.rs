@@ -87,8 +87,10 @@ impl BatchWrite {
         self.reached(Phase::FilesCommitted)?;
 
         let att_table = self.store.load_attestations().await?;
-        let att_done =
-            AttestationStore::txn_version(&att_table, &attestations_app_id(&self.uri)).await?;
+        let att_done = self
+            .store
+            .read_txn(&att_table, &attestations_app_id(&self.uri))
+            .await?;
         if att_done != self.attested_before {
             return Ok(Written::Conflict);
         }
@@ -121,7 +123,10 @@ impl BatchWrite {
     async fn write_file_rows(&self) -> Result<ControlFlow<()>, Error> {
         let (uri, from, to) = (&self.uri, self.from, self.to);
         let files_table = self.store.load_files().await?;
-        let files_done = AttestationStore::txn_version(&files_table, &files_app_id(uri)).await?;
+        let files_done = self
+            .store
+            .read_txn(&files_table, &files_app_id(uri))
+            .await?;
         let written_through = files_done.filter(|v| *v >= from);
         if let Some(done) = written_through {
             let existing = self

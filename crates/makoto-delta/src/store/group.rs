@@ -11,8 +11,14 @@
 //! the newest snapshot, checks again and retries without the losers. So each run gets the
 //! same answer it would have had committing alone; while one commit is written the next group
 //! gathers, and a service with many runs in flight makes a few commits instead of one per run.
+//!
+//! Admission reads the log only from each member's snapshot on: an application id has moved
+//! since a run read it exactly when a commit after that snapshot carries a `txn` for it, so
+//! the leader checks the `txn` ids of the commits in between ([`RecentTxns`]: its own group
+//! commits as it made them, others' read once from their commit files) instead of replaying
+//! the table's log from its checkpoint for every member.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use arrow::array::RecordBatch;
 use deltalake::kernel::Transaction;
@@ -29,9 +35,10 @@ const GROUP_ATTEMPTS: u32 = 8;
 pub(super) struct Pending {
     pub batch: RecordBatch,
     pub txn: Transaction,
-    /// The `txn` version of `txn.app_id` the run read (`None`: none yet).
+    /// The `txn` version of `txn.app_id` the run read (`None`: none yet) from `read_at`.
     pub expected: Option<i64>,
-    /// The snapshot the run read `expected` from.
+    /// The snapshot the run read `expected` from: the group's commit is checked against
+    /// the commits after it.
     pub read_at: DeltaTable,
     pub run_id: String,
     pub reply: tokio::sync::oneshot::Sender<Result<Committed, String>>,
@@ -44,7 +51,8 @@ pub(super) type Committed = AppendOutcome;
 #[derive(Default)]
 pub(super) struct CommitQueue {
     pending: std::sync::Mutex<Vec<Pending>>,
-    leader: tokio::sync::Mutex<()>,
+    /// Held by the leader, with what it knows of the table's recent commits.
+    leader: tokio::sync::Mutex<RecentTxns>,
 }
 
 impl std::fmt::Debug for CommitQueue {
@@ -75,7 +83,7 @@ impl CommitQueue {
             .map_err(|_| "commit queue poisoned".to_owned())?
             .push(pending);
         let mut rx = rx;
-        let guard = self.leader.lock().await;
+        let mut guard = self.leader.lock().await;
         if let Ok(answer) = rx.try_recv() {
             return answer;
         }
@@ -85,7 +93,7 @@ impl CommitQueue {
                 .lock()
                 .map_err(|_| "commit queue poisoned".to_owned())?,
         );
-        let committed = commit_group(group, &snapshot).await;
+        let committed = commit_group(group, &snapshot, &mut guard).await;
         drop(guard);
         if let Some(table) = committed {
             after(table).await;
@@ -96,7 +104,11 @@ impl CommitQueue {
 }
 
 /// Commits `group`, answering every member; returns the committed table, if any.
-pub(super) async fn commit_group<L, LF>(mut group: Vec<Pending>, snapshot: &L) -> Option<DeltaTable>
+pub(super) async fn commit_group<L, LF>(
+    mut group: Vec<Pending>,
+    snapshot: &L,
+    recent: &mut RecentTxns,
+) -> Option<DeltaTable>
 where
     L: Fn() -> LF,
     LF: std::future::Future<Output = Result<DeltaTable, String>>,
@@ -123,7 +135,7 @@ where
         let keep = if from_own_snapshot {
             group
         } else {
-            let (keep, refused) = match admit(&table, group).await {
+            let (keep, refused) = match admit(&table, group, recent).await {
                 Ok(split) => split,
                 Err((members, e)) => {
                     answer_all(members, Err(e));
@@ -162,6 +174,10 @@ where
         {
             Ok(t) => {
                 let table_version = t.version().unwrap_or(0);
+                recent.record(
+                    table_version,
+                    keep.iter().map(|p| p.txn.app_id.clone()).collect(),
+                );
                 answer_all(keep, Ok(AppendOutcome::Committed { table_version }));
                 return Some(t);
             }
@@ -186,20 +202,40 @@ type Split = (Vec<Pending>, Vec<Pending>);
 
 /// Members whose application id still stands where their run read it, once each; and the
 /// rest.
-async fn admit(table: &DeltaTable, group: Vec<Pending>) -> Result<Split, (Vec<Pending>, String)> {
+async fn admit(
+    table: &DeltaTable,
+    group: Vec<Pending>,
+    recent: &mut RecentTxns,
+) -> Result<Split, (Vec<Pending>, String)> {
     let snapshot = match table.snapshot() {
         Ok(s) => s,
         Err(e) => return Err((group, e.to_string())),
     };
+    // Expiring `txn`s would let an id read at an older snapshot vanish without a commit
+    // naming it: then only a full lookup answers.
+    let expiring = snapshot
+        .metadata()
+        .configuration()
+        .contains_key(TXN_RETENTION_KEY);
+    let now_at = table.version();
     let mut seen = HashSet::new();
     let (mut keep, mut refused) = (Vec::new(), Vec::new());
     let mut members = group.into_iter();
     while let Some(p) = members.next() {
-        let now = match snapshot
-            .transaction_version(table.log_store().as_ref(), &p.txn.app_id)
-            .await
-        {
-            Ok(v) => v,
+        let since = match (expiring, p.read_at.version(), now_at) {
+            (false, Some(read), Some(now)) => recent.moved(table, &p.txn.app_id, read, now).await,
+            _ => None,
+        };
+        let stands = match since {
+            Some(moved) => Ok(!moved),
+            None => snapshot
+                .transaction_version(table.log_store().as_ref(), &p.txn.app_id)
+                .await
+                .map(|now| now == p.expected),
+        };
+        match stands {
+            Ok(stands) if stands && seen.insert(p.txn.app_id.clone()) => keep.push(p),
+            Ok(_) => refused.push(p),
             Err(e) => {
                 let mut all: Vec<Pending> = keep;
                 all.extend(refused);
@@ -207,19 +243,135 @@ async fn admit(table: &DeltaTable, group: Vec<Pending>) -> Result<Split, (Vec<Pe
                 all.extend(members);
                 return Err((all, e.to_string()));
             }
-        };
-        if now == p.expected && seen.insert(p.txn.app_id.clone()) {
-            keep.push(p);
-        } else {
-            refused.push(p);
         }
     }
     Ok((keep, refused))
+}
+
+/// The table property under which Delta expires `txn` actions.
+const TXN_RETENTION_KEY: &str = "delta.setTransactionRetentionDuration";
+
+/// How many commits after a member's snapshot admission reads before it looks the id up in
+/// the whole log instead.
+const RECENT_SCAN: u64 = 256;
+
+/// How many commits' ids [`RecentTxns`] keeps.
+const RECENT_KEPT: usize = 1024;
+
+/// The `txn` application ids of a system table's recent commits, by table version.
+#[derive(Default)]
+pub(super) struct RecentTxns {
+    by_version: BTreeMap<u64, Vec<String>>,
+}
+
+impl RecentTxns {
+    /// Whether a commit in `(read, now]` carries a `txn` for `app_id`; `None` when that cannot
+    /// be told from those commits (too many, or a commit file gone or unreadable).
+    async fn moved(
+        &mut self,
+        table: &DeltaTable,
+        app_id: &str,
+        read: u64,
+        now: u64,
+    ) -> Option<bool> {
+        if read > now || now - read > RECENT_SCAN {
+            return None;
+        }
+        for version in read + 1..=now {
+            if self
+                .ids_at(table, version)
+                .await?
+                .iter()
+                .any(|id| id == app_id)
+            {
+                return Some(true);
+            }
+        }
+        Some(false)
+    }
+
+    async fn ids_at(&mut self, table: &DeltaTable, version: u64) -> Option<&[String]> {
+        if !self.by_version.contains_key(&version) {
+            let commit = table.log_store().read_commit_entry(version).await.ok()??;
+            self.record(version, txn_ids(&commit)?);
+        }
+        self.by_version.get(&version).map(Vec::as_slice)
+    }
+
+    /// Records the ids committed at `version`.
+    fn record(&mut self, version: u64, ids: Vec<String>) {
+        self.by_version.insert(version, ids);
+        while self.by_version.len() > RECENT_KEPT {
+            self.by_version.pop_first();
+        }
+    }
+}
+
+/// The application ids of the `txn` actions in one commit file (newline-delimited JSON
+/// actions); `None` if a line is not a JSON object.
+fn txn_ids(commit: &[u8]) -> Option<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        txn: Option<Txn>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Txn {
+        #[serde(rename = "appId")]
+        app_id: String,
+    }
+    let mut ids = Vec::new();
+    for line in commit.split(|b| *b == b'\n') {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let line: Line = serde_json::from_slice(line).ok()?;
+        ids.extend(line.txn.map(|t| t.app_id));
+    }
+    Some(ids)
 }
 
 fn answer_all(members: Vec<Pending>, answer: Result<Committed, String>) {
     for m in members {
         // A member that gave up waiting is gone; nothing to tell it.
         let _ = m.reply.send(answer.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commits_txn_ids_are_read_from_its_txn_lines_only() {
+        let commit = br#"{"commitInfo":{"operation":"WRITE","makoto.runs":[{"appId":"not-a-txn"}]}}
+{"txn":{"appId":"makoto-attestations:file:///a","version":3,"lastUpdated":1}}
+{"add":{"path":"part-0.parquet","size":10,"partitionValues":{},"modificationTime":1,"dataChange":true}}
+
+{"txn":{"appId":"makoto-attestations:file:///b","version":0}}
+"#;
+        assert_eq!(
+            txn_ids(commit),
+            Some(vec![
+                "makoto-attestations:file:///a".to_owned(),
+                "makoto-attestations:file:///b".to_owned()
+            ])
+        );
+        assert_eq!(txn_ids(b"{\"add\":{}}\n"), Some(vec![]));
+        assert_eq!(txn_ids(b"{\"txn\":{\"appId\":\"a\"}}\nnot json\n"), None);
+        assert_eq!(txn_ids(b"{\"txn\":{\"version\":1}}\n"), None);
+    }
+
+    #[test]
+    fn recent_commits_keep_the_newest_ids() {
+        let mut recent = RecentTxns::default();
+        for v in 0..(RECENT_KEPT as u64 + 10) {
+            recent.record(v, vec![format!("app-{v}")]);
+        }
+        assert_eq!(recent.by_version.len(), RECENT_KEPT);
+        assert_eq!(recent.by_version.keys().next(), Some(&10));
+        assert_eq!(
+            recent.by_version.get(&(RECENT_KEPT as u64 + 9)),
+            Some(&vec![format!("app-{}", RECENT_KEPT + 9)])
+        );
     }
 }

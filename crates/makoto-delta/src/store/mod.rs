@@ -450,6 +450,28 @@ struct Snapshots {
     files: Arc<tokio::sync::Mutex<Option<DeltaTable>>>,
     /// Appends waiting to be committed together, per table written with a `txn`.
     queues: Arc<Queues>,
+    /// `txn` versions looked up on the kept snapshots.
+    txns: Arc<std::sync::Mutex<TxnMemo>>,
+}
+
+/// `txn` versions by (table, table version, application id). A Delta version never changes
+/// once written, so an answer holds for its version: a run that checks an application id and
+/// then appends from the same snapshot replays the log for it once.
+#[derive(Default)]
+struct TxnMemo {
+    versions: std::collections::HashMap<(String, u64, String), Option<i64>>,
+}
+
+/// How many answers [`TxnMemo`] holds before it starts again.
+const TXN_MEMO_ENTRIES: usize = 4096;
+
+/// A `txn` lookup's answer as the table version it records (negative versions are none).
+fn attested_through(
+    table: &DeltaTable,
+    looked_up: Result<Option<i64>, DeltaTableError>,
+) -> Result<Option<u64>, Error> {
+    let v = looked_up.map_err(|e| Error::delta(table.table_url().as_str(), e))?;
+    Ok(v.and_then(|v| u64::try_from(v).ok()))
 }
 
 #[derive(Debug, Default)]
@@ -1157,16 +1179,51 @@ impl AttestationStore {
         self.load_kept(&self.files, &self.snapshots.files).await
     }
 
-    /// The last version recorded for `app_id` in `table`.
-    pub async fn txn_version(table: &DeltaTable, app_id: &str) -> Result<Option<u64>, Error> {
-        let snapshot = table
-            .snapshot()
-            .map_err(|e| Error::delta(table.table_url().as_str(), e))?;
-        let v = snapshot
+    /// The last version recorded for `app_id` in `table`, a snapshot of one of this store's
+    /// tables; remembered for that table version, so that the append made from the same
+    /// snapshot does not look it up again.
+    pub async fn read_txn(&self, table: &DeltaTable, app_id: &str) -> Result<Option<u64>, Error> {
+        attested_through(table, self.memo_txn(table, app_id).await)
+    }
+
+    async fn memo_txn(
+        &self,
+        table: &DeltaTable,
+        app_id: &str,
+    ) -> Result<Option<i64>, DeltaTableError> {
+        let Some(version) = table.version() else {
+            return Self::kernel_txn(table, app_id).await;
+        };
+        let key = (table.table_url().to_string(), version, app_id.to_owned());
+        if let Some(v) = self
+            .snapshots
+            .txns
+            .lock()
+            .ok()
+            .and_then(|m| m.versions.get(&key).copied())
+        {
+            return Ok(v);
+        }
+        let v = Self::kernel_txn(table, app_id).await?;
+        if let Ok(mut memo) = self.snapshots.txns.lock() {
+            if memo.versions.len() >= TXN_MEMO_ENTRIES {
+                memo.versions.clear();
+            }
+            memo.versions.insert(key, v);
+        }
+        Ok(v)
+    }
+
+    async fn kernel_txn(table: &DeltaTable, app_id: &str) -> Result<Option<i64>, DeltaTableError> {
+        table
+            .snapshot()?
             .transaction_version(table.log_store().as_ref(), app_id)
             .await
-            .map_err(|e| Error::delta(table.table_url().as_str(), e))?;
-        Ok(v.and_then(|v| u64::try_from(v).ok()))
+    }
+
+    /// The last version recorded for `app_id` in `table`.
+    pub async fn txn_version(table: &DeltaTable, app_id: &str) -> Result<Option<u64>, Error> {
+        attested_through(table, Self::kernel_txn(table, app_id).await)
     }
 
     async fn query(
@@ -1398,12 +1455,7 @@ impl AttestationStore {
             store: location.as_uri(),
             reason: format!("cannot build rows: {e}"),
         })?;
-        let expected = match table
-            .snapshot()
-            .map_err(|e| Error::delta(location.as_uri(), e))?
-            .transaction_version(table.log_store().as_ref(), &txn.app_id)
-            .await
-        {
+        let expected = match self.memo_txn(&table, &txn.app_id).await {
             Ok(v) => v,
             // The log the run read was cleaned up since, after a later checkpoint (its load
             // is older than `delta.logRetentionDuration`): what the run saw cannot be checked
@@ -1984,6 +2036,33 @@ mod tests {
         assert_eq!(ours.attestation_rows("file:///t").await.unwrap().len(), 1);
     }
 
+    /// A `txn` answer is remembered for the table version it was read at, never carried to
+    /// another version.
+    #[tokio::test]
+    async fn a_read_txn_answers_for_its_own_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path()).await;
+        let app = attestations_app_id("file:///t");
+        let before = store.load_attestations().await.unwrap();
+        assert_eq!(store.read_txn(&before, &app).await.unwrap(), None);
+        let appended = store
+            .append_attestations(before.clone(), &[attestation_row(4)], "file:///t", 4, "r")
+            .await
+            .unwrap();
+        assert!(
+            matches!(appended, AppendOutcome::Committed { .. }),
+            "{appended:?}"
+        );
+        let after = store.load_attestations().await.unwrap();
+        assert_eq!(store.read_txn(&after, &app).await.unwrap(), Some(4));
+        assert_eq!(store.read_txn(&after, &app).await.unwrap(), Some(4));
+        assert_eq!(store.read_txn(&before, &app).await.unwrap(), None);
+        assert_eq!(
+            AttestationStore::txn_version(&after, &app).await.unwrap(),
+            Some(4)
+        );
+    }
+
     /// One group: a member whose run read a stale `txn`, and a second member for an id
     /// already in the group, are told to start over; every other member is committed, once,
     /// in one commit with its own `txn`.
@@ -1995,24 +2074,31 @@ mod tests {
             table_uri: uri.to_owned(),
             ..attestation_row(version)
         };
-        let t = store.load_attestations().await.unwrap();
+        let before = store.load_attestations().await.unwrap();
         let first = store
-            .append_attestations(t, &[row("file:///t0", 0)], "file:///t0", 0, "other")
+            .append_attestations(
+                before.clone(),
+                &[row("file:///t0", 0)],
+                "file:///t0",
+                0,
+                "other",
+            )
             .await
             .unwrap();
         let AppendOutcome::Committed { table_version } = first else {
             panic!("{first:?}");
         };
+        let now = store.load_attestations().await.unwrap();
+        // The first member read t0 before the append above; the others read it after.
         let members = [
-            ("file:///t0", None, 0),
-            ("file:///t1", None, 0),
-            ("file:///t2", None, 0),
-            ("file:///t2", None, 0),
-            ("file:///t0", Some(0), 1),
+            ("file:///t0", None, 0, &before),
+            ("file:///t1", None, 0, &now),
+            ("file:///t2", None, 0, &now),
+            ("file:///t2", None, 0, &now),
+            ("file:///t0", Some(0), 1, &now),
         ];
         let (mut group, mut answers) = (Vec::new(), Vec::new());
-        let read_at = store.load_attestations().await.unwrap();
-        for (uri, expected, version) in members {
+        for (uri, expected, version, read_at) in members {
             let (reply, rx) = tokio::sync::oneshot::channel();
             group.push(group::Pending {
                 batch: to_batch(&[row(uri, version)]).unwrap(),
@@ -2025,7 +2111,10 @@ mod tests {
             answers.push(rx);
         }
         let snapshot = || async { store.load_attestations().await.map_err(|e| e.to_string()) };
-        let committed = group::commit_group(group, &snapshot).await.unwrap();
+        let mut recent = group::RecentTxns::default();
+        let committed = group::commit_group(group, &snapshot, &mut recent)
+            .await
+            .unwrap();
         let next = table_version + 1;
         assert_eq!(committed.version(), Some(next), "one commit for the group");
         let mut got = Vec::new();
@@ -2098,7 +2187,10 @@ mod tests {
             }
             Ok(t)
         };
-        let committed = group::commit_group(group, &snapshot).await.unwrap();
+        let mut recent = group::RecentTxns::default();
+        let committed = group::commit_group(group, &snapshot, &mut recent)
+            .await
+            .unwrap();
         assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 2);
         let landed = before + 2;
         assert_eq!(
