@@ -263,9 +263,10 @@ pub(crate) fn system_commit() -> CommitProperties {
     CommitProperties::default().with_cleanup_expired_logs(Some(false))
 }
 
-/// Writer properties of system-table files: `compression` (delta-rs's own choices: Snappy for
-/// appends, ZSTD level 4 for OPTIMIZE), row groups of at most [`SYSTEM_ROW_GROUP_BYTES`], and
-/// no dictionary encoding.
+/// Writer properties of system-table files: `compression` (Snappy for appends; ZSTD level 1
+/// for OPTIMIZE, below delta-rs's level 4: compaction rewrites the growing compacted file each
+/// time, and the envelopes it is mostly made of compress about as well at level 1), row groups
+/// of at most [`SYSTEM_ROW_GROUP_BYTES`], and no dictionary encoding.
 pub(crate) fn system_writer_properties(compression: Compression) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(compression)
@@ -990,7 +991,7 @@ impl AttestationStore {
             .with_type(deltalake::operations::optimize::OptimizeType::Compact)
             .with_target_size(target)
             .with_writer_properties(system_writer_properties(
-                ZstdLevel::try_new(4).map_or(Compression::SNAPPY, Compression::ZSTD),
+                ZstdLevel::try_new(1).map_or(Compression::SNAPPY, Compression::ZSTD),
             ))
             .with_commit_properties(system_commit())
             .await
