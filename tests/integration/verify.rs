@@ -607,6 +607,14 @@ async fn tamper_is_found(
     ) {
         assert!(hit.unwrap().row.is_some(), "{tamper:?}: no row reference");
     }
+    // A rewritten commit's finding says how its file actions differ from the signed list.
+    if matches!(tamper, Tamper::CommitRewritten) {
+        let detail = &hit.unwrap().detail;
+        assert!(
+            detail.contains(" in the log, ") && detail.contains(" attested"),
+            "{detail}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -309,6 +309,12 @@ impl AttestedCommit {
     pub fn changes(&self) -> Option<&[AttestedChange]> {
         self.changes.as_deref()
     }
+    /// Moves the listed file changes out ([`changes`](Self::changes) is `None` afterwards),
+    /// for a holder that keeps the commit longer than it needs the list: a verifier frees a
+    /// table's change lists once it has applied them, while it keeps every commit.
+    pub fn take_changes(&mut self) -> Option<Vec<AttestedChange>> {
+        self.changes.take()
+    }
     pub fn live_files(&self) -> u64 {
         self.live_files
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::MakotoLevel;
-use makoto_core::attested::{AttestedCommit, check_commit_statement};
+use makoto_core::attested::{AttestedChange, AttestedCommit, check_commit_statement};
 use makoto_core::dsse::Envelope;
 use makoto_core::keys::KeyId;
 use makoto_core::statement::Statement;
@@ -23,7 +23,10 @@ pub(crate) struct CheckedRow {
     /// The row as read, but for its envelope text (empty once checked).
     pub row: AttestationRow,
     pub row_ref: RowRef,
+    /// The statement, without its listed file changes (moved to `listed`).
     pub attested: Option<Arc<AttestedCommit>>,
+    /// The file changes the statement lists, until the verifier takes them for its walk.
+    pub listed: Option<Vec<AttestedChange>>,
     pub payload_digest: Option<Sha256Digest>,
     /// The signature verified under a trusted key valid at the signing time (or the row is
     /// unsigned and `--allow-unsigned` accepts it).
@@ -115,6 +118,7 @@ pub(crate) fn check_row(
     let mut checked = CheckedRow {
         row_ref: r.clone(),
         attested: None,
+        listed: None,
         payload_digest: None,
         trusted: false,
         identity_bound: false,
@@ -222,7 +226,7 @@ pub(crate) fn check_row(
             },
         ));
     }
-    let Ok(attested) = AttestedCommit::from_statement(&statement) else {
+    let Ok(mut attested) = AttestedCommit::from_statement(&statement) else {
         return checked;
     };
 
@@ -303,6 +307,7 @@ pub(crate) fn check_row(
             ),
         ));
     }
+    checked.listed = attested.take_changes();
     checked.attested = Some(Arc::new(attested));
     checked
 }

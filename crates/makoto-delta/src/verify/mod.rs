@@ -431,9 +431,9 @@ impl<'a> Verifier<'a> {
             .map(|e| Finding::new(FindingKind::LogListingFailed, e.clone()).file("_delta_log"))
             .collect();
 
-        let scope = self.scope(&uri, &log, latest, &mut findings).await?;
+        let mut scope = self.scope(&uri, &log, latest, &mut findings).await?;
         phase("rows checked");
-        let changes = self.file_changes(&uri, &scope, &mut findings).await?;
+        let changes = self.file_changes(&uri, &mut scope, &mut findings).await?;
         phase("file rows");
         let target = scope.target;
         if cross_check.as_ref().is_none_or(|(t, _)| *t != target) {
@@ -472,6 +472,9 @@ impl<'a> Verifier<'a> {
             }
             walked => walked?,
         };
+        // The change lists are spent once the walk has applied them (they were taken out of
+        // the chain's rows): freed before the deep check loads and hashes the live files.
+        drop(changes);
         phase("walk");
 
         if target == latest {
@@ -651,7 +654,7 @@ impl<'a> Verifier<'a> {
     async fn file_changes(
         &self,
         uri: &str,
-        scope: &Scope,
+        scope: &mut Scope,
         findings: &mut Vec<Finding>,
     ) -> Result<BTreeMap<u64, replay::Changes>, Error> {
         let files_table = self.store.load_files().await?;
@@ -667,7 +670,7 @@ impl<'a> Verifier<'a> {
                 Vec::<()>::new()
             })
             .await?;
-        Ok(attested_changes(&scope.chain, by_version, findings))
+        Ok(attested_changes(&mut scope.chain, by_version, findings))
     }
 
     /// Phase 3: the walk, and in deep mode the live files of the target loaded whole again

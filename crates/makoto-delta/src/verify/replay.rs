@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use makoto_core::Sha256Digest;
 use makoto_core::attestation::{ChangeKind, FileChange, changes_digest};
-use makoto_core::attested::{AttestedChange, AttestedCommit};
+use makoto_core::attested::AttestedChange;
 use makoto_core::delta::{Action, Commit, commit_file_name};
 use makoto_core::state::{DvEntry, FileEntry, StateTree, leaf_key};
 
@@ -69,8 +69,8 @@ impl VersionRows {
 /// A version's attested file changes.
 #[derive(Debug)]
 pub(crate) enum Changes {
-    /// Listed in its signed statement (shared, not copied).
-    Signed(Arc<AttestedCommit>),
+    /// Listed in its signed statement (moved out of its checked row).
+    Signed(Vec<AttestedChange>),
     /// Read from its file rows, which reproduced the attested changes digest.
     FromRows(Vec<AttestedChange>),
 }
@@ -78,16 +78,23 @@ pub(crate) enum Changes {
 impl Changes {
     pub fn as_slice(&self) -> &[AttestedChange] {
         match self {
-            Changes::Signed(a) => a.changes().unwrap_or_default(),
-            Changes::FromRows(c) => c,
+            Changes::Signed(c) | Changes::FromRows(c) => c,
+        }
+    }
+
+    /// The changes as the signed statement lists them.
+    pub fn listed(&self) -> Option<&[AttestedChange]> {
+        match self {
+            Changes::Signed(c) => Some(c),
+            Changes::FromRows(_) => None,
         }
     }
 }
 
-/// The attested changes of each version: from the statement when it lists them, else from the
-/// files table rows, which must reproduce the attested changes digest.
+/// The attested changes of each version: from the statement when it lists them (taken out of
+/// its row), else from the files table rows, which must reproduce the attested changes digest.
 pub(crate) fn attested_changes(
-    chain: &BTreeMap<u64, CheckedRow>,
+    chain: &mut BTreeMap<u64, CheckedRow>,
     mut file_rows: BTreeMap<u64, VersionRows>,
     findings: &mut Vec<Finding>,
 ) -> BTreeMap<u64, Changes> {
@@ -119,8 +126,8 @@ pub(crate) fn attested_changes(
                 .at(*v),
             );
         }
-        if attested.changes().is_some() {
-            out.insert(*v, Changes::Signed(Arc::clone(attested)));
+        if let Some(listed) = row.listed.take() {
+            out.insert(*v, Changes::Signed(listed));
         } else if rows_ok && let Ok(changes) = from_rows {
             let changes = changes.iter().map(AttestedChange::from).collect();
             out.insert(*v, Changes::FromRows(changes));
@@ -236,6 +243,7 @@ pub(crate) fn compare_commit(
     commit: Option<&Commit>,
     version: u64,
     chain: &BTreeMap<u64, CheckedRow>,
+    listed: Option<&[AttestedChange]>,
     findings: &mut Vec<Finding>,
 ) -> bool {
     let path = format!("_delta_log/{}", commit_file_name(version));
@@ -287,7 +295,7 @@ pub(crate) fn compare_commit(
         );
         return false;
     }
-    let detail = match (commit, attested.changes()) {
+    let detail = match (commit, listed) {
         (None, _) => "the commit file is not a valid Delta commit any more".to_owned(),
         (Some(c), Some(att)) => describe_difference(c, att),
         (Some(_), None) => String::new(),

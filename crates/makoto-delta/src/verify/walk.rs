@@ -18,7 +18,7 @@ use makoto_core::state::{DvEntry, FileEntry, StateTree, leaf_key};
 use super::VerifyMode;
 use super::chain::CheckedRow;
 use super::findings::{Finding, FindingKind};
-use super::replay::{CommitPrefetch, Replay, compare_commit, read_commit};
+use super::replay::{Changes, CommitPrefetch, Replay, compare_commit, read_commit};
 use crate::Error;
 use crate::checkpoint::{self, CheckpointRef};
 use crate::log::{LogFiles, SourceTable};
@@ -510,7 +510,15 @@ impl Walk<'_> {
             None => read_commit(self.input.source, v).await,
         };
         let (bytes, commit) = read?;
-        let matches = compare_commit(&bytes, commit.as_ref(), v, self.input.chain, self.findings);
+        let listed = self.input.changes.get(&v).and_then(Changes::listed);
+        let matches = compare_commit(
+            &bytes,
+            commit.as_ref(),
+            v,
+            self.input.chain,
+            listed,
+            self.findings,
+        );
         let Some(commit) = commit else {
             self.lose();
             return Ok(());
