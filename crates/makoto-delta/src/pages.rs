@@ -117,8 +117,8 @@ impl PageStore {
     }
 
     /// Stores the pages `pages` yields (pages are immutable: one already stored is kept),
-    /// taking the next only when one of the
-    /// [`CONCURRENCY`] puts in flight is done (a lazy iterator, such as
+    /// taking the next only when one of the [`CONCURRENCY`] puts in flight is done (a lazy
+    /// iterator, such as
     /// [`StateTree::unstored_pages`](makoto_core::state::StateTree::unstored_pages), then holds
     /// no more than those pages' bytes at once). Returns the ids stored.
     pub async fn put_each(

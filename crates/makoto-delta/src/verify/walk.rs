@@ -557,10 +557,7 @@ impl Walk<'_> {
             .map_or(&[][..], AttestedCommit::unavailable_files);
         self.replay.apply(
             &commit,
-            self.input
-                .changes
-                .get(&v)
-                .map(super::replay::Changes::as_slice),
+            self.input.changes.get(&v).map(Changes::as_slice),
             unavailable,
         )?;
         if !self.replay.known {
